@@ -1,0 +1,1 @@
+//! The pure planning core: observed containers and remote digests in, decisions out.
