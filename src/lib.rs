@@ -5,3 +5,4 @@
 //! core is pure and unit-tested on literals.
 
 pub mod plan;
+pub mod state;
