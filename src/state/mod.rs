@@ -1,14 +1,16 @@
 //! The embedded store in `[agent] state_dir`: the journal of recreates that lets a restart
 //! recover from a crash mid-update, the history of finished updates, quarantined digests, holds
-//! left by a manual rollback, and which notifications already went out.
+//! left by a manual rollback, which notifications already went out, and the lock that keeps two
+//! cycles from running at once.
 //!
-//! It all lives in one SQLite file, `state_dir/tidewatch.db`. The API is
+//! Everything except the lock lives in one SQLite file, `state_dir/tidewatch.db`. The API is
 //! synchronous: a [`Store`] is `Send` but not `Sync`, so async callers keep it behind a mutex and
 //! call it from `spawn_blocking` (or briefly inline: every call is a few indexed statements).
 //! Nothing secret is stored: rows hold container names, image references, ids and digests.
 
 mod history;
 mod journal;
+mod lock;
 mod marks;
 
 use std::fmt;
@@ -23,6 +25,7 @@ use rusqlite::{Connection, Row, Transaction, TransactionBehavior};
 
 pub use history::{HistoryEntry, NewHistory};
 pub use journal::{JournalEntry, JournalId, NewRecreate, Outcome, Step};
+pub use lock::{CycleLock, Wait, LOCK_FILE};
 pub use marks::{Hold, QuarantineEntry};
 
 /// Name of the database file inside `state_dir`.
@@ -167,6 +170,25 @@ pub enum StateError {
         container: String,
         /// The unfinished entry.
         id: JournalId,
+    },
+    /// Another process holds the cycle lock and the caller asked not to wait.
+    #[error("another cycle is in progress ({})", lock::describe_holder(*pid, path))]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's pid as written into the lock file, if it could be read.
+        pid: Option<u32>,
+    },
+    /// The lock file could not be opened, locked or written.
+    #[error("cycle lock {}: {op}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
     },
 }
 
