@@ -15,3 +15,4 @@ pub mod logging;
 pub mod output;
 pub mod plan;
 pub mod registry;
+pub mod state;
