@@ -46,7 +46,17 @@ pub async fn detect(
                 status: Status::Skipped,
                 detail: Some(reason),
             }),
-            Eligibility::Watched => detect::target(&o.name, &o.image, &o.repo_digests),
+            Eligibility::Watched => match &o.problem {
+                Some(problem) => Target::Settled(CheckRow {
+                    container: o.name.clone(),
+                    image: o.image.clone(),
+                    current_digest: None,
+                    available_digest: None,
+                    status: Status::Error,
+                    detail: Some(problem.clone()),
+                }),
+                None => detect::target(&o.name, &o.image, &o.repo_digests),
+            },
         };
         pending.push((o, target));
     }

@@ -4,6 +4,10 @@
 //! engine (API 1.41) and to current ones.
 
 mod inventory;
+mod health;
+mod ops;
+
+pub use health::Health;
 
 use std::fmt;
 

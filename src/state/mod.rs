@@ -12,6 +12,7 @@ mod history;
 mod journal;
 mod lock;
 mod marks;
+mod shared;
 
 use std::fmt;
 use std::fs;
@@ -27,6 +28,7 @@ pub use history::{HistoryEntry, NewHistory};
 pub use journal::{JournalEntry, JournalId, NewRecreate, Outcome, Step};
 pub use lock::{CycleLock, Wait, LOCK_FILE};
 pub use marks::{Hold, QuarantineEntry};
+pub use shared::SharedStore;
 
 /// Name of the database file inside `state_dir`.
 pub const DB_FILE: &str = "tidewatch.db";
