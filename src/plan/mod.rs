@@ -1,1 +1,3 @@
 //! The pure planning core: observed containers and remote digests in, decisions out.
+
+pub mod recreate;
