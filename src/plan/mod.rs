@@ -2,4 +2,5 @@
 
 pub mod detect;
 pub mod order;
+pub mod recreate;
 pub mod update;
