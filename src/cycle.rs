@@ -72,7 +72,11 @@ impl Agent {
     /// Runs one cycle over the containers in scope (only `names` when given). A dry run plans
     /// and changes nothing, not even the state store.
     pub async fn cycle(&self, names: &[String], dry_run: bool) -> Result<CycleReport, EngineError> {
-        let recovered = if dry_run { Vec::new() } else { self.recover().await };
+        let recovered = if dry_run {
+            Vec::new()
+        } else {
+            self.recover().await
+        };
         let detections = detect(&self.engine, &self.registry, &self.config, names).await?;
         let candidates = candidates(&detections);
         let marks = self.marks(&candidates, dry_run).await;
@@ -123,7 +127,9 @@ impl Agent {
                         s.lift_other_than(&container, &digest)?;
                     }
                     if let Some(why) = s.is_quarantined(&container, &digest)? {
-                        marks.quarantined.insert((container.clone(), digest.clone()), why);
+                        marks
+                            .quarantined
+                            .insert((container.clone(), digest.clone()), why);
                     }
                     if let Some(hold) = s.hold_for(&container)? {
                         if hold.is_lifted_by(&digest) {

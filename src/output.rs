@@ -94,19 +94,30 @@ pub fn plan_table(plan: &Plan) -> String {
                     short(s.to_digest.as_deref()),
                     match &s.reason {
                         Reason::NewDigest => "new digest".to_string(),
-                        Reason::SharesNamespace(owner) => format!("shares the namespace of {owner}"),
+                        Reason::SharesNamespace(owner) => {
+                            format!("shares the namespace of {owner}")
+                        }
                         Reason::Rollback => "rollback".to_string(),
                     },
                 ]
             })
             .collect();
-        out.push_str(&table(&["#", "CONTAINER", "IMAGE", "FROM", "TO", "WHY"], &rows));
+        out.push_str(&table(
+            &["#", "CONTAINER", "IMAGE", "FROM", "TO", "WHY"],
+            &rows,
+        ));
     }
     if !plan.waiting.is_empty() {
         let rows: Vec<Vec<String>> = plan
             .waiting
             .iter()
-            .map(|w| vec![w.container.clone(), short(Some(&w.to_digest)), w.reason.clone()])
+            .map(|w| {
+                vec![
+                    w.container.clone(),
+                    short(Some(&w.to_digest)),
+                    w.reason.clone(),
+                ]
+            })
             .collect();
         out.push('\n');
         out.push_str(&table(&["WAITING", "DIGEST", "WHY"], &rows));
@@ -133,7 +144,10 @@ pub fn results_table(recovered: &[StepResult], results: &[StepResult]) -> String
         return String::new();
     }
     let mut out = String::from("\n");
-    out.push_str(&table(&["CONTAINER", "OUTCOME", "FROM", "TO", "DETAIL"], &rows));
+    out.push_str(&table(
+        &["CONTAINER", "OUTCOME", "FROM", "TO", "DETAIL"],
+        &rows,
+    ));
     out
 }
 
@@ -152,7 +166,10 @@ pub fn history_table(entries: &[HistoryEntry]) -> String {
             ]
         })
         .collect();
-    table(&["WHEN (UTC)", "CONTAINER", "OUTCOME", "FROM", "TO", "REASON"], &rows)
+    table(
+        &["WHEN (UTC)", "CONTAINER", "OUTCOME", "FROM", "TO", "REASON"],
+        &rows,
+    )
 }
 
 #[cfg(test)]

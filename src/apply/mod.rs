@@ -124,8 +124,13 @@ impl Applier<'_> {
             );
             if result.outcome == StepOutcome::Updated {
                 if let Reason::NewDigest = step.reason {
-                    self.restart_compose_dependents(&step.container, graph, &planned, &mut restarted)
-                        .await;
+                    self.restart_compose_dependents(
+                        &step.container,
+                        graph,
+                        &planned,
+                        &mut restarted,
+                    )
+                    .await;
                 }
             } else {
                 for dependent in graph.dependents_transitive(&step.container) {
@@ -151,8 +156,12 @@ impl Applier<'_> {
                 continue;
             }
             match self.engine.restart(&dependent).await {
-                Ok(()) => tracing::info!(container = %dependent, after = container, "restarted compose dependent"),
-                Err(e) => tracing::warn!(container = %dependent, "restarting compose dependent: {e}"),
+                Ok(()) => {
+                    tracing::info!(container = %dependent, after = container, "restarted compose dependent")
+                }
+                Err(e) => {
+                    tracing::warn!(container = %dependent, "restarting compose dependent: {e}")
+                }
             }
         }
     }

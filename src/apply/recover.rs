@@ -68,7 +68,11 @@ async fn recover_one(
         (None, Some(_)) => {
             applier.advance(id, Step::Healthy).await;
             applier.advance(id, Step::Committed).await;
-            let why = finish(Outcome::Updated, "recovered: the replacement had been committed".into()).await;
+            let why = finish(
+                Outcome::Updated,
+                "recovered: the replacement had been committed".into(),
+            )
+            .await;
             Ok((StepOutcome::Updated, why))
         }
         (None, None) => {
@@ -113,7 +117,8 @@ async fn recover_one(
             engine.start(&entry.old_id).await?;
             let why = finish(
                 Outcome::Failed,
-                "recovered: interrupted before the container was touched; retried next cycle".into(),
+                "recovered: interrupted before the container was touched; retried next cycle"
+                    .into(),
             )
             .await;
             Ok((StepOutcome::Failed, why))
@@ -138,9 +143,7 @@ async fn restore(
 ) -> Result<(StepOutcome, String), EngineError> {
     let id = entry.id;
     applier.advance(id, Step::RollingBack).await;
-    applier
-        .restore_old(&entry.old_id, &entry.container, new_id)
-        .await?;
+    applier.restore_old(entry, new_id).await?;
     let reason = format!("{why}; the old container runs again");
     let r = reason.clone();
     if let Err(e) = applier

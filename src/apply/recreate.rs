@@ -7,7 +7,10 @@ use crate::engine::{EngineError, Health, Observed};
 use crate::image_ref::ImageRef;
 use crate::plan::recreate::{recreate_spec, ApiVersion};
 use crate::plan::update::{PlannedStep, Reason};
-use crate::state::{JournalId, NewRecreate, Outcome, Step};
+use crate::state::{JournalEntry, JournalId, NewRecreate, Outcome, Step};
+
+/// The label in which compose v2 records the image id a container was created from.
+const COMPOSE_IMAGE_LABEL: &str = "com.docker.compose.image";
 
 /// The name the old container carries while its replacement starts.
 pub(super) fn aside_name(container: &str) -> String {
@@ -76,7 +79,15 @@ impl Applier<'_> {
         self.advance(id, Step::Pulled).await;
 
         if let Err(e) = self.engine.stop(&old.id).await {
-            return self.roll_back(id, old, None, format!("stopping the old container: {e}"), false).await;
+            return self
+                .roll_back(
+                    id,
+                    old,
+                    None,
+                    format!("stopping the old container: {e}"),
+                    false,
+                )
+                .await;
         }
         self.advance(id, Step::Stopped).await;
         let aside = self
@@ -88,7 +99,15 @@ impl Applier<'_> {
             .map(|e| e.aside_name)
             .unwrap_or_else(|| aside_name(name));
         if let Err(e) = self.engine.rename(&old.id, &aside).await {
-            return self.roll_back(id, old, None, format!("setting the old container aside: {e}"), false).await;
+            return self
+                .roll_back(
+                    id,
+                    old,
+                    None,
+                    format!("setting the old container aside: {e}"),
+                    false,
+                )
+                .await;
         }
         self.advance(id, Step::RenamedAside).await;
 
@@ -96,14 +115,28 @@ impl Applier<'_> {
             Ok(new_id) => new_id,
             Err(e) => return self.roll_back(id, old, None, e.to_string(), false).await,
         };
-        self.advance(id, Step::Created { new_id: new_id.clone() }).await;
+        self.advance(
+            id,
+            Step::Created {
+                new_id: new_id.clone(),
+            },
+        )
+        .await;
         for (network, endpoint) in connect_after {
-            if let Err(e) = self.engine.connect_network(&new_id, &network, endpoint).await {
-                return self.roll_back(id, old, Some(&new_id), e.to_string(), false).await;
+            if let Err(e) = self
+                .engine
+                .connect_network(&new_id, &network, endpoint)
+                .await
+            {
+                return self
+                    .roll_back(id, old, Some(&new_id), e.to_string(), false)
+                    .await;
             }
         }
         if let Err(e) = self.engine.start(&new_id).await {
-            return self.roll_back(id, old, Some(&new_id), e.to_string(), true).await;
+            return self
+                .roll_back(id, old, Some(&new_id), e.to_string(), true)
+                .await;
         }
         self.advance(id, Step::Started).await;
 
@@ -119,21 +152,62 @@ impl Applier<'_> {
         match health {
             Ok(Health::Healthy) => {}
             Ok(Health::Unhealthy(why)) => {
-                return self.roll_back(id, old, Some(&new_id), format!("new container {why}"), true).await
+                return self
+                    .roll_back(id, old, Some(&new_id), format!("new container {why}"), true)
+                    .await
             }
             Ok(Health::Interrupted) => {
                 return self
-                    .roll_back(id, old, Some(&new_id), "the agent is shutting down".into(), false)
+                    .roll_back(
+                        id,
+                        old,
+                        Some(&new_id),
+                        "the agent is shutting down".into(),
+                        false,
+                    )
                     .await
             }
-            Err(e) => return self.roll_back(id, old, Some(&new_id), e.to_string(), false).await,
+            Err(e) => {
+                return self
+                    .roll_back(id, old, Some(&new_id), e.to_string(), false)
+                    .await
+            }
         }
         self.advance(id, Step::Healthy).await;
         let outcome = match step.reason {
             Reason::Rollback => Outcome::RolledBack,
             _ => Outcome::Updated,
         };
-        self.commit(id, &old.id, outcome).await
+        let committed = self.commit(id, &old.id, outcome).await;
+        if step.reason == Reason::NewDigest {
+            self.prune_images(old, &new_id).await;
+        }
+        committed
+    }
+
+    /// Keeps `[update] keep_images` previous images of the container's repository for
+    /// `tidewatch rollback`, and removes older ones nothing uses.
+    async fn prune_images(&self, old: &Observed, new_container: &str) {
+        let Ok(reference) = ImageRef::parse(&old.image) else {
+            return;
+        };
+        let current = match self.engine.inspect_container(new_container).await {
+            Ok(Some(c)) => c.image.unwrap_or_default(),
+            _ => return,
+        };
+        match self
+            .engine
+            .prune_previous_images(&reference, &current, self.settings.keep_images)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(repository = %reference.name(), removed = n, "pruned previous images")
+            }
+            Err(e) => {
+                tracing::warn!(repository = %reference.name(), "pruning previous images: {e}")
+            }
+        }
     }
 
     /// Pulls the new image (by digest) and builds the new container's settings.
@@ -142,19 +216,33 @@ impl Applier<'_> {
         step: &PlannedStep,
         old: &Observed,
         names: &BTreeMap<String, String>,
-    ) -> Result<(bollard::models::ContainerCreateBody, Vec<(String, bollard::models::EndpointSettings)>), String> {
-        match (&step.reason, &step.to_digest) {
+    ) -> Result<
+        (
+            bollard::models::ContainerCreateBody,
+            Vec<(String, bollard::models::EndpointSettings)>,
+        ),
+        String,
+    > {
+        let new_image_id = match (&step.reason, &step.to_digest) {
             (Reason::NewDigest, Some(digest)) => {
                 let reference = ImageRef::parse(&old.image).map_err(|e| e.to_string())?;
-                self.engine
-                    .pull_by_digest(&reference, digest)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                Some(
+                    self.engine
+                        .pull_by_digest(&reference, digest)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
             }
-            // A rollback's image was put under the reference by the caller; a namespace
-            // sharer keeps its own image.
-            _ => {}
-        }
+            // The caller put the previous image back under the reference.
+            (Reason::Rollback, _) => self
+                .engine
+                .inspect_image(&old.image)
+                .await
+                .ok()
+                .and_then(|i| i.id),
+            // A namespace sharer keeps its own image.
+            _ => None,
+        };
         let old_image = self
             .engine
             .inspect_image(&old.image_id)
@@ -168,8 +256,15 @@ impl Applier<'_> {
                 .find(|(full, _)| full.starts_with(id))
                 .map(|(_, name)| name.clone())
         };
-        let spec = recreate_spec(&old.inspect, &old_image, &old.image, api, &resolve)
+        let mut spec = recreate_spec(&old.inspect, &old_image, &old.image, api, &resolve)
             .map_err(|e| e.to_string())?;
+        // Compose v2 records the image id it created the container from; keep it truthful so
+        // a later `docker compose up` sees the container as current.
+        if let (Some(id), Some(labels)) = (new_image_id, spec.body.labels.as_mut()) {
+            if let Some(label) = labels.get_mut(COMPOSE_IMAGE_LABEL) {
+                *label = id;
+            }
+        }
         Ok((spec.body, spec.connect_after_create))
     }
 
@@ -183,10 +278,17 @@ impl Applier<'_> {
 
     async fn fail_untouched(&self, id: JournalId, why: String) -> (StepOutcome, String) {
         let reason = why.clone();
-        if let Err(e) = self.store.with(move |s| s.finish(id, Outcome::Failed, &reason)).await {
+        if let Err(e) = self
+            .store
+            .with(move |s| s.finish(id, Outcome::Failed, &reason))
+            .await
+        {
             tracing::warn!(journal = %id, "journal: {e}");
         }
-        (StepOutcome::Failed, format!("{why} (the old container was not touched)"))
+        (
+            StepOutcome::Failed,
+            format!("{why} (the old container was not touched)"),
+        )
     }
 
     /// The replacement is healthy: remove the old container and close the entry as `outcome`
@@ -211,7 +313,11 @@ impl Applier<'_> {
             detail = format!("{detail}; the old container could not be removed: {e}");
         }
         let reason = detail.clone();
-        if let Err(e) = self.store.with(move |s| s.finish(id, outcome, &reason)).await {
+        if let Err(e) = self
+            .store
+            .with(move |s| s.finish(id, outcome, &reason))
+            .await
+        {
             tracing::warn!(journal = %id, "journal: {e}");
         }
         // The step reached its target either way; only the history tells a manual rollback apart.
@@ -230,29 +336,49 @@ impl Applier<'_> {
     ) -> (StepOutcome, String) {
         tracing::warn!(container = %old.name, "rolling back: {why}");
         self.advance(id, Step::RollingBack).await;
-        let restored = self.restore_old(&old.id, &old.name, new_id).await;
         let entry = self.store.with(move |s| s.entry(id)).await.ok().flatten();
+        let restored = match &entry {
+            Some(entry) => self.restore_old(entry, new_id).await,
+            None => Err(EngineError::Journal(format!(
+                "journal entry {id} is missing"
+            ))),
+        };
         match restored {
             Ok(()) => {
                 if quarantine {
                     if let Some(entry) = &entry {
-                        let (c, d, r) = (entry.container.clone(), entry.new_digest.clone(), why.clone());
+                        let (c, d, r) = (
+                            entry.container.clone(),
+                            entry.new_digest.clone(),
+                            why.clone(),
+                        );
                         if let Err(e) = self.store.with(move |s| s.quarantine(&c, &d, &r)).await {
                             tracing::warn!(journal = %id, "quarantine: {e}");
                         }
                     }
                 }
                 let reason = why.clone();
-                if let Err(e) = self.store.with(move |s| s.finish(id, Outcome::RolledBack, &reason)).await {
+                if let Err(e) = self
+                    .store
+                    .with(move |s| s.finish(id, Outcome::RolledBack, &reason))
+                    .await
+                {
                     tracing::warn!(journal = %id, "journal: {e}");
                 }
-                (StepOutcome::RolledBack, format!("{why}; the old container runs again"))
+                (
+                    StepOutcome::RolledBack,
+                    format!("{why}; the old container runs again"),
+                )
             }
             Err(e) => {
                 let reason = format!("{why}; restoring the old container failed too: {e}");
                 tracing::error!(container = %old.name, "{reason}");
                 let r = reason.clone();
-                if let Err(e) = self.store.with(move |s| s.finish(id, Outcome::Failed, &r)).await {
+                if let Err(e) = self
+                    .store
+                    .with(move |s| s.finish(id, Outcome::Failed, &r))
+                    .await
+                {
                     tracing::warn!(journal = %id, "journal: {e}");
                 }
                 (StepOutcome::Failed, reason)
@@ -260,19 +386,30 @@ impl Applier<'_> {
         }
     }
 
-    /// Removes the replacement (if any) and gives the old container back its name, running.
+    /// Removes the replacement (if any), gives the old container back its name, running, and
+    /// points the image reference back at the old image so that compose or a plain
+    /// `docker run` do not pick up the image that was just refused.
     pub(super) async fn restore_old(
         &self,
-        old_id: &str,
-        name: &str,
+        entry: &JournalEntry,
         new_id: Option<&str>,
     ) -> Result<(), EngineError> {
+        let (old_id, name) = (entry.old_id.as_str(), entry.container.as_str());
+        if let Ok(reference) = ImageRef::parse(&entry.image_ref) {
+            if !reference.is_pinned()
+                && self.engine.inspect_image(&entry.old_image_id).await.is_ok()
+            {
+                self.engine.tag(&entry.old_image_id, &reference).await?;
+            }
+        }
         if let Some(new_id) = new_id {
             self.engine.remove(new_id).await?;
         } else if let Some(holder) = self.engine.inspect_container(name).await? {
             // A replacement may exist whose id was never journalled (crash right after create).
             if holder.id.as_deref() != Some(old_id) {
-                self.engine.remove(holder.id.as_deref().unwrap_or(name)).await?;
+                self.engine
+                    .remove(holder.id.as_deref().unwrap_or(name))
+                    .await?;
             }
         }
         let current = self.engine.inspect_container(old_id).await?;

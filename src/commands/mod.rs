@@ -99,8 +99,7 @@ async fn agent(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent>
     let engine = Engine::connect(&config.docker)
         .await
         .context("connecting to the docker engine")?;
-    let registry =
-        RegistryClient::new(config.clone()).context("setting up the registry client")?;
+    let registry = RegistryClient::new(config.clone()).context("setting up the registry client")?;
     let store = SharedStore::open(&config.agent.state_dir)
         .await
         .context("opening the state store")?;

@@ -11,7 +11,7 @@ use crate::apply::{Applier, StepOutcome};
 use crate::config::Config;
 use crate::cycle;
 use crate::image_ref::ImageRef;
-use crate::plan::update::{PlannedStep, Plan, Reason};
+use crate::plan::update::{Plan, PlannedStep, Reason};
 use crate::shutdown;
 
 pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure> {
@@ -75,10 +75,7 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         steps: vec![step],
         waiting: Vec::new(),
     };
-    let observed_map: BTreeMap<_, _> = observed
-        .into_iter()
-        .map(|o| (o.name.clone(), o))
-        .collect();
+    let observed_map: BTreeMap<_, _> = observed.into_iter().map(|o| (o.name.clone(), o)).collect();
     // One step, no dependents to hold back: an empty graph.
     let graph = cycle::graph(&[], &agent.config);
     let applier = Applier {

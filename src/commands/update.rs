@@ -21,7 +21,10 @@ pub(super) async fn run(
     };
     let shutdown = shutdown::on_signals().map_err(anyhow::Error::from)?;
     let agent = agent(config, shutdown).await?;
-    let report = agent.cycle(names, dry_run).await.map_err(anyhow::Error::from)?;
+    let report = agent
+        .cycle(names, dry_run)
+        .await
+        .map_err(anyhow::Error::from)?;
     if json {
         let value = if dry_run {
             serde_json::to_string_pretty(&report.plan)
@@ -32,7 +35,10 @@ pub(super) async fn run(
     } else {
         print!("{}", output::plan_table(&report.plan));
         if !dry_run {
-            print!("{}", output::results_table(&report.recovered, &report.results));
+            print!(
+                "{}",
+                output::results_table(&report.recovered, &report.results)
+            );
         }
     }
     Ok(if report.succeeded() {

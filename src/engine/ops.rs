@@ -6,8 +6,9 @@ use bollard::models::{
     NetworkConnectRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, RemoveContainerOptions, RenameContainerOptions,
-    RestartContainerOptions, StartContainerOptions, StopContainerOptions, TagImageOptions,
+    CreateContainerOptions, CreateImageOptions, ListImagesOptions, RemoveContainerOptions,
+    RemoveImageOptions, RenameContainerOptions, RestartContainerOptions, StartContainerOptions,
+    StopContainerOptions, TagImageOptions,
 };
 use futures_util::TryStreamExt;
 
@@ -78,7 +79,9 @@ impl Engine {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
-            Err(e) => Err(EngineError::request(format!("inspecting container {container}"))(e)),
+            Err(e) => Err(EngineError::request(format!(
+                "inspecting container {container}"
+            ))(e)),
         }
     }
 
@@ -95,7 +98,9 @@ impl Engine {
             | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(EngineError::request(format!("stopping container {container}"))(e)),
+            Err(e) => Err(EngineError::request(format!(
+                "stopping container {container}"
+            ))(e)),
         }
     }
 
@@ -169,7 +174,9 @@ impl Engine {
             | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(EngineError::request(format!("starting container {container}"))(e)),
+            Err(e) => Err(EngineError::request(format!(
+                "starting container {container}"
+            ))(e)),
         }
     }
 
@@ -178,7 +185,9 @@ impl Engine {
         self.docker()
             .restart_container(container, None::<RestartContainerOptions>)
             .await
-            .map_err(EngineError::request(format!("restarting container {container}")))
+            .map_err(EngineError::request(format!(
+                "restarting container {container}"
+            )))
     }
 
     /// Removes a container (force: it may be running). Its named and anonymous volumes are
@@ -200,7 +209,55 @@ impl Engine {
             | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
-            Err(e) => Err(EngineError::request(format!("removing container {container}"))(e)),
+            Err(e) => Err(EngineError::request(format!(
+                "removing container {container}"
+            ))(e)),
         }
+    }
+}
+
+impl Engine {
+    /// Removes previous images of `reference`'s repository beyond the newest `keep`, never
+    /// `current` and never one a container (running or not) uses or another tag still names:
+    /// the engine refuses those without force, and tidewatch never forces. Returns how many
+    /// were removed.
+    pub async fn prune_previous_images(
+        &self,
+        reference: &ImageRef,
+        current: &str,
+        keep: usize,
+    ) -> Result<usize, EngineError> {
+        let repo = reference.name();
+        let mut images: Vec<_> = self
+            .docker()
+            .list_images(Some(ListImagesOptions::default()))
+            .await
+            .map_err(EngineError::request("listing images"))?
+            .into_iter()
+            .filter(|i| i.id != current)
+            .filter(|i| {
+                i.repo_digests
+                    .iter()
+                    .chain(&i.repo_tags)
+                    .filter_map(|r| {
+                        let name = r.split('@').next().unwrap_or(r);
+                        ImageRef::parse(name).ok()
+                    })
+                    .any(|r| r.name() == repo)
+            })
+            .collect();
+        images.sort_by_key(|i| std::cmp::Reverse(i.created));
+        let mut removed = 0;
+        for image in images.iter().skip(keep) {
+            match self
+                .docker()
+                .remove_image(&image.id, None::<RemoveImageOptions>, None)
+                .await
+            {
+                Ok(_) => removed += 1,
+                Err(e) => tracing::debug!(image = %image.id, "kept: {e}"),
+            }
+        }
+        Ok(removed)
     }
 }

@@ -249,17 +249,19 @@ mod tests {
     fn rollback_hold_keeps_the_container_until_a_newer_digest() {
         let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
         let mut marks = Marks::default();
-        marks.holds.insert(
-            "web".into(),
-            ("sha256:old".into(), "sha256:new-web".into()),
-        );
+        marks
+            .holds
+            .insert("web".into(), ("sha256:old".into(), "sha256:new-web".into()));
         let p = plan(&[candidate("web")], &BTreeMap::new(), &marks, &graph);
         assert!(p.steps.is_empty());
         assert!(p.waiting[0].reason.contains("held"));
 
         let mut newer = candidate("web");
         newer.to_digest = "sha256:newer".into();
-        assert_eq!(names(&plan(&[newer], &BTreeMap::new(), &marks, &graph)), ["web"]);
+        assert_eq!(
+            names(&plan(&[newer], &BTreeMap::new(), &marks, &graph)),
+            ["web"]
+        );
     }
 
     #[test]
@@ -272,7 +274,12 @@ mod tests {
             ],
             &[],
         );
-        let p = plan(&[candidate("app")], &BTreeMap::new(), &Marks::default(), &graph);
+        let p = plan(
+            &[candidate("app")],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+        );
         assert_eq!(names(&p), ["app", "sidecar", "sidecar2"]);
         assert_eq!(p.steps[1].reason, Reason::SharesNamespace("app".into()));
         assert_eq!(p.steps[1].to_digest, None);
@@ -306,6 +313,10 @@ mod tests {
         assert_eq!(names(&p), ["c"]);
         let waiting: Vec<&str> = p.waiting.iter().map(|w| w.container.as_str()).collect();
         assert_eq!(waiting, ["a", "b"]);
-        assert!(p.waiting[0].reason.contains("cycle"), "{}", p.waiting[0].reason);
+        assert!(
+            p.waiting[0].reason.contains("cycle"),
+            "{}",
+            p.waiting[0].reason
+        );
     }
 }
