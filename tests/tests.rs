@@ -4,3 +4,5 @@
 //! `scripts/test` prepares the engine and then runs them.
 
 mod support;
+
+mod check;
