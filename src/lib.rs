@@ -2,6 +2,17 @@
 //!
 //! One cycle is `inventory` (engine) -> `resolve` (registry) -> `plan` (pure) -> `apply`
 //! (engine, journalled). Only the engine and registry adapters and `apply` do I/O; the planning
-//! core is pure and unit-tested on literals.
+//! core in [`plan`] is pure and unit-tested on literals.
 
+pub mod check;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod image_ref;
+pub mod labels;
+pub mod logging;
+pub mod output;
 pub mod plan;
+pub mod registry;
+pub mod state;

@@ -1,1 +1,4 @@
 //! The pure planning core: observed containers and remote digests in, decisions out.
+
+pub mod detect;
+pub mod order;

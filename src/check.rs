@@ -1,0 +1,156 @@
+//! One detection pass: inventory -> resolve -> compare. Changes nothing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::engine::{Engine, EngineError, Observed};
+use crate::image_ref::ImageRef;
+use crate::plan::detect::{self, CheckRow, Comparison, Eligibility, Status, Target};
+use crate::registry::{RegistryClient, RemoteManifest};
+
+/// A watched container with its verdict, and what the verdict rests on.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    /// The container as observed.
+    pub observed: Observed,
+    /// The verdict as `check` prints it.
+    pub row: CheckRow,
+    /// The normalised reference, when the container has one that could be asked for.
+    pub reference: Option<ImageRef>,
+}
+
+/// Checks the containers in scope (only `names` when not empty). One registry or container
+/// failing makes only its rows `error`; only an unreachable engine fails the whole pass.
+pub async fn detect(
+    engine: &Engine,
+    registry: &RegistryClient,
+    config: &Arc<Config>,
+    names: &[String],
+) -> Result<Vec<Detection>, EngineError> {
+    let observed = engine.inventory(false).await?;
+    let wanted: BTreeSet<&str> = names.iter().map(|n| n.trim_start_matches('/')).collect();
+
+    let mut pending: Vec<(Observed, Target)> = Vec::new();
+    for o in observed {
+        if !wanted.is_empty() && !wanted.contains(o.name.as_str()) {
+            continue;
+        }
+        let target = match detect::eligibility(&o.labels, &config.watch) {
+            Eligibility::OutOfScope => continue,
+            Eligibility::Excluded(reason) => Target::Settled(CheckRow {
+                container: o.name.clone(),
+                image: o.image.clone(),
+                current_digest: None,
+                available_digest: None,
+                status: Status::Skipped,
+                detail: Some(reason),
+            }),
+            Eligibility::Watched => detect::target(&o.name, &o.image, &o.repo_digests),
+        };
+        pending.push((o, target));
+    }
+
+    let refs: BTreeSet<ImageRef> = pending
+        .iter()
+        .filter_map(|(_, t)| match t {
+            Target::Remote { reference, .. } => Some(reference.clone()),
+            Target::Settled(_) => None,
+        })
+        .collect();
+    let remote = registry.resolve_all(refs).await;
+
+    let mut out = Vec::with_capacity(pending.len());
+    for (o, target) in pending {
+        let detection = match target {
+            Target::Settled(row) => Detection {
+                reference: ImageRef::parse(&o.image).ok(),
+                observed: o,
+                row,
+            },
+            Target::Remote { reference, current } => {
+                let row = match remote.get(&reference) {
+                    Some(Ok(m)) => compare(registry, &o, &reference, &current, m).await,
+                    Some(Err(e)) => error_row(&o, Some(current[0].clone()), e.to_string()),
+                    None => error_row(&o, None, "internal: reference was not resolved".into()),
+                };
+                Detection {
+                    observed: o,
+                    row,
+                    reference: Some(reference),
+                }
+            }
+        };
+        out.push(detection);
+    }
+    Ok(out)
+}
+
+/// Rows for names asked for on the command line that are not running in scope.
+pub fn missing_rows(names: &[String], rows: &[CheckRow]) -> Vec<CheckRow> {
+    names
+        .iter()
+        .map(|n| n.trim_start_matches('/'))
+        .filter(|n| !rows.iter().any(|r| r.container == *n))
+        .map(|n| CheckRow {
+            container: n.to_string(),
+            image: String::new(),
+            current_digest: None,
+            available_digest: None,
+            status: Status::Error,
+            detail: Some("no running container of that name in this agent's scope".into()),
+        })
+        .collect()
+}
+
+async fn compare(
+    registry: &RegistryClient,
+    o: &Observed,
+    reference: &ImageRef,
+    current: &[String],
+    remote: &RemoteManifest,
+) -> CheckRow {
+    let mut comparison = detect::compare(current, &o.platform, remote, None);
+    if comparison == Comparison::NeedIndex {
+        match registry.index_entries(reference, &remote.digest).await {
+            Ok(entries) => {
+                comparison = detect::compare(current, &o.platform, remote, Some(&entries));
+            }
+            Err(e) => return error_row(o, Some(current[0].clone()), e.to_string()),
+        }
+    }
+    let (status, current, detail) = match comparison {
+        Comparison::UpToDate { current, detail } => (Status::UpToDate, current, detail),
+        Comparison::UpdateAvailable { current } => (Status::UpdateAvailable, current, None),
+        Comparison::NeedIndex => unreachable!("index entries were supplied"),
+    };
+    CheckRow {
+        container: o.name.clone(),
+        image: o.image.clone(),
+        current_digest: Some(current),
+        available_digest: Some(remote.digest.clone()),
+        status,
+        detail,
+    }
+}
+
+fn error_row(o: &Observed, current: Option<String>, detail: String) -> CheckRow {
+    tracing::warn!(container = %o.name, image = %o.image, "{detail}");
+    CheckRow {
+        container: o.name.clone(),
+        image: o.image.clone(),
+        current_digest: current,
+        available_digest: None,
+        status: Status::Error,
+        detail: Some(detail),
+    }
+}
+
+/// Groups rows by status, for summaries.
+pub fn count_by_status(rows: &[CheckRow]) -> HashMap<Status, usize> {
+    let mut m = HashMap::new();
+    for r in rows {
+        *m.entry(r.status).or_insert(0) += 1;
+    }
+    m
+}

@@ -1,0 +1,52 @@
+//! `tidewatch check [--json] [NAME...]`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::{Exit, Failure};
+use crate::check::{count_by_status, detect, missing_rows};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::output;
+use crate::plan::detect::{CheckRow, Status};
+use crate::registry::RegistryClient;
+
+pub(super) async fn run(
+    config: Arc<Config>,
+    json: bool,
+    names: &[String],
+) -> Result<Exit, Failure> {
+    let engine = Engine::connect(&config.docker)
+        .await
+        .context("connecting to the docker engine")?;
+    let registry = RegistryClient::new(config.clone()).context("setting up the registry client")?;
+    let detections = detect(&engine, &registry, &config, names)
+        .await
+        .context("listing containers")?;
+    let mut rows: Vec<CheckRow> = detections.into_iter().map(|d| d.row).collect();
+    let missing = missing_rows(names, &rows);
+    rows.extend(missing);
+    print(&rows, json)?;
+    let counts = count_by_status(&rows);
+    tracing::info!(
+        containers = rows.len(),
+        updates = counts.get(&Status::UpdateAvailable).copied().unwrap_or(0),
+        errors = counts.get(&Status::Error).copied().unwrap_or(0),
+        "check finished"
+    );
+    Ok(if rows.iter().any(|r| r.status == Status::Error) {
+        Exit::Failures
+    } else {
+        Exit::Success
+    })
+}
+
+fn print(rows: &[CheckRow], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+    } else {
+        print!("{}", output::check_table(rows));
+    }
+    Ok(())
+}

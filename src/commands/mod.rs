@@ -1,0 +1,86 @@
+//! The commands behind the CLI. Each returns an [`Exit`]; errors that end a command early carry
+//! context and are mapped to exit codes by [`Failure::exit`].
+
+mod check;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+
+/// How a command ended. The numbers are part of the CLI contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything asked for was done (or nothing was due).
+    Success = 0,
+    /// The command ran, but some items failed (rows in `error`, failed updates).
+    Failures = 1,
+    /// Bad usage or configuration: nothing was done.
+    Usage = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// A command that could not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Anything else, with context.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl Failure {
+    /// The exit code for this failure.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Failure::Config(_) => Exit::Usage,
+            Failure::Other(_) => Exit::Failures,
+        }
+    }
+}
+
+/// Runs the command `cli` names.
+pub async fn run(cli: Cli) -> Result<Exit, Failure> {
+    match &cli.command {
+        Command::Validate => {
+            let path = cli
+                .config
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+            Config::load(&path)?;
+            println!("{}: ok", path.display());
+            Ok(Exit::Success)
+        }
+        Command::Check { json, names } => {
+            let config = load_config(cli.config.as_deref())?;
+            check::run(config, *json, names).await
+        }
+    }
+}
+
+/// Loads the configuration. Without `-c`/`TIDEWATCH_CONFIG`, a missing default file means the
+/// defaults, so `tidewatch check` works on a server that never had a configuration.
+fn load_config(explicit: Option<&Path>) -> Result<Arc<Config>, ConfigError> {
+    let config = match explicit {
+        Some(path) => Config::load(path)?,
+        None => {
+            let path = Path::new(DEFAULT_CONFIG_PATH);
+            if path.exists() {
+                Config::load(path)?
+            } else {
+                tracing::info!("no {DEFAULT_CONFIG_PATH}: using the defaults");
+                Config::default()
+            }
+        }
+    };
+    Ok(Arc::new(config))
+}

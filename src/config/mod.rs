@@ -1,0 +1,331 @@
+//! `agent.toml`: raw TOML structs ([`raw`]) validated into a typed [`Config`].
+//!
+//! Reading the file is kept apart from parsing it ([`Config::load`] calls [`Config::parse`]), so
+//! every rule is unit-tested on literals. Every error carries `file:line:col` and what was expected.
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use croner::parser::{CronParser, Seconds, Year};
+use croner::Cron;
+use toml::Spanned;
+
+/// Where the configuration is read from when neither `-c` nor `TIDEWATCH_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidewatch/agent.toml";
+
+/// A configuration error, with the place it was found when there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the configuration: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The file was read but something in it is wrong.
+    #[error("{file}:{line}:{col}: {message}")]
+    Invalid {
+        /// The file (or `<string>` for literals).
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        col: usize,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+}
+
+/// How cycles are scheduled by `tidewatch run`.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// A cycle every so often, counted from the end of the previous one.
+    Interval(Duration),
+    /// A cron expression (5 fields, or 6 with seconds first), evaluated in local time.
+    Schedule(Box<Cron>),
+}
+
+/// `[agent]`: the daemon's own settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// When cycles run.
+    pub trigger: Trigger,
+    /// A random delay up to this long is added to each scheduled cycle, so that a fleet of
+    /// servers on the same schedule does not hit the registry at the same second.
+    pub jitter: Duration,
+    /// Where the journal, history and locks live.
+    pub state_dir: PathBuf,
+}
+
+/// `[docker]`: how to reach the engine.
+#[derive(Debug, Clone, Default)]
+pub struct DockerConfig {
+    /// The engine address (`unix:///var/run/docker.sock`, `tcp://host:2375`); `None` means
+    /// `DOCKER_HOST`, then the default socket.
+    pub host: Option<String>,
+}
+
+/// `[watch]`: which containers this agent looks after.
+#[derive(Debug, Clone, Default)]
+pub struct WatchConfig {
+    /// Only containers labelled `tidewatch.scope=<scope>`; `None`: only those with no scope label.
+    pub scope: Option<String>,
+    /// Only containers labelled `tidewatch.enable=true`.
+    pub label_enable: bool,
+}
+
+/// `[[registry]]`: per-registry settings.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// `host[:port]` as it appears in image references (`ghcr.io`, `127.0.0.1:5000`).
+    pub host: String,
+    /// Speak plain HTTP. `None` means the default: allowed for loopback hosts only, like Docker.
+    pub insecure: Option<bool>,
+}
+
+/// `[update]`: how a recreate is gated.
+#[derive(Debug, Clone)]
+pub struct UpdateConfig {
+    /// Without a HEALTHCHECK, a new container must keep running this long to count as healthy.
+    pub min_running: Duration,
+    /// How long a new container may take to become healthy before it is rolled back.
+    pub health_timeout: Duration,
+    /// How many previous images per container are kept for `tidewatch rollback`.
+    pub keep_images: usize,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            min_running: Duration::from_secs(10),
+            health_timeout: Duration::from_secs(120),
+            keep_images: 2,
+        }
+    }
+}
+
+/// `[[service]]`: per-container overrides, by container name.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceConfig {
+    /// The container's name.
+    pub name: String,
+    /// Containers that must be updated (and healthy) before this one.
+    pub depends_on: Vec<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[agent]`.
+    pub agent: AgentConfig,
+    /// `[docker]`.
+    pub docker: DockerConfig,
+    /// `[watch]`.
+    pub watch: WatchConfig,
+    /// `[[registry]]`, by host.
+    pub registries: BTreeMap<String, RegistryConfig>,
+    /// `[update]`.
+    pub update: UpdateConfig,
+    /// `[[service]]`, by container name.
+    pub services: BTreeMap<String, ServiceConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse("", "<defaults>").unwrap_or_else(|e| unreachable!("defaults are valid: {e}"))
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let at = Locator { text, file };
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            at.error(span, e.message().trim_end().to_string())
+        })?;
+        validate(raw, &at)
+    }
+
+    /// The registry settings for `host`, if any.
+    pub fn registry(&self, host: &str) -> Option<&RegistryConfig> {
+        self.registries.get(host)
+    }
+}
+
+/// Turns byte spans into `file:line:col` errors.
+struct Locator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Range<usize>, message: impl fmt::Display) -> ConfigError {
+        let (line, col) = line_col(self.text, span.start);
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            line,
+            col,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = text[line_start..offset].chars().count() + 1;
+    (line, col)
+}
+
+fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
+    let agent = validate_agent(raw.agent, at)?;
+    let mut registries = BTreeMap::new();
+    for r in raw.registry {
+        let host = r.host.get_ref().trim().to_string();
+        if host.is_empty() || host.contains('/') || host.contains("://") {
+            return Err(at.error(
+                r.host.span(),
+                format!(
+                    "registry host {:?} must be a bare host[:port], like \"ghcr.io\" or \"127.0.0.1:5000\"",
+                    r.host.get_ref()
+                ),
+            ));
+        }
+        if registries.contains_key(&host) {
+            return Err(at.error(r.host.span(), format!("registry {host:?} is listed twice")));
+        }
+        registries.insert(
+            host.clone(),
+            RegistryConfig {
+                host,
+                insecure: r.insecure,
+            },
+        );
+    }
+    let mut services = BTreeMap::new();
+    for s in raw.service {
+        let name = s.name.get_ref().trim_start_matches('/').to_string();
+        if name.is_empty() {
+            return Err(at.error(s.name.span(), "service name must not be empty"));
+        }
+        if services.contains_key(&name) {
+            return Err(at.error(s.name.span(), format!("service {name:?} is listed twice")));
+        }
+        services.insert(
+            name.clone(),
+            ServiceConfig {
+                name,
+                depends_on: s.depends_on,
+            },
+        );
+    }
+    let update = UpdateConfig::default();
+    let update = UpdateConfig {
+        min_running: duration(raw.update.min_running, at)?.unwrap_or(update.min_running),
+        health_timeout: duration(raw.update.health_timeout, at)?.unwrap_or(update.health_timeout),
+        keep_images: raw.update.keep_images.unwrap_or(update.keep_images),
+    };
+    Ok(Config {
+        agent,
+        docker: DockerConfig {
+            host: raw.docker.host,
+        },
+        watch: WatchConfig {
+            scope: raw.watch.scope.filter(|s| !s.is_empty()),
+            label_enable: raw.watch.label_enable,
+        },
+        registries,
+        update,
+        services,
+    })
+}
+
+fn validate_agent(raw: raw::RawAgent, at: &Locator<'_>) -> Result<AgentConfig, ConfigError> {
+    let trigger = match (raw.interval, raw.schedule) {
+        (Some(_), Some(schedule)) => {
+            return Err(at.error(
+                schedule.span(),
+                "`interval` and `schedule` are exclusive: keep one of them",
+            ))
+        }
+        (Some(interval), None) => {
+            let d = parse_duration(&interval, at)?;
+            if d.is_zero() {
+                return Err(at.error(interval.span(), "interval must be longer than zero"));
+            }
+            Trigger::Interval(d)
+        }
+        (None, Some(schedule)) => Trigger::Schedule(Box::new(parse_schedule(&schedule, at)?)),
+        (None, None) => Trigger::Interval(Duration::from_secs(300)),
+    };
+    Ok(AgentConfig {
+        trigger,
+        jitter: duration(raw.jitter, at)?.unwrap_or_default(),
+        state_dir: raw
+            .state_dir
+            .unwrap_or_else(|| PathBuf::from("/var/lib/tidewatch")),
+    })
+}
+
+fn duration(
+    value: Option<Spanned<String>>,
+    at: &Locator<'_>,
+) -> Result<Option<Duration>, ConfigError> {
+    value.map(|v| parse_duration(&v, at)).transpose()
+}
+
+fn parse_duration(value: &Spanned<String>, at: &Locator<'_>) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value.get_ref()).map_err(|e| {
+        at.error(
+            value.span(),
+            format!(
+                "bad duration {:?}: {e} (expected e.g. \"30s\", \"5m\", \"1h 30m\")",
+                value.get_ref()
+            ),
+        )
+    })
+}
+
+/// Parses a standard 5-field crontab line, or 6 fields with seconds first.
+pub fn parse_cron(expr: &str) -> Result<Cron, croner::errors::CronError> {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+}
+
+fn parse_schedule(value: &Spanned<String>, at: &Locator<'_>) -> Result<Cron, ConfigError> {
+    parse_cron(value.get_ref()).map_err(|e| {
+        at.error(
+            value.span(),
+            format!(
+                "bad cron expression {:?}: {e} (expected 5 fields \"min hour dom month dow\", or 6 with seconds first)",
+                value.get_ref()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

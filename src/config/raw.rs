@@ -1,0 +1,69 @@
+//! The file as written: every key optional, unknown keys refused by name.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub agent: RawAgent,
+    #[serde(default)]
+    pub docker: RawDocker,
+    #[serde(default)]
+    pub watch: RawWatch,
+    #[serde(default)]
+    pub update: RawUpdate,
+    #[serde(default)]
+    pub registry: Vec<RawRegistry>,
+    #[serde(default)]
+    pub service: Vec<RawService>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgent {
+    pub interval: Option<Spanned<String>>,
+    pub schedule: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDocker {
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWatch {
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub label_enable: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpdate {
+    pub min_running: Option<Spanned<String>>,
+    pub health_timeout: Option<Spanned<String>>,
+    pub keep_images: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRegistry {
+    pub host: Spanned<String>,
+    pub insecure: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}

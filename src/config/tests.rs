@@ -1,0 +1,125 @@
+use super::*;
+
+fn err(text: &str) -> String {
+    Config::parse(text, "agent.toml")
+        .expect_err("config should be refused")
+        .to_string()
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let c = Config::parse("", "agent.toml").unwrap();
+    assert!(matches!(c.agent.trigger, Trigger::Interval(d) if d == Duration::from_secs(300)));
+    assert_eq!(c.agent.state_dir, PathBuf::from("/var/lib/tidewatch"));
+    assert_eq!(c.watch.scope, None);
+    assert!(!c.watch.label_enable);
+    assert_eq!(c.update.min_running, Duration::from_secs(10));
+}
+
+#[test]
+fn full_example_parses() {
+    let c = Config::parse(
+        r#"
+[agent]
+schedule = "*/5 * * * *"
+jitter = "30s"
+state_dir = "/tmp/tw"
+[docker]
+host = "unix:///run/docker.sock"
+[watch]
+scope = "prod"
+label_enable = true
+[update]
+min_running = "5s"
+health_timeout = "1m"
+keep_images = 3
+[[registry]]
+host = "127.0.0.1:5000"
+insecure = true
+[[service]]
+name = "web"
+depends_on = ["db"]
+"#,
+        "agent.toml",
+    )
+    .unwrap();
+    assert!(matches!(c.agent.trigger, Trigger::Schedule(_)));
+    assert_eq!(c.agent.jitter, Duration::from_secs(30));
+    assert_eq!(c.watch.scope.as_deref(), Some("prod"));
+    assert_eq!(c.registry("127.0.0.1:5000").unwrap().insecure, Some(true));
+    assert_eq!(c.services["web"].depends_on, vec!["db".to_string()]);
+    assert_eq!(c.update.keep_images, 3);
+}
+
+#[test]
+fn six_field_cron_with_seconds_is_accepted() {
+    let c = Config::parse("[agent]\nschedule = \"0 */5 * * * *\"\n", "agent.toml").unwrap();
+    assert!(matches!(c.agent.trigger, Trigger::Schedule(_)));
+}
+
+#[test]
+fn unknown_key_is_named_with_its_place() {
+    let e = err("[agent]\ninterval = \"5m\"\nintervall = \"5m\"\n");
+    assert!(e.starts_with("agent.toml:3:1:"), "{e}");
+    assert!(e.contains("intervall"), "{e}");
+}
+
+#[test]
+fn unknown_section_is_named() {
+    let e = err("[agnet]\ninterval = \"5m\"\n");
+    assert!(e.starts_with("agent.toml:1:"), "{e}");
+    assert!(e.contains("agnet"), "{e}");
+}
+
+#[test]
+fn bad_duration_points_at_the_value() {
+    let e = err("[agent]\ninterval = \"5 parsecs\"\n");
+    assert!(e.starts_with("agent.toml:2:12:"), "{e}");
+    assert!(e.contains("bad duration"), "{e}");
+}
+
+#[test]
+fn bad_cron_points_at_the_value() {
+    let e = err("[agent]\nschedule = \"*/5 * * *\"\n");
+    assert!(e.starts_with("agent.toml:2:12:"), "{e}");
+    assert!(e.contains("bad cron expression"), "{e}");
+}
+
+#[test]
+fn seven_field_cron_is_refused() {
+    let e = err("[agent]\nschedule = \"0 0 0 * * * 2030\"\n");
+    assert!(e.contains("bad cron expression"), "{e}");
+}
+
+#[test]
+fn interval_and_schedule_are_exclusive() {
+    let e = err("[agent]\ninterval = \"5m\"\nschedule = \"*/5 * * * *\"\n");
+    assert!(e.starts_with("agent.toml:3:12:"), "{e}");
+    assert!(e.contains("exclusive"), "{e}");
+}
+
+#[test]
+fn wrong_type_is_refused_with_place() {
+    let e = err("[watch]\nlabel_enable = \"yes\"\n");
+    assert!(e.starts_with("agent.toml:2:16:"), "{e}");
+}
+
+#[test]
+fn registry_host_with_scheme_is_refused() {
+    let e = err("[[registry]]\nhost = \"https://ghcr.io\"\n");
+    assert!(e.starts_with("agent.toml:2:8:"), "{e}");
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let e = Config::load(Path::new("/nonexistent/agent.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/nonexistent/agent.toml"), "{e}");
+}
+
+#[test]
+fn line_col_counts_characters() {
+    assert_eq!(line_col("ab\ncé=x", 7), (2, 4));
+    assert_eq!(line_col("", 0), (1, 1));
+}

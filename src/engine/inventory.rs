@@ -1,0 +1,143 @@
+//! Inventory: the containers in scope, with what they actually run.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{ContainerInspectResponse, ImageInspect};
+use bollard::query_parameters::ListContainersOptions;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+use super::{Engine, EngineError};
+
+/// How many inspect requests are in flight at once.
+const INSPECT_CONCURRENCY: usize = 16;
+
+/// An image's platform, as the engine reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Platform {
+    /// `linux`.
+    pub os: String,
+    /// `amd64`, `arm64`...
+    pub architecture: String,
+    /// `v8`, `v7`... when the architecture has variants.
+    pub variant: Option<String>,
+}
+
+/// One container as observed on the engine.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// Full container id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// The image reference the container was created with (`Config.Image`).
+    pub image: String,
+    /// The id of the image the container runs.
+    pub image_id: String,
+    /// `RepoDigests` of that image (`repo@sha256:...`).
+    pub repo_digests: Vec<String>,
+    /// The platform of that image.
+    pub platform: Platform,
+    /// Container labels.
+    pub labels: BTreeMap<String, String>,
+    /// `running`, `exited`, `restarting`...
+    pub state: String,
+    /// The full inspect data, which recreating the container needs.
+    pub inspect: Box<ContainerInspectResponse>,
+}
+
+impl Engine {
+    /// Lists running containers (all containers with `include_stopped`) and inspects each and
+    /// its image. Images shared by many containers are inspected once.
+    pub async fn inventory(&self, include_stopped: bool) -> Result<Vec<Observed>, EngineError> {
+        let summaries = self
+            .docker()
+            .list_containers(Some(ListContainersOptions {
+                all: include_stopped,
+                ..Default::default()
+            }))
+            .await
+            .map_err(EngineError::request("listing containers"))?;
+
+        let inspected: Vec<ContainerInspectResponse> = stream::iter(summaries)
+            .filter_map(|s| async move { s.id })
+            .map(|id| async move {
+                match self.docker().inspect_container(&id, None).await {
+                    Ok(c) => Ok(Some(c)),
+                    // Removed between list and inspect: not ours to report.
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => Ok(None),
+                    Err(e) => Err(EngineError::request(format!("inspecting container {id}"))(
+                        e,
+                    )),
+                }
+            })
+            .buffered(INSPECT_CONCURRENCY)
+            .try_filter_map(|c| async move { Ok(c) })
+            .try_collect()
+            .await?;
+
+        let mut image_ids: Vec<String> = inspected.iter().filter_map(|c| c.image.clone()).collect();
+        image_ids.sort();
+        image_ids.dedup();
+        let images: HashMap<String, ImageInspect> = stream::iter(image_ids)
+            .map(|id| async move {
+                let image = self
+                    .docker()
+                    .inspect_image(&id)
+                    .await
+                    .map_err(EngineError::request(format!("inspecting image {id}")))?;
+                Ok::<_, EngineError>((id, image))
+            })
+            .buffer_unordered(INSPECT_CONCURRENCY)
+            .try_collect()
+            .await?;
+
+        let mut observed: Vec<Observed> =
+            inspected.into_iter().map(|c| observe(c, &images)).collect();
+        observed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(observed)
+    }
+}
+
+fn observe(c: ContainerInspectResponse, images: &HashMap<String, ImageInspect>) -> Observed {
+    let image_id = c.image.clone().unwrap_or_default();
+    let image = images.get(&image_id);
+    let config = c.config.as_ref();
+    Observed {
+        id: c.id.clone().unwrap_or_default(),
+        name: c
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        image: config.and_then(|c| c.image.clone()).unwrap_or_default(),
+        repo_digests: image
+            .and_then(|i| i.repo_digests.clone())
+            .unwrap_or_default(),
+        platform: Platform {
+            os: image.and_then(|i| i.os.clone()).unwrap_or_default(),
+            architecture: image
+                .and_then(|i| i.architecture.clone())
+                .unwrap_or_default(),
+            variant: image
+                .and_then(|i| i.variant.clone())
+                .filter(|v| !v.is_empty()),
+        },
+        labels: config
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        state: c
+            .state
+            .as_ref()
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        image_id,
+        inspect: Box::new(c),
+    }
+}

@@ -1,0 +1,116 @@
+//! The bollard adapter: everything tidewatch asks of the Docker Engine goes through here.
+//!
+//! The API version is negotiated at connect time, so the same binary speaks to Debian 12's
+//! engine (API 1.41) and to current ones.
+
+mod inventory;
+
+use std::fmt;
+
+use bollard::{Docker, API_DEFAULT_VERSION};
+
+use crate::config::DockerConfig;
+
+pub use inventory::{Observed, Platform};
+
+/// The default engine socket.
+pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+
+/// A failure talking to the engine, with the address or object it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine could not be reached at all.
+    #[error("docker engine at {host} is not reachable: {source}")]
+    Unreachable {
+        /// The address that was tried.
+        host: String,
+        /// The cause.
+        source: bollard::errors::Error,
+    },
+    /// The engine address is not one we can use.
+    #[error(
+        "docker host {host:?} is not supported: use unix:///path/to/docker.sock or tcp://host:port"
+    )]
+    BadHost {
+        /// The address as configured.
+        host: String,
+    },
+    /// A request about one object failed.
+    #[error("{what}: {source}")]
+    Request {
+        /// What was being done (`inspecting container "web"`).
+        what: String,
+        /// The cause.
+        source: bollard::errors::Error,
+    },
+}
+
+impl EngineError {
+    pub(crate) fn request(what: impl fmt::Display) -> impl FnOnce(bollard::errors::Error) -> Self {
+        move |source| EngineError::Request {
+            what: what.to_string(),
+            source,
+        }
+    }
+}
+
+/// A connected engine with a negotiated API version.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    host: String,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("host", &self.host)
+            .field("api", &self.api_version())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Connects to the engine named by `[docker] host`, else `DOCKER_HOST`, else the default
+    /// socket, and negotiates the API version.
+    pub async fn connect(config: &DockerConfig) -> Result<Engine, EngineError> {
+        let host = config
+            .host
+            .clone()
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| DEFAULT_SOCKET.to_string());
+        let unreachable = |source| EngineError::Unreachable {
+            host: host.clone(),
+            source,
+        };
+        // Pulls of large images can take minutes; per-request deadlines are set by callers.
+        const TIMEOUT_SECS: u64 = 600;
+        let docker = if let Some(path) = host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, TIMEOUT_SECS, API_DEFAULT_VERSION)
+        } else if host.starts_with("tcp://") || host.starts_with("http://") {
+            Docker::connect_with_http(&host, TIMEOUT_SECS, API_DEFAULT_VERSION)
+        } else {
+            return Err(EngineError::BadHost { host });
+        }
+        .map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        tracing::debug!(%host, api = %docker.client_version(), "connected to docker engine");
+        Ok(Engine { docker, host })
+    }
+
+    /// The negotiated API version as `(major, minor)`.
+    pub fn api_version(&self) -> (usize, usize) {
+        let v = self.docker.client_version();
+        (v.major_version, v.minor_version)
+    }
+
+    /// The engine address in use.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The bollard client, for the modules of this adapter.
+    pub(crate) fn docker(&self) -> &Docker {
+        &self.docker
+    }
+}

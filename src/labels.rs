@@ -1,0 +1,27 @@
+//! Container labels tidewatch reads, and the Watchtower labels it understands so a server can
+//! switch without relabelling.
+
+use std::collections::BTreeMap;
+
+/// `tidewatch.scope=NAME`: which agent (by `[watch] scope`) looks after the container.
+pub const SCOPE: &str = "tidewatch.scope";
+/// `tidewatch.enable=true|false`.
+pub const ENABLE: &str = "tidewatch.enable";
+/// `tidewatch.depends-on=a,b`.
+pub const DEPENDS_ON: &str = "tidewatch.depends-on";
+
+/// Watchtower's equivalents, read when tidewatch's own label is absent.
+pub mod watchtower {
+    /// `com.centurylinklabs.watchtower.scope`.
+    pub const SCOPE: &str = "com.centurylinklabs.watchtower.scope";
+    /// `com.centurylinklabs.watchtower.enable`.
+    pub const ENABLE: &str = "com.centurylinklabs.watchtower.enable";
+}
+
+/// The value of `ours`, else of Watchtower's `theirs`.
+pub fn get<'a>(labels: &'a BTreeMap<String, String>, ours: &str, theirs: &str) -> Option<&'a str> {
+    labels
+        .get(ours)
+        .or_else(|| labels.get(theirs))
+        .map(|v| v.trim())
+}

@@ -1,0 +1,225 @@
+//! Detection: is each container in scope, and does it run what its reference points to now?
+//! Pure: the engine's observations and the registry's answers come in as values.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config::WatchConfig;
+use crate::engine::Platform;
+use crate::image_ref::{repo_digest_for, ImageRef};
+use crate::labels;
+use crate::registry::{IndexEntry, RemoteManifest};
+
+/// A container's status in `check` output. The names are part of the JSON contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Runs what its reference points to.
+    UpToDate,
+    /// The reference points to a newer digest.
+    UpdateAvailable,
+    /// Cannot tell (e.g. a locally built image with no repo digest).
+    Unknown,
+    /// Excluded by policy (label, pinned digest).
+    Skipped,
+    /// Something failed for this container; `detail` says what.
+    Error,
+}
+
+impl Status {
+    /// The contract name (`up_to_date`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::UpToDate => "up_to_date",
+            Status::UpdateAvailable => "update_available",
+            Status::Unknown => "unknown",
+            Status::Skipped => "skipped",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// One row of `check` output. Field names are part of the JSON contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckRow {
+    /// Container name.
+    pub container: String,
+    /// The image reference the container was created with.
+    pub image: String,
+    /// The digest the container runs, for the reference's repository.
+    pub current_digest: Option<String>,
+    /// The digest the reference points to on the registry.
+    pub available_digest: Option<String>,
+    /// The verdict.
+    pub status: Status,
+    /// Why, when the status needs explaining.
+    pub detail: Option<String>,
+}
+
+/// Whether this agent looks after a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Eligibility {
+    /// Another scope's container: not listed at all.
+    OutOfScope,
+    /// In scope but excluded, with the reason.
+    Excluded(String),
+    /// Watched.
+    Watched,
+}
+
+/// Applies `[watch]` and the container's labels.
+pub fn eligibility(
+    container_labels: &BTreeMap<String, String>,
+    watch: &WatchConfig,
+) -> Eligibility {
+    let scope = labels::get(container_labels, labels::SCOPE, labels::watchtower::SCOPE)
+        .filter(|s| !s.is_empty());
+    if scope != watch.scope.as_deref() {
+        return Eligibility::OutOfScope;
+    }
+    let enable = labels::get(container_labels, labels::ENABLE, labels::watchtower::ENABLE)
+        .map(|v| v.to_ascii_lowercase());
+    match enable.as_deref() {
+        Some("false") => Eligibility::Excluded(format!("label {}=false", labels::ENABLE)),
+        Some("true") => Eligibility::Watched,
+        _ if watch.label_enable => Eligibility::Excluded(format!(
+            "label_enable is set and the container has no {}=true",
+            labels::ENABLE
+        )),
+        _ => Eligibility::Watched,
+    }
+}
+
+/// What detection needs to know of a container before asking a registry.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Settled without a registry: skipped, unknown or an error.
+    Settled(CheckRow),
+    /// Ask the registry for `reference` and compare with `current` (the container's image's
+    /// repo digests for that repository).
+    Remote {
+        /// The normalised reference.
+        reference: ImageRef,
+        /// Digests the running image is known by in that repository.
+        current: Vec<String>,
+    },
+}
+
+/// Decides, without I/O, whether a watched container needs a registry lookup.
+pub fn target(container: &str, image: &str, repo_digests: &[String]) -> Target {
+    let row = |status, detail: String| {
+        Target::Settled(CheckRow {
+            container: container.to_string(),
+            image: image.to_string(),
+            current_digest: None,
+            available_digest: None,
+            status,
+            detail: Some(detail),
+        })
+    };
+    let reference = match ImageRef::parse(image) {
+        Ok(r) => r,
+        // Containers created from an image id (`docker run sha256:...`) have no reference.
+        Err(_) if image.starts_with("sha256:") || image.chars().all(|c| c.is_ascii_hexdigit()) => {
+            return row(
+                Status::Unknown,
+                "created from an image id, not a reference".into(),
+            )
+        }
+        Err(e) => return row(Status::Error, e.to_string()),
+    };
+    if reference.is_pinned() {
+        return row(
+            Status::Skipped,
+            "pinned to a digest: nothing to follow".into(),
+        );
+    }
+    let current: Vec<String> = repo_digest_for(repo_digests, &reference.name())
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if current.is_empty() {
+        return row(
+            Status::Unknown,
+            format!(
+                "the image has no digest from {} (built locally or loaded?)",
+                reference.name()
+            ),
+        );
+    }
+    Target::Remote { reference, current }
+}
+
+/// The outcome of comparing a container's digests with the registry's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Comparison {
+    /// Same content; `current` is the digest that matched (possibly a platform manifest).
+    UpToDate {
+        /// The container's matching digest.
+        current: String,
+        /// How it matched, when not directly.
+        detail: Option<String>,
+    },
+    /// The registry has something else.
+    UpdateAvailable {
+        /// The container's digest.
+        current: String,
+    },
+    /// The registry's digest is an index; its entries are needed to decide.
+    NeedIndex,
+}
+
+/// Compares without false positives: a direct digest match, or, when the tag names a multi-arch
+/// index, the index's manifest for the container's platform.
+pub fn compare(
+    current: &[String],
+    platform: &Platform,
+    remote: &RemoteManifest,
+    index: Option<&[IndexEntry]>,
+) -> Comparison {
+    if let Some(c) = current.iter().find(|c| **c == remote.digest) {
+        return Comparison::UpToDate {
+            current: c.clone(),
+            detail: None,
+        };
+    }
+    let first = current.first().cloned().unwrap_or_default();
+    if !remote.is_index() {
+        return Comparison::UpdateAvailable { current: first };
+    }
+    let Some(entries) = index else {
+        return Comparison::NeedIndex;
+    };
+    let for_platform = entries.iter().find(|e| platform_matches(e, platform));
+    match for_platform {
+        Some(e) if current.contains(&e.digest) => Comparison::UpToDate {
+            current: e.digest.clone(),
+            detail: Some(format!(
+                "runs the {} manifest of the index",
+                platform_name(platform)
+            )),
+        },
+        _ => Comparison::UpdateAvailable { current: first },
+    }
+}
+
+fn platform_matches(entry: &IndexEntry, platform: &Platform) -> bool {
+    entry.os == platform.os
+        && entry.architecture == platform.architecture
+        && match (&entry.variant, &platform.variant) {
+            (Some(a), Some(b)) => a == b,
+            // Engines often omit the variant for the default one (arm64 is v8).
+            _ => true,
+        }
+}
+
+fn platform_name(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+use super::*;
+
+const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+const AMD: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const ARM: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn watch(scope: Option<&str>, label_enable: bool) -> WatchConfig {
+    WatchConfig {
+        scope: scope.map(str::to_string),
+        label_enable,
+    }
+}
+
+fn amd64() -> Platform {
+    Platform {
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        variant: None,
+    }
+}
+
+fn manifest(digest: &str) -> RemoteManifest {
+    RemoteManifest {
+        digest: digest.into(),
+        media_type: Some("application/vnd.docker.distribution.manifest.v2+json".into()),
+    }
+}
+
+fn index(digest: &str) -> RemoteManifest {
+    RemoteManifest {
+        digest: digest.into(),
+        media_type: Some("application/vnd.oci.image.index.v1+json".into()),
+    }
+}
+
+fn entry(digest: &str, arch: &str) -> IndexEntry {
+    IndexEntry {
+        digest: digest.into(),
+        os: "linux".into(),
+        architecture: arch.into(),
+        variant: None,
+    }
+}
+
+#[test]
+fn unscoped_agent_watches_only_unscoped_containers() {
+    let w = watch(None, false);
+    assert_eq!(eligibility(&labels(&[]), &w), Eligibility::Watched);
+    assert_eq!(
+        eligibility(&labels(&[("tidewatch.scope", "prod")]), &w),
+        Eligibility::OutOfScope
+    );
+}
+
+#[test]
+fn scoped_agent_watches_only_its_scope() {
+    let w = watch(Some("prod"), false);
+    assert_eq!(eligibility(&labels(&[]), &w), Eligibility::OutOfScope);
+    assert_eq!(
+        eligibility(&labels(&[("tidewatch.scope", "prod")]), &w),
+        Eligibility::Watched
+    );
+    assert_eq!(
+        eligibility(
+            &labels(&[("com.centurylinklabs.watchtower.scope", "prod")]),
+            &w
+        ),
+        Eligibility::Watched
+    );
+}
+
+#[test]
+fn enable_false_always_excludes() {
+    for label_enable in [false, true] {
+        let e = eligibility(
+            &labels(&[("tidewatch.enable", "false")]),
+            &watch(None, label_enable),
+        );
+        assert!(matches!(e, Eligibility::Excluded(_)), "{e:?}");
+    }
+}
+
+#[test]
+fn label_enable_requires_enable_true() {
+    let w = watch(None, true);
+    assert!(matches!(
+        eligibility(&labels(&[]), &w),
+        Eligibility::Excluded(_)
+    ));
+    assert_eq!(
+        eligibility(&labels(&[("tidewatch.enable", "true")]), &w),
+        Eligibility::Watched
+    );
+}
+
+#[test]
+fn pinned_reference_is_skipped() {
+    let t = target("web", &format!("127.0.0.1:5000/app@{D1}"), &[]);
+    let Target::Settled(row) = t else {
+        panic!("{t:?}")
+    };
+    assert_eq!(row.status, Status::Skipped);
+}
+
+#[test]
+fn locally_built_image_is_unknown_not_an_update() {
+    let t = target("web", "app:dev", &[]);
+    let Target::Settled(row) = t else {
+        panic!("{t:?}")
+    };
+    assert_eq!(row.status, Status::Unknown);
+}
+
+#[test]
+fn repo_digest_of_another_repository_does_not_count() {
+    let t = target(
+        "web",
+        "127.0.0.1:5000/app:latest",
+        &[format!("127.0.0.1:5001/app@{D1}")],
+    );
+    assert!(matches!(
+        t,
+        Target::Settled(CheckRow {
+            status: Status::Unknown,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn matching_repo_digest_needs_a_lookup() {
+    let t = target(
+        "web",
+        "127.0.0.1:5000/app",
+        &[format!("127.0.0.1:5000/app@{D1}")],
+    );
+    let Target::Remote { reference, current } = t else {
+        panic!("{t:?}")
+    };
+    assert_eq!(reference.to_string(), "127.0.0.1:5000/app:latest");
+    assert_eq!(current, vec![D1.to_string()]);
+}
+
+#[test]
+fn same_digest_is_up_to_date() {
+    let c = compare(&[D1.into()], &amd64(), &manifest(D1), None);
+    assert_eq!(
+        c,
+        Comparison::UpToDate {
+            current: D1.into(),
+            detail: None
+        }
+    );
+}
+
+#[test]
+fn new_single_manifest_is_an_update_without_reading_anything_else() {
+    let c = compare(&[D1.into()], &amd64(), &manifest(D2), None);
+    assert_eq!(c, Comparison::UpdateAvailable { current: D1.into() });
+}
+
+#[test]
+fn platform_pull_of_current_index_is_up_to_date() {
+    let current = [AMD.to_string()];
+    assert_eq!(
+        compare(&current, &amd64(), &index(D1), None),
+        Comparison::NeedIndex
+    );
+    let entries = [entry(AMD, "amd64"), entry(ARM, "arm64")];
+    let c = compare(&current, &amd64(), &index(D1), Some(&entries));
+    assert!(
+        matches!(c, Comparison::UpToDate { ref current, .. } if current == AMD),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn index_whose_platform_manifest_changed_is_an_update() {
+    let current = [AMD.to_string()];
+    let entries = [entry(D2, "amd64"), entry(ARM, "arm64")];
+    let c = compare(&current, &amd64(), &index(D1), Some(&entries));
+    assert_eq!(
+        c,
+        Comparison::UpdateAvailable {
+            current: AMD.into()
+        }
+    );
+}
+
+#[test]
+fn another_platforms_manifest_does_not_match() {
+    // The digest the container has is the arm64 entry, but the container is amd64.
+    let current = [ARM.to_string()];
+    let entries = [entry(AMD, "amd64"), entry(ARM, "arm64")];
+    let c = compare(&current, &amd64(), &index(D1), Some(&entries));
+    assert!(matches!(c, Comparison::UpdateAvailable { .. }));
+}
+
+#[test]
+fn attestation_entries_never_match() {
+    let current = [AMD.to_string()];
+    let entries = [
+        entry(D2, "amd64"),
+        IndexEntry {
+            digest: AMD.into(),
+            os: "unknown".into(),
+            architecture: "unknown".into(),
+            variant: None,
+        },
+    ];
+    let c = compare(&current, &amd64(), &index(D1), Some(&entries));
+    assert!(matches!(c, Comparison::UpdateAvailable { .. }));
+}
+
+#[test]
+fn status_names_are_the_json_contract() {
+    let names: Vec<String> = [
+        Status::UpToDate,
+        Status::UpdateAvailable,
+        Status::Unknown,
+        Status::Skipped,
+        Status::Error,
+    ]
+    .iter()
+    .map(|s| serde_json::to_string(s).unwrap())
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "\"up_to_date\"",
+            "\"update_available\"",
+            "\"unknown\"",
+            "\"skipped\"",
+            "\"error\""
+        ]
+    );
+}

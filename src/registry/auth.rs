@@ -1,0 +1,252 @@
+//! Registry authentication: the `WWW-Authenticate` challenge and the bearer-token dance that
+//! GHCR, Docker Hub and distribution's token mode use. Tokens are cached per registry and scope
+//! until shortly before they expire, so a cycle asks for a token once per repository, not once
+//! per container.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::RegistryError;
+
+/// A parsed `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// `Bearer realm="...",service="...",scope="..."`.
+    Bearer {
+        /// The token endpoint.
+        realm: String,
+        /// The `service` parameter, echoed to the token endpoint.
+        service: Option<String>,
+        /// The `scope` the registry asks for, if it said.
+        scope: Option<String>,
+    },
+    /// `Basic realm="..."`.
+    Basic,
+}
+
+/// Parses a `WWW-Authenticate` header value; `None` for schemes we do not speak.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header
+        .split_once(char::is_whitespace)
+        .unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let params = parse_params(rest);
+    Some(Challenge::Bearer {
+        realm: params.get("realm")?.clone(),
+        service: params.get("service").cloned(),
+        scope: params.get("scope").cloned(),
+    })
+}
+
+/// `key="value",key2=value2`, where quoted values may contain commas (scopes do).
+fn parse_params(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.find('"') {
+                Some(end) => (&quoted[..end], &quoted[end + 1..]),
+                None => (quoted, ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(end) => (&after[..end], &after[end..]),
+                None => (after, ""),
+            }
+        };
+        out.insert(key, value.to_string());
+        rest = after.trim_start_matches([',', ' ']);
+    }
+    out
+}
+
+/// Username and password for a registry. `Debug` never shows the password.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The user name.
+    pub username: String,
+    /// The password or access token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+struct CachedToken {
+    value: String,
+    expires: Instant,
+}
+
+/// Bearer tokens by `(registry, scope)`.
+#[derive(Default)]
+pub struct TokenCache {
+    tokens: Mutex<HashMap<(String, String), CachedToken>>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+/// Tokens are dropped this long before they expire, so none expires in flight.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// Lifetime assumed when the token endpoint does not say (the distribution spec's default).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+impl TokenCache {
+    /// A cached, unexpired token for `registry` and `scope`.
+    pub async fn get(&self, registry: &str, scope: &str) -> Option<String> {
+        let tokens = self.tokens.lock().await;
+        let t = tokens.get(&(registry.to_string(), scope.to_string()))?;
+        (t.expires > Instant::now()).then(|| t.value.clone())
+    }
+
+    /// Forgets the token for `registry` and `scope` (after the registry refused it).
+    pub async fn forget(&self, registry: &str, scope: &str) {
+        self.tokens
+            .lock()
+            .await
+            .remove(&(registry.to_string(), scope.to_string()));
+    }
+
+    /// Asks the token endpoint of `challenge` for a token for `scope`, and caches it.
+    pub async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        registry: &str,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<String, RegistryError> {
+        let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
+        if let Some(service) = service {
+            query.push(("service", service));
+        }
+        let mut request = http.get(realm).query(&query);
+        if let Some(c) = credentials {
+            request = request.basic_auth(&c.username, Some(&c.password));
+        }
+        tracing::debug!(registry, realm, scope, "requesting registry token");
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RegistryError::transport(registry, e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(RegistryError::Unauthorized {
+                registry: registry.to_string(),
+                repository: scope.to_string(),
+                detail: format!("token endpoint {realm} answered {status}"),
+            });
+        }
+        let body: TokenResponse = response.json().await.map_err(|e| RegistryError::Protocol {
+            registry: registry.to_string(),
+            reason: format!("token endpoint {realm} sent an unreadable answer: {e}"),
+        })?;
+        let value = body
+            .token
+            .or(body.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| RegistryError::Protocol {
+                registry: registry.to_string(),
+                reason: format!("token endpoint {realm} sent no token"),
+            })?;
+        let lifetime = body
+            .expires_in
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        let expires = Instant::now()
+            + lifetime
+                .saturating_sub(EXPIRY_MARGIN)
+                .max(Duration::from_secs(1));
+        self.tokens.lock().await.insert(
+            (registry.to_string(), scope.to_string()),
+            CachedToken {
+                value: value.clone(),
+                expires,
+            },
+        );
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ghcr_style_bearer_challenge_is_parsed() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:o/app:pull""#,
+        );
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://ghcr.io/token".into(),
+                service: Some("ghcr.io".into()),
+                scope: Some("repository:o/app:pull".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn scope_with_commas_stays_whole() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull,push""#,
+        );
+        let Some(Challenge::Bearer { scope, .. }) = c else {
+            panic!("not bearer")
+        };
+        assert_eq!(scope.as_deref(), Some("repository:library/nginx:pull,push"));
+    }
+
+    #[test]
+    fn basic_and_unknown_schemes() {
+        assert_eq!(
+            parse_challenge(r#"Basic realm="x""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate abc"), None);
+        assert_eq!(
+            parse_challenge("Bearer service=\"x\""),
+            None,
+            "realm is required"
+        );
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let c = Credentials {
+            username: "u".into(),
+            password: "s3cret".into(),
+        };
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,254 @@
+//! History: one row per finished update or rollback, for `tidewatch history`, the API and
+//! `tidewatch rollback`.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+
+use super::journal::{JournalId, Outcome};
+use super::{bad_value, get_ts, ts, StateError, Store};
+
+/// A history row to append.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewHistory {
+    /// When it finished.
+    pub at: DateTime<Utc>,
+    /// The container's name.
+    pub container: String,
+    /// The image reference as configured on the container.
+    pub image: String,
+    /// The digest it ran before, if known.
+    pub from_digest: Option<String>,
+    /// The digest it was moved to (for a rollback, the one that was tried).
+    pub to_digest: String,
+    /// The image id it ran before, which `tidewatch rollback` recreates from.
+    pub from_image_id: Option<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why, in words.
+    pub reason: String,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// A stored history row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When it finished.
+    pub at: DateTime<Utc>,
+    /// The container's name.
+    pub container: String,
+    /// The image reference as configured on the container.
+    pub image: String,
+    /// The digest it ran before, if known.
+    pub from_digest: Option<String>,
+    /// The digest it was moved to (for a rollback, the one that was tried).
+    pub to_digest: String,
+    /// The image id it ran before.
+    pub from_image_id: Option<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why, in words.
+    pub reason: String,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// The journal entry it came from, if it was written by [`Store::finish`].
+    pub journal_id: Option<JournalId>,
+}
+
+const COLUMNS: &str = "at, container, image, from_digest, to_digest, from_image_id, outcome, \
+                       reason, duration_ms, journal_id";
+
+fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEntry> {
+    let outcome: String = row.get(6)?;
+    let duration_ms: i64 = row.get(8)?;
+    Ok(HistoryEntry {
+        at: get_ts(row, 0)?,
+        container: row.get(1)?,
+        image: row.get(2)?,
+        from_digest: row.get(3)?,
+        to_digest: row.get(4)?,
+        from_image_id: row.get(5)?,
+        outcome: Outcome::parse(&outcome)
+            .ok_or_else(|| bad_value(6, format!("unknown outcome {outcome:?}")))?,
+        reason: row.get(7)?,
+        duration_ms: u64::try_from(duration_ms)
+            .map_err(|_| bad_value(8, format!("negative duration {duration_ms}")))?,
+        journal_id: row.get::<_, Option<i64>>(9)?.map(JournalId),
+    })
+}
+
+/// Appends a row; shared with [`Store::finish`], which writes it in the journal's transaction.
+pub(super) fn insert_history(
+    conn: &Connection,
+    new: &NewHistory,
+    journal_id: Option<JournalId>,
+) -> rusqlite::Result<HistoryEntry> {
+    conn.execute(
+        "INSERT INTO history (at, container, image, from_digest, to_digest, from_image_id, \
+         outcome, reason, duration_ms, journal_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            ts(new.at),
+            new.container,
+            new.image,
+            new.from_digest,
+            new.to_digest,
+            new.from_image_id,
+            new.outcome.as_str(),
+            new.reason,
+            new.duration_ms,
+            journal_id.map(|id| id.0),
+        ],
+    )?;
+    Ok(HistoryEntry {
+        at: new.at,
+        container: new.container.clone(),
+        image: new.image.clone(),
+        from_digest: new.from_digest.clone(),
+        to_digest: new.to_digest.clone(),
+        from_image_id: new.from_image_id.clone(),
+        outcome: new.outcome,
+        reason: new.reason.clone(),
+        duration_ms: new.duration_ms,
+        journal_id,
+    })
+}
+
+impl Store {
+    /// Appends a history row that has no journal entry behind it. Recreates should use
+    /// [`Store::finish`], which writes their row together with closing the entry.
+    pub fn record_history(&mut self, new: &NewHistory) -> Result<(), StateError> {
+        self.write("recording history", |tx| {
+            insert_history(tx, new, None)?;
+            Ok(())
+        })
+    }
+
+    /// Up to `limit` rows, newest first, for one container or all of them.
+    pub fn history(
+        &self,
+        container: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StateError> {
+        self.read("reading history", |conn| {
+            // `id` breaks ties between rows written within the same millisecond.
+            conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM history WHERE (?1 IS NULL OR container = ?1) \
+                 ORDER BY at DESC, id DESC LIMIT ?2"
+            ))?
+            .query_map(params![container, limit], entry_from_row)?
+            .collect()
+        })
+    }
+
+    /// The newest successful update of `container`: what `tidewatch rollback` undoes.
+    pub fn last_update(&self, container: &str) -> Result<Option<HistoryEntry>, StateError> {
+        self.read("reading the last update", |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM history WHERE container = ?1 AND outcome = ?2 \
+                     ORDER BY at DESC, id DESC LIMIT 1"
+                ),
+                params![container, Outcome::Updated.as_str()],
+                entry_from_row,
+            )
+            .optional()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::super::open_temp;
+    use super::*;
+
+    fn row(minute: u32, container: &str, outcome: Outcome, to: &str) -> NewHistory {
+        NewHistory {
+            at: Utc.with_ymd_and_hms(2024, 5, 1, 12, minute, 0).unwrap(),
+            container: container.into(),
+            image: format!("{container}:latest"),
+            from_digest: Some(format!("{to}-before")),
+            to_digest: to.into(),
+            from_image_id: Some(format!("sha256:image-before-{to}")),
+            outcome,
+            reason: "new digest".into(),
+            duration_ms: 1500,
+        }
+    }
+
+    #[test]
+    fn history_is_newest_first_and_filters_by_container() {
+        let (_dir, mut store) = open_temp();
+        // Written out of time order on purpose: order comes from `at`, not insertion.
+        store
+            .record_history(&row(5, "web", Outcome::Updated, "sha256:w2"))
+            .unwrap();
+        store
+            .record_history(&row(1, "web", Outcome::Updated, "sha256:w1"))
+            .unwrap();
+        store
+            .record_history(&row(3, "db", Outcome::Failed, "sha256:d1"))
+            .unwrap();
+        store
+            .record_history(&row(9, "db", Outcome::Updated, "sha256:d2"))
+            .unwrap();
+
+        let all: Vec<_> = store
+            .history(None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.to_digest)
+            .collect();
+        assert_eq!(all, ["sha256:d2", "sha256:w2", "sha256:d1", "sha256:w1"]);
+
+        let web = store.history(Some("web"), 10).unwrap();
+        assert_eq!(web.len(), 2);
+        assert!(web.iter().all(|h| h.container == "web"));
+        assert_eq!(web[0].to_digest, "sha256:w2");
+
+        let newest = store.history(None, 1).unwrap();
+        assert_eq!(newest.len(), 1);
+        assert_eq!(
+            newest[0],
+            HistoryEntry {
+                at: Utc.with_ymd_and_hms(2024, 5, 1, 12, 9, 0).unwrap(),
+                container: "db".into(),
+                image: "db:latest".into(),
+                from_digest: Some("sha256:d2-before".into()),
+                to_digest: "sha256:d2".into(),
+                from_image_id: Some("sha256:image-before-sha256:d2".into()),
+                outcome: Outcome::Updated,
+                reason: "new digest".into(),
+                duration_ms: 1500,
+                journal_id: None,
+            }
+        );
+
+        assert!(store.history(Some("nobody"), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn last_update_skips_rollbacks_and_failures() {
+        let (_dir, mut store) = open_temp();
+        store
+            .record_history(&row(1, "web", Outcome::Updated, "sha256:good"))
+            .unwrap();
+        store
+            .record_history(&row(2, "web", Outcome::RolledBack, "sha256:bad"))
+            .unwrap();
+        store
+            .record_history(&row(3, "web", Outcome::Failed, "sha256:worse"))
+            .unwrap();
+        store
+            .record_history(&row(4, "api", Outcome::Updated, "sha256:api"))
+            .unwrap();
+
+        let last = store.last_update("web").unwrap().unwrap();
+        assert_eq!(last.to_digest, "sha256:good");
+        assert_eq!(last.from_digest.as_deref(), Some("sha256:good-before"));
+        assert_eq!(store.last_update("db").unwrap(), None);
+    }
+}
