@@ -401,14 +401,15 @@ fn an_unknown_key_is_named_with_its_file_line_and_column() {
 fn a_bad_interval_is_rejected_at_its_line() {
     let text = config_with_line(2, "interval = \"every now and then\"");
     let outcome = with_config(&text, &["check", "--json"]);
-    assert_config_error(&outcome, &["interval", "agent.toml:2:"]);
+    // Column 12 is where the value starts: the place to fix.
+    assert_config_error(&outcome, &["agent.toml:2:12", "every now and then"]);
 }
 
 #[test]
 fn a_bad_cron_schedule_is_rejected_at_its_line() {
     let text = config_with_line(2, "schedule = \"*/5 * * *\"");
     let outcome = with_config(&text, &["check", "--json"]);
-    assert_config_error(&outcome, &["schedule", "agent.toml:2:"]);
+    assert_config_error(&outcome, &["agent.toml:2:12", "*/5 * * *"]);
 }
 
 #[test]
