@@ -1,9 +1,14 @@
 //! `tidewatch check`: what it reports for each container, what it asks the registry, and that it
 //! changes nothing.
 
+use std::ffi::OsStr;
+use std::fs;
+use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{pull, push, repo_digests, tag, tidewatch, Registry, Status, TestBed};
+use crate::support::{
+    pull, push, repo_digests, tag, tidewatch, Outcome, Registry, Status, TestBed,
+};
 
 /// A dead registry may cost a connect or read timeout, but a check must still end well inside
 /// a scheduling interval.
@@ -329,8 +334,8 @@ fn a_dead_registry_fails_only_its_own_rows_and_the_check_ends_in_bounded_time() 
 // Configuration errors: exit 2, and the message says where. These need no engine: a bad file
 // must be rejected before anything is contacted.
 
-/// A complete, valid agent.toml; `state_dir` is the only line that varies.
-fn good_config(state_dir: &std::path::Path) -> String {
+/// A complete, valid agent.toml keeping its state in `dir`.
+fn good_config(dir: &Path) -> String {
     format!(
         "[agent]\n\
          interval = \"5m\"\n\
@@ -346,33 +351,39 @@ fn good_config(state_dir: &std::path::Path) -> String {
          [[registry]]\n\
          host = \"127.0.0.1:5000\"\n\
          insecure = true\n",
-        state_dir = state_dir.join("state").to_string_lossy()
+        state_dir = dir.join("state").to_string_lossy()
     )
 }
 
-/// Writes `text` as `agent.toml` in a fresh directory and runs `tidewatch -c FILE ARGS`.
-fn with_config(text: &str, args: &[&str]) -> crate::support::Outcome {
+/// Runs `tidewatch -c agent.toml ARGS` on the good config, in a fresh directory.
+fn run_good_config(args: &[&str]) -> Outcome {
+    run_config(|good| good, args)
+}
+
+/// Runs `tidewatch -c agent.toml ARGS` on the good config with line `line` (1-based) replaced
+/// by `replacement`.
+fn run_config_with_line(line: usize, replacement: &str, args: &[&str]) -> Outcome {
+    run_config(
+        |good| {
+            let mut lines: Vec<&str> = good.lines().collect();
+            lines[line - 1] = replacement;
+            lines.join("\n") + "\n"
+        },
+        args,
+    )
+}
+
+fn run_config(edit: impl FnOnce(String) -> String, args: &[&str]) -> Outcome {
     let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("no temp dir: {error}"));
     let path = dir.path().join("agent.toml");
-    std::fs::write(&path, text).unwrap_or_else(|error| panic!("cannot write agent.toml: {error}"));
-    let mut all = vec![
-        "-c",
-        path.to_str()
-            .unwrap_or_else(|| panic!("non-UTF-8 temp path")),
-    ];
-    all.extend_from_slice(args);
+    fs::write(&path, edit(good_config(dir.path())))
+        .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+    let mut all = vec![OsStr::new("-c"), path.as_os_str()];
+    all.extend(args.iter().map(OsStr::new));
     tidewatch(all)
 }
 
-/// The good config with line `line` (1-based) replaced by `replacement`.
-fn config_with_line(line: usize, replacement: &str) -> String {
-    let dir = std::env::temp_dir();
-    let mut lines: Vec<String> = good_config(&dir).lines().map(str::to_owned).collect();
-    lines[line - 1] = replacement.to_owned();
-    lines.join("\n") + "\n"
-}
-
-fn assert_config_error(outcome: &crate::support::Outcome, mentions: &[&str]) {
+fn assert_config_error(outcome: &Outcome, mentions: &[&str]) {
     assert_eq!(outcome.code, 2, "config errors exit 2; {outcome:#?}");
     for needle in mentions {
         assert!(
@@ -384,38 +395,35 @@ fn assert_config_error(outcome: &crate::support::Outcome, mentions: &[&str]) {
 
 #[test]
 fn validate_accepts_a_good_config() {
-    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("no temp dir: {error}"));
-    let outcome = with_config(&good_config(dir.path()), &["validate"]);
+    let outcome = run_good_config(&["validate"]);
     assert_eq!(outcome.code, 0, "{outcome:#?}");
 }
 
 #[test]
 fn an_unknown_key_is_named_with_its_file_line_and_column() {
     // Line 10 is `label_enable = false`; a typo there must not be silently ignored.
-    let text = config_with_line(10, "label_enabled = false");
-    let outcome = with_config(&text, &["check", "--json"]);
+    let outcome = run_config_with_line(10, "label_enabled = false", &["check", "--json"]);
     assert_config_error(&outcome, &["label_enabled", "agent.toml:10:1"]);
 }
 
 #[test]
 fn a_bad_interval_is_rejected_at_its_line() {
-    let text = config_with_line(2, "interval = \"every now and then\"");
-    let outcome = with_config(&text, &["check", "--json"]);
+    let outcome =
+        run_config_with_line(2, "interval = \"every now and then\"", &["check", "--json"]);
     // Column 12 is where the value starts: the place to fix.
     assert_config_error(&outcome, &["agent.toml:2:12", "every now and then"]);
 }
 
 #[test]
 fn a_bad_cron_schedule_is_rejected_at_its_line() {
-    let text = config_with_line(2, "schedule = \"*/5 * * *\"");
-    let outcome = with_config(&text, &["check", "--json"]);
+    let outcome = run_config_with_line(2, "schedule = \"*/5 * * *\"", &["check", "--json"]);
     assert_config_error(&outcome, &["agent.toml:2:12", "*/5 * * *"]);
 }
 
 #[test]
 fn interval_and_schedule_together_are_rejected() {
-    let text = config_with_line(2, "interval = \"5m\"\nschedule = \"*/5 * * * *\"");
-    let outcome = with_config(&text, &["check", "--json"]);
+    let both = "interval = \"5m\"\nschedule = \"*/5 * * * *\"";
+    let outcome = run_config_with_line(2, both, &["check", "--json"]);
     assert_config_error(&outcome, &["interval", "schedule", "agent.toml:"]);
 }
 

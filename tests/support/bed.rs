@@ -100,30 +100,35 @@ impl TestBed {
     /// Removes everything this bed created in the engine. Errors are reported, not raised:
     /// cleanup runs in drop, where a panic would abort the whole test binary.
     fn cleanup(&self) {
-        let remove = |list: &[&str], remove: &[&str]| {
-            let ids = match try_docker(list) {
-                Ok(ids) => ids,
-                Err(error) => return eprintln!("cleanup of {}: {error}", self.id),
-            };
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if ids.is_empty() {
-                return;
-            }
-            let args: Vec<&str> = remove.iter().chain(&ids).copied().collect();
-            if let Err(error) = try_docker(&args) {
-                eprintln!("cleanup of {}: {error}", self.id);
-            }
-        };
         let containers = format!("label={TEST_LABEL}={}", self.id);
-        remove(
+        self.remove_listed(
             &["ps", "--all", "--quiet", "--filter", &containers],
             &["rm", "--force", "--volumes"],
         );
         let images = format!("label={IMAGE_LABEL}={}", self.id);
-        remove(
+        self.remove_listed(
             &["image", "ls", "--quiet", "--filter", &images],
             &["rmi", "--force"],
         );
+    }
+
+    /// Runs the `remove` command on the ids that the `list` command prints, if any.
+    fn remove_listed(&self, list: &[&str], remove: &[&str]) {
+        let listed = match try_docker(list) {
+            Ok(listed) => listed,
+            Err(error) => return eprintln!("cleanup of {}: {error}", self.id),
+        };
+        // An image with several tags is listed once per tag.
+        let mut ids: Vec<&str> = listed.split_whitespace().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return;
+        }
+        let args: Vec<&str> = remove.iter().copied().chain(ids).collect();
+        if let Err(error) = try_docker(&args) {
+            eprintln!("cleanup of {}: {error}", self.id);
+        }
     }
 }
 

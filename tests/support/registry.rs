@@ -100,8 +100,13 @@ impl Registry {
     fn wait_until_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
+            // The log line proves that *our* process holds the port: if another one took it
+            // between free_port() and our bind, GET /v2/ could be answered by that one.
+            let listening = self
+                .log()
+                .contains(&format!("listening on {}", self.host()));
             let probe = http::request(&self.host(), "GET", "/v2/", &[], Duration::from_secs(2));
-            if matches!(&probe, Ok(response) if response.status == 200) {
+            if listening && matches!(&probe, Ok(response) if response.status == 200) {
                 return Ok(());
             }
             let exited = self
