@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineError, Observed};
 use crate::image_ref::ImageRef;
 use crate::plan::detect::{self, CheckRow, Comparison, Eligibility, Status, Target};
-use crate::registry::{RegistryClient, RemoteManifest};
+use crate::registry::{RegistryClient, RegistryError, RemoteManifest};
 
 /// A watched container with its verdict, and what the verdict rests on.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub async fn detect(
                     status: Status::Error,
                     detail: Some(problem.clone()),
                 }),
-                None => detect::target(&o.name, &o.image, &o.repo_digests),
+                None => detect::target(&o.name, &o.image, &o.repo_digests, &|r| registry.aliases(r)),
             },
         };
         pending.push((o, target));
@@ -81,6 +81,11 @@ pub async fn detect(
             Target::Remote { reference, current } => {
                 let row = match remote.get(&reference) {
                     Some(Ok(m)) => compare(registry, &o, &reference, &current, m).await,
+                    Some(Err(e @ RegistryError::Deferred { .. })) => {
+                        let mut row = error_row(&o, Some(current[0].clone()), e.to_string());
+                        row.status = Status::Unknown;
+                        row
+                    }
                     Some(Err(e)) => error_row(&o, Some(current[0].clone()), e.to_string()),
                     None => error_row(&o, None, "internal: reference was not resolved".into()),
                 };
@@ -133,6 +138,10 @@ async fn compare(
         Comparison::UpToDate { current, detail } => (Status::UpToDate, current, detail),
         Comparison::UpdateAvailable { current } => (Status::UpdateAvailable, current, None),
         Comparison::NeedIndex => unreachable!("index entries were supplied"),
+    };
+    let detail = match (detail, &remote.note) {
+        (Some(d), Some(n)) => Some(format!("{d}; {n}")),
+        (d, n) => d.or_else(|| n.clone()),
     };
     CheckRow {
         container: o.name.clone(),

@@ -58,6 +58,7 @@ impl Agent {
     fn applier(&self) -> Applier<'_> {
         Applier {
             engine: &self.engine,
+            registry: &self.registry,
             store: &self.store,
             settings: &self.config.update,
             shutdown: self.shutdown.clone(),

@@ -18,6 +18,7 @@ use crate::config::UpdateConfig;
 use crate::engine::{Engine, Observed};
 use crate::plan::order::Graph;
 use crate::plan::update::{Plan, Reason};
+use crate::registry::RegistryClient;
 use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
 
@@ -69,6 +70,8 @@ pub struct StepResult {
 pub struct Applier<'a> {
     /// The engine.
     pub engine: &'a Engine,
+    /// The registries: where to pull from, with which credentials.
+    pub registry: &'a RegistryClient,
     /// The journal, history and quarantine.
     pub store: &'a SharedStore,
     /// `[update]`.

@@ -226,9 +226,10 @@ impl Applier<'_> {
         let new_image_id = match (&step.reason, &step.to_digest) {
             (Reason::NewDigest, Some(digest)) => {
                 let reference = ImageRef::parse(&old.image).map_err(|e| e.to_string())?;
+                let sources = self.registry.pull_sources(&reference).await;
                 Some(
                     self.engine
-                        .pull_by_digest(&reference, digest)
+                        .pull_by_digest(&reference, digest, &sources)
                         .await
                         .map_err(|e| e.to_string())?,
                 )

@@ -81,6 +81,35 @@ pub struct WatchConfig {
     pub label_enable: bool,
 }
 
+/// A secret read from a file or the environment at start-up. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Credentials given in `agent.toml` (the password from a file or the environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredLogin {
+    /// The user name.
+    pub username: String,
+    /// The password or access token.
+    pub password: Secret,
+    /// Where the password came from, for error messages: `password_file /path` or
+    /// `password_env VAR`.
+    pub source: String,
+}
+
 /// `[[registry]]`: per-registry settings.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -88,7 +117,39 @@ pub struct RegistryConfig {
     pub host: String,
     /// Speak plain HTTP. `None` means the default: allowed for loopback hosts only, like Docker.
     pub insecure: Option<bool>,
+    /// Credentials from `username` + `password_file`/`password_env`.
+    pub login: Option<ConfiguredLogin>,
+    /// Extra root certificate(s), PEM, for a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// Pull-through mirrors (`host[:port]`): images are pulled from them by digest, while the
+    /// current digest is asked of the origin.
+    pub mirrors: Vec<String>,
+    /// Requests in flight to this registry at once.
+    pub concurrency: usize,
+    /// When the registry says fewer pulls than this remain (`RateLimit-Remaining`), its checks
+    /// are deferred for the cycle rather than eat into the pull quota.
+    pub rate_limit_reserve: u64,
 }
+
+impl RegistryConfig {
+    /// The settings of a registry not listed in the file.
+    pub fn unlisted(host: &str) -> RegistryConfig {
+        RegistryConfig {
+            host: host.to_string(),
+            insecure: None,
+            login: None,
+            ca_file: None,
+            mirrors: Vec::new(),
+            concurrency: DEFAULT_REGISTRY_CONCURRENCY,
+            rate_limit_reserve: DEFAULT_RATE_LIMIT_RESERVE,
+        }
+    }
+}
+
+/// Default `[[registry]] concurrency`.
+pub const DEFAULT_REGISTRY_CONCURRENCY: usize = 6;
+/// Default `[[registry]] rate_limit_reserve`.
+pub const DEFAULT_RATE_LIMIT_RESERVE: u64 = 10;
 
 /// `[update]`: how a recreate is gated.
 #[derive(Debug, Clone)]
@@ -167,6 +228,14 @@ impl Config {
     pub fn registry(&self, host: &str) -> Option<&RegistryConfig> {
         self.registries.get(host)
     }
+
+    /// The settings for `host`, or the defaults for an unlisted registry.
+    pub fn registry_or_default(&self, host: &str) -> RegistryConfig {
+        self.registries
+            .get(host)
+            .cloned()
+            .unwrap_or_else(|| RegistryConfig::unlisted(host))
+    }
 }
 
 /// Turns byte spans into `file:line:col` errors.
@@ -214,11 +283,47 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         if registries.contains_key(&host) {
             return Err(at.error(r.host.span(), format!("registry {host:?} is listed twice")));
         }
+        let login = validate_login(&r, &host, at)?;
+        let mut mirrors = Vec::new();
+        for m in &r.mirror {
+            let mirror = m.get_ref().trim().to_string();
+            if mirror.is_empty() || mirror.contains('/') {
+                return Err(at.error(
+                    m.span(),
+                    format!("mirror {:?} must be a bare host[:port]", m.get_ref()),
+                ));
+            }
+            mirrors.push(mirror);
+        }
+        let concurrency = match &r.concurrency {
+            Some(c) if *c.get_ref() == 0 => {
+                return Err(at.error(c.span(), "concurrency must be at least 1"))
+            }
+            Some(c) => *c.get_ref(),
+            None => DEFAULT_REGISTRY_CONCURRENCY,
+        };
+        let ca_file = match r.ca_file {
+            Some(path) => {
+                if let Err(e) = std::fs::metadata(path.get_ref()) {
+                    return Err(at.error(
+                        path.span(),
+                        format!("ca_file {}: {e}", path.get_ref().display()),
+                    ));
+                }
+                Some(path.into_inner())
+            }
+            None => None,
+        };
         registries.insert(
             host.clone(),
             RegistryConfig {
                 host,
                 insecure: r.insecure,
+                login,
+                ca_file,
+                mirrors,
+                concurrency,
+                rate_limit_reserve: r.rate_limit_reserve.unwrap_or(DEFAULT_RATE_LIMIT_RESERVE),
             },
         );
     }
@@ -258,6 +363,76 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         update,
         services,
     })
+}
+
+/// `username` with `password_file` or `password_env`: the secret is read now, so a missing file
+/// fails at start-up, and never appears in an error.
+fn validate_login(
+    r: &raw::RawRegistry,
+    host: &str,
+    at: &Locator<'_>,
+) -> Result<Option<ConfiguredLogin>, ConfigError> {
+    if let Some(p) = &r.password {
+        return Err(at.error(
+            p.span(),
+            "a password is never written in agent.toml: use password_file (a file readable only by root) or password_env",
+        ));
+    }
+    let (password, source) = match (&r.password_file, &r.password_env) {
+        (Some(_), Some(env)) => {
+            return Err(at.error(
+                env.span(),
+                "password_file and password_env are exclusive: keep one of them",
+            ))
+        }
+        (Some(file), None) => {
+            let text = std::fs::read_to_string(file.get_ref()).map_err(|e| {
+                at.error(
+                    file.span(),
+                    format!("password_file {}: {e}", file.get_ref().display()),
+                )
+            })?;
+            // A trailing newline from `echo secret > file` is not part of the secret.
+            let secret = text.trim_end_matches(['\n', '\r']).to_string();
+            (
+                (secret, file.span()),
+                format!("password_file {}", file.get_ref().display()),
+            )
+        }
+        (None, Some(env)) => {
+            let value = std::env::var(env.get_ref()).map_err(|_| {
+                at.error(
+                    env.span(),
+                    format!("password_env: the environment variable {} is not set", env.get_ref()),
+                )
+            })?;
+            ((value, env.span()), format!("password_env {}", env.get_ref()))
+        }
+        (None, None) => {
+            if let Some(u) = &r.username {
+                return Err(at.error(
+                    u.span(),
+                    format!("registry {host}: username needs password_file or password_env"),
+                ));
+            }
+            return Ok(None);
+        }
+    };
+    let ((password, span), source) = (password, source);
+    let Some(username) = &r.username else {
+        return Err(at.error(
+            span,
+            format!("registry {host}: a password needs a username"),
+        ));
+    };
+    if password.is_empty() {
+        return Err(at.error(span, format!("{source} is empty")));
+    }
+    Ok(Some(ConfiguredLogin {
+        username: username.get_ref().clone(),
+        password: Secret(password),
+        source,
+    }))
 }
 
 fn validate_agent(raw: raw::RawAgent, at: &Locator<'_>) -> Result<AgentConfig, ConfigError> {

@@ -58,6 +58,16 @@ pub(super) struct RawUpdate {
 pub(super) struct RawRegistry {
     pub host: Spanned<String>,
     pub insecure: Option<bool>,
+    pub username: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    pub password_env: Option<Spanned<String>>,
+    /// Refused with a message of its own: secrets never sit in the file.
+    pub password: Option<Spanned<toml::Value>>,
+    pub ca_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub mirror: Vec<Spanned<String>>,
+    pub concurrency: Option<Spanned<usize>>,
+    pub rate_limit_reserve: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

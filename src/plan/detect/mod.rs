@@ -106,8 +106,15 @@ pub enum Target {
     },
 }
 
-/// Decides, without I/O, whether a watched container needs a registry lookup.
-pub fn target(container: &str, image: &str, repo_digests: &[String]) -> Target {
+/// Decides, without I/O, whether a watched container needs a registry lookup. `aliases` gives
+/// the repository names under which the image may record digests of a reference (the origin,
+/// and its pull-through mirrors).
+pub fn target(
+    container: &str,
+    image: &str,
+    repo_digests: &[String],
+    aliases: &dyn Fn(&ImageRef) -> Vec<String>,
+) -> Target {
     let row = |status, detail: String| {
         Target::Settled(CheckRow {
             container: container.to_string(),
@@ -135,10 +142,14 @@ pub fn target(container: &str, image: &str, repo_digests: &[String]) -> Target {
             "pinned to a digest: nothing to follow".into(),
         );
     }
-    let current: Vec<String> = repo_digest_for(repo_digests, &reference.name())
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let mut current: Vec<String> = Vec::new();
+    for name in aliases(&reference) {
+        for d in repo_digest_for(repo_digests, &name) {
+            if !current.iter().any(|c| c == d) {
+                current.push(d.to_string());
+            }
+        }
+    }
     if current.is_empty() {
         return row(
             Status::Unknown,

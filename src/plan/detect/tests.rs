@@ -27,10 +27,15 @@ fn amd64() -> Platform {
     }
 }
 
+fn origin_only(r: &ImageRef) -> Vec<String> {
+    vec![r.name()]
+}
+
 fn manifest(digest: &str) -> RemoteManifest {
     RemoteManifest {
         digest: digest.into(),
         media_type: Some("application/vnd.docker.distribution.manifest.v2+json".into()),
+        note: None,
     }
 }
 
@@ -38,6 +43,7 @@ fn index(digest: &str) -> RemoteManifest {
     RemoteManifest {
         digest: digest.into(),
         media_type: Some("application/vnd.oci.image.index.v1+json".into()),
+        note: None,
     }
 }
 
@@ -103,7 +109,7 @@ fn label_enable_requires_enable_true() {
 
 #[test]
 fn pinned_reference_is_skipped() {
-    let t = target("web", &format!("127.0.0.1:5000/app@{D1}"), &[]);
+    let t = target("web", &format!("127.0.0.1:5000/app@{D1}"), &[], &origin_only);
     let Target::Settled(row) = t else {
         panic!("{t:?}")
     };
@@ -112,7 +118,7 @@ fn pinned_reference_is_skipped() {
 
 #[test]
 fn locally_built_image_is_unknown_not_an_update() {
-    let t = target("web", "app:dev", &[]);
+    let t = target("web", "app:dev", &[], &origin_only);
     let Target::Settled(row) = t else {
         panic!("{t:?}")
     };
@@ -121,10 +127,10 @@ fn locally_built_image_is_unknown_not_an_update() {
 
 #[test]
 fn repo_digest_of_another_repository_does_not_count() {
-    let t = target(
-        "web",
+    let t = target("web",
         "127.0.0.1:5000/app:latest",
         &[format!("127.0.0.1:5001/app@{D1}")],
+        &origin_only,
     );
     assert!(matches!(
         t,
@@ -137,10 +143,10 @@ fn repo_digest_of_another_repository_does_not_count() {
 
 #[test]
 fn matching_repo_digest_needs_a_lookup() {
-    let t = target(
-        "web",
+    let t = target("web",
         "127.0.0.1:5000/app",
         &[format!("127.0.0.1:5000/app@{D1}")],
+        &origin_only,
     );
     let Target::Remote { reference, current } = t else {
         panic!("{t:?}")
@@ -242,4 +248,16 @@ fn status_names_are_the_json_contract() {
             "\"error\""
         ]
     );
+}
+
+#[test]
+fn digest_recorded_under_a_mirror_counts_for_the_origin() {
+    let mirror = |r: &ImageRef| vec![r.name(), format!("127.0.0.1:5001/{}", r.repository())];
+    let t = target(
+        "web",
+        "127.0.0.1:5000/app:latest",
+        &[format!("127.0.0.1:5001/app@{D1}")],
+        &mirror,
+    );
+    assert!(matches!(t, Target::Remote { ref current, .. } if current == &[D1.to_string()]));
 }
