@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, Policy};
 use crate::engine::{Engine, EngineError, Observed};
 use crate::image_ref::ImageRef;
 use crate::plan::detect::{self, CheckRow, Comparison, Eligibility, Status, Target};
@@ -28,7 +28,7 @@ pub async fn detect(
     config: &Arc<Config>,
     names: &[String],
 ) -> Result<Vec<Detection>, EngineError> {
-    let observed = engine.inventory(false).await?;
+    let observed = engine.inventory(config.watch.include_stopped).await?;
     let wanted: BTreeSet<&str> = names.iter().map(|n| n.trim_start_matches('/')).collect();
 
     let mut pending: Vec<(Observed, Target)> = Vec::new();
@@ -46,6 +46,19 @@ pub async fn detect(
                 status: Status::Skipped,
                 detail: Some(reason),
             }),
+            Eligibility::Watched
+                if detect::policy_for(&o.name, &o.labels, &config.watch, &config.services)
+                    == Policy::Ignore =>
+            {
+                Target::Settled(CheckRow {
+                    container: o.name.clone(),
+                    image: o.image.clone(),
+                    current_digest: None,
+                    available_digest: None,
+                    status: Status::Skipped,
+                    detail: Some("policy ignore".into()),
+                })
+            }
             Eligibility::Watched => match &o.problem {
                 Some(problem) => Target::Settled(CheckRow {
                     container: o.name.clone(),
@@ -55,7 +68,9 @@ pub async fn detect(
                     status: Status::Error,
                     detail: Some(problem.clone()),
                 }),
-                None => detect::target(&o.name, &o.image, &o.repo_digests, &|r| registry.aliases(r)),
+                None => {
+                    detect::target(&o.name, &o.image, &o.repo_digests, &|r| registry.aliases(r))
+                }
             },
         };
         pending.push((o, target));

@@ -46,6 +46,7 @@ impl Applier<'_> {
             new_digest: new_digest.clone(),
             image_ref: old.image.clone(),
             aside_name: aside_name(&old.name),
+            was_running: old.state == "running",
         };
         let id = match self.store.with(move |s| s.begin(&record)).await {
             Ok(id) => id,
@@ -421,6 +422,9 @@ impl Applier<'_> {
         if current_name.as_deref() != Some(name) {
             self.engine.rename(old_id, name).await?;
         }
-        self.engine.start(old_id).await
+        if entry.was_running {
+            self.engine.start(old_id).await?;
+        }
+        Ok(())
     }
 }

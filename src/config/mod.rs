@@ -72,13 +72,74 @@ pub struct DockerConfig {
     pub host: Option<String>,
 }
 
-/// `[watch]`: which containers this agent looks after.
+/// What tidewatch does about a container whose image has a new digest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Recreate it on the new image.
+    #[default]
+    Update,
+    /// Report and notify only (monitor-only).
+    Notify,
+    /// Leave it alone entirely.
+    Ignore,
+}
+
+impl Policy {
+    /// Parses `update`, `notify` or `ignore`.
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "update" => Some(Policy::Update),
+            "notify" => Some(Policy::Notify),
+            "ignore" => Some(Policy::Ignore),
+            _ => None,
+        }
+    }
+}
+
+/// A maintenance window: updates start only while one is open.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// When windows open (cron, local time).
+    pub schedule: Box<Cron>,
+    /// How long each stays open.
+    pub length: Duration,
+    /// The expression as written, for messages.
+    pub expression: String,
+}
+
+impl Window {
+    /// `None` when a window is open at `now`; otherwise when the next one opens.
+    pub fn closed_until(
+        &self,
+        now: chrono::DateTime<chrono::Local>,
+    ) -> Option<chrono::DateTime<chrono::Local>> {
+        let length = chrono::Duration::from_std(self.length).unwrap_or(chrono::Duration::MAX);
+        // The latest opening at or before now, if it is still open.
+        if let Ok(opened) = self.schedule.find_previous_occurrence(&now, true) {
+            if now < opened + length {
+                return None;
+            }
+        }
+        self.schedule.find_next_occurrence(&now, false).ok()
+    }
+}
+
+/// `[watch]`: which containers this agent looks after, and how.
 #[derive(Debug, Clone, Default)]
 pub struct WatchConfig {
     /// Only containers labelled `tidewatch.scope=<scope>`; `None`: only those with no scope label.
     pub scope: Option<String>,
     /// Only containers labelled `tidewatch.enable=true`.
     pub label_enable: bool,
+    /// The default policy; a `tidewatch.policy` label or `[[service]] policy` overrides it.
+    pub policy: Policy,
+    /// The default maintenance window (`None`: any time).
+    pub window: Option<Window>,
+    /// A digest first seen less than this long ago waits.
+    pub min_age: Duration,
+    /// Also watch stopped containers: they are recreated on the new image but not started.
+    pub include_stopped: bool,
 }
 
 /// A secret read from a file or the environment at start-up. Its `Debug` never shows it.
@@ -179,6 +240,12 @@ pub struct ServiceConfig {
     pub name: String,
     /// Containers that must be updated (and healthy) before this one.
     pub depends_on: Vec<String>,
+    /// Overrides the label and `[watch] policy`.
+    pub policy: Option<Policy>,
+    /// Overrides `[watch] window`.
+    pub window: Option<Window>,
+    /// Overrides `[watch] min_age`.
+    pub min_age: Option<Duration>,
 }
 
 /// The validated configuration.
@@ -341,6 +408,9 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
             ServiceConfig {
                 name,
                 depends_on: s.depends_on,
+                policy: s.policy.map(|p| parse_policy(&p, at)).transpose()?,
+                window: s.window.map(|w| parse_window(w, at)).transpose()?,
+                min_age: duration(s.min_age, at)?,
             },
         );
     }
@@ -358,6 +428,15 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         watch: WatchConfig {
             scope: raw.watch.scope.filter(|s| !s.is_empty()),
             label_enable: raw.watch.label_enable,
+            policy: raw
+                .watch
+                .policy
+                .map(|p| parse_policy(&p, at))
+                .transpose()?
+                .unwrap_or_default(),
+            window: raw.watch.window.map(|w| parse_window(w, at)).transpose()?,
+            min_age: duration(raw.watch.min_age, at)?.unwrap_or_default(),
+            include_stopped: raw.watch.include_stopped,
         },
         registries,
         update,
@@ -403,10 +482,16 @@ fn validate_login(
             let value = std::env::var(env.get_ref()).map_err(|_| {
                 at.error(
                     env.span(),
-                    format!("password_env: the environment variable {} is not set", env.get_ref()),
+                    format!(
+                        "password_env: the environment variable {} is not set",
+                        env.get_ref()
+                    ),
                 )
             })?;
-            ((value, env.span()), format!("password_env {}", env.get_ref()))
+            (
+                (value, env.span()),
+                format!("password_env {}", env.get_ref()),
+            )
         }
         (None, None) => {
             if let Some(u) = &r.username {
@@ -478,6 +563,33 @@ fn parse_duration(value: &Spanned<String>, at: &Locator<'_>) -> Result<Duration,
                 value.get_ref()
             ),
         )
+    })
+}
+
+fn parse_policy(value: &Spanned<String>, at: &Locator<'_>) -> Result<Policy, ConfigError> {
+    Policy::parse(value.get_ref()).ok_or_else(|| {
+        at.error(
+            value.span(),
+            format!(
+                "unknown policy {:?}: expected \"update\", \"notify\" or \"ignore\"",
+                value.get_ref()
+            ),
+        )
+    })
+}
+
+fn parse_window(raw: raw::RawWindow, at: &Locator<'_>) -> Result<Window, ConfigError> {
+    let length = parse_duration(&raw.length, at)?;
+    if length.is_zero() {
+        return Err(at.error(
+            raw.length.span(),
+            "a window's length must be longer than zero",
+        ));
+    }
+    Ok(Window {
+        schedule: Box::new(parse_schedule(&raw.schedule, at)?),
+        length,
+        expression: raw.schedule.get_ref().clone(),
     })
 }
 

@@ -43,6 +43,18 @@ pub(super) struct RawWatch {
     pub scope: Option<String>,
     #[serde(default)]
     pub label_enable: bool,
+    pub policy: Option<Spanned<String>>,
+    pub window: Option<RawWindow>,
+    pub min_age: Option<Spanned<String>>,
+    #[serde(default)]
+    pub include_stopped: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWindow {
+    pub schedule: Spanned<String>,
+    pub length: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,4 +88,7 @@ pub(super) struct RawService {
     pub name: Spanned<String>,
     #[serde(default)]
     pub depends_on: Vec<String>,
+    pub policy: Option<Spanned<String>>,
+    pub window: Option<RawWindow>,
+    pub min_age: Option<Spanned<String>>,
 }

@@ -1,6 +1,7 @@
 //! Engine mutations used by `apply`: pull by digest, tag, stop, rename, create, start, remove.
 //! Each is one Engine API call with an error that names the container or image.
 
+use bollard::auth::DockerCredentials;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ImageInspect,
     NetworkConnectRequest,
@@ -10,7 +11,6 @@ use bollard::query_parameters::{
     RemoveImageOptions, RenameContainerOptions, RestartContainerOptions, StartContainerOptions,
     StopContainerOptions, TagImageOptions,
 };
-use bollard::auth::DockerCredentials;
 use futures_util::TryStreamExt;
 
 use super::{Engine, EngineError};
@@ -29,7 +29,11 @@ impl Engine {
         sources: &[(ImageRef, Option<Credentials>)],
     ) -> Result<String, EngineError> {
         let origin = [(reference.clone(), None)];
-        let sources = if sources.is_empty() { &origin[..] } else { sources };
+        let sources = if sources.is_empty() {
+            &origin[..]
+        } else {
+            sources
+        };
         let mut last_error = None;
         for (source, credentials) in sources {
             let by_digest = source.with_digest(digest).to_string();

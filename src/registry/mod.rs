@@ -126,7 +126,9 @@ pub enum RegistryError {
         status: u16,
     },
     /// Checks of this registry are put off for the cycle to spare its pull quota.
-    #[error("registry {registry} checks deferred: only {remaining} pulls left in its rate limit window")]
+    #[error(
+        "registry {registry} checks deferred: only {remaining} pulls left in its rate limit window"
+    )]
     Deferred {
         /// The registry host.
         registry: String,
@@ -369,13 +371,12 @@ impl RegistryClient {
             .bytes()
             .await
             .map_err(|e| RegistryError::transport(reference.registry(), e))?;
-        let entries =
-            Arc::new(
-                index::parse(&body).map_err(|reason| RegistryError::Protocol {
-                    registry: reference.registry().to_string(),
-                    reason: format!("index {digest} of {}: {reason}", reference.name()),
-                })?,
-            );
+        let entries = Arc::new(
+            index::parse(&body).map_err(|reason| RegistryError::Protocol {
+                registry: reference.registry().to_string(),
+                reason: format!("index {digest} of {}: {reason}", reference.name()),
+            })?,
+        );
         self.indexes
             .lock()
             .await
@@ -559,7 +560,12 @@ impl RegistryClient {
                     continue;
                 }
             }
-            return Err(refusal(status, response.headers(), reference, &state.credentials));
+            return Err(refusal(
+                status,
+                response.headers(),
+                reference,
+                &state.credentials,
+            ));
         }
     }
 }

@@ -105,7 +105,10 @@ mod tests {
             Some(Duration::from_secs(7))
         );
         assert_eq!(
-            retry_after(&headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")])),
+            retry_after(&headers(&[(
+                "retry-after",
+                "Wed, 21 Oct 2015 07:28:00 GMT"
+            )])),
             None
         );
     }

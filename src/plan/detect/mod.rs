@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::config::WatchConfig;
+use crate::config::{Policy, ServiceConfig, WatchConfig};
 use crate::engine::Platform;
 use crate::image_ref::{repo_digest_for, ImageRef};
 use crate::labels;
@@ -89,6 +89,38 @@ pub fn eligibility(
         )),
         _ => Eligibility::Watched,
     }
+}
+
+/// The policy of container `name`: `[[service]] policy`, else its `tidewatch.policy` label (or
+/// Watchtower's `monitor-only=true`, which is `notify`), else `[watch] policy`. An unreadable
+/// label value is reported and the stricter `notify` applies.
+pub fn policy_for(
+    name: &str,
+    container_labels: &BTreeMap<String, String>,
+    watch: &WatchConfig,
+    services: &BTreeMap<String, ServiceConfig>,
+) -> Policy {
+    if let Some(p) = services.get(name).and_then(|s| s.policy) {
+        return p;
+    }
+    if let Some(value) = container_labels.get(labels::POLICY) {
+        return Policy::parse(value).unwrap_or_else(|| {
+            tracing::warn!(
+                container = name,
+                value,
+                "unknown {} label; treating it as notify",
+                labels::POLICY
+            );
+            Policy::Notify
+        });
+    }
+    if container_labels
+        .get(labels::watchtower::MONITOR_ONLY)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return Policy::Notify;
+    }
+    watch.policy
 }
 
 /// What detection needs to know of a container before asking a registry.

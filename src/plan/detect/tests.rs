@@ -16,6 +16,7 @@ fn watch(scope: Option<&str>, label_enable: bool) -> WatchConfig {
     WatchConfig {
         scope: scope.map(str::to_string),
         label_enable,
+        ..Default::default()
     }
 }
 
@@ -109,7 +110,12 @@ fn label_enable_requires_enable_true() {
 
 #[test]
 fn pinned_reference_is_skipped() {
-    let t = target("web", &format!("127.0.0.1:5000/app@{D1}"), &[], &origin_only);
+    let t = target(
+        "web",
+        &format!("127.0.0.1:5000/app@{D1}"),
+        &[],
+        &origin_only,
+    );
     let Target::Settled(row) = t else {
         panic!("{t:?}")
     };
@@ -127,7 +133,8 @@ fn locally_built_image_is_unknown_not_an_update() {
 
 #[test]
 fn repo_digest_of_another_repository_does_not_count() {
-    let t = target("web",
+    let t = target(
+        "web",
         "127.0.0.1:5000/app:latest",
         &[format!("127.0.0.1:5001/app@{D1}")],
         &origin_only,
@@ -143,7 +150,8 @@ fn repo_digest_of_another_repository_does_not_count() {
 
 #[test]
 fn matching_repo_digest_needs_a_lookup() {
-    let t = target("web",
+    let t = target(
+        "web",
         "127.0.0.1:5000/app",
         &[format!("127.0.0.1:5000/app@{D1}")],
         &origin_only,
@@ -260,4 +268,60 @@ fn digest_recorded_under_a_mirror_counts_for_the_origin() {
         &mirror,
     );
     assert!(matches!(t, Target::Remote { ref current, .. } if current == &[D1.to_string()]));
+}
+
+#[test]
+fn policy_comes_from_service_then_label_then_default() {
+    let mut w = watch(None, false);
+    w.policy = Policy::Update;
+    let mut services = BTreeMap::new();
+    assert_eq!(
+        policy_for("web", &labels(&[]), &w, &services),
+        Policy::Update
+    );
+    assert_eq!(
+        policy_for(
+            "web",
+            &labels(&[("tidewatch.policy", "notify")]),
+            &w,
+            &services
+        ),
+        Policy::Notify
+    );
+    assert_eq!(
+        policy_for(
+            "web",
+            &labels(&[("com.centurylinklabs.watchtower.monitor-only", "true")]),
+            &w,
+            &services
+        ),
+        Policy::Notify
+    );
+    assert_eq!(
+        policy_for(
+            "web",
+            &labels(&[("tidewatch.policy", "bogus")]),
+            &w,
+            &services
+        ),
+        Policy::Notify,
+        "an unreadable label must not let updates through"
+    );
+    services.insert(
+        "web".to_string(),
+        ServiceConfig {
+            name: "web".into(),
+            policy: Some(Policy::Ignore),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        policy_for(
+            "web",
+            &labels(&[("tidewatch.policy", "notify")]),
+            &w,
+            &services
+        ),
+        Policy::Ignore
+    );
 }
