@@ -133,10 +133,7 @@ impl Agent {
         let result = self
             .store
             .with(
-                move |s| -> Result<
-                    (Marks, Vec<Option<chrono::DateTime<chrono::Utc>>>),
-                    crate::state::StateError,
-                > {
+                move |s| -> Result<(Marks, Vec<FirstSeen>), crate::state::StateError> {
                     let mut marks = Marks::default();
                     let mut seen = Vec::new();
                     for (container, digest) in list {
@@ -213,6 +210,9 @@ fn candidates(detections: &[Detection], config: &Config) -> Vec<Candidate> {
         })
         .collect()
 }
+
+/// When a candidate's new digest was first seen, if known.
+type FirstSeen = Option<chrono::DateTime<chrono::Utc>>;
 
 /// The dependency graph of the watched containers.
 pub fn graph(detections: &[Detection], config: &Config) -> Graph {

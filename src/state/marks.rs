@@ -178,13 +178,12 @@ impl Store {
         digest: &str,
     ) -> Result<Option<DateTime<Utc>>, StateError> {
         self.read("reading when a digest was first seen", |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT first_seen FROM seen WHERE container = ?1 AND digest = ?2",
-                    params![container, digest],
-                    |row| get_ts(row, 0),
-                )
-                .optional()?)
+            conn.query_row(
+                "SELECT first_seen FROM seen WHERE container = ?1 AND digest = ?2",
+                params![container, digest],
+                |row| get_ts(row, 0),
+            )
+            .optional()
         })
     }
 
