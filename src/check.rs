@@ -7,6 +7,7 @@ use crate::config::{Config, Policy};
 use crate::engine::{Engine, EngineError, Observed};
 use crate::image_ref::ImageRef;
 use crate::plan::detect::{self, CheckRow, Comparison, Eligibility, Status, Target};
+use crate::plan::track::{self, Track};
 use crate::registry::{RegistryClient, RegistryError, RemoteManifest};
 
 /// A watched container with its verdict, and what the verdict rests on.
@@ -18,6 +19,8 @@ pub struct Detection {
     pub row: CheckRow,
     /// The normalised reference, when the container has one that could be asked for.
     pub reference: Option<ImageRef>,
+    /// With tag tracking, the reference of the newer tag the container should move to.
+    pub new_image: Option<String>,
 }
 
 /// Checks the containers in scope (only `names` when not empty). One registry or container
@@ -76,6 +79,8 @@ pub async fn detect(
         pending.push((o, target));
     }
 
+    let tracked = retarget_tracked(registry, &mut pending).await;
+
     let refs: BTreeSet<ImageRef> = pending
         .iter()
         .filter_map(|(_, t)| match t {
@@ -92,9 +97,11 @@ pub async fn detect(
                 reference: ImageRef::parse(&o.image).ok(),
                 observed: o,
                 row,
+                new_image: None,
             },
             Target::Remote { reference, current } => {
-                let row = match remote.get(&reference) {
+                let new_image = tracked.get(&o.name).cloned();
+                let mut row = match remote.get(&reference) {
                     Some(Ok(m)) => compare(registry, &o, &reference, &current, m).await,
                     Some(Err(e @ RegistryError::Deferred { .. })) => {
                         let mut row = error_row(&o, Some(current[0].clone()), e.to_string());
@@ -104,16 +111,121 @@ pub async fn detect(
                     Some(Err(e)) => error_row(&o, Some(current[0].clone()), e.to_string()),
                     None => error_row(&o, None, "internal: reference was not resolved".into()),
                 };
+                if let Some(new) = &new_image {
+                    let note = format!("tracks tags: newest is {new}");
+                    row.detail = Some(match row.detail.take() {
+                        Some(d) => format!("{note}; {d}"),
+                        None => note,
+                    });
+                }
                 Detection {
                     observed: o,
                     row,
                     reference: Some(reference),
+                    new_image,
                 }
             }
         };
         out.push(detection);
     }
     Ok(out)
+}
+
+/// Containers with a `tidewatch.track` label follow the newest matching tag: their target
+/// reference becomes that tag. Returns, by container, the new tag's reference where it differs
+/// from the container's own; a bad label or a failed tag listing turns the target into an
+/// error row.
+async fn retarget_tracked(
+    registry: &RegistryClient,
+    pending: &mut [(Observed, Target)],
+) -> HashMap<String, String> {
+    let mut tag_lists: HashMap<String, Result<Vec<String>, String>> = HashMap::new();
+    let mut moved = HashMap::new();
+    for (o, target) in pending.iter_mut() {
+        let Target::Remote { reference, .. } = target else {
+            continue;
+        };
+        let Some(label) = o.labels.get(track::TRACK_LABEL) else {
+            continue;
+        };
+        let fail = |o: &Observed, detail: String| Target::Settled(error_row(o, None, detail));
+        let track = match track::parse(label) {
+            Ok(Track::Digest) => continue,
+            Ok(t) => t,
+            Err(e) => {
+                *target = fail(o, e);
+                continue;
+            }
+        };
+        let key = reference.name();
+        if !tag_lists.contains_key(&key) {
+            let listed = registry
+                .list_tags(reference)
+                .await
+                .map_err(|e| e.to_string());
+            tag_lists.insert(key.clone(), listed);
+        }
+        let tags = match &tag_lists[&key] {
+            Ok(tags) => tags.clone(),
+            Err(e) => {
+                *target = fail(o, format!("listing tags: {e}"));
+                continue;
+            }
+        };
+        let chosen = match &track {
+            Track::Semver(range) => {
+                let best = track::newest_semver(&tags, range.as_ref()).map(str::to_string);
+                // Never move down: a container already past the range stays where it is.
+                let current = reference.tag().and_then(track::tag_version);
+                best.filter(|b| match (track::tag_version(b), &current) {
+                    (Some(b), Some(c)) => b > *c,
+                    _ => true,
+                })
+            }
+            Track::Regex(pattern) => {
+                newest_by_creation(
+                    registry,
+                    reference,
+                    &o.platform,
+                    track::matching(&tags, pattern),
+                )
+                .await
+            }
+            Track::Digest => None,
+        };
+        if let Some(tag) = chosen.filter(|t| Some(t.as_str()) != reference.tag()) {
+            let new = reference.with_tag(&tag);
+            moved.insert(o.name.clone(), new.to_string());
+            *reference = new;
+        }
+    }
+    moved
+}
+
+/// The tag among `tags` whose image was built last (ties: the later tag in the list).
+async fn newest_by_creation(
+    registry: &RegistryClient,
+    reference: &ImageRef,
+    platform: &crate::engine::Platform,
+    tags: Vec<&str>,
+) -> Option<String> {
+    let mut best: Option<(chrono::DateTime<chrono::Utc>, String)> = None;
+    for tag in tags {
+        let candidate = reference.with_tag(tag);
+        let Ok(manifest) = registry.current(&candidate).await else {
+            continue;
+        };
+        let Ok(Some(created)) = registry
+            .created(&candidate, &manifest.digest, platform)
+            .await
+        else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(b, _)| created >= *b) {
+            best = Some((created, tag.to_string()));
+        }
+    }
+    best.map(|(_, tag)| tag)
 }
 
 /// Rows for names asked for on the command line that are not running in scope.

@@ -193,6 +193,7 @@ fn candidates(detections: &[Detection], config: &Config) -> Vec<Candidate> {
                 image: d.row.image.clone(),
                 from_digest: d.row.current_digest.clone(),
                 to_digest: d.row.available_digest.clone()?,
+                new_image: d.new_image.clone(),
                 policy: detect::policy_for(
                     name,
                     &d.observed.labels,

@@ -224,9 +224,11 @@ impl Applier<'_> {
         ),
         String,
     > {
+        // With tag tracking the container moves to a newer tag; otherwise it keeps its own.
+        let target_image = step.new_image.as_deref().unwrap_or(&old.image);
         let new_image_id = match (&step.reason, &step.to_digest) {
             (Reason::NewDigest, Some(digest)) => {
-                let reference = ImageRef::parse(&old.image).map_err(|e| e.to_string())?;
+                let reference = ImageRef::parse(target_image).map_err(|e| e.to_string())?;
                 let sources = self.registry.pull_sources(&reference).await;
                 Some(
                     self.engine
@@ -258,7 +260,7 @@ impl Applier<'_> {
                 .find(|(full, _)| full.starts_with(id))
                 .map(|(_, name)| name.clone())
         };
-        let mut spec = recreate_spec(&old.inspect, &old_image, &old.image, api, &resolve)
+        let mut spec = recreate_spec(&old.inspect, &old_image, target_image, api, &resolve)
             .map_err(|e| e.to_string())?;
         // Compose v2 records the image id it created the container from; keep it truthful so
         // a later `docker compose up` sees the container as current.

@@ -70,6 +70,7 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         image: container.image.clone(),
         from_digest: Some(last.to_digest.clone()),
         to_digest: last.from_digest.clone(),
+        new_image: None,
         reason: Reason::Rollback,
     };
     let plan = Plan {

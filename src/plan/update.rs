@@ -22,6 +22,8 @@ pub struct Candidate {
     pub from_digest: Option<String>,
     /// The digest its reference points to now.
     pub to_digest: String,
+    /// With tag tracking: the newer tag's reference it moves to.
+    pub new_image: Option<String>,
     /// Its policy (label, `[[service]]`, `[watch]` default).
     pub policy: Policy,
     /// Its maintenance window, if it has one.
@@ -65,6 +67,9 @@ pub struct PlannedStep {
     pub from_digest: Option<String>,
     /// The digest it moves to; `None` when it is recreated on its own image.
     pub to_digest: Option<String>,
+    /// With tag tracking: the reference it is recreated with (a newer tag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_image: Option<String>,
     /// Why.
     pub reason: Reason,
 }
@@ -189,6 +194,7 @@ pub fn plan(
                     image: c.image.clone(),
                     from_digest: c.from_digest.clone(),
                     to_digest: Some(c.to_digest.clone()),
+                    new_image: c.new_image.clone(),
                     reason: Reason::NewDigest,
                 })
             } else {
@@ -197,6 +203,7 @@ pub fn plan(
                     image: images.get(name).cloned().unwrap_or_default(),
                     from_digest: None,
                     to_digest: None,
+                    new_image: None,
                     reason: Reason::SharesNamespace(owner.clone()),
                 })
             }
@@ -262,6 +269,7 @@ mod tests {
             image: format!("reg/{name}:latest"),
             from_digest: Some("sha256:old".into()),
             to_digest: format!("sha256:new-{name}"),
+            new_image: None,
             policy: Policy::Update,
             window: None,
             min_age: Duration::ZERO,

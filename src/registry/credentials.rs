@@ -29,6 +29,14 @@ pub fn lookup(host: &str, settings: &RegistryConfig) -> Found {
             source: login.source.clone(),
         };
     }
+    // docker_credential reports a missing file like an unreadable one; a missing file only
+    // means there are no credentials there.
+    if !docker_config_path().is_some_and(|p| p.exists()) {
+        return Found {
+            credentials: None,
+            source: "no credentials (anonymous)".into(),
+        };
+    }
     // Docker keeps Docker Hub's credentials under its v1 index URL.
     let server = if host == "docker.io" {
         "https://index.docker.io/v1/"
@@ -69,4 +77,12 @@ pub fn lookup(host: &str, settings: &RegistryConfig) -> Found {
             }
         }
     }
+}
+
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, as the docker CLI reads it.
+fn docker_config_path() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))?;
+    Some(dir.join("config.json"))
 }

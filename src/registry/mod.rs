@@ -11,6 +11,7 @@ pub mod auth;
 pub mod credentials;
 mod index;
 mod ratelimit;
+mod tags;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -201,6 +202,8 @@ pub struct RegistryClient {
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
     /// Index contents by digest: a digest's content never changes, so this never goes stale.
     indexes: Mutex<HashMap<String, Arc<Vec<IndexEntry>>>>,
+    /// Image creation times by digest, for tag tracking by regex.
+    created: Mutex<tags::CreatedCache>,
     counts: RequestCounts,
 }
 
@@ -234,6 +237,7 @@ impl RegistryClient {
             tokens: TokenCache::default(),
             registries: Mutex::default(),
             indexes: Mutex::default(),
+            created: Mutex::default(),
             counts: RequestCounts::default(),
         })
     }
