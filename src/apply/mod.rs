@@ -6,6 +6,7 @@
 //! and start it (rollback). The old container is never removed before its replacement is
 //! healthy.
 
+mod compose;
 mod recover;
 mod recreate;
 

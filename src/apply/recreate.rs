@@ -264,10 +264,11 @@ impl Applier<'_> {
             .map_err(|e| e.to_string())?;
         // Compose v2 records the image id it created the container from; keep it truthful so
         // a later `docker compose up` sees the container as current.
-        if let (Some(id), Some(labels)) = (new_image_id, spec.body.labels.as_mut()) {
-            if let Some(label) = labels.get_mut(COMPOSE_IMAGE_LABEL) {
+        if let Some(labels) = spec.body.labels.as_mut() {
+            if let (Some(id), Some(label)) = (new_image_id, labels.get_mut(COMPOSE_IMAGE_LABEL)) {
                 *label = id;
             }
+            super::compose::refresh_config_hash(labels).await;
         }
         Ok((spec.body, spec.connect_after_create))
     }
