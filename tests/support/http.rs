@@ -1,4 +1,5 @@
-//! Just enough HTTP/1.1 to probe a registry (`GET /v2/`, `HEAD` a manifest).
+//! Just enough HTTP/1.1 to probe a registry (`GET /v2/`, `HEAD` a manifest) or a test app (what
+//! page it serves).
 //!
 //! Written on `std::net` on purpose: what the tests believe about the registry must not come
 //! through the HTTP stack the product itself uses.
@@ -7,11 +8,14 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// Status and headers of a response; bodies are not needed by the tests.
+/// Status, headers and body of a response.
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
     headers: Vec<(String, String)>,
+    /// The body as text, as sent: chunked encoding is not undone (busybox httpd and the
+    /// registry's small answers do not use it).
+    pub body: String,
 }
 
 impl Response {
@@ -24,7 +28,7 @@ impl Response {
     }
 }
 
-/// Sends one request to `host` ("127.0.0.1:PORT") and reads the response head. Every step is
+/// Sends one request to `host` ("127.0.0.1:PORT") and reads the response. Every step is
 /// bounded by `timeout`, so a registry that hangs fails the caller instead of the test run.
 pub fn request(
     host: &str,
@@ -50,12 +54,12 @@ pub fn request(
     // `Connection: close` lets us read to the end instead of parsing lengths and chunks.
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    parse_head(&raw)
+    parse(&raw)
 }
 
-fn parse_head(raw: &[u8]) -> io::Result<Response> {
+fn parse(raw: &[u8]) -> io::Result<Response> {
     let text = String::from_utf8_lossy(raw);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line
@@ -72,5 +76,9 @@ fn parse_head(raw: &[u8]) -> io::Result<Response> {
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
         .collect();
-    Ok(Response { status, headers })
+    Ok(Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
 }

@@ -9,11 +9,15 @@
 #![allow(dead_code, unused_imports)]
 
 mod agent;
+pub mod agent_cli;
 mod bed;
+pub mod compose;
 mod docker;
-mod http;
+pub mod http;
 mod images;
+pub mod objects;
 mod registry;
+pub mod release;
 
 pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
 pub use bed::TestBed;
