@@ -3,6 +3,7 @@
 //! Reading the file is kept apart from parsing it ([`Config::load`] calls [`Config::parse`]), so
 //! every rule is unit-tested on literals. Every error carries `file:line:col` and what was expected.
 
+mod notify;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,8 @@ use std::time::Duration;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use toml::Spanned;
+
+pub use notify::{redacted, EmailConfig, NotifyConfig, NotifyKind, SmtpSecurity};
 
 /// Where the configuration is read from when neither `-c` nor `TIDEWATCH_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidewatch/agent.toml";
@@ -263,6 +266,8 @@ pub struct Config {
     pub update: UpdateConfig,
     /// `[[service]]`, by container name.
     pub services: BTreeMap<String, ServiceConfig>,
+    /// `[[notify]]`, in file order.
+    pub notify: Vec<NotifyConfig>,
 }
 
 impl Default for Config {
@@ -441,6 +446,7 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         registries,
         update,
         services,
+        notify: notify::validate(raw.notify, at)?,
     })
 }
 

@@ -20,6 +20,8 @@ pub(super) struct RawConfig {
     pub registry: Vec<RawRegistry>,
     #[serde(default)]
     pub service: Vec<RawService>,
+    #[serde(default)]
+    pub notify: Vec<RawNotify>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,4 +93,19 @@ pub(super) struct RawService {
     pub policy: Option<Spanned<String>>,
     pub window: Option<RawWindow>,
     pub min_age: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub kind: Spanned<super::NotifyKind>,
+    pub url: Option<Spanned<String>>,
+    /// The URL read from a file, for webhook URLs that are themselves the secret.
+    pub url_file: Option<Spanned<PathBuf>>,
+    pub events: Option<Spanned<Vec<crate::notify::EventKind>>>,
+    pub token_file: Option<Spanned<PathBuf>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<Vec<Spanned<String>>>>,
+    pub username: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<PathBuf>>,
 }
