@@ -10,6 +10,7 @@ use std::time::Duration;
 /// Status and headers of a response; bodies are not needed by the tests.
 #[derive(Debug)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
     headers: Vec<(String, String)>,
 }

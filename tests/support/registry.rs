@@ -41,6 +41,7 @@ pub struct Registry {
 /// One request the registry served, from its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// GET, HEAD, PUT, ...
     pub method: String,
     /// The request URI as logged: path and query.
     pub uri: String,
