@@ -46,8 +46,7 @@ where
         .map(|arg| arg.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ");
-    let scratch = tempfile::tempdir()
-        .unwrap_or_else(|error| panic!("cannot create a directory for tidewatch output: {error}"));
+    let scratch = super::scratch_dir("tidewatch-run-");
     let stdout_path = scratch.path().join("stdout");
     let stderr_path = scratch.path().join("stderr");
     let create = |path: &Path| {

@@ -63,10 +63,7 @@ impl Registry {
     }
 
     fn try_start() -> Result<Registry, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("tidewatch-registry-")
-            .tempdir()
-            .map_err(|error| format!("cannot create registry directory: {error}"))?;
+        let dir = super::scratch_dir("registry-");
         let port = free_port();
         let config = dir.path().join("config.yml");
         fs::write(&config, config_yml(&dir.path().join("data"), port))
