@@ -11,6 +11,7 @@ use std::time::Duration;
 /// Status, headers and body of a response.
 #[derive(Debug)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
     headers: Vec<(String, String)>,
     /// The body as text, as sent: chunked encoding is not undone (busybox httpd and the

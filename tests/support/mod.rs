@@ -24,3 +24,14 @@ pub use bed::TestBed;
 pub use docker::{docker, Engine};
 pub use images::{pull, push, repo_digests, tag};
 pub use registry::{DeadRegistry, Registry, Request};
+
+/// A fresh directory for a test's files, removed on drop, under this checkout's
+/// `target/tmp` rather than the shared `/tmp`: other checkouts and people clean `/tmp` by
+/// pattern, and a registry whose storage vanishes mid-test answers 404 for what it was sent.
+pub fn scratch_dir(prefix: &str) -> tempfile::TempDir {
+    let root = env!("CARGO_TARGET_TMPDIR");
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(root)
+        .unwrap_or_else(|error| panic!("cannot create a directory in {root}: {error}"))
+}

@@ -41,6 +41,7 @@ pub struct Registry {
 /// One request the registry served, from its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// GET, HEAD, PUT, ...
     pub method: String,
     /// The request URI as logged: path and query.
     pub uri: String,
@@ -62,10 +63,7 @@ impl Registry {
     }
 
     fn try_start() -> Result<Registry, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("tidewatch-registry-")
-            .tempdir()
-            .map_err(|error| format!("cannot create registry directory: {error}"))?;
+        let dir = super::scratch_dir("registry-");
         let port = free_port();
         let config = dir.path().join("config.yml");
         fs::write(&config, config_yml(&dir.path().join("data"), port))
