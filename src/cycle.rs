@@ -1,15 +1,16 @@
 //! One update cycle: recover -> detect -> plan -> apply. Shared by `tidewatch update` and the
 //! `run` daemon; the caller holds the cycle lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::apply::{self, Applier, StepOutcome, StepResult};
 use crate::check::{detect, Detection};
-use crate::config::Config;
+use crate::config::{Config, Policy};
 use crate::engine::{Engine, EngineError, Observed};
+use crate::notify::Notifications;
 use crate::plan::detect;
 use crate::plan::detect::{CheckRow, Status};
 use crate::plan::order::{ConfigDependency, Graph, Node};
@@ -30,6 +31,10 @@ pub struct Agent {
     pub store: SharedStore,
     /// Asked to stop.
     pub shutdown: Shutdown,
+    /// Where updates, rollbacks and failures are announced.
+    pub notifications: Notifications,
+    /// This server's name, in notifications.
+    pub host: String,
 }
 
 /// What one cycle saw and did.
@@ -43,6 +48,9 @@ pub struct CycleReport {
     pub plan: Plan,
     /// What applying the plan did (empty on a dry run).
     pub results: Vec<StepResult>,
+    /// Containers with a new digest whose policy is `notify` (monitor only).
+    #[serde(skip)]
+    pub monitor_only: BTreeSet<String>,
 }
 
 impl CycleReport {
@@ -102,12 +110,18 @@ impl Agent {
             tracing::info!(container = %w.container, "update waits: {}", w.reason);
         }
         let containers = detections.iter().map(|d| d.row.clone()).collect();
+        let monitor_only = candidates
+            .iter()
+            .filter(|c| c.policy == Policy::Notify)
+            .map(|c| c.container.clone())
+            .collect();
         if dry_run {
             return Ok(CycleReport {
                 recovered,
                 containers,
                 plan,
                 results: Vec::new(),
+                monitor_only,
             });
         }
         let observed: BTreeMap<String, Observed> = detections
@@ -120,7 +134,18 @@ impl Agent {
             containers,
             plan,
             results,
+            monitor_only,
         })
+    }
+
+    /// Announces what a (real, not dry-run) cycle did, each event once; sending goes on in
+    /// the background and never holds up the next cycle.
+    pub async fn announce(&self, report: &CycleReport) -> tokio::task::JoinHandle<()> {
+        self.notifications
+            .announce(&self.store, &self.host, report, |name| {
+                report.monitor_only.contains(name)
+            })
+            .await
     }
 
     /// Quarantine and holds for the candidates, and when each new digest was first seen. A

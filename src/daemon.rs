@@ -23,6 +23,8 @@ pub async fn run(agent: &Agent, mut shutdown: Shutdown) {
         };
         match agent.cycle(&[], false, false).await {
             Ok(report) => {
+                // Sent in the background; the next cycle does not wait for it.
+                drop(agent.announce(&report).await);
                 let updated = report
                     .results
                     .iter()
