@@ -10,6 +10,8 @@
 
 mod agent;
 mod bed;
+mod containers;
+mod cycle;
 mod docker;
 mod http;
 mod images;
@@ -17,6 +19,8 @@ mod registry;
 
 pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
 pub use bed::TestBed;
+pub use containers::{Broken, Event, QUICK_STOP};
+pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
 pub use docker::{docker, Engine};
 pub use images::{pull, push, repo_digests, tag};
 pub use registry::{DeadRegistry, Registry, Request};
