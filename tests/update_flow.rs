@@ -490,3 +490,48 @@ fn sigterm_during_the_health_gate_rolls_back_without_quarantine_and_exits_0() {
         "{dry_run:#?}"
     );
 }
+
+#[test]
+fn when_the_app_update_is_rolled_back_its_sidecar_still_reaches_the_restored_app() {
+    let bed = TestBed::new("flow-sidecar-rollback");
+    let registry = Registry::start();
+    let app_image = registry.image("app", "stable");
+    let sidecar_image = registry.image("sidecar", "stable");
+    bed.build_app(&app_image, "app-1");
+    push(&app_image);
+    bed.build_dockerfile(&sidecar_image, SIDECAR);
+    push(&sidecar_image);
+    let old_app = bed.run_with("app", QUICK_STOP, &app_image, &[], &[]);
+    let shared = format!("container:{}", bed.name("app"));
+    let mut sidecar_options = QUICK_STOP.to_vec();
+    sidecar_options.extend(["--network", &shared]);
+    bed.run_with("sidecar", &sidecar_options, &sidecar_image, &[], &[]);
+    bed.wait_until_serving("sidecar", &page("app-1"), START_TIMEOUT);
+    let updater = bed.updater(&[registry.host()]);
+
+    bed.build_broken(&app_image, Broken::ExitsAtOnce, "app-broken");
+    push(&app_image);
+    let update = updater.update(&[]);
+
+    update.assert_exit(1);
+    assert_eq!(update.result("app").outcome, "rolled_back", "{update:#?}");
+    assert_eq!(bed.container_id("app"), old_app);
+    assert!(bed.serves("app").contains(&page("app-1")));
+    // The old app was stopped and started again, which gives it a new network namespace; the
+    // sidecar must be in that one, not in the namespace that died with the stop.
+    let sidecar = update.result("sidecar");
+    assert_eq!(sidecar.outcome, "skipped", "{update:#?}");
+    assert!(
+        sidecar.detail.contains("restarted to rejoin"),
+        "the sidecar's result says it was restarted: {sidecar:?}"
+    );
+    assert!(bed.is_running("sidecar"), "{update:#?}");
+    let served = bed.try_serves("sidecar");
+    assert!(
+        served
+            .as_deref()
+            .is_some_and(|page_served| page_served.contains(&page("app-1"))),
+        "the sidecar should reach the restored app on 127.0.0.1; it got {served:?}; \
+         {update:#?}"
+    );
+}
