@@ -10,7 +10,7 @@ use crate::apply::{self, Applier, StepOutcome, StepResult};
 use crate::check::{detect, Detection};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, Observed};
-use crate::plan::detect::{CheckRow, Status};
+use crate::plan::detect::{eligibility, CheckRow, Eligibility, Status};
 use crate::plan::order::{ConfigDependency, Graph, Node};
 use crate::plan::update::{self, Candidate, Marks, Plan};
 use crate::registry::RegistryClient;
@@ -80,16 +80,33 @@ impl Agent {
         let detections = detect(&self.engine, &self.registry, &self.config, names).await?;
         let candidates = candidates(&detections);
         let marks = self.marks(&candidates, dry_run).await;
-        let graph = graph(&detections, &self.config);
-        let images: BTreeMap<String, String> = detections
-            .iter()
-            .map(|d| (d.observed.name.clone(), d.observed.image.clone()))
+        let containers = detections.iter().map(|d| d.row.clone()).collect();
+        // `update NAME...` checks only the named containers, but the sharers of their
+        // namespaces must follow them onto their new containers: the graph then spans every
+        // container in scope, which the engine alone can tell.
+        let observed: BTreeMap<String, Observed> = if names.is_empty() {
+            detections
+                .into_iter()
+                .map(|d| (d.observed.name.clone(), d.observed))
+                .collect()
+        } else {
+            self.engine
+                .inventory(false)
+                .await?
+                .into_iter()
+                .filter(|o| in_scope(o, &self.config))
+                .map(|o| (o.name.clone(), o))
+                .collect()
+        };
+        let graph = graph(observed.values(), &self.config);
+        let images: BTreeMap<String, String> = observed
+            .values()
+            .map(|o| (o.name.clone(), o.image.clone()))
             .collect();
         let plan = update::plan(&candidates, &images, &marks, &graph);
         for w in &plan.waiting {
             tracing::info!(container = %w.container, "update waits: {}", w.reason);
         }
-        let containers = detections.iter().map(|d| d.row.clone()).collect();
         if dry_run {
             return Ok(CycleReport {
                 recovered,
@@ -98,10 +115,6 @@ impl Agent {
                 results: Vec::new(),
             });
         }
-        let observed: BTreeMap<String, Observed> = detections
-            .into_iter()
-            .map(|d| (d.observed.name.clone(), d.observed))
-            .collect();
         let results = self.applier().apply(&plan, &observed, &graph).await;
         Ok(CycleReport {
             recovered,
@@ -168,9 +181,18 @@ fn candidates(detections: &[Detection]) -> Vec<Candidate> {
         .collect()
 }
 
-/// The dependency graph of the watched containers.
-pub fn graph(detections: &[Detection], config: &Config) -> Graph {
-    let nodes = detections.iter().map(|d| node(&d.observed)).collect();
+/// Whether `[watch]` puts the container in this agent's scope (watched, or excluded by a label
+/// but still part of the dependency graph, as in a cycle).
+pub fn in_scope(o: &Observed, config: &Config) -> bool {
+    !matches!(
+        eligibility(&o.labels, &config.watch),
+        Eligibility::OutOfScope
+    )
+}
+
+/// The dependency graph of the given containers.
+pub fn graph<'a>(observed: impl IntoIterator<Item = &'a Observed>, config: &Config) -> Graph {
+    let nodes = observed.into_iter().map(node).collect();
     let extra: Vec<ConfigDependency> = config
         .services
         .values()

@@ -535,3 +535,42 @@ fn when_the_app_update_is_rolled_back_its_sidecar_still_reaches_the_restored_app
          {update:#?}"
     );
 }
+
+#[test]
+fn updating_an_app_by_name_takes_its_sidecar_along() {
+    let bed = TestBed::new("flow-sidecar-by-name");
+    let registry = Registry::start();
+    let app_image = registry.image("app", "stable");
+    let sidecar_image = registry.image("sidecar", "stable");
+    bed.build_app(&app_image, "app-1");
+    push(&app_image);
+    bed.build_dockerfile(&sidecar_image, SIDECAR);
+    push(&sidecar_image);
+    bed.run_with("app", QUICK_STOP, &app_image, &[], &[]);
+    let shared = format!("container:{}", bed.name("app"));
+    let mut sidecar_options = QUICK_STOP.to_vec();
+    sidecar_options.extend(["--network", &shared]);
+    bed.run_with("sidecar", &sidecar_options, &sidecar_image, &[], &[]);
+    // On the same image, so it has the same update available, but not named.
+    let other = bed.run_with("other", QUICK_STOP, &app_image, &[], &[]);
+    bed.wait_until_serving("sidecar", &page("app-1"), START_TIMEOUT);
+    let updater = bed.updater(&[registry.host()]);
+    bed.build_app(&app_image, "app-2");
+    push(&app_image);
+
+    // `update NAME`: "only these containers (and the sharers of their namespaces)".
+    let update = updater.update(&["app"]);
+
+    update.assert_exit(0);
+    assert_eq!(update.result("app").outcome, "updated", "{update:#?}");
+    assert_eq!(update.result("sidecar").outcome, "updated", "{update:#?}");
+    let served = bed.try_serves("sidecar");
+    assert!(
+        served
+            .as_deref()
+            .is_some_and(|page_served| page_served.contains(&page("app-2"))),
+        "the sidecar should reach the new app on 127.0.0.1; it got {served:?}; {update:#?}"
+    );
+    assert_eq!(update.report.results.len(), 2, "{update:#?}");
+    assert_eq!(bed.container_id("other"), other, "only the named app moves");
+}

@@ -77,7 +77,7 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
     };
     let observed_map: BTreeMap<_, _> = observed.into_iter().map(|o| (o.name.clone(), o)).collect();
     // One step, no dependents to hold back: an empty graph.
-    let graph = cycle::graph(&[], &agent.config);
+    let graph = cycle::graph([], &agent.config);
     let applier = Applier {
         engine: &agent.engine,
         store: &agent.store,
