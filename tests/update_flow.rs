@@ -574,3 +574,55 @@ fn updating_an_app_by_name_takes_its_sidecar_along() {
     assert_eq!(update.report.results.len(), 2, "{update:#?}");
     assert_eq!(bed.container_id("other"), other, "only the named app moves");
 }
+
+#[test]
+fn rollback_of_an_app_takes_its_sidecar_along_to_the_restored_app() {
+    let bed = TestBed::new("flow-sidecar-manual-rollback");
+    let registry = Registry::start();
+    let app_image = registry.image("app", "stable");
+    let sidecar_image = registry.image("sidecar", "stable");
+    bed.build_app(&app_image, "app-1");
+    push(&app_image);
+    bed.build_dockerfile(&sidecar_image, SIDECAR);
+    push(&sidecar_image);
+    bed.run_with("app", QUICK_STOP, &app_image, &[], &[]);
+    let shared = format!("container:{}", bed.name("app"));
+    let mut sidecar_options = QUICK_STOP.to_vec();
+    sidecar_options.extend(["--network", &shared]);
+    bed.run_with("sidecar", &sidecar_options, &sidecar_image, &[], &[]);
+    bed.wait_until_serving("sidecar", &page("app-1"), START_TIMEOUT);
+    let updater = bed.updater(&[registry.host()]);
+    bed.build_app(&app_image, "app-2");
+    push(&app_image);
+    updater.update(&[]).assert_exit(0);
+    assert!(
+        bed.serves("sidecar").contains(&page("app-2")),
+        "precondition"
+    );
+
+    let rollback = updater.rollback("app");
+
+    assert_eq!(rollback.code, 0, "{rollback:#?}");
+    assert!(bed.serves("app").contains(&page("app-1")), "{rollback:#?}");
+    assert!(
+        rollback
+            .stdout
+            .contains(&format!("{}: recreated", bed.name("sidecar"))),
+        "rollback says the sidecar moved along; {rollback:#?}"
+    );
+    let app = bed.container_id("app");
+    let mode = bed.network_mode("sidecar");
+    assert!(
+        mode == format!("container:{app}") || mode == format!("container:{}", bed.name("app")),
+        "the sidecar's NetworkMode should name the restored app ({app:.12}): {mode}; \
+         {rollback:#?}"
+    );
+    let served = bed.try_serves("sidecar");
+    assert!(
+        served
+            .as_deref()
+            .is_some_and(|page_served| page_served.contains(&page("app-1"))),
+        "the sidecar should reach the restored app on 127.0.0.1; it got {served:?}; \
+         {rollback:#?}"
+    );
+}
