@@ -11,8 +11,7 @@ use crate::check::{detect, Detection};
 use crate::config::{Config, Policy};
 use crate::engine::{Engine, EngineError, Observed};
 use crate::notify::Notifications;
-use crate::plan::detect;
-use crate::plan::detect::{CheckRow, Status};
+use crate::plan::detect::{self, eligibility, CheckRow, Eligibility, Status};
 use crate::plan::order::{ConfigDependency, Graph, Node};
 use crate::plan::update::{self, Candidate, Marks, Moment, Plan};
 use crate::registry::RegistryClient;
@@ -96,10 +95,28 @@ impl Agent {
         let detections = detect(&self.engine, &self.registry, &self.config, names).await?;
         let mut candidates = candidates(&detections, &self.config);
         let marks = self.marks(&mut candidates, dry_run).await;
-        let graph = graph(&detections, &self.config);
-        let images: BTreeMap<String, String> = detections
-            .iter()
-            .map(|d| (d.observed.name.clone(), d.observed.image.clone()))
+        let containers = detections.iter().map(|d| d.row.clone()).collect();
+        // `update NAME...` checks only the named containers, but the sharers of their
+        // namespaces must follow them onto their new containers: the graph then spans every
+        // container in scope, which the engine alone can tell.
+        let observed: BTreeMap<String, Observed> = if names.is_empty() {
+            detections
+                .into_iter()
+                .map(|d| (d.observed.name.clone(), d.observed))
+                .collect()
+        } else {
+            self.engine
+                .inventory(self.config.watch.include_stopped)
+                .await?
+                .into_iter()
+                .filter(|o| in_scope(o, &self.config))
+                .map(|o| (o.name.clone(), o))
+                .collect()
+        };
+        let graph = graph(observed.values(), &self.config);
+        let images: BTreeMap<String, String> = observed
+            .values()
+            .map(|o| (o.name.clone(), o.image.clone()))
             .collect();
         let moment = Moment {
             now: chrono::Local::now(),
@@ -109,7 +126,6 @@ impl Agent {
         for w in &plan.waiting {
             tracing::info!(container = %w.container, "update waits: {}", w.reason);
         }
-        let containers = detections.iter().map(|d| d.row.clone()).collect();
         let monitor_only = candidates
             .iter()
             .filter(|c| c.policy == Policy::Notify)
@@ -124,10 +140,6 @@ impl Agent {
                 monitor_only,
             });
         }
-        let observed: BTreeMap<String, Observed> = detections
-            .into_iter()
-            .map(|d| (d.observed.name.clone(), d.observed))
-            .collect();
         let results = self.applier().apply(&plan, &observed, &graph).await;
         Ok(CycleReport {
             recovered,
@@ -240,9 +252,18 @@ fn candidates(detections: &[Detection], config: &Config) -> Vec<Candidate> {
 /// When a candidate's new digest was first seen, if known.
 type FirstSeen = Option<chrono::DateTime<chrono::Utc>>;
 
-/// The dependency graph of the watched containers.
-pub fn graph(detections: &[Detection], config: &Config) -> Graph {
-    let nodes = detections.iter().map(|d| node(&d.observed)).collect();
+/// Whether `[watch]` puts the container in this agent's scope (watched, or excluded by a label
+/// but still part of the dependency graph, as in a cycle).
+pub fn in_scope(o: &Observed, config: &Config) -> bool {
+    !matches!(
+        eligibility(&o.labels, &config.watch),
+        Eligibility::OutOfScope
+    )
+}
+
+/// The dependency graph of the given containers.
+pub fn graph<'a>(observed: impl IntoIterator<Item = &'a Observed>, config: &Config) -> Graph {
+    let nodes = observed.into_iter().map(node).collect();
     let extra: Vec<ConfigDependency> = config
         .services
         .values()

@@ -6,4 +6,5 @@
 mod support;
 
 mod check;
+mod update_flow;
 mod update_preserve;

@@ -12,6 +12,8 @@ mod agent;
 pub mod agent_cli;
 mod bed;
 pub mod compose;
+mod containers;
+mod cycle;
 mod docker;
 pub mod http;
 mod images;
@@ -21,6 +23,8 @@ pub mod release;
 
 pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
 pub use bed::TestBed;
+pub use containers::{Broken, Event, QUICK_STOP};
+pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
 pub use docker::{docker, Engine};
 pub use images::{pull, push, repo_digests, tag};
 pub use registry::{DeadRegistry, Registry, Request};
