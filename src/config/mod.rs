@@ -3,6 +3,7 @@
 //! Reading the file is kept apart from parsing it ([`Config::load`] calls [`Config::parse`]), so
 //! every rule is unit-tested on literals. Every error carries `file:line:col` and what was expected.
 
+mod api;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,8 @@ use std::time::Duration;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use toml::Spanned;
+
+pub use api::ApiConfig;
 
 /// Where the configuration is read from when neither `-c` nor `TIDEWATCH_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidewatch/agent.toml";
@@ -147,6 +150,11 @@ pub struct WatchConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret obtained elsewhere (a test, another source than the config).
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret itself, for the one place that must send it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -255,6 +263,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// `[docker]`.
     pub docker: DockerConfig,
+    /// `[api]`: `None` unless `listen` is set.
+    pub api: Option<ApiConfig>,
     /// `[watch]`.
     pub watch: WatchConfig,
     /// `[[registry]]`, by host.
@@ -425,6 +435,7 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         docker: DockerConfig {
             host: raw.docker.host,
         },
+        api: api::validate(raw.api, at)?,
         watch: WatchConfig {
             scope: raw.watch.scope.filter(|s| !s.is_empty()),
             label_enable: raw.watch.label_enable,
