@@ -4,6 +4,7 @@
 //! every rule is unit-tested on literals. Every error carries `file:line:col` and what was expected.
 
 mod notify;
+mod api;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use croner::Cron;
 use toml::Spanned;
 
 pub use notify::{redacted, EmailConfig, NotifyConfig, NotifyKind, SmtpSecurity};
+pub use api::ApiConfig;
 
 /// Where the configuration is read from when neither `-c` nor `TIDEWATCH_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidewatch/agent.toml";
@@ -150,6 +152,11 @@ pub struct WatchConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret obtained elsewhere (a test, another source than the config).
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret itself, for the one place that must send it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -258,6 +265,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// `[docker]`.
     pub docker: DockerConfig,
+    /// `[api]`: `None` unless `listen` is set.
+    pub api: Option<ApiConfig>,
     /// `[watch]`.
     pub watch: WatchConfig,
     /// `[[registry]]`, by host.
@@ -430,6 +439,7 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         docker: DockerConfig {
             host: raw.docker.host,
         },
+        api: api::validate(raw.api, at)?,
         watch: WatchConfig {
             scope: raw.watch.scope.filter(|s| !s.is_empty()),
             label_enable: raw.watch.label_enable,
