@@ -48,4 +48,37 @@ pub enum Command {
         /// Only these containers.
         names: Vec<String>,
     },
+    /// One cycle now: check, plan, and recreate what changed, in dependency order.
+    Update {
+        /// Print the ordered plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Update even outside maintenance windows.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Only these containers (and the sharers of their namespaces).
+        names: Vec<String>,
+    },
+    /// The daemon: a cycle at start, then on `[agent] interval` or `schedule`.
+    Run,
+    /// Recreate NAME on the image it ran before its last update, and hold it there until a
+    /// newer digest is pushed.
+    Rollback {
+        /// The container.
+        name: String,
+    },
+    /// What was updated when, from which digest to which, and how it ended.
+    History {
+        /// Only this container.
+        name: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// At most this many entries, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }

@@ -4,10 +4,13 @@
 //! (engine, journalled). Only the engine and registry adapters and `apply` do I/O; the planning
 //! core in [`plan`] is pure and unit-tested on literals.
 
+pub mod apply;
 pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod cycle;
+pub mod daemon;
 pub mod engine;
 pub mod image_ref;
 pub mod labels;
@@ -15,4 +18,5 @@ pub mod logging;
 pub mod output;
 pub mod plan;
 pub mod registry;
+pub mod shutdown;
 pub mod state;

@@ -2,8 +2,11 @@
 
 use std::fmt::Write as _;
 
+use crate::apply::StepResult;
 use crate::image_ref::short_digest;
 use crate::plan::detect::CheckRow;
+use crate::plan::update::{Plan, Reason};
+use crate::state::HistoryEntry;
 
 /// A plain aligned table: a header row, then one line per row. Columns are padded to their
 /// widest cell; the last column is not padded.
@@ -65,6 +68,110 @@ pub fn check_table(rows: &[CheckRow]) -> String {
             "DETAIL",
         ],
         &cells,
+    )
+}
+
+fn short(d: Option<&str>) -> String {
+    d.map_or("-".into(), |d| short_digest(d).to_string())
+}
+
+/// The ordered plan of `update --dry-run` (and the start of `update`).
+pub fn plan_table(plan: &Plan) -> String {
+    let mut out = String::new();
+    if plan.steps.is_empty() {
+        out.push_str("nothing to update\n");
+    } else {
+        let rows: Vec<Vec<String>> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                vec![
+                    (i + 1).to_string(),
+                    s.container.clone(),
+                    s.image.clone(),
+                    short(s.from_digest.as_deref()),
+                    short(s.to_digest.as_deref()),
+                    match &s.reason {
+                        Reason::NewDigest => match &s.new_image {
+                            Some(new) => format!("newer tag: {new}"),
+                            None => "new digest".to_string(),
+                        },
+                        Reason::SharesNamespace(owner) => {
+                            format!("shares the namespace of {owner}")
+                        }
+                        Reason::Rollback => "rollback".to_string(),
+                    },
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["#", "CONTAINER", "IMAGE", "FROM", "TO", "WHY"],
+            &rows,
+        ));
+    }
+    if !plan.waiting.is_empty() {
+        let rows: Vec<Vec<String>> = plan
+            .waiting
+            .iter()
+            .map(|w| {
+                vec![
+                    w.container.clone(),
+                    short(Some(&w.to_digest)),
+                    w.reason.clone(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["WAITING", "DIGEST", "WHY"], &rows));
+    }
+    out
+}
+
+/// What `update` did.
+pub fn results_table(recovered: &[StepResult], results: &[StepResult]) -> String {
+    let rows: Vec<Vec<String>> = recovered
+        .iter()
+        .chain(results)
+        .map(|r| {
+            vec![
+                r.container.clone(),
+                r.outcome.to_string(),
+                short(r.from_digest.as_deref()),
+                short(r.to_digest.as_deref()),
+                r.detail.clone(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n");
+    out.push_str(&table(
+        &["CONTAINER", "OUTCOME", "FROM", "TO", "DETAIL"],
+        &rows,
+    ));
+    out
+}
+
+/// `history` as a table, newest first.
+pub fn history_table(entries: &[HistoryEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                e.container.clone(),
+                e.outcome.to_string(),
+                short(e.from_digest.as_deref()),
+                short(Some(&e.to_digest)),
+                e.reason.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["WHEN (UTC)", "CONTAINER", "OUTCOME", "FROM", "TO", "REASON"],
+        &rows,
     )
 }
 

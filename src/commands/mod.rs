@@ -2,13 +2,24 @@
 //! context and are mapped to exit codes by [`Failure::exit`].
 
 mod check;
+mod history;
+mod rollback;
+mod run;
+mod update;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use crate::cycle::Agent;
+use crate::engine::Engine;
+use crate::registry::RegistryClient;
+use crate::shutdown::Shutdown;
+use crate::state::{CycleLock, SharedStore, StateError, Wait};
 
 /// How a command ended. The numbers are part of the CLI contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +75,58 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             let config = load_config(cli.config.as_deref())?;
             check::run(config, *json, names).await
         }
+        Command::Update {
+            dry_run,
+            force,
+            json,
+            names,
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            update::run(config, *dry_run, *force, *json, names).await
+        }
+        Command::Run => run::run(load_config(cli.config.as_deref())?).await,
+        Command::Rollback { name } => {
+            rollback::run(load_config(cli.config.as_deref())?, name).await
+        }
+        Command::History { name, json, limit } => {
+            let config = load_config(cli.config.as_deref())?;
+            history::run(config, name.as_deref(), *json, *limit).await
+        }
+    }
+}
+
+/// Connects everything a cycle needs.
+async fn agent(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent> {
+    let engine = Engine::connect(&config.docker)
+        .await
+        .context("connecting to the docker engine")?;
+    let registry = RegistryClient::new(config.clone()).context("setting up the registry client")?;
+    let store = SharedStore::open(&config.agent.state_dir)
+        .await
+        .context("opening the state store")?;
+    Ok(Agent {
+        config,
+        engine,
+        registry,
+        store,
+        shutdown,
+    })
+}
+
+/// Takes the cycle lock, waiting (and saying so) while another cycle holds it.
+async fn cycle_lock(state_dir: &Path) -> anyhow::Result<CycleLock> {
+    match CycleLock::acquire(state_dir, Wait::NoWait) {
+        Ok(lock) => Ok(lock),
+        Err(StateError::Busy { pid, .. }) => {
+            let holder = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            tracing::info!("another cycle is in progress{holder}; waiting for it to finish");
+            let dir = state_dir.to_path_buf();
+            let lock = tokio::task::spawn_blocking(move || CycleLock::acquire(&dir, Wait::Block))
+                .await
+                .context("waiting for the cycle lock")??;
+            Ok(lock)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

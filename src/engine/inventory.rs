@@ -41,6 +41,8 @@ pub struct Observed {
     pub labels: BTreeMap<String, String>,
     /// `running`, `exited`, `restarting`...
     pub state: String,
+    /// Why what the container runs could not be fully observed, if it could not.
+    pub problem: Option<String>,
     /// The full inspect data, which recreating the container needs.
     pub inspect: Box<ContainerInspectResponse>,
 }
@@ -81,18 +83,20 @@ impl Engine {
         let mut image_ids: Vec<String> = inspected.iter().filter_map(|c| c.image.clone()).collect();
         image_ids.sort();
         image_ids.dedup();
-        let images: HashMap<String, ImageInspect> = stream::iter(image_ids)
+        // One image that cannot be inspected (removed under a stopped container) makes only
+        // its containers' rows errors.
+        let images: HashMap<String, Result<ImageInspect, String>> = stream::iter(image_ids)
             .map(|id| async move {
                 let image = self
                     .docker()
                     .inspect_image(&id)
                     .await
-                    .map_err(EngineError::request(format!("inspecting image {id}")))?;
-                Ok::<_, EngineError>((id, image))
+                    .map_err(|e| format!("inspecting image {id}: {e}"));
+                (id, image)
             })
             .buffer_unordered(INSPECT_CONCURRENCY)
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
 
         let mut observed: Vec<Observed> =
             inspected.into_iter().map(|c| observe(c, &images)).collect();
@@ -101,9 +105,16 @@ impl Engine {
     }
 }
 
-fn observe(c: ContainerInspectResponse, images: &HashMap<String, ImageInspect>) -> Observed {
+fn observe(
+    c: ContainerInspectResponse,
+    images: &HashMap<String, Result<ImageInspect, String>>,
+) -> Observed {
     let image_id = c.image.clone().unwrap_or_default();
-    let image = images.get(&image_id);
+    let (image, problem) = match images.get(&image_id) {
+        Some(Ok(image)) => (Some(image), None),
+        Some(Err(e)) => (None, Some(e.clone())),
+        None => (None, Some(format!("image {image_id} was not inspected"))),
+    };
     let config = c.config.as_ref();
     Observed {
         id: c.id.clone().unwrap_or_default(),
@@ -138,6 +149,7 @@ fn observe(c: ContainerInspectResponse, images: &HashMap<String, ImageInspect>) 
             .map(|s| s.to_string())
             .unwrap_or_default(),
         image_id,
+        problem,
         inspect: Box::new(c),
     }
 }

@@ -3,7 +3,11 @@
 //! The API version is negotiated at connect time, so the same binary speaks to Debian 12's
 //! engine (API 1.41) and to current ones.
 
+mod health;
 mod inventory;
+mod ops;
+
+pub use health::Health;
 
 use std::fmt;
 
@@ -35,6 +39,9 @@ pub enum EngineError {
         /// The address as configured.
         host: String,
     },
+    /// The journal that says which containers to act on could not be read.
+    #[error("journal: {0}")]
+    Journal(String),
     /// A request about one object failed.
     #[error("{what}: {source}")]
     Request {

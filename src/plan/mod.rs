@@ -2,3 +2,6 @@
 
 pub mod detect;
 pub mod order;
+pub mod recreate;
+pub mod track;
+pub mod update;

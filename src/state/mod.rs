@@ -12,6 +12,7 @@ mod history;
 mod journal;
 mod lock;
 mod marks;
+mod shared;
 
 use std::fmt;
 use std::fs;
@@ -27,6 +28,7 @@ pub use history::{HistoryEntry, NewHistory};
 pub use journal::{JournalEntry, JournalId, NewRecreate, Outcome, Step};
 pub use lock::{CycleLock, Wait, LOCK_FILE};
 pub use marks::{Hold, QuarantineEntry};
+pub use shared::SharedStore;
 
 /// Name of the database file inside `state_dir`.
 pub const DB_FILE: &str = "tidewatch.db";
@@ -40,7 +42,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: a released
 /// migration is never edited, because databases in the field have already run it.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE journal (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     container     TEXT NOT NULL,
@@ -99,7 +102,21 @@ CREATE TABLE notified (
     at         TEXT NOT NULL,
     PRIMARY KEY (container, digest, event)
 );
-"#];
+"#,
+    r#"
+-- A stopped container (`[watch] include_stopped`) is recreated but not started; recovery
+-- must not start it either.
+ALTER TABLE journal ADD COLUMN was_running INTEGER NOT NULL DEFAULT 1;
+
+-- When each digest was first seen for a container, for `[watch] min_age`.
+CREATE TABLE seen (
+    container   TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    first_seen  TEXT NOT NULL,
+    PRIMARY KEY (container, digest)
+);
+"#,
+];
 
 /// Why a state operation failed. Database errors name the file and what was being done; the
 /// rest are refusals a caller can branch on.

@@ -1,0 +1,171 @@
+//! Applying a plan: each step recreates one container by the safe procedure, journalled so a
+//! crash at any point can be recovered ([`recover`]).
+//!
+//! The procedure: pull by digest -> stop old -> rename old aside -> create new under the
+//! original name -> start -> health gate -> remove old (commit), or remove new, rename old back
+//! and start it (rollback). The old container is never removed before its replacement is
+//! healthy.
+
+mod recover;
+mod recreate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::config::UpdateConfig;
+use crate::engine::{Engine, Observed};
+use crate::plan::order::Graph;
+use crate::plan::update::{Plan, Reason};
+use crate::registry::RegistryClient;
+use crate::shutdown::Shutdown;
+use crate::state::SharedStore;
+
+pub use recover::recover;
+
+/// How one step ended. The names are part of the JSON and history contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    /// The container runs the new image and is healthy.
+    Updated,
+    /// The new container was not healthy; the old one runs again.
+    RolledBack,
+    /// The step could not be done (and the old container is as it was, or needs a human).
+    Failed,
+    /// The step was not attempted (a dependency failed, shutdown).
+    Skipped,
+}
+
+impl fmt::Display for StepOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StepOutcome::Updated => "updated",
+            StepOutcome::RolledBack => "rolled_back",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Skipped => "skipped",
+        })
+    }
+}
+
+/// The result of one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepResult {
+    /// Container name.
+    pub container: String,
+    /// Its image reference.
+    pub image: String,
+    /// The digest it ran.
+    pub from_digest: Option<String>,
+    /// The digest it was moved to.
+    pub to_digest: Option<String>,
+    /// How it ended.
+    pub outcome: StepOutcome,
+    /// Why, in words.
+    pub detail: String,
+}
+
+/// What applying needs.
+pub struct Applier<'a> {
+    /// The engine.
+    pub engine: &'a Engine,
+    /// The registries: where to pull from, with which credentials.
+    pub registry: &'a RegistryClient,
+    /// The journal, history and quarantine.
+    pub store: &'a SharedStore,
+    /// `[update]`.
+    pub settings: &'a UpdateConfig,
+    /// Stops between steps, and undoes a step caught in its health gate.
+    pub shutdown: Shutdown,
+}
+
+impl Applier<'_> {
+    /// Applies `plan` step by step. A failed step skips the containers that depend on it; the
+    /// others go on.
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        observed: &BTreeMap<String, Observed>,
+        graph: &Graph,
+    ) -> Vec<StepResult> {
+        let names: BTreeMap<String, String> = observed
+            .values()
+            .map(|o| (o.id.clone(), o.name.clone()))
+            .collect();
+        let mut blocked: BTreeMap<String, String> = BTreeMap::new();
+        let mut restarted: BTreeSet<String> = BTreeSet::new();
+        let planned: BTreeSet<&str> = plan.steps.iter().map(|s| s.container.as_str()).collect();
+        let mut results = Vec::with_capacity(plan.steps.len());
+        for step in &plan.steps {
+            let skip = |detail: String| StepResult {
+                container: step.container.clone(),
+                image: step.image.clone(),
+                from_digest: step.from_digest.clone(),
+                to_digest: step.to_digest.clone(),
+                outcome: StepOutcome::Skipped,
+                detail,
+            };
+            if self.shutdown.is_triggered() {
+                results.push(skip("the agent is shutting down".into()));
+                continue;
+            }
+            if let Some(failed) = blocked.get(&step.container) {
+                results.push(skip(format!("its dependency {failed} was not updated")));
+                continue;
+            }
+            let Some(old) = observed.get(&step.container) else {
+                results.push(skip("the container is gone".into()));
+                continue;
+            };
+            let result = self.recreate(step, old, &names).await;
+            tracing::info!(
+                container = %result.container,
+                outcome = %result.outcome,
+                detail = %result.detail,
+                "update step finished"
+            );
+            if result.outcome == StepOutcome::Updated {
+                if let Reason::NewDigest = step.reason {
+                    self.restart_compose_dependents(
+                        &step.container,
+                        graph,
+                        &planned,
+                        &mut restarted,
+                    )
+                    .await;
+                }
+            } else {
+                for dependent in graph.dependents_transitive(&step.container) {
+                    blocked.entry(dependent).or_insert(step.container.clone());
+                }
+            }
+            results.push(result);
+        }
+        results
+    }
+
+    /// Compose dependents declared with `restart: true` are restarted after their dependency
+    /// changed, as `docker compose up` does.
+    async fn restart_compose_dependents(
+        &self,
+        container: &str,
+        graph: &Graph,
+        planned: &BTreeSet<&str>,
+        restarted: &mut BTreeSet<String>,
+    ) {
+        for dependent in graph.restart_dependents(container) {
+            if planned.contains(dependent.as_str()) || !restarted.insert(dependent.clone()) {
+                continue;
+            }
+            match self.engine.restart(&dependent).await {
+                Ok(()) => {
+                    tracing::info!(container = %dependent, after = container, "restarted compose dependent")
+                }
+                Err(e) => {
+                    tracing::warn!(container = %dependent, "restarting compose dependent: {e}")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! One recreate, by the safe procedure, journalled step by step.
+
+use std::collections::BTreeMap;
+
+use super::{Applier, StepOutcome, StepResult};
+use crate::engine::{EngineError, Health, Observed};
+use crate::image_ref::ImageRef;
+use crate::plan::recreate::{recreate_spec, ApiVersion};
+use crate::plan::update::{PlannedStep, Reason};
+use crate::state::{JournalEntry, JournalId, NewRecreate, Outcome, Step};
+
+/// The label in which compose v2 records the image id a container was created from.
+const COMPOSE_IMAGE_LABEL: &str = "com.docker.compose.image";
+
+/// The name the old container carries while its replacement starts.
+pub(super) fn aside_name(container: &str) -> String {
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
+    format!("{container}-tidewatch-old-{stamp}")
+}
+
+impl Applier<'_> {
+    pub(super) async fn recreate(
+        &self,
+        step: &PlannedStep,
+        old: &Observed,
+        names: &BTreeMap<String, String>,
+    ) -> StepResult {
+        let mut result = StepResult {
+            container: step.container.clone(),
+            image: old.image.clone(),
+            from_digest: step.from_digest.clone(),
+            to_digest: step.to_digest.clone(),
+            outcome: StepOutcome::Failed,
+            detail: String::new(),
+        };
+        let new_digest = step
+            .to_digest
+            .clone()
+            .or_else(|| step.from_digest.clone())
+            .unwrap_or_else(|| old.image_id.clone());
+        let record = NewRecreate {
+            container: old.name.clone(),
+            old_id: old.id.clone(),
+            old_image_id: old.image_id.clone(),
+            old_digest: step.from_digest.clone(),
+            new_digest: new_digest.clone(),
+            image_ref: old.image.clone(),
+            aside_name: aside_name(&old.name),
+            was_running: old.state == "running",
+        };
+        let id = match self.store.with(move |s| s.begin(&record)).await {
+            Ok(id) => id,
+            Err(e) => {
+                result.detail = format!("not started: {e}");
+                return result;
+            }
+        };
+        let (outcome, detail) = self.run_procedure(id, step, old, names).await;
+        result.outcome = outcome;
+        result.detail = detail;
+        result
+    }
+
+    /// Runs the procedure of journal entry `id`; returns its outcome with the reason.
+    async fn run_procedure(
+        &self,
+        id: JournalId,
+        step: &PlannedStep,
+        old: &Observed,
+        names: &BTreeMap<String, String>,
+    ) -> (StepOutcome, String) {
+        let name = old.name.as_str();
+        // Nothing is touched until the new image is here and the new container's settings are
+        // known: failures up to that point leave the old container running as it was.
+        let prepared = self.prepare(step, old, names).await;
+        let (body, connect_after) = match prepared {
+            Ok(p) => p,
+            Err(why) => return self.fail_untouched(id, why).await,
+        };
+        self.advance(id, Step::Pulled).await;
+
+        if let Err(e) = self.engine.stop(&old.id).await {
+            return self
+                .roll_back(
+                    id,
+                    old,
+                    None,
+                    format!("stopping the old container: {e}"),
+                    false,
+                )
+                .await;
+        }
+        self.advance(id, Step::Stopped).await;
+        let aside = self
+            .store
+            .with(move |s| s.entry(id))
+            .await
+            .ok()
+            .flatten()
+            .map(|e| e.aside_name)
+            .unwrap_or_else(|| aside_name(name));
+        if let Err(e) = self.engine.rename(&old.id, &aside).await {
+            return self
+                .roll_back(
+                    id,
+                    old,
+                    None,
+                    format!("setting the old container aside: {e}"),
+                    false,
+                )
+                .await;
+        }
+        self.advance(id, Step::RenamedAside).await;
+
+        let new_id = match self.engine.create(name, body).await {
+            Ok(new_id) => new_id,
+            Err(e) => return self.roll_back(id, old, None, e.to_string(), false).await,
+        };
+        self.advance(
+            id,
+            Step::Created {
+                new_id: new_id.clone(),
+            },
+        )
+        .await;
+        for (network, endpoint) in connect_after {
+            if let Err(e) = self
+                .engine
+                .connect_network(&new_id, &network, endpoint)
+                .await
+            {
+                return self
+                    .roll_back(id, old, Some(&new_id), e.to_string(), false)
+                    .await;
+            }
+        }
+        if let Err(e) = self.engine.start(&new_id).await {
+            return self
+                .roll_back(id, old, Some(&new_id), e.to_string(), true)
+                .await;
+        }
+        self.advance(id, Step::Started).await;
+
+        let health = self
+            .engine
+            .wait_healthy(
+                &new_id,
+                self.settings.min_running,
+                self.settings.health_timeout,
+                &self.shutdown,
+            )
+            .await;
+        match health {
+            Ok(Health::Healthy) => {}
+            Ok(Health::Unhealthy(why)) => {
+                return self
+                    .roll_back(id, old, Some(&new_id), format!("new container {why}"), true)
+                    .await
+            }
+            Ok(Health::Interrupted) => {
+                return self
+                    .roll_back(
+                        id,
+                        old,
+                        Some(&new_id),
+                        "the agent is shutting down".into(),
+                        false,
+                    )
+                    .await
+            }
+            Err(e) => {
+                return self
+                    .roll_back(id, old, Some(&new_id), e.to_string(), false)
+                    .await
+            }
+        }
+        self.advance(id, Step::Healthy).await;
+        let outcome = match step.reason {
+            Reason::Rollback => Outcome::RolledBack,
+            _ => Outcome::Updated,
+        };
+        let committed = self.commit(id, &old.id, outcome).await;
+        if step.reason == Reason::NewDigest {
+            self.prune_images(old, &new_id).await;
+        }
+        committed
+    }
+
+    /// Keeps `[update] keep_images` previous images of the container's repository for
+    /// `tidewatch rollback`, and removes older ones nothing uses.
+    async fn prune_images(&self, old: &Observed, new_container: &str) {
+        let Ok(reference) = ImageRef::parse(&old.image) else {
+            return;
+        };
+        let current = match self.engine.inspect_container(new_container).await {
+            Ok(Some(c)) => c.image.unwrap_or_default(),
+            _ => return,
+        };
+        match self
+            .engine
+            .prune_previous_images(&reference, &current, self.settings.keep_images)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(repository = %reference.name(), removed = n, "pruned previous images")
+            }
+            Err(e) => {
+                tracing::warn!(repository = %reference.name(), "pruning previous images: {e}")
+            }
+        }
+    }
+
+    /// Pulls the new image (by digest) and builds the new container's settings.
+    async fn prepare(
+        &self,
+        step: &PlannedStep,
+        old: &Observed,
+        names: &BTreeMap<String, String>,
+    ) -> Result<
+        (
+            bollard::models::ContainerCreateBody,
+            Vec<(String, bollard::models::EndpointSettings)>,
+        ),
+        String,
+    > {
+        // With tag tracking the container moves to a newer tag; otherwise it keeps its own.
+        let target_image = step.new_image.as_deref().unwrap_or(&old.image);
+        let new_image_id = match (&step.reason, &step.to_digest) {
+            (Reason::NewDigest, Some(digest)) => {
+                let reference = ImageRef::parse(target_image).map_err(|e| e.to_string())?;
+                let sources = self.registry.pull_sources(&reference).await;
+                Some(
+                    self.engine
+                        .pull_by_digest(&reference, digest, &sources)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            // The caller put the previous image back under the reference.
+            (Reason::Rollback, _) => self
+                .engine
+                .inspect_image(&old.image)
+                .await
+                .ok()
+                .and_then(|i| i.id),
+            // A namespace sharer keeps its own image.
+            _ => None,
+        };
+        let old_image = self
+            .engine
+            .inspect_image(&old.image_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (major, minor) = self.engine.api_version();
+        let api = ApiVersion::new(major as u32, minor as u32);
+        let resolve = |id: &str| -> Option<String> {
+            names
+                .iter()
+                .find(|(full, _)| full.starts_with(id))
+                .map(|(_, name)| name.clone())
+        };
+        let mut spec = recreate_spec(&old.inspect, &old_image, target_image, api, &resolve)
+            .map_err(|e| e.to_string())?;
+        // Compose v2 records the image id it created the container from; keep it truthful so
+        // a later `docker compose up` sees the container as current.
+        if let (Some(id), Some(labels)) = (new_image_id, spec.body.labels.as_mut()) {
+            if let Some(label) = labels.get_mut(COMPOSE_IMAGE_LABEL) {
+                *label = id;
+            }
+        }
+        Ok((spec.body, spec.connect_after_create))
+    }
+
+    pub(super) async fn advance(&self, id: JournalId, step: Step) {
+        let name = step.name();
+        if let Err(e) = self.store.with(move |s| s.advance(id, step)).await {
+            // The journal lags reality here; recovery reads the engine, not just the step.
+            tracing::warn!(journal = %id, step = name, "journal: {e}");
+        }
+    }
+
+    async fn fail_untouched(&self, id: JournalId, why: String) -> (StepOutcome, String) {
+        let reason = why.clone();
+        if let Err(e) = self
+            .store
+            .with(move |s| s.finish(id, Outcome::Failed, &reason))
+            .await
+        {
+            tracing::warn!(journal = %id, "journal: {e}");
+        }
+        (
+            StepOutcome::Failed,
+            format!("{why} (the old container was not touched)"),
+        )
+    }
+
+    /// The replacement is healthy: remove the old container and close the entry as `outcome`
+    /// (`Updated`, or `RolledBack` for `tidewatch rollback`).
+    pub(super) async fn commit(
+        &self,
+        id: JournalId,
+        old_id: &str,
+        outcome: Outcome,
+    ) -> (StepOutcome, String) {
+        // `Committed` is terminal in the journal; a manual rollback ends as `RolledBack` instead.
+        if outcome == Outcome::Updated {
+            self.advance(id, Step::Committed).await;
+        }
+        let mut detail = match outcome {
+            Outcome::RolledBack => "healthy again on its previous image".to_string(),
+            _ => "healthy on the new image".to_string(),
+        };
+        if let Err(e) = self.engine.remove(old_id).await {
+            // The update stands; the aside copy is harmless and recovery retries the removal.
+            tracing::warn!(container = old_id, "removing the old container: {e}");
+            detail = format!("{detail}; the old container could not be removed: {e}");
+        }
+        let reason = detail.clone();
+        if let Err(e) = self
+            .store
+            .with(move |s| s.finish(id, outcome, &reason))
+            .await
+        {
+            tracing::warn!(journal = %id, "journal: {e}");
+        }
+        // The step reached its target either way; only the history tells a manual rollback apart.
+        (StepOutcome::Updated, detail)
+    }
+
+    /// Puts the old container back under its name and running; quarantines the digest when
+    /// the new image itself was at fault.
+    pub(super) async fn roll_back(
+        &self,
+        id: JournalId,
+        old: &Observed,
+        new_id: Option<&str>,
+        why: String,
+        quarantine: bool,
+    ) -> (StepOutcome, String) {
+        tracing::warn!(container = %old.name, "rolling back: {why}");
+        self.advance(id, Step::RollingBack).await;
+        let entry = self.store.with(move |s| s.entry(id)).await.ok().flatten();
+        let restored = match &entry {
+            Some(entry) => self.restore_old(entry, new_id).await,
+            None => Err(EngineError::Journal(format!(
+                "journal entry {id} is missing"
+            ))),
+        };
+        match restored {
+            Ok(()) => {
+                if quarantine {
+                    if let Some(entry) = &entry {
+                        let (c, d, r) = (
+                            entry.container.clone(),
+                            entry.new_digest.clone(),
+                            why.clone(),
+                        );
+                        if let Err(e) = self.store.with(move |s| s.quarantine(&c, &d, &r)).await {
+                            tracing::warn!(journal = %id, "quarantine: {e}");
+                        }
+                    }
+                }
+                let reason = why.clone();
+                if let Err(e) = self
+                    .store
+                    .with(move |s| s.finish(id, Outcome::RolledBack, &reason))
+                    .await
+                {
+                    tracing::warn!(journal = %id, "journal: {e}");
+                }
+                (
+                    StepOutcome::RolledBack,
+                    format!("{why}; the old container runs again"),
+                )
+            }
+            Err(e) => {
+                let reason = format!("{why}; restoring the old container failed too: {e}");
+                tracing::error!(container = %old.name, "{reason}");
+                let r = reason.clone();
+                if let Err(e) = self
+                    .store
+                    .with(move |s| s.finish(id, Outcome::Failed, &r))
+                    .await
+                {
+                    tracing::warn!(journal = %id, "journal: {e}");
+                }
+                (StepOutcome::Failed, reason)
+            }
+        }
+    }
+
+    /// Removes the replacement (if any), gives the old container back its name, running, and
+    /// points the image reference back at the old image so that compose or a plain
+    /// `docker run` do not pick up the image that was just refused.
+    pub(super) async fn restore_old(
+        &self,
+        entry: &JournalEntry,
+        new_id: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let (old_id, name) = (entry.old_id.as_str(), entry.container.as_str());
+        if let Ok(reference) = ImageRef::parse(&entry.image_ref) {
+            if !reference.is_pinned()
+                && self.engine.inspect_image(&entry.old_image_id).await.is_ok()
+            {
+                self.engine.tag(&entry.old_image_id, &reference).await?;
+            }
+        }
+        if let Some(new_id) = new_id {
+            self.engine.remove(new_id).await?;
+        } else if let Some(holder) = self.engine.inspect_container(name).await? {
+            // A replacement may exist whose id was never journalled (crash right after create).
+            if holder.id.as_deref() != Some(old_id) {
+                self.engine
+                    .remove(holder.id.as_deref().unwrap_or(name))
+                    .await?;
+            }
+        }
+        let current = self.engine.inspect_container(old_id).await?;
+        let current_name = current
+            .as_ref()
+            .and_then(|c| c.name.as_deref())
+            .map(|n| n.trim_start_matches('/').to_string());
+        if current_name.as_deref() != Some(name) {
+            self.engine.rename(old_id, name).await?;
+        }
+        if entry.was_running {
+            self.engine.start(old_id).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! `tidewatch rollback NAME`: back to the image NAME ran before its last update, by the same
+//! safe procedure, then held there until a newer digest is pushed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _};
+
+use super::{agent, cycle_lock, Exit, Failure};
+use crate::apply::{Applier, StepOutcome};
+use crate::config::Config;
+use crate::cycle;
+use crate::image_ref::ImageRef;
+use crate::plan::update::{Plan, PlannedStep, Reason};
+use crate::shutdown;
+
+pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure> {
+    let name = name.trim_start_matches('/').to_string();
+    let _lock = cycle_lock(&config.agent.state_dir).await?;
+    let agent = agent(config, shutdown::on_signals().map_err(anyhow::Error::from)?).await?;
+    agent.recover().await;
+
+    let wanted = name.clone();
+    let last = agent
+        .store
+        .with(move |s| s.last_update(&wanted))
+        .await
+        .context("reading history")?
+        .ok_or_else(|| anyhow!("{name}: no update in the history to roll back"))?;
+    let previous_image = last
+        .from_image_id
+        .clone()
+        .ok_or_else(|| anyhow!("{name}: the history does not record its previous image"))?;
+
+    let observed = agent
+        .engine
+        .inventory(true)
+        .await
+        .context("listing containers")?;
+    let container = observed
+        .iter()
+        .find(|o| o.name == name)
+        .cloned()
+        .ok_or_else(|| anyhow!("{name}: no such container"))?;
+    let reference = ImageRef::parse(&container.image).context("reading its image reference")?;
+
+    // The previous image is normally still here (kept for rollback); otherwise pull it back
+    // by the digest the history recorded.
+    if agent.engine.inspect_image(&previous_image).await.is_ok() {
+        agent
+            .engine
+            .tag(&previous_image, &reference)
+            .await
+            .context("putting the previous image back under its reference")?;
+    } else {
+        let digest = last
+            .from_digest
+            .clone()
+            .ok_or_else(|| anyhow!("{name}: the previous image is gone and its digest unknown"))?;
+        let sources = agent.registry.pull_sources(&reference).await;
+        agent
+            .engine
+            .pull_by_digest(&reference, &digest, &sources)
+            .await
+            .context("pulling the previous image")?;
+    }
+
+    let step = PlannedStep {
+        container: name.clone(),
+        image: container.image.clone(),
+        from_digest: Some(last.to_digest.clone()),
+        to_digest: last.from_digest.clone(),
+        new_image: None,
+        reason: Reason::Rollback,
+    };
+    let plan = Plan {
+        steps: vec![step],
+        waiting: Vec::new(),
+    };
+    let observed_map: BTreeMap<_, _> = observed.into_iter().map(|o| (o.name.clone(), o)).collect();
+    // One step, no dependents to hold back: an empty graph.
+    let graph = cycle::graph(&[], &agent.config);
+    let applier = Applier {
+        engine: &agent.engine,
+        registry: &agent.registry,
+        store: &agent.store,
+        settings: &agent.config.update,
+        shutdown: agent.shutdown.clone(),
+    };
+    let results = applier.apply(&plan, &observed_map, &graph).await;
+    let result = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("{name}: the rollback did not run"))?;
+    if result.outcome != StepOutcome::Updated {
+        // The safe procedure restored what ran before; put the tag back where it was.
+        if let Err(e) = agent.engine.tag(&container.image_id, &reference).await {
+            tracing::warn!("restoring the tag of {reference}: {e}");
+        }
+        return Err(anyhow!("{name}: rollback {}: {}", result.outcome, result.detail).into());
+    }
+    if let Some(held) = last.from_digest.clone() {
+        let (c, skipped) = (name.clone(), last.to_digest.clone());
+        agent
+            .store
+            .with(move |s| s.hold(&c, &held, &skipped))
+            .await
+            .context("recording the hold")?;
+    }
+    println!(
+        "{name}: rolled back to {} and held there until a newer digest is pushed",
+        last.from_digest.as_deref().unwrap_or(&previous_image)
+    );
+    Ok(Exit::Success)
+}

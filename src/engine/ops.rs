@@ -1,0 +1,291 @@
+//! Engine mutations used by `apply`: pull by digest, tag, stop, rename, create, start, remove.
+//! Each is one Engine API call with an error that names the container or image.
+
+use bollard::auth::DockerCredentials;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ImageInspect,
+    NetworkConnectRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListImagesOptions, RemoveContainerOptions,
+    RemoveImageOptions, RenameContainerOptions, RestartContainerOptions, StartContainerOptions,
+    StopContainerOptions, TagImageOptions,
+};
+use futures_util::TryStreamExt;
+
+use super::{Engine, EngineError};
+use crate::image_ref::ImageRef;
+use crate::registry::auth::Credentials;
+
+impl Engine {
+    /// Pulls `reference` at `digest` (`repo@sha256:...`), so what runs is exactly what was
+    /// checked, trying each of `sources` in turn (mirrors first, then the origin, each with its
+    /// credentials); then points the reference's tag at it so `docker ps` and compose see the
+    /// tag. Returns the pulled image's id.
+    pub async fn pull_by_digest(
+        &self,
+        reference: &ImageRef,
+        digest: &str,
+        sources: &[(ImageRef, Option<Credentials>)],
+    ) -> Result<String, EngineError> {
+        let origin = [(reference.clone(), None)];
+        let sources = if sources.is_empty() {
+            &origin[..]
+        } else {
+            sources
+        };
+        let mut last_error = None;
+        for (source, credentials) in sources {
+            let by_digest = source.with_digest(digest).to_string();
+            let auth = credentials.as_ref().map(|c| DockerCredentials {
+                username: Some(c.username.clone()),
+                password: Some(c.password.clone()),
+                serveraddress: Some(source.registry().to_string()),
+                ..Default::default()
+            });
+            let pulled = self
+                .docker()
+                .create_image(
+                    Some(CreateImageOptions {
+                        from_image: Some(by_digest.clone()),
+                        ..Default::default()
+                    }),
+                    None,
+                    auth,
+                )
+                .try_for_each(|_progress| async { Ok(()) })
+                .await;
+            match pulled {
+                Ok(()) => {
+                    let image = self.inspect_image(&by_digest).await?;
+                    let id = image.id.unwrap_or_default();
+                    self.tag(&id, reference).await?;
+                    return Ok(id);
+                }
+                Err(e) => {
+                    tracing::warn!(image = %by_digest, "pull failed: {e}");
+                    last_error = Some(EngineError::request(format!("pulling {by_digest}"))(e));
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| EngineError::Journal("no pull source".into())))
+    }
+
+    /// Points `reference`'s tag (`latest` when it has none) at image `image_id`.
+    pub async fn tag(&self, image_id: &str, reference: &ImageRef) -> Result<(), EngineError> {
+        let tag = reference.tag().unwrap_or("latest");
+        self.docker()
+            .tag_image(
+                image_id,
+                Some(TagImageOptions {
+                    repo: Some(reference.name()),
+                    tag: Some(tag.to_string()),
+                }),
+            )
+            .await
+            .map_err(EngineError::request(format!(
+                "tagging {image_id} as {}:{tag}",
+                reference.name()
+            )))
+    }
+
+    /// Inspects an image by id or reference.
+    pub async fn inspect_image(&self, image: &str) -> Result<ImageInspect, EngineError> {
+        self.docker()
+            .inspect_image(image)
+            .await
+            .map_err(EngineError::request(format!("inspecting image {image}")))
+    }
+
+    /// Inspects a container by id or name; `None` when it does not exist.
+    pub async fn inspect_container(
+        &self,
+        container: &str,
+    ) -> Result<Option<ContainerInspectResponse>, EngineError> {
+        match self.docker().inspect_container(container, None).await {
+            Ok(c) => Ok(Some(c)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(EngineError::request(format!(
+                "inspecting container {container}"
+            ))(e)),
+        }
+    }
+
+    /// Stops a container with its own stop signal and timeout (the engine applies the
+    /// container's `StopSignal` and `StopTimeout` when the request names neither).
+    pub async fn stop(&self, container: &str) -> Result<(), EngineError> {
+        match self
+            .docker()
+            .stop_container(container, None::<StopContainerOptions>)
+            .await
+        {
+            // 304: already stopped.
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(EngineError::request(format!(
+                "stopping container {container}"
+            ))(e)),
+        }
+    }
+
+    /// Renames a container.
+    pub async fn rename(&self, container: &str, new_name: &str) -> Result<(), EngineError> {
+        self.docker()
+            .rename_container(
+                container,
+                RenameContainerOptions {
+                    name: new_name.to_string(),
+                },
+            )
+            .await
+            .map_err(EngineError::request(format!(
+                "renaming container {container} to {new_name}"
+            )))
+    }
+
+    /// Creates a container named `name`; returns its id.
+    pub async fn create(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String, EngineError> {
+        let created = self
+            .docker()
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.to_string()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(EngineError::request(format!("creating container {name}")))?;
+        for warning in created.warnings {
+            tracing::warn!(container = name, "engine: {warning}");
+        }
+        Ok(created.id)
+    }
+
+    /// Connects a container to a network with its endpoint settings (aliases, static IPs).
+    pub async fn connect_network(
+        &self,
+        container: &str,
+        network: &str,
+        endpoint: EndpointSettings,
+    ) -> Result<(), EngineError> {
+        self.docker()
+            .connect_network(
+                network,
+                NetworkConnectRequest {
+                    container: container.to_string(),
+                    endpoint_config: Some(endpoint),
+                },
+            )
+            .await
+            .map_err(EngineError::request(format!(
+                "connecting container {container} to network {network}"
+            )))
+    }
+
+    /// Starts a container (a running one is left as it is).
+    pub async fn start(&self, container: &str) -> Result<(), EngineError> {
+        match self
+            .docker()
+            .start_container(container, None::<StartContainerOptions>)
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(EngineError::request(format!(
+                "starting container {container}"
+            ))(e)),
+        }
+    }
+
+    /// Restarts a container.
+    pub async fn restart(&self, container: &str) -> Result<(), EngineError> {
+        self.docker()
+            .restart_container(container, None::<RestartContainerOptions>)
+            .await
+            .map_err(EngineError::request(format!(
+                "restarting container {container}"
+            )))
+    }
+
+    /// Removes a container (force: it may be running). Its named and anonymous volumes are
+    /// kept: anonymous ones may be in use by the replacement.
+    pub async fn remove(&self, container: &str) -> Result<(), EngineError> {
+        match self
+            .docker()
+            .remove_container(
+                container,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: false,
+                    link: false,
+                }),
+            )
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(EngineError::request(format!(
+                "removing container {container}"
+            ))(e)),
+        }
+    }
+}
+
+impl Engine {
+    /// Removes previous images of `reference`'s repository beyond the newest `keep`, never
+    /// `current` and never one a container (running or not) uses or another tag still names:
+    /// the engine refuses those without force, and tidewatch never forces. Returns how many
+    /// were removed.
+    pub async fn prune_previous_images(
+        &self,
+        reference: &ImageRef,
+        current: &str,
+        keep: usize,
+    ) -> Result<usize, EngineError> {
+        let repo = reference.name();
+        let mut images: Vec<_> = self
+            .docker()
+            .list_images(Some(ListImagesOptions::default()))
+            .await
+            .map_err(EngineError::request("listing images"))?
+            .into_iter()
+            .filter(|i| i.id != current)
+            .filter(|i| {
+                i.repo_digests
+                    .iter()
+                    .chain(&i.repo_tags)
+                    .filter_map(|r| {
+                        let name = r.split('@').next().unwrap_or(r);
+                        ImageRef::parse(name).ok()
+                    })
+                    .any(|r| r.name() == repo)
+            })
+            .collect();
+        images.sort_by_key(|i| std::cmp::Reverse(i.created));
+        let mut removed = 0;
+        for image in images.iter().skip(keep) {
+            match self
+                .docker()
+                .remove_image(&image.id, None::<RemoveImageOptions>, None)
+                .await
+            {
+                Ok(_) => removed += 1,
+                Err(e) => tracing::debug!(image = %image.id, "kept: {e}"),
+            }
+        }
+        Ok(removed)
+    }
+}

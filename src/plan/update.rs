@@ -1,0 +1,503 @@
+//! The update plan: which containers to recreate, in which order, and why the others wait.
+//! Pure: detections, quarantine, holds and the dependency graph come in as values.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use std::time::Duration;
+
+use chrono::{DateTime, Local, Utc};
+use serde::Serialize;
+
+use super::order::Graph;
+use crate::config::{Policy, Window};
+
+/// A container whose reference points to a new digest.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Container name.
+    pub container: String,
+    /// The image reference it was created with.
+    pub image: String,
+    /// The digest it runs.
+    pub from_digest: Option<String>,
+    /// The digest its reference points to now.
+    pub to_digest: String,
+    /// With tag tracking: the newer tag's reference it moves to.
+    pub new_image: Option<String>,
+    /// Its policy (label, `[[service]]`, `[watch]` default).
+    pub policy: Policy,
+    /// Its maintenance window, if it has one.
+    pub window: Option<Window>,
+    /// How old `to_digest` must be before it is rolled out.
+    pub min_age: Duration,
+    /// When `to_digest` was first seen for this container.
+    pub first_seen: Option<DateTime<Utc>>,
+}
+
+/// When the plan is made, and whether a trigger asked to ignore maintenance windows.
+#[derive(Debug, Clone, Copy)]
+pub struct Moment {
+    /// Now.
+    pub now: DateTime<Local>,
+    /// `?force=true`: maintenance windows do not hold updates back.
+    pub force: bool,
+}
+
+/// Why a step is in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "of")]
+pub enum Reason {
+    /// Its reference points to a new digest.
+    NewDigest,
+    /// It shares the namespace of a container being recreated (`container:<name>`), so it must
+    /// join the new one even though its own image did not change.
+    SharesNamespace(String),
+    /// `tidewatch rollback`: back to the image it ran before its last update.
+    Rollback,
+}
+
+/// One recreate, in plan order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedStep {
+    /// Container name.
+    pub container: String,
+    /// Its image reference.
+    pub image: String,
+    /// The digest it runs.
+    pub from_digest: Option<String>,
+    /// The digest it moves to; `None` when it is recreated on its own image.
+    pub to_digest: Option<String>,
+    /// With tag tracking: the reference it is recreated with (a newer tag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_image: Option<String>,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// A container with a new digest that is not updated this cycle, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Waiting {
+    /// Container name.
+    pub container: String,
+    /// The digest it would move to.
+    pub to_digest: String,
+    /// Why it waits.
+    pub reason: String,
+}
+
+/// The ordered plan of one cycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Recreates, dependencies first.
+    pub steps: Vec<PlannedStep>,
+    /// Updates found but held back.
+    pub waiting: Vec<Waiting>,
+}
+
+/// What the state store says about a container, as plain values.
+#[derive(Debug, Clone, Default)]
+pub struct Marks {
+    /// `(container, digest)` -> why that digest is quarantined for that container.
+    pub quarantined: BTreeMap<(String, String), String>,
+    /// container -> `(held digest, digest rolled back from)` after `tidewatch rollback`.
+    pub holds: BTreeMap<String, (String, String)>,
+}
+
+/// Builds the plan of one cycle.
+/// `images` gives the image reference of every watched container, for the steps of namespace
+/// sharers whose own image did not change.
+pub fn plan(
+    candidates: &[Candidate],
+    images: &BTreeMap<String, String>,
+    marks: &Marks,
+    graph: &Graph,
+    moment: Moment,
+) -> Plan {
+    let mut waiting = Vec::new();
+    let mut chosen: BTreeMap<String, &Candidate> = BTreeMap::new();
+    for c in candidates {
+        if let Some(reason) = held_by_rules(c, moment) {
+            waiting.push(Waiting {
+                container: c.container.clone(),
+                to_digest: c.to_digest.clone(),
+                reason,
+            });
+            continue;
+        }
+        if let Some(why) = marks
+            .quarantined
+            .get(&(c.container.clone(), c.to_digest.clone()))
+        {
+            waiting.push(Waiting {
+                container: c.container.clone(),
+                to_digest: c.to_digest.clone(),
+                reason: format!("digest quarantined after a failed update: {why}"),
+            });
+            continue;
+        }
+        if let Some((held, skipped)) = marks.holds.get(&c.container) {
+            if c.to_digest == *held || c.to_digest == *skipped {
+                waiting.push(Waiting {
+                    container: c.container.clone(),
+                    to_digest: c.to_digest.clone(),
+                    reason: "held on its rollback digest until a newer one is pushed".into(),
+                });
+                continue;
+            }
+        }
+        chosen.insert(c.container.clone(), c);
+    }
+
+    // Sharers of a recreated container's namespace follow it, transitively (a sidecar of a
+    // sidecar), unless they are updated anyway.
+    let mut sharers: BTreeMap<String, String> = BTreeMap::new();
+    let mut frontier: Vec<String> = chosen.keys().cloned().collect();
+    while let Some(owner) = frontier.pop() {
+        for s in graph.namespace_dependents(&owner) {
+            if !chosen.contains_key(&s) && !sharers.contains_key(&s) {
+                sharers.insert(s.clone(), owner.clone());
+                frontier.push(s);
+            }
+        }
+    }
+
+    let selected: BTreeSet<String> = chosen.keys().chain(sharers.keys()).cloned().collect();
+    let order = graph.order_partial(&selected);
+    for cycle in &order.cycles {
+        for member in &cycle.members {
+            if let Some(c) = chosen.get(member) {
+                waiting.push(Waiting {
+                    container: member.clone(),
+                    to_digest: c.to_digest.clone(),
+                    reason: cycle.to_string(),
+                });
+            }
+        }
+    }
+    for blocked in &order.blocked {
+        if let Some(c) = chosen.get(blocked) {
+            waiting.push(Waiting {
+                container: blocked.clone(),
+                to_digest: c.to_digest.clone(),
+                reason: "depends on containers in a dependency cycle".into(),
+            });
+        }
+    }
+
+    let steps = order
+        .order
+        .iter()
+        .filter_map(|name| {
+            if let Some(c) = chosen.get(name) {
+                Some(PlannedStep {
+                    container: name.clone(),
+                    image: c.image.clone(),
+                    from_digest: c.from_digest.clone(),
+                    to_digest: Some(c.to_digest.clone()),
+                    new_image: c.new_image.clone(),
+                    reason: Reason::NewDigest,
+                })
+            } else {
+                sharers.get(name).map(|owner| PlannedStep {
+                    container: name.clone(),
+                    image: images.get(name).cloned().unwrap_or_default(),
+                    from_digest: None,
+                    to_digest: None,
+                    new_image: None,
+                    reason: Reason::SharesNamespace(owner.clone()),
+                })
+            }
+        })
+        .collect();
+    waiting.sort_by(|a, b| a.container.cmp(&b.container));
+    Plan { steps, waiting }
+}
+
+/// Why the container's own rules (policy, min_age, window) hold this update back, if they do.
+fn held_by_rules(c: &Candidate, moment: Moment) -> Option<String> {
+    if c.policy != Policy::Update {
+        return Some("monitor only (policy notify)".into());
+    }
+    if let Some(first_seen) = c.first_seen {
+        let age = (moment.now.with_timezone(&Utc) - first_seen)
+            .to_std()
+            .unwrap_or_default();
+        if age < c.min_age {
+            let until = first_seen + chrono::Duration::from_std(c.min_age).unwrap_or_default();
+            return Some(format!(
+                "digest first seen {} ago; min_age {} lets it go at {}",
+                humantime::format_duration(Duration::from_secs(age.as_secs())),
+                humantime::format_duration(c.min_age),
+                until.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S %Z")
+            ));
+        }
+    }
+    if moment.force {
+        return None;
+    }
+    let window = c.window.as_ref()?;
+    let opens = window.closed_until(moment.now)?;
+    Some(format!(
+        "outside its maintenance window ({}, {}); next opens {}",
+        window.expression,
+        humantime::format_duration(window.length),
+        opens.format("%Y-%m-%d %H:%M:%S %Z")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::order::{ConfigDependency, Node};
+
+    fn node(name: &str, labels: &[(&str, &str)], network_mode: &str) -> Node {
+        Node {
+            id: format!("{name}-id"),
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            network_mode: network_mode.into(),
+            ..Default::default()
+        }
+    }
+
+    fn candidate(name: &str) -> Candidate {
+        Candidate {
+            container: name.into(),
+            image: format!("reg/{name}:latest"),
+            from_digest: Some("sha256:old".into()),
+            to_digest: format!("sha256:new-{name}"),
+            new_image: None,
+            policy: Policy::Update,
+            window: None,
+            min_age: Duration::ZERO,
+            first_seen: None,
+        }
+    }
+
+    fn at(hour: u32, minute: u32) -> Moment {
+        use chrono::TimeZone;
+        Moment {
+            now: Local
+                .with_ymd_and_hms(2026, 11, 28, hour, minute, 0)
+                .unwrap(),
+            force: false,
+        }
+    }
+
+    fn now() -> Moment {
+        Moment {
+            now: Local::now(),
+            force: false,
+        }
+    }
+
+    fn window(schedule: &str, length: Duration) -> Window {
+        Window {
+            schedule: Box::new(crate::config::parse_cron(schedule).unwrap()),
+            length,
+            expression: schedule.into(),
+        }
+    }
+
+    #[test]
+    fn monitor_only_container_waits() {
+        let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
+        let mut c = candidate("web");
+        c.policy = Policy::Notify;
+        let p = plan(&[c], &BTreeMap::new(), &Marks::default(), &graph, now());
+        assert!(p.steps.is_empty());
+        assert!(p.waiting[0].reason.contains("monitor only"));
+    }
+
+    #[test]
+    fn young_digest_waits_for_min_age() {
+        let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
+        let moment = now();
+        let mut c = candidate("web");
+        c.min_age = Duration::from_secs(600);
+        c.first_seen = Some(moment.now.with_timezone(&Utc) - chrono::Duration::seconds(60));
+        let p = plan(
+            &[c.clone()],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            moment,
+        );
+        assert!(p.steps.is_empty());
+        assert!(
+            p.waiting[0].reason.contains("min_age"),
+            "{}",
+            p.waiting[0].reason
+        );
+
+        c.first_seen = Some(moment.now.with_timezone(&Utc) - chrono::Duration::seconds(601));
+        let p = plan(&[c], &BTreeMap::new(), &Marks::default(), &graph, moment);
+        assert_eq!(names(&p), ["web"]);
+    }
+
+    #[test]
+    fn maintenance_window_holds_updates_until_it_opens_unless_forced() {
+        let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
+        let mut c = candidate("web");
+        // Saturdays 02:00 for two hours; 2026-11-28 is a Saturday.
+        c.window = Some(window("0 2 * * 6", Duration::from_secs(7200)));
+        let p = plan(
+            &[c.clone()],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            at(1, 59),
+        );
+        assert!(p.steps.is_empty());
+        assert!(
+            p.waiting[0].reason.contains("2026-11-28 02:00:00"),
+            "{}",
+            p.waiting[0].reason
+        );
+        let p = plan(
+            &[c.clone()],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            at(3, 30),
+        );
+        assert_eq!(names(&p), ["web"]);
+        let p = plan(
+            &[c.clone()],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            at(4, 0),
+        );
+        assert!(p.steps.is_empty(), "the window closed at 04:00");
+        let forced = Moment {
+            force: true,
+            ..at(4, 0)
+        };
+        let p = plan(&[c], &BTreeMap::new(), &Marks::default(), &graph, forced);
+        assert_eq!(names(&p), ["web"]);
+    }
+
+    fn names(plan: &Plan) -> Vec<&str> {
+        plan.steps.iter().map(|s| s.container.as_str()).collect()
+    }
+
+    #[test]
+    fn networking_is_updated_before_the_apps_that_depend_on_it() {
+        let (graph, _) = Graph::build(
+            vec![
+                node("app", &[("tidewatch.depends-on", "traefik")], "bridge"),
+                node("traefik", &[], "bridge"),
+            ],
+            &[],
+        );
+        let p = plan(
+            &[candidate("app"), candidate("traefik")],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            now(),
+        );
+        assert_eq!(names(&p), ["traefik", "app"]);
+        assert!(p.waiting.is_empty());
+    }
+
+    #[test]
+    fn quarantined_digest_waits_but_a_newer_one_goes() {
+        let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
+        let mut marks = Marks::default();
+        marks.quarantined.insert(
+            ("web".into(), "sha256:new-web".into()),
+            "exited with code 1".into(),
+        );
+        let p = plan(&[candidate("web")], &BTreeMap::new(), &marks, &graph, now());
+        assert!(p.steps.is_empty());
+        assert_eq!(p.waiting.len(), 1);
+        assert!(p.waiting[0].reason.contains("quarantined"));
+
+        let mut newer = candidate("web");
+        newer.to_digest = "sha256:newer".into();
+        let p = plan(&[newer], &BTreeMap::new(), &marks, &graph, now());
+        assert_eq!(names(&p), ["web"]);
+    }
+
+    #[test]
+    fn rollback_hold_keeps_the_container_until_a_newer_digest() {
+        let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
+        let mut marks = Marks::default();
+        marks
+            .holds
+            .insert("web".into(), ("sha256:old".into(), "sha256:new-web".into()));
+        let p = plan(&[candidate("web")], &BTreeMap::new(), &marks, &graph, now());
+        assert!(p.steps.is_empty());
+        assert!(p.waiting[0].reason.contains("held"));
+
+        let mut newer = candidate("web");
+        newer.to_digest = "sha256:newer".into();
+        assert_eq!(
+            names(&plan(&[newer], &BTreeMap::new(), &marks, &graph, now())),
+            ["web"]
+        );
+    }
+
+    #[test]
+    fn namespace_sidecar_is_recreated_after_its_owner_even_when_unchanged() {
+        let (graph, _) = Graph::build(
+            vec![
+                node("app", &[], "bridge"),
+                node("sidecar", &[], "container:app"),
+                node("sidecar2", &[], "container:sidecar"),
+            ],
+            &[],
+        );
+        let p = plan(
+            &[candidate("app")],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            now(),
+        );
+        assert_eq!(names(&p), ["app", "sidecar", "sidecar2"]);
+        assert_eq!(p.steps[1].reason, Reason::SharesNamespace("app".into()));
+        assert_eq!(p.steps[1].to_digest, None);
+    }
+
+    #[test]
+    fn cycle_members_wait_and_are_named_while_others_proceed() {
+        let (graph, _) = Graph::build(
+            vec![
+                node("a", &[], "bridge"),
+                node("b", &[], "bridge"),
+                node("c", &[], "bridge"),
+            ],
+            &[
+                ConfigDependency {
+                    name: "a".into(),
+                    depends_on: vec!["b".into()],
+                },
+                ConfigDependency {
+                    name: "b".into(),
+                    depends_on: vec!["a".into()],
+                },
+            ],
+        );
+        let p = plan(
+            &[candidate("a"), candidate("b"), candidate("c")],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            now(),
+        );
+        assert_eq!(names(&p), ["c"]);
+        let waiting: Vec<&str> = p.waiting.iter().map(|w| w.container.as_str()).collect();
+        assert_eq!(waiting, ["a", "b"]);
+        assert!(
+            p.waiting[0].reason.contains("cycle"),
+            "{}",
+            p.waiting[0].reason
+        );
+    }
+}

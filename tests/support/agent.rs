@@ -1,0 +1,272 @@
+//! Running the `tidewatch` binary the way a user does: an agent.toml in the bed's directory,
+//! `tidewatch -c FILE check --json`, and the rows it prints.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::bed::TestBed;
+use super::docker::Engine;
+
+/// How long one `tidewatch` run may take before the test fails; a hang must not stall CI.
+/// `TIDEWATCH_TEST_TIMEOUT` (seconds) overrides it.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What one `tidewatch` run did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The exit code; a run killed by a signal panics instead.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs the `tidewatch` binary with `args`, with a timeout. Output goes through files, not
+/// pipes, so a chatty run cannot block on a full pipe while we wait for it.
+pub fn tidewatch<I, S>(args: I) -> Outcome
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<_> = args
+        .into_iter()
+        .map(|arg| arg.as_ref().to_owned())
+        .collect();
+    let shown = args
+        .iter()
+        .map(|arg| arg.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let scratch = tempfile::tempdir()
+        .unwrap_or_else(|error| panic!("cannot create a directory for tidewatch output: {error}"));
+    let stdout_path = scratch.path().join("stdout");
+    let stderr_path = scratch.path().join("stderr");
+    let create = |path: &Path| {
+        fs::File::create(path)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", path.display()))
+    };
+
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewatch"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(create(&stdout_path))
+        .stderr(create(&stderr_path))
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run `tidewatch {shown}`: {error}"));
+
+    let timeout = std::env::var("TIDEWATCH_TEST_TIMEOUT")
+        .ok()
+        .and_then(|secs| secs.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(RUN_TIMEOUT);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "`tidewatch {shown}` still running after {timeout:?}; stderr:\n{}",
+                    fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(error) => panic!("cannot wait for `tidewatch {shown}`: {error}"),
+        }
+    };
+    let elapsed = started.elapsed();
+    let read = |path: &Path| fs::read_to_string(path).unwrap_or_default();
+    let (stdout, stderr) = (read(&stdout_path), read(&stderr_path));
+    let code = status.code().unwrap_or_else(|| {
+        panic!("`tidewatch {shown}` died by a signal ({status}); stderr:\n{stderr}")
+    });
+    Outcome {
+        code,
+        stdout,
+        stderr,
+        elapsed,
+    }
+}
+
+/// A tidewatch agent configured for one test bed: its scope, its registries, its state.
+pub struct Agent {
+    config: PathBuf,
+    prefix: String,
+}
+
+impl TestBed {
+    /// Writes an agent.toml watching this bed's scope, with `registries` ("127.0.0.1:PORT")
+    /// declared insecure.
+    pub fn agent(&self, registries: &[String]) -> Agent {
+        self.agent_with(registries, false)
+    }
+
+    /// Like [`TestBed::agent`], with `[watch] label_enable` set as given.
+    pub fn agent_with(&self, registries: &[String], label_enable: bool) -> Agent {
+        let mut toml = format!(
+            "[agent]\n\
+             interval = \"5m\"\n\
+             state_dir = {state_dir:?}\n\
+             \n\
+             [docker]\n\
+             host = {docker:?}\n\
+             \n\
+             [watch]\n\
+             scope = {scope:?}\n\
+             label_enable = {label_enable}\n",
+            state_dir = self.dir().join("state").to_string_lossy(),
+            docker = Engine::host(),
+            scope = self.scope(),
+        );
+        for host in registries {
+            toml.push_str(&format!(
+                "\n[[registry]]\nhost = {host:?}\ninsecure = true\n"
+            ));
+        }
+        let config = self.dir().join("agent.toml");
+        fs::write(&config, toml)
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", config.display()));
+        Agent {
+            config,
+            prefix: format!("{}-", self.id()),
+        }
+    }
+}
+
+impl Agent {
+    /// The agent.toml this agent runs with.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// `tidewatch -c agent.toml check --json [NAMES]`, with `names` being the bed's short names.
+    pub fn check(&self, names: &[&str]) -> Check {
+        let mut args = vec![
+            "-c".to_owned(),
+            self.config.to_string_lossy().into_owned(),
+            "check".to_owned(),
+            "--json".to_owned(),
+        ];
+        args.extend(names.iter().map(|name| format!("{}{name}", self.prefix)));
+        let outcome = tidewatch(&args);
+        let rows = parse_rows(&outcome);
+        Check {
+            outcome,
+            rows,
+            prefix: self.prefix.clone(),
+        }
+    }
+}
+
+/// The result of one `check --json`.
+#[derive(Debug)]
+pub struct Check {
+    pub outcome: Outcome,
+    pub rows: Vec<Row>,
+    prefix: String,
+}
+
+impl Check {
+    /// The row of the bed's container `name`; panics (showing every row) when there is none or
+    /// more than one.
+    pub fn row(&self, name: &str) -> &Row {
+        let full = format!("{}{name}", self.prefix);
+        let mut matching = self.rows.iter().filter(|row| row.container == full);
+        match (matching.next(), matching.next()) {
+            (Some(row), None) => row,
+            _ => panic!("expected exactly one row for container {full}; {self}"),
+        }
+    }
+
+    /// Panics, with stderr and the rows, unless tidewatch exited with `code`.
+    pub fn assert_exit(&self, code: i32) {
+        assert_eq!(self.outcome.code, code, "unexpected exit code; {self}");
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "exit {} after {:?}; rows:",
+            self.outcome.code, self.outcome.elapsed
+        )?;
+        for row in &self.rows {
+            writeln!(f, "  {row:?}")?;
+        }
+        write!(f, "stderr:\n{}", self.outcome.stderr)
+    }
+}
+
+/// One container in `check --json` output.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Row {
+    /// The container name, without docker's leading `/`.
+    pub container: String,
+    pub image: String,
+    /// `sha256:...` of the running image's manifest in the registry, when known.
+    pub current_digest: Option<String>,
+    /// `sha256:...` the registry serves for the image reference now, when known.
+    pub available_digest: Option<String>,
+    pub status: Status,
+    pub detail: Option<String>,
+}
+
+/// What `check` concluded for a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    UpToDate,
+    UpdateAvailable,
+    Unknown,
+    Skipped,
+    Error,
+}
+
+/// The contract: stdout is a JSON array of objects that all have these keys.
+const ROW_KEYS: [&str; 6] = [
+    "container",
+    "image",
+    "current_digest",
+    "available_digest",
+    "status",
+    "detail",
+];
+
+fn parse_rows(outcome: &Outcome) -> Vec<Row> {
+    let complain = |why: String| -> ! {
+        panic!(
+            "`check --json` output breaks the contract: {why}\nexit {}\nstdout:\n{}\nstderr:\n{}",
+            outcome.code, outcome.stdout, outcome.stderr
+        )
+    };
+    let value: Value = serde_json::from_str(&outcome.stdout)
+        .unwrap_or_else(|error| complain(format!("not JSON: {error}")));
+    let rows = value
+        .as_array()
+        .unwrap_or_else(|| complain("not an array".to_owned()));
+    rows.iter()
+        .map(|row| {
+            let object = row
+                .as_object()
+                .unwrap_or_else(|| complain(format!("row is not an object: {row}")));
+            // serde would quietly read a missing `*_digest` as null; the contract wants the key.
+            let missing: Vec<&str> = ROW_KEYS
+                .into_iter()
+                .filter(|key| !object.contains_key(*key))
+                .collect();
+            if !missing.is_empty() {
+                complain(format!("row {row} lacks {missing:?}"));
+            }
+            serde_json::from_value(row.clone())
+                .unwrap_or_else(|error| complain(format!("bad row {row}: {error}")))
+        })
+        .collect()
+}

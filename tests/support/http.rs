@@ -1,0 +1,76 @@
+//! Just enough HTTP/1.1 to probe a registry (`GET /v2/`, `HEAD` a manifest).
+//!
+//! Written on `std::net` on purpose: what the tests believe about the registry must not come
+//! through the HTTP stack the product itself uses.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Status and headers of a response; bodies are not needed by the tests.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Sends one request to `host` ("127.0.0.1:PORT") and reads the response head. Every step is
+/// bounded by `timeout`, so a registry that hangs fails the caller instead of the test run.
+pub fn request(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> io::Result<Response> {
+    let address = host
+        .parse()
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {error}")))?;
+    let mut stream = TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+
+    // `Connection: close` lets us read to the end instead of parsing lengths and chunks.
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_head(&raw)
+}
+
+fn parse_head(raw: &[u8]) -> io::Result<Response> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not an HTTP status line: {status_line:?}"),
+            )
+        })?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    Ok(Response { status, headers })
+}

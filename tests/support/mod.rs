@@ -1,0 +1,22 @@
+//! The test bed: a real docker engine (prepared by `scripts/test-env`), throw-away registries,
+//! tiny busybox images, and the `tidewatch` binary run the way a user runs it.
+//!
+//! Everything a test creates is tied to its [`TestBed`]: containers and images carry its id as a
+//! label and its scope, registries live on their own port and directory. Tests therefore run in
+//! parallel without seeing each other, and clean up after themselves even when they fail.
+
+// Each test module uses only some of these helpers; the ones it does not use are not dead.
+#![allow(dead_code, unused_imports)]
+
+mod agent;
+mod bed;
+mod docker;
+mod http;
+mod images;
+mod registry;
+
+pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
+pub use bed::TestBed;
+pub use docker::{docker, Engine};
+pub use images::{pull, push, repo_digests, tag};
+pub use registry::{DeadRegistry, Registry, Request};

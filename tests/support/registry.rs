@@ -1,0 +1,493 @@
+//! Throw-away registries: the CNCF distribution registry (`docker-registry`) on a free loopback
+//! port, one per test, and "dead" registries that refuse connections or never answer.
+//!
+//! Request counts come from the registry's own log, so they are what the registry actually
+//! served, whoever sent it.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::http;
+
+/// Media types a registry may answer a manifest request with. Asking for all of them matters:
+/// distribution 2.x rewrites a schema-2 manifest to schema 1 (another digest) for a client that
+/// does not accept schema 2.
+pub const MANIFEST_MEDIA_TYPES: &str = "application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.oci.image.index.v1+json";
+
+/// How long a registry may take to answer `GET /v2/` after it was spawned.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// The registry binary; `TIDEWATCH_TEST_REGISTRY` overrides it.
+const REGISTRY_BIN: &str = "docker-registry";
+
+/// A running registry on `127.0.0.1:PORT` with filesystem storage in its own directory. Killed on
+/// drop; when the test is failing, its directory (config, log, blobs) is kept and printed.
+pub struct Registry {
+    dir: TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+/// One request the registry served, from its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The request URI as logged: path and query.
+    pub uri: String,
+}
+
+impl Registry {
+    /// Starts a registry on a free port and waits until `GET /v2/` answers 200.
+    pub fn start() -> Registry {
+        // Another process may take the free port between our probe and the registry's bind; a
+        // few attempts make that race harmless.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(registry) => return registry,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!("registry did not start:\n{}", failures.join("\n---\n"));
+    }
+
+    fn try_start() -> Result<Registry, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("tidewatch-registry-")
+            .tempdir()
+            .map_err(|error| format!("cannot create registry directory: {error}"))?;
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        fs::write(&config, config_yml(&dir.path().join("data"), port))
+            .map_err(|error| format!("cannot write {}: {error}", config.display()))?;
+        let log_path = dir.path().join("registry.log");
+        let log = fs::File::create(&log_path)
+            .map_err(|error| format!("cannot create {}: {error}", log_path.display()))?;
+        let stderr = log
+            .try_clone()
+            .map_err(|error| format!("cannot share {}: {error}", log_path.display()))?;
+
+        let binary = std::env::var("TIDEWATCH_TEST_REGISTRY").unwrap_or(REGISTRY_BIN.to_owned());
+        let child = Command::new(&binary)
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|error| {
+                format!("cannot run `{binary} serve`: {error} (run scripts/test-env)")
+            })?;
+        let mut registry = Registry {
+            dir,
+            port,
+            child: Some(child),
+        };
+        registry.wait_until_ready()?;
+        Ok(registry)
+    }
+
+    fn wait_until_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            // The log line proves that *our* process holds the port: if another one took it
+            // between free_port() and our bind, GET /v2/ could be answered by that one.
+            let listening = self
+                .log()
+                .contains(&format!("listening on {}", self.host()));
+            let probe = http::request(&self.host(), "GET", "/v2/", &[], Duration::from_secs(2));
+            if listening && matches!(&probe, Ok(response) if response.status == 200) {
+                return Ok(());
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                let why = match exited {
+                    Some(status) => format!("exited with {status}"),
+                    None => {
+                        format!("GET /v2/ did not answer 200 within {START_TIMEOUT:?}: {probe:?}")
+                    }
+                };
+                self.stop();
+                return Err(format!(
+                    "registry on {}: {why}\n{}",
+                    self.host(),
+                    self.log()
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// "127.0.0.1:PORT", as in image references and the agent config.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A repository on this registry: "127.0.0.1:PORT/NAME".
+    pub fn repo(&self, name: &str) -> String {
+        format!("{}/{name}", self.host())
+    }
+
+    /// An image reference on this registry: "127.0.0.1:PORT/REPO:TAG".
+    pub fn image(&self, repo: &str, tag: &str) -> String {
+        format!("{}/{repo}:{tag}", self.host())
+    }
+
+    /// The digest the registry serves for `repo:reference` (a tag or digest), asked with a HEAD
+    /// that accepts every manifest type.
+    pub fn manifest_digest(&self, repo: &str, reference: &str) -> String {
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        let response = http::request(
+            &self.host(),
+            "HEAD",
+            &path,
+            &[("Accept", MANIFEST_MEDIA_TYPES)],
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|error| panic!("HEAD {path} on {}: {error}", self.host()));
+        assert_eq!(
+            response.status,
+            200,
+            "HEAD {path} on {}: {response:?}",
+            self.host()
+        );
+        response
+            .header("Docker-Content-Digest")
+            .unwrap_or_else(|| panic!("HEAD {path}: no Docker-Content-Digest in {response:?}"))
+            .to_owned()
+    }
+
+    /// The registry's log so far (its "response completed" lines and everything else).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_else(|error| format!("(no log: {error})"))
+    }
+
+    /// Where the registry logs to.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("registry.log")
+    }
+
+    /// Every request the registry has served, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.wait_for_quiet_log();
+        self.log().lines().filter_map(parse_request).collect()
+    }
+
+    /// How many `METHOD /v2/REPO/manifests/...` requests the registry has served.
+    pub fn manifest_requests(&self, method: &str, repo: &str) -> usize {
+        let prefix = format!("/v2/{repo}/manifests/");
+        self.requests()
+            .iter()
+            .filter(|request| request.method == method && request.uri.starts_with(&prefix))
+            .count()
+    }
+
+    /// The registry logs a request just *after* answering it, so a client can be done before
+    /// its last request is in the log. Waiting until the log stops growing closes that gap.
+    fn wait_for_quiet_log(&self) {
+        let size = || {
+            fs::metadata(self.log_path())
+                .map(|meta| meta.len())
+                .unwrap_or(0)
+        };
+        let mut last = size();
+        loop {
+            thread::sleep(Duration::from_millis(200));
+            let now = size();
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+
+    /// Kills the registry; its port and directory stay reserved until drop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Already exited is fine: all we want is that it is gone.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the registry and leaves its port refusing connections, keeping its images'
+    /// references (pushed while it was alive) pointing at a registry that is down.
+    pub fn into_refusing(mut self) -> DeadRegistry {
+        self.stop();
+        DeadRegistry::refusing_on(self.port)
+    }
+
+    /// Kills the registry and puts a listener on its port that accepts and never answers.
+    pub fn into_silent(mut self) -> DeadRegistry {
+        self.stop();
+        DeadRegistry::silent_on(self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+        if thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "registry {} kept for inspection: {}",
+                self.host(),
+                self.dir.path().display()
+            );
+        }
+    }
+}
+
+/// Configuration for `docker-registry serve`: loopback only, text logs with one "response
+/// completed" line per request, storage in the test's directory.
+fn config_yml(storage: &std::path::Path, port: u16) -> String {
+    format!(
+        "version: 0.1
+log:
+  level: info
+  formatter: text
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+  # A fixed secret silences the start-up warning; nothing here is load-balanced.
+  secret: tidewatch-test
+",
+        storage = storage.display()
+    )
+}
+
+/// Parses one "response completed" line of distribution's text log, e.g.
+/// `time=".." level=info msg="response completed" .. http.request.method=HEAD ..
+/// http.request.uri=/v2/app/manifests/v1 ..`. Failed requests log `msg="response completed with
+/// error"` and count too. Values are quoted when they hold characters such as `:` or `?`.
+fn parse_request(line: &str) -> Option<Request> {
+    if !line.contains("msg=\"response completed") {
+        return None;
+    }
+    Some(Request {
+        method: logfmt_value(line, "http.request.method")?,
+        uri: logfmt_value(line, "http.request.uri")?,
+    })
+}
+
+/// The value of `key=value` or `key="value"` in a logrus text line.
+fn logfmt_value(line: &str, key: &str) -> Option<String> {
+    let needle = format!(" {key}=");
+    let start = line.find(&needle)? + needle.len();
+    let rest = &line[start..];
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let mut value = String::new();
+        let mut chars = quoted.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => value.push(chars.next()?),
+                '"' => return Some(value),
+                _ => value.push(c),
+            }
+        }
+        None
+    } else {
+        Some(rest.split(' ').next()?.to_owned())
+    }
+}
+
+/// A registry host where nothing useful answers. Dropping it frees the port.
+pub struct DeadRegistry {
+    port: u16,
+    _holder: Holder,
+}
+
+enum Holder {
+    /// A socket bound to the port but not listening: connections are refused (RST), and no
+    /// other test can start a registry there meanwhile.
+    Refusing(tokio::net::TcpSocket),
+    Silent(SilentListener),
+}
+
+impl DeadRegistry {
+    /// A free port where connections are refused.
+    pub fn refusing() -> DeadRegistry {
+        Self::refusing_on(free_port())
+    }
+
+    /// A free port with a listener that accepts connections and never answers.
+    pub fn silent() -> DeadRegistry {
+        Self::silent_on(free_port())
+    }
+
+    fn refusing_on(port: u16) -> DeadRegistry {
+        let socket = tokio::net::TcpSocket::new_v4()
+            .and_then(|socket| {
+                // The registry we replace may leave connections in TIME_WAIT on this port.
+                socket.set_reuseaddr(true)?;
+                socket.bind(loopback(port))?;
+                Ok(socket)
+            })
+            .unwrap_or_else(|error| panic!("cannot reserve 127.0.0.1:{port}: {error}"));
+        DeadRegistry {
+            port,
+            _holder: Holder::Refusing(socket),
+        }
+    }
+
+    fn silent_on(port: u16) -> DeadRegistry {
+        DeadRegistry {
+            port,
+            _holder: Holder::Silent(SilentListener::bind(port)),
+        }
+    }
+
+    /// "127.0.0.1:PORT", as in image references and the agent config.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Accepts connections and holds them open without a byte of answer, like a registry behind a
+/// wedged proxy.
+struct SilentListener {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SilentListener {
+    fn bind(port: u16) -> SilentListener {
+        // std sets SO_REUSEADDR on Unix listeners, so a just-killed registry's port is usable.
+        let listener = TcpListener::bind(loopback(port))
+            .unwrap_or_else(|error| panic!("cannot listen on 127.0.0.1:{port}: {error}"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    held.push(stream);
+                }
+            }
+        });
+        SilentListener {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SilentListener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept so the thread sees the flag.
+        let _ = TcpStream::connect(loopback(self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A port nothing listens on right now, as chosen by the kernel.
+fn free_port() -> u16 {
+    TcpListener::bind(loopback(0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap_or_else(|error| panic!("cannot find a free loopback port: {error}"))
+}
+
+#[test]
+fn registry_log_lines_parse_into_requests() {
+    // Verbatim from docker-registry 2.8.2 (Debian bookworm), shortened only in the middle.
+    let ok = r#"time="2026-11-26T12:26:42.861343589Z" level=info msg="response completed" go.version=go1.19.8 http.request.host="127.0.0.1:5999" http.request.method=GET http.request.remoteaddr="127.0.0.1:34632" http.request.uri=/v2/ http.response.status=200"#;
+    let failed = r#"time="2026-11-26T12:26:42.874600246Z" level=error msg="response completed with error" err.code="manifest unknown" http.request.method=HEAD http.request.uri=/v2/foo/manifests/latest http.response.status=404"#;
+    let by_digest = r#"time="2026-11-26T12:28:44Z" level=info msg="response completed" http.request.method=HEAD http.request.uri="/v2/team/app/manifests/sha256:ae04217b" http.response.status=200"#;
+    let access =
+        r#"127.0.0.1 - - [26/Nov/2026:12:26:42 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1""#;
+
+    let request = |method: &str, uri: &str| Request {
+        method: method.to_owned(),
+        uri: uri.to_owned(),
+    };
+    assert_eq!(parse_request(ok), Some(request("GET", "/v2/")));
+    assert_eq!(
+        parse_request(failed),
+        Some(request("HEAD", "/v2/foo/manifests/latest"))
+    );
+    assert_eq!(
+        parse_request(by_digest),
+        Some(request("HEAD", "/v2/team/app/manifests/sha256:ae04217b"))
+    );
+    // The Apache-style access line repeats the request; counting it too would double-count.
+    assert_eq!(parse_request(access), None);
+}
+
+#[test]
+fn a_registry_counts_the_manifest_requests_it_served() {
+    let registry = Registry::start();
+    let send = |method: &str, path: &str| {
+        http::request(&registry.host(), method, path, &[], Duration::from_secs(5))
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
+    };
+    send("HEAD", "/v2/app/manifests/v1");
+    send(
+        "HEAD",
+        "/v2/app/manifests/sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    );
+    send("GET", "/v2/app/manifests/v1");
+    send("HEAD", "/v2/app-other/manifests/v1");
+    send(
+        "HEAD",
+        "/v2/app/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    );
+
+    assert_eq!(registry.manifest_requests("HEAD", "app"), 2);
+    assert_eq!(registry.manifest_requests("GET", "app"), 1);
+    assert_eq!(registry.manifest_requests("HEAD", "app-other"), 1);
+}
+
+#[test]
+fn dead_registries_refuse_connections_or_never_answer() {
+    let probe = |host: &str| http::request(host, "GET", "/v2/", &[], Duration::from_secs(1));
+
+    let refusing = Registry::start().into_refusing();
+    let error = probe(&refusing.host()).expect_err("a refusing registry answered");
+    assert_eq!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{error}"
+    );
+
+    let silent = DeadRegistry::silent();
+    let error = probe(&silent.host()).expect_err("a silent registry answered");
+    assert!(
+        matches!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "expected a read timeout, got {error}"
+    );
+}

@@ -1,0 +1,8 @@
+//! The integration tests, built as one binary so they link once (see STYLE.md).
+//!
+//! They drive the real `tidewatch` binary against a real docker engine and throw-away registries;
+//! `scripts/test` prepares the engine and then runs them.
+
+mod support;
+
+mod check;
