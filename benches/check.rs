@@ -136,17 +136,23 @@ async fn bench(
     let mut foreign = 0;
     eprintln!("measuring: {WARM_UPS} warm-up + {ROUNDS} rounds");
     for round in 0..WARM_UPS + ROUNDS {
-        // Alternate which side goes first, so neither always meets a warmer engine.
-        let (t, (a, b)) = if round % 2 == 0 {
-            let t = time_detect(engine, &config, &fixture, registry).await?;
-            (t, time_floor(docker, &fixture).await?)
-        } else {
-            let f = time_floor(docker, &fixture).await?;
-            (time_detect(engine, &config, &fixture, registry).await?, f)
-        };
-        let (inv, seen) = time_inventory(engine).await?;
-        foreign = foreign.max(seen.saturating_sub(fixture.containers));
-        let res = time_resolve(&config, &fixture, registry).await?;
+        // Each round starts one step further along the list, so no measurement always
+        // follows the same one (or always meets a warmer engine).
+        let mut t = Duration::ZERO;
+        let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
+        let (mut inv, mut res) = (Duration::ZERO, Duration::ZERO);
+        for step in 0..4 {
+            match (round + step) % 4 {
+                0 => t = time_detect(engine, &config, &fixture, registry).await?,
+                1 => (a, b) = time_floor(docker, &fixture).await?,
+                2 => {
+                    let seen;
+                    (inv, seen) = time_inventory(engine).await?;
+                    foreign = foreign.max(seen.saturating_sub(fixture.containers));
+                }
+                _ => res = time_resolve(&config, &fixture, registry).await?,
+            }
+        }
         if round >= WARM_UPS {
             tidewatch.push(t);
             floor_registry.push(a);
