@@ -3,8 +3,8 @@
 //! Reading the file is kept apart from parsing it ([`Config::load`] calls [`Config::parse`]), so
 //! every rule is unit-tested on literals. Every error carries `file:line:col` and what was expected.
 
-mod notify;
 mod api;
+mod notify;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -17,8 +17,8 @@ use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use toml::Spanned;
 
-pub use notify::{redacted, EmailConfig, NotifyConfig, NotifyKind, SmtpSecurity};
 pub use api::ApiConfig;
+pub use notify::{redacted, EmailConfig, NotifyConfig, NotifyKind, SmtpSecurity};
 
 /// Where the configuration is read from when neither `-c` nor `TIDEWATCH_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidewatch/agent.toml";
