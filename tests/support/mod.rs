@@ -13,10 +13,16 @@ mod bed;
 mod docker;
 mod http;
 mod images;
+mod observe;
+mod process;
 mod registry;
+mod service;
 
 pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
 pub use bed::TestBed;
 pub use docker::{docker, Engine};
-pub use images::{pull, push, repo_digests, tag};
+pub use images::{pull, push, repo_digests, tag, APP_PORT};
+pub use observe::{show_events, Event, Events, Monitor, Sighting, Snapshot};
+pub use process::Background;
 pub use registry::{DeadRegistry, Registry, Request};
+pub use service::{OnTerm, Volume};
