@@ -334,3 +334,48 @@ fn killed_right_after_the_new_container_is_created_the_next_update_finishes_the_
 fn killed_in_the_health_gate_the_next_update_finishes_the_job() {
     crash_then_update("crash-health-gate", KillPoint::HealthGate);
 }
+
+/// The engine finishes a stop that the killed agent asked for. An agent restarted within the
+/// stop timeout must not leave the container to that stop: here it cannot reach the registry,
+/// so nothing else will start the container again (and `update` only looks at running ones).
+#[test]
+fn killed_while_the_old_container_stops_a_restart_that_cannot_update_leaves_it_running() {
+    let mut service = Service::start("crash-stopping-offline");
+    let events = service.bed.events();
+    let monitor = service.bed.monitor();
+
+    let first = service.agent.spawn(&["update"]);
+    KillPoint::OldStopping.reach(&service, &events);
+    let first_stderr = first.kill9();
+    service.registry.stop();
+    let second = service.agent.command(&["update", "--json"]);
+    // The stop the killed agent asked for ends with SIGKILL (the app ignores SIGTERM).
+    let old = service.old_id.clone();
+    events.wait_for("the old container's interrupted stop to end", REACH, |e| {
+        e.action == "die" && e.id == old
+    });
+    let snapshots = monitor.finish();
+    let context = format!(
+        "first update's stderr:\n{first_stderr}\nsecond update: exit {}\nstdout:\n{}\nstderr:\n{}\n\
+         containers over time:\n{}\nevents:\n{}",
+        second.code,
+        second.stdout,
+        second.stderr,
+        show(&snapshots),
+        show_events(&events.seen()),
+    );
+
+    let containers = service.bed.containers();
+    assert_eq!(containers.len(), 1, "{context}");
+    let container = &containers[0];
+    assert_eq!(container.id, service.old_id, "{context}");
+    assert_eq!(container.name, service.name, "{context}");
+    // Inspect, not `docker ps`: the engine reports `die` before its list shows the exit.
+    let state = service.inspect(&container.id, "{{.State.Status}}");
+    assert_eq!(
+        state, "running",
+        "the old container was left stopped by the interrupted stop; {context}"
+    );
+    let data = docker(&["exec", &container.id, "/bin/busybox", "cat", "/data/marker"]);
+    assert_eq!(data, service.marker, "{context}");
+}
