@@ -53,12 +53,16 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
-    /// True when nothing failed or was rolled back.
+    /// True when nothing failed or was rolled back. An interrupted update that recovery undid
+    /// and this cycle then carried out counts as done.
     pub fn succeeded(&self) -> bool {
-        self.results
-            .iter()
-            .chain(&self.recovered)
-            .all(|r| matches!(r.outcome, StepOutcome::Updated | StepOutcome::Skipped))
+        let ok = |r: &StepResult| matches!(r.outcome, StepOutcome::Updated | StepOutcome::Skipped);
+        let redone = |r: &StepResult| {
+            self.results.iter().any(|later| {
+                later.container == r.container && later.outcome == StepOutcome::Updated
+            })
+        };
+        self.results.iter().all(ok) && self.recovered.iter().all(|r| ok(r) || redone(r))
     }
 }
 

@@ -119,16 +119,22 @@ async fn recover_one(
             if matches!(entry.step, Step::Planned | Step::Pulled)
                 && old.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name) =>
         {
-            // Interrupted before the container was touched; make sure it runs, retry later.
+            // `Pulled` is journalled just before the stop request, so the engine may still be
+            // carrying out a stop the dead agent asked for; it goes on without its client and
+            // would stop the container after a plain start, which is a no-op on a container
+            // that is still running. Our own stop waits for that one to end (with the
+            // container's own timeout); only then is the start real.
+            let why = if entry.step == Step::Pulled {
+                engine.stop(&entry.old_id).await?;
+                "recovered: interrupted while stopping the old container, which runs again; \
+                 retried next cycle"
+            } else {
+                "recovered: interrupted before the container was touched; retried next cycle"
+            };
             if entry.was_running {
                 engine.start(&entry.old_id).await?;
             }
-            let why = finish(
-                Outcome::Failed,
-                "recovered: interrupted before the container was touched; retried next cycle"
-                    .into(),
-            )
-            .await;
+            let why = finish(Outcome::Failed, why.into()).await;
             Ok((StepOutcome::Failed, why))
         }
         (Some(_), replacement) => {

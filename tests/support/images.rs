@@ -33,6 +33,26 @@ impl TestBed {
     /// also in the image's env (`APP_VERSION`) and label (`tidewatch.test.version`). Images are
     /// labelled with the bed id, so two beds never share one and drop removes them.
     pub fn build_app(&self, image: &str, version: &str) -> String {
+        let httpd = serde_json::json!([
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            APP_PORT.to_string(),
+            "-h",
+            "/www"
+        ]);
+        self.build_app_with_entrypoint(image, version, &httpd.to_string())
+    }
+
+    /// Like [`TestBed::build_app`], with `entrypoint` (a Dockerfile JSON array) instead of
+    /// running httpd directly, e.g. a shell that decides how the app handles SIGTERM.
+    pub fn build_app_with_entrypoint(
+        &self,
+        image: &str,
+        version: &str,
+        entrypoint: &str,
+    ) -> String {
         assert!(
             version
                 .chars()
@@ -43,7 +63,7 @@ impl TestBed {
         let context = self
             .dir()
             .join(format!("build-{}", BUILDS.fetch_add(1, Ordering::Relaxed)));
-        write_app_context(&context, version);
+        write_app_context(&context, version, entrypoint);
         // No cache: a cached step is an image shared with other builds, possibly in another
         // test process, whose cleanup can delete it mid-build ("unknown parent image ID").
         docker(&[
@@ -226,7 +246,7 @@ pub fn tag(source: &str, target: &str) {
     docker(&["tag", source, target]);
 }
 
-fn write_app_context(context: &Path, version: &str) {
+fn write_app_context(context: &Path, version: &str, entrypoint: &str) {
     let write = |path: &Path, contents: &str| {
         fs::write(path, contents)
             .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
@@ -250,7 +270,7 @@ COPY www /www
 ENV APP_VERSION={version}
 LABEL tidewatch.test.version={version}
 HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD ["/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:{APP_PORT}/"]
-ENTRYPOINT ["/bin/busybox", "httpd", "-f", "-p", "{APP_PORT}", "-h", "/www"]
+ENTRYPOINT {entrypoint}
 "#
         ),
     );

@@ -18,15 +18,20 @@ mod docker;
 pub mod http;
 mod images;
 pub mod objects;
+mod observe;
+mod process;
 mod registry;
 pub mod release;
+mod service;
 
 pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
 pub use bed::TestBed;
 pub use containers::{Broken, Event, QUICK_STOP};
 pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
 pub use docker::{docker, Engine};
-pub use images::{pull, push, repo_digests, tag};
+pub use images::{pull, push, repo_digests, tag, APP_PORT};
+pub use observe::{show_events, Events, Monitor, Sighting, Snapshot};
+pub use process::Background;
 pub use registry::{DeadRegistry, Registry, Request};
 
 /// A fresh directory for a test's files, removed on drop, under this checkout's
@@ -39,3 +44,5 @@ pub fn scratch_dir(prefix: &str) -> tempfile::TempDir {
         .tempdir_in(root)
         .unwrap_or_else(|error| panic!("cannot create a directory in {root}: {error}"))
 }
+
+pub use service::{OnTerm, Volume};
