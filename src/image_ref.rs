@@ -3,7 +3,6 @@
 //! and a registry's answer can be compared without false positives.
 
 use std::fmt;
-use std::str::FromStr;
 
 use oci_client::Reference;
 
@@ -27,17 +26,85 @@ pub struct ImageRefError {
 }
 
 impl ImageRef {
-    /// Parses `text` like the Docker CLI does.
+    /// Parses `text` like the Docker CLI does. Hand-written rather than oci-spec's regular
+    /// expression, whose compiled state would stay resident in the daemon for good.
     pub fn parse(text: &str) -> Result<ImageRef, ImageRefError> {
-        let parsed = Reference::from_str(text).map_err(|e| ImageRefError {
+        let fail = |reason: &str| ImageRefError {
             reference: text.to_string(),
-            reason: e.to_string(),
-        })?;
+            reason: reason.to_string(),
+        };
+        let (name_and_tag, digest) = match text.split_once('@') {
+            Some((n, d)) => (n, Some(d)),
+            None => (text, None),
+        };
+        if let Some(d) = digest {
+            let (algorithm, hex) = d.split_once(':').ok_or_else(|| fail("a digest is algorithm:hex"))?;
+            let algorithm_ok = !algorithm.is_empty()
+                && algorithm
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c));
+            if !algorithm_ok || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(fail("a digest is algorithm:hex, e.g. sha256:<64 hex digits>"));
+            }
+        }
+        // A tag follows the last ':' after the last '/', so "host:5000/app" has none.
+        let last_slash = name_and_tag.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match name_and_tag[last_slash..].rfind(':') {
+            Some(i) => (
+                &name_and_tag[..last_slash + i],
+                Some(&name_and_tag[last_slash + i + 1..]),
+            ),
+            None => (name_and_tag, None),
+        };
+        if let Some(t) = tag {
+            let mut chars = t.chars();
+            let first_ok = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !first_ok
+                || t.len() > 128
+                || !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            {
+                return Err(fail("a tag is up to 128 of [A-Za-z0-9_.-], not starting with . or -"));
+            }
+        }
+        if name.is_empty() || name.len() > 255 {
+            return Err(fail("a repository name is 1 to 255 characters"));
+        }
+        let (registry, path) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first, rest)
+            }
+            _ => ("docker.io", name),
+        };
+        if !valid_host(registry) {
+            return Err(fail("the registry part is not a host[:port]"));
+        }
+        if !path.split('/').all(valid_path_component) {
+            return Err(fail(
+                "repository path components are lowercase letters and digits, separated by ., _, __ or -",
+            ));
+        }
+        let registry = if registry == "index.docker.io" {
+            "docker.io"
+        } else {
+            registry
+        };
+        let repository = if registry == "docker.io" && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path.to_string()
+        };
         Ok(ImageRef {
-            registry: parsed.registry().to_string(),
-            repository: parsed.repository().to_string(),
-            tag: parsed.tag().map(str::to_string),
-            digest: parsed.digest().map(str::to_string),
+            registry: registry.to_string(),
+            repository,
+            // Docker reads a bare name as `:latest`; a digest alone pins without a tag.
+            tag: tag
+                .map(str::to_string)
+                .or_else(|| digest.is_none().then(|| "latest".to_string())),
+            digest: digest.map(str::to_string),
         })
     }
 
@@ -142,6 +209,53 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// `host`, `host:port` or `[ipv6]:port`.
+fn valid_host(host: &str) -> bool {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, after)) => (ip, after.strip_prefix(':')),
+            None => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        }
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':');
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    name_ok && port_ok
+}
+
+/// `[a-z0-9]+` runs separated by `.`, `_`, `__` or one or more `-`.
+fn valid_path_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &component[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.chars().all(|c| c == '-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
 /// The first 12 hex digits of a digest (`sha256:0123456789ab`), for tables.
 pub fn short_digest(digest: &str) -> &str {
     let hex_start = digest.find(':').map_or(0, |i| i + 1);
@@ -196,6 +310,24 @@ mod tests {
         let r = ImageRef::parse(&format!("ghcr.io/o/app:1@{d}")).unwrap();
         assert!(r.is_pinned());
         assert_eq!(r.tag(), Some("1"));
+    }
+
+    #[test]
+    fn grammar_edges_match_docker() {
+        assert!(ImageRef::parse("UPPER/case").is_err(), "uppercase repository");
+        assert!(ImageRef::parse("app:").is_err(), "empty tag");
+        assert!(ImageRef::parse("app:-x").is_err(), "tag starting with -");
+        assert!(ImageRef::parse("a..b/app").is_ok(), "dots make a host");
+        assert!(ImageRef::parse("team/a__b-c.d/app").is_ok());
+        assert!(ImageRef::parse("team/a___b").is_err(), "three underscores");
+        assert!(ImageRef::parse("app@sha256:xyz").is_err(), "bad digest");
+        let r = ImageRef::parse("localhost/app").unwrap();
+        assert_eq!(r.registry(), "localhost");
+        let r = ImageRef::parse("[::1]:5000/app:1").unwrap();
+        assert_eq!(r.registry(), "[::1]:5000");
+        assert_eq!(r.tag(), Some("1"));
+        let r = ImageRef::parse("docker.io/nginx").unwrap();
+        assert_eq!(r.to_string(), "docker.io/library/nginx:latest");
     }
 
     #[test]
