@@ -14,6 +14,7 @@ mod docker;
 mod http;
 mod images;
 mod registry;
+mod serve;
 
 pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
 pub use bed::TestBed;
