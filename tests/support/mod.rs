@@ -15,9 +15,11 @@ mod http;
 mod images;
 mod registry;
 mod serve;
+mod tls;
 
 pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
 pub use bed::TestBed;
 pub use docker::{docker, Engine};
 pub use images::{pull, push, repo_digests, tag};
 pub use registry::{DeadRegistry, Registry, Request};
+pub use tls::{EngineTrust, TestCa};
