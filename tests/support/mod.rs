@@ -16,6 +16,7 @@ mod images;
 mod registry;
 mod serve;
 mod tls;
+mod token_server;
 
 pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
 pub use bed::TestBed;
@@ -23,3 +24,4 @@ pub use docker::{docker, Engine};
 pub use images::{pull, push, repo_digests, tag};
 pub use registry::{DeadRegistry, Registry, Request};
 pub use tls::{EngineTrust, TestCa};
+pub use token_server::{TokenRequest, TokenServer};
