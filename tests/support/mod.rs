@@ -11,6 +11,7 @@
 mod agent;
 mod bed;
 mod docker;
+mod htpasswd;
 mod http;
 mod images;
 mod registry;
