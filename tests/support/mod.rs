@@ -11,6 +11,7 @@
 mod agent;
 mod bed;
 mod docker;
+mod docker_config;
 mod htpasswd;
 mod http;
 mod images;
@@ -22,6 +23,7 @@ mod token_server;
 pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
 pub use bed::TestBed;
 pub use docker::{docker, Engine};
+pub use docker_config::{CredentialHelper, DockerConfig};
 pub use images::{pull, push, repo_digests, tag};
 pub use registry::{DeadRegistry, Registry, Request};
 pub use tls::{EngineTrust, TestCa};
