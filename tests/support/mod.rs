@@ -25,6 +25,6 @@ pub use bed::TestBed;
 pub use docker::{docker, Engine};
 pub use docker_config::{CredentialHelper, DockerConfig};
 pub use images::{pull, push, repo_digests, tag};
-pub use registry::{DeadRegistry, Registry, Request};
+pub use registry::{DeadRegistry, Registry, RegistryOptions, Request};
 pub use tls::{EngineTrust, TestCa};
 pub use token_server::{TokenRequest, TokenServer};
