@@ -722,8 +722,9 @@ mod variants {
     use super::super::bed::TestBed;
     use super::super::docker::try_docker_with;
     use super::super::docker_config::DockerConfig;
+    use super::super::flaky_server::{Fault, FlakyServer, Requests};
     use super::super::http;
-    use super::super::images::push;
+    use super::super::images::{pull, push};
     use super::super::tls::{EngineTrust, TestCa};
     use super::super::token_server::{self, Access, TokenIssuer, TokenServer};
     use super::Registry;
@@ -852,5 +853,36 @@ mod variants {
             401,
             "a token signed by an untrusted key"
         );
+    }
+
+    #[test]
+    fn a_mirror_serves_the_origin_and_keeps_its_cached_tag_when_it_cannot_ask_the_origin() {
+        let bed = TestBed::new("selftest-mirror");
+        let origin = Registry::start();
+        let link = FlakyServer::front(&origin);
+        let mirror = Registry::options().mirror_of(&link.url()).start();
+        let image = origin.image("app", "stable");
+        bed.build_app(&image, "1");
+        let v1 = push(&image);
+        assert_eq!(
+            mirror.manifest_digest("app", "stable"),
+            v1,
+            "mirror caches v1"
+        );
+
+        bed.build_app(&image, "2");
+        let v2 = push(&image);
+        assert_ne!(v1, v2);
+        link.fail_always(Requests::ManifestsByTag, Fault::ServerError);
+
+        assert_eq!(origin.manifest_digest("app", "stable"), v2);
+        assert_eq!(
+            mirror.manifest_digest("app", "stable"),
+            v1,
+            "the mirror's tag lags the origin's"
+        );
+        // Digests still reach the origin through the mirror.
+        pull(&format!("{}@{v2}", mirror.repo("app")));
+        assert_eq!(mirror.manifest_digest("app", &v2), v2);
     }
 }
