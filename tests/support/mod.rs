@@ -21,7 +21,10 @@ mod serve;
 mod tls;
 mod token_server;
 
-pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
+pub use agent::{
+    tidewatch, tidewatch_with_env, Agent, Check, Outcome, RegistryEntry, Row, Status, StepResult,
+    Update,
+};
 pub use bed::TestBed;
 pub use docker::{docker, Engine};
 pub use docker_config::{CredentialHelper, DockerConfig};
