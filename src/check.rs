@@ -3,11 +3,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, Policy};
 use crate::engine::{Engine, EngineError, Observed};
 use crate::image_ref::ImageRef;
 use crate::plan::detect::{self, CheckRow, Comparison, Eligibility, Status, Target};
-use crate::registry::{RegistryClient, RemoteManifest};
+use crate::plan::track::{self, Track};
+use crate::registry::{RegistryClient, RegistryError, RemoteManifest};
 
 /// A watched container with its verdict, and what the verdict rests on.
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct Detection {
     pub row: CheckRow,
     /// The normalised reference, when the container has one that could be asked for.
     pub reference: Option<ImageRef>,
+    /// With tag tracking, the reference of the newer tag the container should move to.
+    pub new_image: Option<String>,
 }
 
 /// Checks the containers in scope (only `names` when not empty). One registry or container
@@ -28,7 +31,7 @@ pub async fn detect(
     config: &Arc<Config>,
     names: &[String],
 ) -> Result<Vec<Detection>, EngineError> {
-    let observed = engine.inventory(false).await?;
+    let observed = engine.inventory(config.watch.include_stopped).await?;
     let wanted: BTreeSet<&str> = names.iter().map(|n| n.trim_start_matches('/')).collect();
 
     let mut pending: Vec<(Observed, Target)> = Vec::new();
@@ -46,6 +49,19 @@ pub async fn detect(
                 status: Status::Skipped,
                 detail: Some(reason),
             }),
+            Eligibility::Watched
+                if detect::policy_for(&o.name, &o.labels, &config.watch, &config.services)
+                    == Policy::Ignore =>
+            {
+                Target::Settled(CheckRow {
+                    container: o.name.clone(),
+                    image: o.image.clone(),
+                    current_digest: None,
+                    available_digest: None,
+                    status: Status::Skipped,
+                    detail: Some("policy ignore".into()),
+                })
+            }
             Eligibility::Watched => match &o.problem {
                 Some(problem) => Target::Settled(CheckRow {
                     container: o.name.clone(),
@@ -55,11 +71,15 @@ pub async fn detect(
                     status: Status::Error,
                     detail: Some(problem.clone()),
                 }),
-                None => detect::target(&o.name, &o.image, &o.repo_digests),
+                None => {
+                    detect::target(&o.name, &o.image, &o.repo_digests, &|r| registry.aliases(r))
+                }
             },
         };
         pending.push((o, target));
     }
+
+    let tracked = retarget_tracked(registry, &mut pending).await;
 
     let refs: BTreeSet<ImageRef> = pending
         .iter()
@@ -77,23 +97,135 @@ pub async fn detect(
                 reference: ImageRef::parse(&o.image).ok(),
                 observed: o,
                 row,
+                new_image: None,
             },
             Target::Remote { reference, current } => {
-                let row = match remote.get(&reference) {
+                let new_image = tracked.get(&o.name).cloned();
+                let mut row = match remote.get(&reference) {
                     Some(Ok(m)) => compare(registry, &o, &reference, &current, m).await,
+                    Some(Err(e @ RegistryError::Deferred { .. })) => {
+                        let mut row = error_row(&o, Some(current[0].clone()), e.to_string());
+                        row.status = Status::Unknown;
+                        row
+                    }
                     Some(Err(e)) => error_row(&o, Some(current[0].clone()), e.to_string()),
                     None => error_row(&o, None, "internal: reference was not resolved".into()),
                 };
+                if let Some(new) = &new_image {
+                    let note = format!("tracks tags: newest is {new}");
+                    row.detail = Some(match row.detail.take() {
+                        Some(d) => format!("{note}; {d}"),
+                        None => note,
+                    });
+                }
                 Detection {
                     observed: o,
                     row,
                     reference: Some(reference),
+                    new_image,
                 }
             }
         };
         out.push(detection);
     }
     Ok(out)
+}
+
+/// Containers with a `tidewatch.track` label follow the newest matching tag: their target
+/// reference becomes that tag. Returns, by container, the new tag's reference where it differs
+/// from the container's own; a bad label or a failed tag listing turns the target into an
+/// error row.
+async fn retarget_tracked(
+    registry: &RegistryClient,
+    pending: &mut [(Observed, Target)],
+) -> HashMap<String, String> {
+    let mut tag_lists: HashMap<String, Result<Vec<String>, String>> = HashMap::new();
+    let mut moved = HashMap::new();
+    for (o, target) in pending.iter_mut() {
+        let Target::Remote { reference, .. } = target else {
+            continue;
+        };
+        let Some(label) = o.labels.get(track::TRACK_LABEL) else {
+            continue;
+        };
+        let fail = |o: &Observed, detail: String| Target::Settled(error_row(o, None, detail));
+        let track = match track::parse(label) {
+            Ok(Track::Digest) => continue,
+            Ok(t) => t,
+            Err(e) => {
+                *target = fail(o, e);
+                continue;
+            }
+        };
+        let key = reference.name();
+        if !tag_lists.contains_key(&key) {
+            let listed = registry
+                .list_tags(reference)
+                .await
+                .map_err(|e| e.to_string());
+            tag_lists.insert(key.clone(), listed);
+        }
+        let tags = match &tag_lists[&key] {
+            Ok(tags) => tags.clone(),
+            Err(e) => {
+                *target = fail(o, format!("listing tags: {e}"));
+                continue;
+            }
+        };
+        let chosen = match &track {
+            Track::Semver(range) => {
+                let best = track::newest_semver(&tags, range.as_ref()).map(str::to_string);
+                // Never move down: a container already past the range stays where it is.
+                let current = reference.tag().and_then(track::tag_version);
+                best.filter(|b| match (track::tag_version(b), &current) {
+                    (Some(b), Some(c)) => b > *c,
+                    _ => true,
+                })
+            }
+            Track::Regex(pattern) => {
+                newest_by_creation(
+                    registry,
+                    reference,
+                    &o.platform,
+                    track::matching(&tags, pattern),
+                )
+                .await
+            }
+            Track::Digest => None,
+        };
+        if let Some(tag) = chosen.filter(|t| Some(t.as_str()) != reference.tag()) {
+            let new = reference.with_tag(&tag);
+            moved.insert(o.name.clone(), new.to_string());
+            *reference = new;
+        }
+    }
+    moved
+}
+
+/// The tag among `tags` whose image was built last (ties: the later tag in the list).
+async fn newest_by_creation(
+    registry: &RegistryClient,
+    reference: &ImageRef,
+    platform: &crate::engine::Platform,
+    tags: Vec<&str>,
+) -> Option<String> {
+    let mut best: Option<(chrono::DateTime<chrono::Utc>, String)> = None;
+    for tag in tags {
+        let candidate = reference.with_tag(tag);
+        let Ok(manifest) = registry.current(&candidate).await else {
+            continue;
+        };
+        let Ok(Some(created)) = registry
+            .created(&candidate, &manifest.digest, platform)
+            .await
+        else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(b, _)| created >= *b) {
+            best = Some((created, tag.to_string()));
+        }
+    }
+    best.map(|(_, tag)| tag)
 }
 
 /// Rows for names asked for on the command line that are not running in scope.
@@ -133,6 +265,10 @@ async fn compare(
         Comparison::UpToDate { current, detail } => (Status::UpToDate, current, detail),
         Comparison::UpdateAvailable { current } => (Status::UpdateAvailable, current, None),
         Comparison::NeedIndex => unreachable!("index entries were supplied"),
+    };
+    let detail = match (detail, &remote.note) {
+        (Some(d), Some(n)) => Some(format!("{d}; {n}")),
+        (d, n) => d.or_else(|| n.clone()),
     };
     CheckRow {
         container: o.name.clone(),

@@ -53,6 +53,9 @@ pub enum Command {
         /// Print the ordered plan and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Update even outside maintenance windows.
+        #[arg(long)]
+        force: bool,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,

@@ -10,9 +10,10 @@ use crate::apply::{self, Applier, StepOutcome, StepResult};
 use crate::check::{detect, Detection};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, Observed};
+use crate::plan::detect;
 use crate::plan::detect::{CheckRow, Status};
 use crate::plan::order::{ConfigDependency, Graph, Node};
-use crate::plan::update::{self, Candidate, Marks, Plan};
+use crate::plan::update::{self, Candidate, Marks, Moment, Plan};
 use crate::registry::RegistryClient;
 use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
@@ -58,6 +59,7 @@ impl Agent {
     fn applier(&self) -> Applier<'_> {
         Applier {
             engine: &self.engine,
+            registry: &self.registry,
             store: &self.store,
             settings: &self.config.update,
             shutdown: self.shutdown.clone(),
@@ -70,22 +72,32 @@ impl Agent {
     }
 
     /// Runs one cycle over the containers in scope (only `names` when given). A dry run plans
-    /// and changes nothing, not even the state store.
-    pub async fn cycle(&self, names: &[String], dry_run: bool) -> Result<CycleReport, EngineError> {
+    /// and changes nothing, not even the state store. `force` lets updates through closed
+    /// maintenance windows.
+    pub async fn cycle(
+        &self,
+        names: &[String],
+        dry_run: bool,
+        force: bool,
+    ) -> Result<CycleReport, EngineError> {
         let recovered = if dry_run {
             Vec::new()
         } else {
             self.recover().await
         };
         let detections = detect(&self.engine, &self.registry, &self.config, names).await?;
-        let candidates = candidates(&detections);
-        let marks = self.marks(&candidates, dry_run).await;
+        let mut candidates = candidates(&detections, &self.config);
+        let marks = self.marks(&mut candidates, dry_run).await;
         let graph = graph(&detections, &self.config);
         let images: BTreeMap<String, String> = detections
             .iter()
             .map(|d| (d.observed.name.clone(), d.observed.image.clone()))
             .collect();
-        let plan = update::plan(&candidates, &images, &marks, &graph);
+        let moment = Moment {
+            now: chrono::Local::now(),
+            force,
+        };
+        let plan = update::plan(&candidates, &images, &marks, &graph, moment);
         for w in &plan.waiting {
             tracing::info!(container = %w.container, "update waits: {}", w.reason);
         }
@@ -111,62 +123,97 @@ impl Agent {
         })
     }
 
-    /// Quarantine and holds for the candidates. A newer digest lifts both (unless dry run,
-    /// which only reads).
-    async fn marks(&self, candidates: &[Candidate], dry_run: bool) -> Marks {
+    /// Quarantine and holds for the candidates, and when each new digest was first seen. A
+    /// newer digest lifts quarantine and holds (unless dry run, which only reads).
+    async fn marks(&self, candidates: &mut [Candidate], dry_run: bool) -> Marks {
         let list: Vec<(String, String)> = candidates
             .iter()
             .map(|c| (c.container.clone(), c.to_digest.clone()))
             .collect();
         let result = self
             .store
-            .with(move |s| -> Result<Marks, crate::state::StateError> {
-                let mut marks = Marks::default();
-                for (container, digest) in list {
-                    if !dry_run {
-                        s.lift_other_than(&container, &digest)?;
-                    }
-                    if let Some(why) = s.is_quarantined(&container, &digest)? {
-                        marks
-                            .quarantined
-                            .insert((container.clone(), digest.clone()), why);
-                    }
-                    if let Some(hold) = s.hold_for(&container)? {
-                        if hold.is_lifted_by(&digest) {
-                            if !dry_run {
-                                s.release(&container)?;
-                            }
+            .with(
+                move |s| -> Result<(Marks, Vec<FirstSeen>), crate::state::StateError> {
+                    let mut marks = Marks::default();
+                    let mut seen = Vec::new();
+                    for (container, digest) in list {
+                        seen.push(if dry_run {
+                            s.seen_at(&container, &digest)?
                         } else {
+                            Some(s.first_seen(&container, &digest)?)
+                        });
+                        if !dry_run {
+                            s.lift_other_than(&container, &digest)?;
+                        }
+                        if let Some(why) = s.is_quarantined(&container, &digest)? {
                             marks
-                                .holds
-                                .insert(container, (hold.held_digest, hold.skipped_digest));
+                                .quarantined
+                                .insert((container.clone(), digest.clone()), why);
+                        }
+                        if let Some(hold) = s.hold_for(&container)? {
+                            if hold.is_lifted_by(&digest) {
+                                if !dry_run {
+                                    s.release(&container)?;
+                                }
+                            } else {
+                                marks
+                                    .holds
+                                    .insert(container, (hold.held_digest, hold.skipped_digest));
+                            }
                         }
                     }
-                }
-                Ok(marks)
-            })
+                    Ok((marks, seen))
+                },
+            )
             .await;
-        result.unwrap_or_else(|e| {
-            tracing::error!("reading quarantine and holds: {e}");
-            Marks::default()
-        })
+        match result {
+            Ok((marks, seen)) => {
+                for (c, first_seen) in candidates.iter_mut().zip(seen) {
+                    c.first_seen = first_seen;
+                }
+                marks
+            }
+            Err(e) => {
+                tracing::error!("reading quarantine and holds: {e}");
+                Marks::default()
+            }
+        }
     }
 }
 
-fn candidates(detections: &[Detection]) -> Vec<Candidate> {
+fn candidates(detections: &[Detection], config: &Config) -> Vec<Candidate> {
     detections
         .iter()
         .filter(|d| d.row.status == Status::UpdateAvailable)
         .filter_map(|d| {
+            let name = &d.row.container;
+            let service = config.services.get(name);
             Some(Candidate {
-                container: d.row.container.clone(),
+                container: name.clone(),
                 image: d.row.image.clone(),
                 from_digest: d.row.current_digest.clone(),
                 to_digest: d.row.available_digest.clone()?,
+                new_image: d.new_image.clone(),
+                policy: detect::policy_for(
+                    name,
+                    &d.observed.labels,
+                    &config.watch,
+                    &config.services,
+                ),
+                window: service
+                    .and_then(|s| s.window.clone())
+                    .or_else(|| config.watch.window.clone()),
+                min_age: service
+                    .and_then(|s| s.min_age)
+                    .unwrap_or(config.watch.min_age),
+                first_seen: None,
             })
         })
         .collect()
 }
+
+/// When a candidate's new digest was first seen, if known.
+type FirstSeen = Option<chrono::DateTime<chrono::Utc>>;
 
 /// The dependency graph of the watched containers.
 pub fn graph(detections: &[Detection], config: &Config) -> Graph {

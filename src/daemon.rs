@@ -21,7 +21,7 @@ pub async fn run(agent: &Agent, mut shutdown: Shutdown) {
         let Some(lock) = lock(agent, &mut shutdown).await else {
             break;
         };
-        match agent.cycle(&[], false).await {
+        match agent.cycle(&[], false, false).await {
             Ok(report) => {
                 let updated = report
                     .results

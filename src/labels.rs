@@ -9,6 +9,8 @@ pub const SCOPE: &str = "tidewatch.scope";
 pub const ENABLE: &str = "tidewatch.enable";
 /// `tidewatch.depends-on=a,b`.
 pub const DEPENDS_ON: &str = "tidewatch.depends-on";
+/// `tidewatch.policy=update|notify|ignore`.
+pub const POLICY: &str = "tidewatch.policy";
 
 /// Watchtower's equivalents, read when tidewatch's own label is absent.
 pub mod watchtower {
@@ -16,6 +18,8 @@ pub mod watchtower {
     pub const SCOPE: &str = "com.centurylinklabs.watchtower.scope";
     /// `com.centurylinklabs.watchtower.enable`.
     pub const ENABLE: &str = "com.centurylinklabs.watchtower.enable";
+    /// `com.centurylinklabs.watchtower.monitor-only=true`: tidewatch's policy `notify`.
+    pub const MONITOR_ONLY: &str = "com.centurylinklabs.watchtower.monitor-only";
 }
 
 /// The value of `ours`, else of Watchtower's `theirs`.

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod image_ref;
 pub mod labels;
 pub mod logging;
+pub mod notify;
 pub mod output;
 pub mod plan;
 pub mod registry;

@@ -93,7 +93,10 @@ pub fn plan_table(plan: &Plan) -> String {
                     short(s.from_digest.as_deref()),
                     short(s.to_digest.as_deref()),
                     match &s.reason {
-                        Reason::NewDigest => "new digest".to_string(),
+                        Reason::NewDigest => match &s.new_image {
+                            Some(new) => format!("newer tag: {new}"),
+                            None => "new digest".to_string(),
+                        },
                         Reason::SharesNamespace(owner) => {
                             format!("shares the namespace of {owner}")
                         }

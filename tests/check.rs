@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::{
-    pull, push, repo_digests, tag, tidewatch, Outcome, Registry, Status, TestBed,
+    pull, push, repo_digests, scratch_dir, tag, tidewatch, Outcome, Registry, Status, TestBed,
 };
 
 /// A dead registry may cost a connect or read timeout, but a check must still end well inside
@@ -374,7 +374,7 @@ fn run_config_with_line(line: usize, replacement: &str, args: &[&str]) -> Outcom
 }
 
 fn run_config(edit: impl FnOnce(String) -> String, args: &[&str]) -> Outcome {
-    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("no temp dir: {error}"));
+    let dir = scratch_dir("config-");
     let path = dir.path().join("agent.toml");
     fs::write(&path, edit(good_config(dir.path())))
         .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
@@ -429,7 +429,7 @@ fn interval_and_schedule_together_are_rejected() {
 
 #[test]
 fn a_missing_config_file_is_named() {
-    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("no temp dir: {error}"));
+    let dir = scratch_dir("config-");
     let missing = dir.path().join("nowhere").join("agent.toml");
     let missing = missing.to_string_lossy();
     let outcome = tidewatch(["-c", &missing, "check", "--json"]);

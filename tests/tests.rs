@@ -6,4 +6,5 @@
 mod support;
 
 mod check;
+mod update_preserve;
 mod wild_registries;

@@ -6,6 +6,7 @@
 //! and start it (rollback). The old container is never removed before its replacement is
 //! healthy.
 
+mod compose;
 mod recover;
 mod recreate;
 
@@ -18,6 +19,7 @@ use crate::config::UpdateConfig;
 use crate::engine::{Engine, Observed};
 use crate::plan::order::Graph;
 use crate::plan::update::{Plan, Reason};
+use crate::registry::RegistryClient;
 use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
 
@@ -69,6 +71,8 @@ pub struct StepResult {
 pub struct Applier<'a> {
     /// The engine.
     pub engine: &'a Engine,
+    /// The registries: where to pull from, with which credentials.
+    pub registry: &'a RegistryClient,
     /// The journal, history and quarantine.
     pub store: &'a SharedStore,
     /// `[update]`.

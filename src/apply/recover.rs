@@ -88,6 +88,12 @@ async fn recover_one(
         }
         // A replacement exists beside the aside old container: keep it only if it proves healthy
         // now, on the digest being rolled out, and the update was not already being undone.
+        // A stopped container's replacement is never started: existing is all it proves.
+        (Some(_), Some(_)) if !entry.was_running && entry.step != Step::RollingBack => {
+            applier.advance(id, Step::Healthy).await;
+            let (outcome, detail) = applier.commit(id, &entry.old_id, Outcome::Updated).await;
+            Ok((outcome, format!("recovered: {detail}")))
+        }
         (Some(_), Some(new_id)) if entry.step != Step::RollingBack => {
             engine.start(&new_id).await?;
             let health = engine
@@ -114,7 +120,9 @@ async fn recover_one(
                 && old.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name) =>
         {
             // Interrupted before the container was touched; make sure it runs, retry later.
-            engine.start(&entry.old_id).await?;
+            if entry.was_running {
+                engine.start(&entry.old_id).await?;
+            }
             let why = finish(
                 Outcome::Failed,
                 "recovered: interrupted before the container was touched; retried next cycle"

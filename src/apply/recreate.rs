@@ -46,6 +46,7 @@ impl Applier<'_> {
             new_digest: new_digest.clone(),
             image_ref: old.image.clone(),
             aside_name: aside_name(&old.name),
+            was_running: old.state == "running",
         };
         let id = match self.store.with(move |s| s.begin(&record)).await {
             Ok(id) => id,
@@ -223,12 +224,15 @@ impl Applier<'_> {
         ),
         String,
     > {
+        // With tag tracking the container moves to a newer tag; otherwise it keeps its own.
+        let target_image = step.new_image.as_deref().unwrap_or(&old.image);
         let new_image_id = match (&step.reason, &step.to_digest) {
             (Reason::NewDigest, Some(digest)) => {
-                let reference = ImageRef::parse(&old.image).map_err(|e| e.to_string())?;
+                let reference = ImageRef::parse(target_image).map_err(|e| e.to_string())?;
+                let sources = self.registry.pull_sources(&reference).await;
                 Some(
                     self.engine
-                        .pull_by_digest(&reference, digest)
+                        .pull_by_digest(&reference, digest, &sources)
                         .await
                         .map_err(|e| e.to_string())?,
                 )
@@ -256,14 +260,15 @@ impl Applier<'_> {
                 .find(|(full, _)| full.starts_with(id))
                 .map(|(_, name)| name.clone())
         };
-        let mut spec = recreate_spec(&old.inspect, &old_image, &old.image, api, &resolve)
+        let mut spec = recreate_spec(&old.inspect, &old_image, target_image, api, &resolve)
             .map_err(|e| e.to_string())?;
         // Compose v2 records the image id it created the container from; keep it truthful so
         // a later `docker compose up` sees the container as current.
-        if let (Some(id), Some(labels)) = (new_image_id, spec.body.labels.as_mut()) {
-            if let Some(label) = labels.get_mut(COMPOSE_IMAGE_LABEL) {
+        if let Some(labels) = spec.body.labels.as_mut() {
+            if let (Some(id), Some(label)) = (new_image_id, labels.get_mut(COMPOSE_IMAGE_LABEL)) {
                 *label = id;
             }
+            super::compose::refresh_config_hash(labels).await;
         }
         Ok((spec.body, spec.connect_after_create))
     }
@@ -420,6 +425,9 @@ impl Applier<'_> {
         if current_name.as_deref() != Some(name) {
             self.engine.rename(old_id, name).await?;
         }
-        self.engine.start(old_id).await
+        if entry.was_running {
+            self.engine.start(old_id).await?;
+        }
+        Ok(())
     }
 }

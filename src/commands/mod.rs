@@ -77,11 +77,12 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         }
         Command::Update {
             dry_run,
+            force,
             json,
             names,
         } => {
             let config = load_config(cli.config.as_deref())?;
-            update::run(config, *dry_run, *json, names).await
+            update::run(config, *dry_run, *force, *json, names).await
         }
         Command::Run => run::run(load_config(cli.config.as_deref())?).await,
         Command::Rollback { name } => {

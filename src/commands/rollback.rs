@@ -57,9 +57,10 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
             .from_digest
             .clone()
             .ok_or_else(|| anyhow!("{name}: the previous image is gone and its digest unknown"))?;
+        let sources = agent.registry.pull_sources(&reference).await;
         agent
             .engine
-            .pull_by_digest(&reference, &digest)
+            .pull_by_digest(&reference, &digest, &sources)
             .await
             .context("pulling the previous image")?;
     }
@@ -69,6 +70,7 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         image: container.image.clone(),
         from_digest: Some(last.to_digest.clone()),
         to_digest: last.from_digest.clone(),
+        new_image: None,
         reason: Reason::Rollback,
     };
     let plan = Plan {
@@ -80,6 +82,7 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
     let graph = cycle::graph(&[], &agent.config);
     let applier = Applier {
         engine: &agent.engine,
+        registry: &agent.registry,
         store: &agent.store,
         settings: &agent.config.update,
         shutdown: agent.shutdown.clone(),

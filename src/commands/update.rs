@@ -10,6 +10,7 @@ use crate::shutdown;
 pub(super) async fn run(
     config: Arc<Config>,
     dry_run: bool,
+    force: bool,
     json: bool,
     names: &[String],
 ) -> Result<Exit, Failure> {
@@ -22,7 +23,7 @@ pub(super) async fn run(
     let shutdown = shutdown::on_signals().map_err(anyhow::Error::from)?;
     let agent = agent(config, shutdown).await?;
     let report = agent
-        .cycle(names, dry_run)
+        .cycle(names, dry_run, force)
         .await
         .map_err(anyhow::Error::from)?;
     if json {

@@ -3,6 +3,7 @@
 //! Reading the file is kept apart from parsing it ([`Config::load`] calls [`Config::parse`]), so
 //! every rule is unit-tested on literals. Every error carries `file:line:col` and what was expected.
 
+mod notify;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,8 @@ use std::time::Duration;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use toml::Spanned;
+
+pub use notify::{redacted, EmailConfig, NotifyConfig, NotifyKind, SmtpSecurity};
 
 /// Where the configuration is read from when neither `-c` nor `TIDEWATCH_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidewatch/agent.toml";
@@ -72,13 +75,103 @@ pub struct DockerConfig {
     pub host: Option<String>,
 }
 
-/// `[watch]`: which containers this agent looks after.
+/// What tidewatch does about a container whose image has a new digest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Recreate it on the new image.
+    #[default]
+    Update,
+    /// Report and notify only (monitor-only).
+    Notify,
+    /// Leave it alone entirely.
+    Ignore,
+}
+
+impl Policy {
+    /// Parses `update`, `notify` or `ignore`.
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "update" => Some(Policy::Update),
+            "notify" => Some(Policy::Notify),
+            "ignore" => Some(Policy::Ignore),
+            _ => None,
+        }
+    }
+}
+
+/// A maintenance window: updates start only while one is open.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// When windows open (cron, local time).
+    pub schedule: Box<Cron>,
+    /// How long each stays open.
+    pub length: Duration,
+    /// The expression as written, for messages.
+    pub expression: String,
+}
+
+impl Window {
+    /// `None` when a window is open at `now`; otherwise when the next one opens.
+    pub fn closed_until(
+        &self,
+        now: chrono::DateTime<chrono::Local>,
+    ) -> Option<chrono::DateTime<chrono::Local>> {
+        let length = chrono::Duration::from_std(self.length).unwrap_or(chrono::Duration::MAX);
+        // The latest opening at or before now, if it is still open.
+        if let Ok(opened) = self.schedule.find_previous_occurrence(&now, true) {
+            if now < opened + length {
+                return None;
+            }
+        }
+        self.schedule.find_next_occurrence(&now, false).ok()
+    }
+}
+
+/// `[watch]`: which containers this agent looks after, and how.
 #[derive(Debug, Clone, Default)]
 pub struct WatchConfig {
     /// Only containers labelled `tidewatch.scope=<scope>`; `None`: only those with no scope label.
     pub scope: Option<String>,
     /// Only containers labelled `tidewatch.enable=true`.
     pub label_enable: bool,
+    /// The default policy; a `tidewatch.policy` label or `[[service]] policy` overrides it.
+    pub policy: Policy,
+    /// The default maintenance window (`None`: any time).
+    pub window: Option<Window>,
+    /// A digest first seen less than this long ago waits.
+    pub min_age: Duration,
+    /// Also watch stopped containers: they are recreated on the new image but not started.
+    pub include_stopped: bool,
+}
+
+/// A secret read from a file or the environment at start-up. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Credentials given in `agent.toml` (the password from a file or the environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredLogin {
+    /// The user name.
+    pub username: String,
+    /// The password or access token.
+    pub password: Secret,
+    /// Where the password came from, for error messages: `password_file /path` or
+    /// `password_env VAR`.
+    pub source: String,
 }
 
 /// `[[registry]]`: per-registry settings.
@@ -88,7 +181,39 @@ pub struct RegistryConfig {
     pub host: String,
     /// Speak plain HTTP. `None` means the default: allowed for loopback hosts only, like Docker.
     pub insecure: Option<bool>,
+    /// Credentials from `username` + `password_file`/`password_env`.
+    pub login: Option<ConfiguredLogin>,
+    /// Extra root certificate(s), PEM, for a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// Pull-through mirrors (`host[:port]`): images are pulled from them by digest, while the
+    /// current digest is asked of the origin.
+    pub mirrors: Vec<String>,
+    /// Requests in flight to this registry at once.
+    pub concurrency: usize,
+    /// When the registry says fewer pulls than this remain (`RateLimit-Remaining`), its checks
+    /// are deferred for the cycle rather than eat into the pull quota.
+    pub rate_limit_reserve: u64,
 }
+
+impl RegistryConfig {
+    /// The settings of a registry not listed in the file.
+    pub fn unlisted(host: &str) -> RegistryConfig {
+        RegistryConfig {
+            host: host.to_string(),
+            insecure: None,
+            login: None,
+            ca_file: None,
+            mirrors: Vec::new(),
+            concurrency: DEFAULT_REGISTRY_CONCURRENCY,
+            rate_limit_reserve: DEFAULT_RATE_LIMIT_RESERVE,
+        }
+    }
+}
+
+/// Default `[[registry]] concurrency`.
+pub const DEFAULT_REGISTRY_CONCURRENCY: usize = 6;
+/// Default `[[registry]] rate_limit_reserve`.
+pub const DEFAULT_RATE_LIMIT_RESERVE: u64 = 10;
 
 /// `[update]`: how a recreate is gated.
 #[derive(Debug, Clone)]
@@ -118,6 +243,12 @@ pub struct ServiceConfig {
     pub name: String,
     /// Containers that must be updated (and healthy) before this one.
     pub depends_on: Vec<String>,
+    /// Overrides the label and `[watch] policy`.
+    pub policy: Option<Policy>,
+    /// Overrides `[watch] window`.
+    pub window: Option<Window>,
+    /// Overrides `[watch] min_age`.
+    pub min_age: Option<Duration>,
 }
 
 /// The validated configuration.
@@ -135,6 +266,8 @@ pub struct Config {
     pub update: UpdateConfig,
     /// `[[service]]`, by container name.
     pub services: BTreeMap<String, ServiceConfig>,
+    /// `[[notify]]`, in file order.
+    pub notify: Vec<NotifyConfig>,
 }
 
 impl Default for Config {
@@ -166,6 +299,14 @@ impl Config {
     /// The registry settings for `host`, if any.
     pub fn registry(&self, host: &str) -> Option<&RegistryConfig> {
         self.registries.get(host)
+    }
+
+    /// The settings for `host`, or the defaults for an unlisted registry.
+    pub fn registry_or_default(&self, host: &str) -> RegistryConfig {
+        self.registries
+            .get(host)
+            .cloned()
+            .unwrap_or_else(|| RegistryConfig::unlisted(host))
     }
 }
 
@@ -214,11 +355,47 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         if registries.contains_key(&host) {
             return Err(at.error(r.host.span(), format!("registry {host:?} is listed twice")));
         }
+        let login = validate_login(&r, &host, at)?;
+        let mut mirrors = Vec::new();
+        for m in &r.mirror {
+            let mirror = m.get_ref().trim().to_string();
+            if mirror.is_empty() || mirror.contains('/') {
+                return Err(at.error(
+                    m.span(),
+                    format!("mirror {:?} must be a bare host[:port]", m.get_ref()),
+                ));
+            }
+            mirrors.push(mirror);
+        }
+        let concurrency = match &r.concurrency {
+            Some(c) if *c.get_ref() == 0 => {
+                return Err(at.error(c.span(), "concurrency must be at least 1"))
+            }
+            Some(c) => *c.get_ref(),
+            None => DEFAULT_REGISTRY_CONCURRENCY,
+        };
+        let ca_file = match r.ca_file {
+            Some(path) => {
+                if let Err(e) = std::fs::metadata(path.get_ref()) {
+                    return Err(at.error(
+                        path.span(),
+                        format!("ca_file {}: {e}", path.get_ref().display()),
+                    ));
+                }
+                Some(path.into_inner())
+            }
+            None => None,
+        };
         registries.insert(
             host.clone(),
             RegistryConfig {
                 host,
                 insecure: r.insecure,
+                login,
+                ca_file,
+                mirrors,
+                concurrency,
+                rate_limit_reserve: r.rate_limit_reserve.unwrap_or(DEFAULT_RATE_LIMIT_RESERVE),
             },
         );
     }
@@ -236,6 +413,9 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
             ServiceConfig {
                 name,
                 depends_on: s.depends_on,
+                policy: s.policy.map(|p| parse_policy(&p, at)).transpose()?,
+                window: s.window.map(|w| parse_window(w, at)).transpose()?,
+                min_age: duration(s.min_age, at)?,
             },
         );
     }
@@ -253,11 +433,97 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         watch: WatchConfig {
             scope: raw.watch.scope.filter(|s| !s.is_empty()),
             label_enable: raw.watch.label_enable,
+            policy: raw
+                .watch
+                .policy
+                .map(|p| parse_policy(&p, at))
+                .transpose()?
+                .unwrap_or_default(),
+            window: raw.watch.window.map(|w| parse_window(w, at)).transpose()?,
+            min_age: duration(raw.watch.min_age, at)?.unwrap_or_default(),
+            include_stopped: raw.watch.include_stopped,
         },
         registries,
         update,
         services,
+        notify: notify::validate(raw.notify, at)?,
     })
+}
+
+/// `username` with `password_file` or `password_env`: the secret is read now, so a missing file
+/// fails at start-up, and never appears in an error.
+fn validate_login(
+    r: &raw::RawRegistry,
+    host: &str,
+    at: &Locator<'_>,
+) -> Result<Option<ConfiguredLogin>, ConfigError> {
+    if let Some(p) = &r.password {
+        return Err(at.error(
+            p.span(),
+            "a password is never written in agent.toml: use password_file (a file readable only by root) or password_env",
+        ));
+    }
+    let (password, source) = match (&r.password_file, &r.password_env) {
+        (Some(_), Some(env)) => {
+            return Err(at.error(
+                env.span(),
+                "password_file and password_env are exclusive: keep one of them",
+            ))
+        }
+        (Some(file), None) => {
+            let text = std::fs::read_to_string(file.get_ref()).map_err(|e| {
+                at.error(
+                    file.span(),
+                    format!("password_file {}: {e}", file.get_ref().display()),
+                )
+            })?;
+            // A trailing newline from `echo secret > file` is not part of the secret.
+            let secret = text.trim_end_matches(['\n', '\r']).to_string();
+            (
+                (secret, file.span()),
+                format!("password_file {}", file.get_ref().display()),
+            )
+        }
+        (None, Some(env)) => {
+            let value = std::env::var(env.get_ref()).map_err(|_| {
+                at.error(
+                    env.span(),
+                    format!(
+                        "password_env: the environment variable {} is not set",
+                        env.get_ref()
+                    ),
+                )
+            })?;
+            (
+                (value, env.span()),
+                format!("password_env {}", env.get_ref()),
+            )
+        }
+        (None, None) => {
+            if let Some(u) = &r.username {
+                return Err(at.error(
+                    u.span(),
+                    format!("registry {host}: username needs password_file or password_env"),
+                ));
+            }
+            return Ok(None);
+        }
+    };
+    let ((password, span), source) = (password, source);
+    let Some(username) = &r.username else {
+        return Err(at.error(
+            span,
+            format!("registry {host}: a password needs a username"),
+        ));
+    };
+    if password.is_empty() {
+        return Err(at.error(span, format!("{source} is empty")));
+    }
+    Ok(Some(ConfiguredLogin {
+        username: username.get_ref().clone(),
+        password: Secret(password),
+        source,
+    }))
 }
 
 fn validate_agent(raw: raw::RawAgent, at: &Locator<'_>) -> Result<AgentConfig, ConfigError> {
@@ -303,6 +569,33 @@ fn parse_duration(value: &Spanned<String>, at: &Locator<'_>) -> Result<Duration,
                 value.get_ref()
             ),
         )
+    })
+}
+
+fn parse_policy(value: &Spanned<String>, at: &Locator<'_>) -> Result<Policy, ConfigError> {
+    Policy::parse(value.get_ref()).ok_or_else(|| {
+        at.error(
+            value.span(),
+            format!(
+                "unknown policy {:?}: expected \"update\", \"notify\" or \"ignore\"",
+                value.get_ref()
+            ),
+        )
+    })
+}
+
+fn parse_window(raw: raw::RawWindow, at: &Locator<'_>) -> Result<Window, ConfigError> {
+    let length = parse_duration(&raw.length, at)?;
+    if length.is_zero() {
+        return Err(at.error(
+            raw.length.span(),
+            "a window's length must be longer than zero",
+        ));
+    }
+    Ok(Window {
+        schedule: Box::new(parse_schedule(&raw.schedule, at)?),
+        length,
+        expression: raw.schedule.get_ref().clone(),
     })
 }
 

@@ -20,6 +20,8 @@ pub(super) struct RawConfig {
     pub registry: Vec<RawRegistry>,
     #[serde(default)]
     pub service: Vec<RawService>,
+    #[serde(default)]
+    pub notify: Vec<RawNotify>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +45,18 @@ pub(super) struct RawWatch {
     pub scope: Option<String>,
     #[serde(default)]
     pub label_enable: bool,
+    pub policy: Option<Spanned<String>>,
+    pub window: Option<RawWindow>,
+    pub min_age: Option<Spanned<String>>,
+    #[serde(default)]
+    pub include_stopped: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWindow {
+    pub schedule: Spanned<String>,
+    pub length: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +72,16 @@ pub(super) struct RawUpdate {
 pub(super) struct RawRegistry {
     pub host: Spanned<String>,
     pub insecure: Option<bool>,
+    pub username: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    pub password_env: Option<Spanned<String>>,
+    /// Refused with a message of its own: secrets never sit in the file.
+    pub password: Option<Spanned<toml::Value>>,
+    pub ca_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub mirror: Vec<Spanned<String>>,
+    pub concurrency: Option<Spanned<usize>>,
+    pub rate_limit_reserve: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,4 +90,22 @@ pub(super) struct RawService {
     pub name: Spanned<String>,
     #[serde(default)]
     pub depends_on: Vec<String>,
+    pub policy: Option<Spanned<String>>,
+    pub window: Option<RawWindow>,
+    pub min_age: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub kind: Spanned<super::NotifyKind>,
+    pub url: Option<Spanned<String>>,
+    /// The URL read from a file, for webhook URLs that are themselves the secret.
+    pub url_file: Option<Spanned<PathBuf>>,
+    pub events: Option<Spanned<Vec<crate::notify::EventKind>>>,
+    pub token_file: Option<Spanned<PathBuf>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<Vec<Spanned<String>>>>,
+    pub username: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<PathBuf>>,
 }

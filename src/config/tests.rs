@@ -123,3 +123,68 @@ fn line_col_counts_characters() {
     assert_eq!(line_col("ab\ncé=x", 7), (2, 4));
     assert_eq!(line_col("", 0), (1, 1));
 }
+
+#[test]
+fn password_file_is_read_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret-value\n").unwrap();
+    let text = format!(
+        "[[registry]]\nhost = \"ghcr.io\"\nusername = \"ci\"\npassword_file = \"{}\"\n",
+        secret.display()
+    );
+    let c = Config::parse(&text, "agent.toml").unwrap();
+    let login = c.registry("ghcr.io").unwrap().login.clone().unwrap();
+    assert_eq!(login.username, "ci");
+    assert_eq!(login.password.expose(), "s3cret-value");
+    assert!(!format!("{c:?}").contains("s3cret"));
+}
+
+#[test]
+fn inline_password_is_refused_with_its_place() {
+    let e = err("[[registry]]\nhost = \"ghcr.io\"\nusername = \"ci\"\npassword = \"x\"\n");
+    assert!(e.starts_with("agent.toml:4:12:"), "{e}");
+    assert!(e.contains("password_file"), "{e}");
+    assert!(!e.contains("\"x\""), "{e}");
+}
+
+#[test]
+fn missing_password_file_is_named() {
+    let e = err("[[registry]]\nhost = \"ghcr.io\"\nusername = \"ci\"\npassword_file = \"/nonexistent/pw\"\n");
+    assert!(e.starts_with("agent.toml:4:17:"), "{e}");
+    assert!(e.contains("/nonexistent/pw"), "{e}");
+}
+
+#[test]
+fn username_without_password_is_refused() {
+    let e = err("[[registry]]\nhost = \"ghcr.io\"\nusername = \"ci\"\n");
+    assert!(e.starts_with("agent.toml:3:12:"), "{e}");
+}
+
+#[test]
+fn unset_password_env_is_refused() {
+    let e = err("[[registry]]\nhost = \"ghcr.io\"\nusername = \"ci\"\npassword_env = \"TIDEWATCH_TEST_UNSET_VAR\"\n");
+    assert!(e.contains("TIDEWATCH_TEST_UNSET_VAR is not set"), "{e}");
+}
+
+#[test]
+fn mirrors_and_concurrency_are_read() {
+    let c = Config::parse(
+        "[[registry]]\nhost = \"docker.io\"\nmirror = [\"127.0.0.1:5001\"]\nconcurrency = 2\n",
+        "agent.toml",
+    )
+    .unwrap();
+    let r = c.registry("docker.io").unwrap();
+    assert_eq!(r.mirrors, vec!["127.0.0.1:5001".to_string()]);
+    assert_eq!(r.concurrency, 2);
+    assert_eq!(
+        c.registry_or_default("ghcr.io").concurrency,
+        DEFAULT_REGISTRY_CONCURRENCY
+    );
+}
+
+#[test]
+fn zero_concurrency_is_refused() {
+    let e = err("[[registry]]\nhost = \"ghcr.io\"\nconcurrency = 0\n");
+    assert!(e.starts_with("agent.toml:3:15:"), "{e}");
+}

@@ -1,6 +1,7 @@
 //! Engine mutations used by `apply`: pull by digest, tag, stop, rename, create, start, remove.
 //! Each is one Engine API call with an error that names the container or image.
 
+use bollard::auth::DockerCredentials;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ImageInspect,
     NetworkConnectRequest,
@@ -14,33 +15,60 @@ use futures_util::TryStreamExt;
 
 use super::{Engine, EngineError};
 use crate::image_ref::ImageRef;
+use crate::registry::auth::Credentials;
 
 impl Engine {
     /// Pulls `reference` at `digest` (`repo@sha256:...`), so what runs is exactly what was
-    /// checked, then points the reference's tag at it so `docker ps` and compose see the tag.
-    /// Returns the pulled image's id.
+    /// checked, trying each of `sources` in turn (mirrors first, then the origin, each with its
+    /// credentials); then points the reference's tag at it so `docker ps` and compose see the
+    /// tag. Returns the pulled image's id.
     pub async fn pull_by_digest(
         &self,
         reference: &ImageRef,
         digest: &str,
+        sources: &[(ImageRef, Option<Credentials>)],
     ) -> Result<String, EngineError> {
-        let by_digest = reference.with_digest(digest).to_string();
-        self.docker()
-            .create_image(
-                Some(CreateImageOptions {
-                    from_image: Some(by_digest.clone()),
-                    ..Default::default()
-                }),
-                None,
-                None,
-            )
-            .try_for_each(|_progress| async { Ok(()) })
-            .await
-            .map_err(EngineError::request(format!("pulling {by_digest}")))?;
-        let image = self.inspect_image(&by_digest).await?;
-        let id = image.id.unwrap_or_default();
-        self.tag(&id, reference).await?;
-        Ok(id)
+        let origin = [(reference.clone(), None)];
+        let sources = if sources.is_empty() {
+            &origin[..]
+        } else {
+            sources
+        };
+        let mut last_error = None;
+        for (source, credentials) in sources {
+            let by_digest = source.with_digest(digest).to_string();
+            let auth = credentials.as_ref().map(|c| DockerCredentials {
+                username: Some(c.username.clone()),
+                password: Some(c.password.clone()),
+                serveraddress: Some(source.registry().to_string()),
+                ..Default::default()
+            });
+            let pulled = self
+                .docker()
+                .create_image(
+                    Some(CreateImageOptions {
+                        from_image: Some(by_digest.clone()),
+                        ..Default::default()
+                    }),
+                    None,
+                    auth,
+                )
+                .try_for_each(|_progress| async { Ok(()) })
+                .await;
+            match pulled {
+                Ok(()) => {
+                    let image = self.inspect_image(&by_digest).await?;
+                    let id = image.id.unwrap_or_default();
+                    self.tag(&id, reference).await?;
+                    return Ok(id);
+                }
+                Err(e) => {
+                    tracing::warn!(image = %by_digest, "pull failed: {e}");
+                    last_error = Some(EngineError::request(format!("pulling {by_digest}"))(e));
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| EngineError::Journal("no pull source".into())))
     }
 
     /// Points `reference`'s tag (`latest` when it has none) at image `image_id`.

@@ -3,4 +3,5 @@
 pub mod detect;
 pub mod order;
 pub mod recreate;
+pub mod track;
 pub mod update;

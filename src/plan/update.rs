@@ -3,12 +3,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::time::Duration;
+
+use chrono::{DateTime, Local, Utc};
 use serde::Serialize;
 
 use super::order::Graph;
+use crate::config::{Policy, Window};
 
 /// A container whose reference points to a new digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Candidate {
     /// Container name.
     pub container: String,
@@ -18,6 +22,25 @@ pub struct Candidate {
     pub from_digest: Option<String>,
     /// The digest its reference points to now.
     pub to_digest: String,
+    /// With tag tracking: the newer tag's reference it moves to.
+    pub new_image: Option<String>,
+    /// Its policy (label, `[[service]]`, `[watch]` default).
+    pub policy: Policy,
+    /// Its maintenance window, if it has one.
+    pub window: Option<Window>,
+    /// How old `to_digest` must be before it is rolled out.
+    pub min_age: Duration,
+    /// When `to_digest` was first seen for this container.
+    pub first_seen: Option<DateTime<Utc>>,
+}
+
+/// When the plan is made, and whether a trigger asked to ignore maintenance windows.
+#[derive(Debug, Clone, Copy)]
+pub struct Moment {
+    /// Now.
+    pub now: DateTime<Local>,
+    /// `?force=true`: maintenance windows do not hold updates back.
+    pub force: bool,
 }
 
 /// Why a step is in the plan.
@@ -44,6 +67,9 @@ pub struct PlannedStep {
     pub from_digest: Option<String>,
     /// The digest it moves to; `None` when it is recreated on its own image.
     pub to_digest: Option<String>,
+    /// With tag tracking: the reference it is recreated with (a newer tag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_image: Option<String>,
     /// Why.
     pub reason: Reason,
 }
@@ -85,10 +111,19 @@ pub fn plan(
     images: &BTreeMap<String, String>,
     marks: &Marks,
     graph: &Graph,
+    moment: Moment,
 ) -> Plan {
     let mut waiting = Vec::new();
     let mut chosen: BTreeMap<String, &Candidate> = BTreeMap::new();
     for c in candidates {
+        if let Some(reason) = held_by_rules(c, moment) {
+            waiting.push(Waiting {
+                container: c.container.clone(),
+                to_digest: c.to_digest.clone(),
+                reason,
+            });
+            continue;
+        }
         if let Some(why) = marks
             .quarantined
             .get(&(c.container.clone(), c.to_digest.clone()))
@@ -159,6 +194,7 @@ pub fn plan(
                     image: c.image.clone(),
                     from_digest: c.from_digest.clone(),
                     to_digest: Some(c.to_digest.clone()),
+                    new_image: c.new_image.clone(),
                     reason: Reason::NewDigest,
                 })
             } else {
@@ -167,6 +203,7 @@ pub fn plan(
                     image: images.get(name).cloned().unwrap_or_default(),
                     from_digest: None,
                     to_digest: None,
+                    new_image: None,
                     reason: Reason::SharesNamespace(owner.clone()),
                 })
             }
@@ -174,6 +211,38 @@ pub fn plan(
         .collect();
     waiting.sort_by(|a, b| a.container.cmp(&b.container));
     Plan { steps, waiting }
+}
+
+/// Why the container's own rules (policy, min_age, window) hold this update back, if they do.
+fn held_by_rules(c: &Candidate, moment: Moment) -> Option<String> {
+    if c.policy != Policy::Update {
+        return Some("monitor only (policy notify)".into());
+    }
+    if let Some(first_seen) = c.first_seen {
+        let age = (moment.now.with_timezone(&Utc) - first_seen)
+            .to_std()
+            .unwrap_or_default();
+        if age < c.min_age {
+            let until = first_seen + chrono::Duration::from_std(c.min_age).unwrap_or_default();
+            return Some(format!(
+                "digest first seen {} ago; min_age {} lets it go at {}",
+                humantime::format_duration(Duration::from_secs(age.as_secs())),
+                humantime::format_duration(c.min_age),
+                until.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S %Z")
+            ));
+        }
+    }
+    if moment.force {
+        return None;
+    }
+    let window = c.window.as_ref()?;
+    let opens = window.closed_until(moment.now)?;
+    Some(format!(
+        "outside its maintenance window ({}, {}); next opens {}",
+        window.expression,
+        humantime::format_duration(window.length),
+        opens.format("%Y-%m-%d %H:%M:%S %Z")
+    ))
 }
 
 #[cfg(test)]
@@ -200,7 +269,116 @@ mod tests {
             image: format!("reg/{name}:latest"),
             from_digest: Some("sha256:old".into()),
             to_digest: format!("sha256:new-{name}"),
+            new_image: None,
+            policy: Policy::Update,
+            window: None,
+            min_age: Duration::ZERO,
+            first_seen: None,
         }
+    }
+
+    fn at(hour: u32, minute: u32) -> Moment {
+        use chrono::TimeZone;
+        Moment {
+            now: Local
+                .with_ymd_and_hms(2026, 11, 28, hour, minute, 0)
+                .unwrap(),
+            force: false,
+        }
+    }
+
+    fn now() -> Moment {
+        Moment {
+            now: Local::now(),
+            force: false,
+        }
+    }
+
+    fn window(schedule: &str, length: Duration) -> Window {
+        Window {
+            schedule: Box::new(crate::config::parse_cron(schedule).unwrap()),
+            length,
+            expression: schedule.into(),
+        }
+    }
+
+    #[test]
+    fn monitor_only_container_waits() {
+        let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
+        let mut c = candidate("web");
+        c.policy = Policy::Notify;
+        let p = plan(&[c], &BTreeMap::new(), &Marks::default(), &graph, now());
+        assert!(p.steps.is_empty());
+        assert!(p.waiting[0].reason.contains("monitor only"));
+    }
+
+    #[test]
+    fn young_digest_waits_for_min_age() {
+        let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
+        let moment = now();
+        let mut c = candidate("web");
+        c.min_age = Duration::from_secs(600);
+        c.first_seen = Some(moment.now.with_timezone(&Utc) - chrono::Duration::seconds(60));
+        let p = plan(
+            &[c.clone()],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            moment,
+        );
+        assert!(p.steps.is_empty());
+        assert!(
+            p.waiting[0].reason.contains("min_age"),
+            "{}",
+            p.waiting[0].reason
+        );
+
+        c.first_seen = Some(moment.now.with_timezone(&Utc) - chrono::Duration::seconds(601));
+        let p = plan(&[c], &BTreeMap::new(), &Marks::default(), &graph, moment);
+        assert_eq!(names(&p), ["web"]);
+    }
+
+    #[test]
+    fn maintenance_window_holds_updates_until_it_opens_unless_forced() {
+        let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
+        let mut c = candidate("web");
+        // Saturdays 02:00 for two hours; 2026-11-28 is a Saturday.
+        c.window = Some(window("0 2 * * 6", Duration::from_secs(7200)));
+        let p = plan(
+            &[c.clone()],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            at(1, 59),
+        );
+        assert!(p.steps.is_empty());
+        assert!(
+            p.waiting[0].reason.contains("2026-11-28 02:00:00"),
+            "{}",
+            p.waiting[0].reason
+        );
+        let p = plan(
+            &[c.clone()],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            at(3, 30),
+        );
+        assert_eq!(names(&p), ["web"]);
+        let p = plan(
+            &[c.clone()],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            at(4, 0),
+        );
+        assert!(p.steps.is_empty(), "the window closed at 04:00");
+        let forced = Moment {
+            force: true,
+            ..at(4, 0)
+        };
+        let p = plan(&[c], &BTreeMap::new(), &Marks::default(), &graph, forced);
+        assert_eq!(names(&p), ["web"]);
     }
 
     fn names(plan: &Plan) -> Vec<&str> {
@@ -221,6 +399,7 @@ mod tests {
             &BTreeMap::new(),
             &Marks::default(),
             &graph,
+            now(),
         );
         assert_eq!(names(&p), ["traefik", "app"]);
         assert!(p.waiting.is_empty());
@@ -234,14 +413,14 @@ mod tests {
             ("web".into(), "sha256:new-web".into()),
             "exited with code 1".into(),
         );
-        let p = plan(&[candidate("web")], &BTreeMap::new(), &marks, &graph);
+        let p = plan(&[candidate("web")], &BTreeMap::new(), &marks, &graph, now());
         assert!(p.steps.is_empty());
         assert_eq!(p.waiting.len(), 1);
         assert!(p.waiting[0].reason.contains("quarantined"));
 
         let mut newer = candidate("web");
         newer.to_digest = "sha256:newer".into();
-        let p = plan(&[newer], &BTreeMap::new(), &marks, &graph);
+        let p = plan(&[newer], &BTreeMap::new(), &marks, &graph, now());
         assert_eq!(names(&p), ["web"]);
     }
 
@@ -252,14 +431,14 @@ mod tests {
         marks
             .holds
             .insert("web".into(), ("sha256:old".into(), "sha256:new-web".into()));
-        let p = plan(&[candidate("web")], &BTreeMap::new(), &marks, &graph);
+        let p = plan(&[candidate("web")], &BTreeMap::new(), &marks, &graph, now());
         assert!(p.steps.is_empty());
         assert!(p.waiting[0].reason.contains("held"));
 
         let mut newer = candidate("web");
         newer.to_digest = "sha256:newer".into();
         assert_eq!(
-            names(&plan(&[newer], &BTreeMap::new(), &marks, &graph)),
+            names(&plan(&[newer], &BTreeMap::new(), &marks, &graph, now())),
             ["web"]
         );
     }
@@ -279,6 +458,7 @@ mod tests {
             &BTreeMap::new(),
             &Marks::default(),
             &graph,
+            now(),
         );
         assert_eq!(names(&p), ["app", "sidecar", "sidecar2"]);
         assert_eq!(p.steps[1].reason, Reason::SharesNamespace("app".into()));
@@ -309,6 +489,7 @@ mod tests {
             &BTreeMap::new(),
             &Marks::default(),
             &graph,
+            now(),
         );
         assert_eq!(names(&p), ["c"]);
         let waiting: Vec<&str> = p.waiting.iter().map(|w| w.container.as_str()).collect();

@@ -8,22 +8,27 @@
 //! the manifest types.
 
 pub mod auth;
+pub mod credentials;
 mod index;
+mod ratelimit;
+mod tags;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::config::Config;
+use crate::config::{Config, RegistryConfig};
 use crate::image_ref::ImageRef;
 use auth::{Challenge, Credentials, TokenCache};
+use credentials::Found;
 pub use index::{IndexEntry, INDEX_MEDIA_TYPES};
+pub use ratelimit::RateLimit;
 
 /// Media types tidewatch accepts for a manifest: Docker v2 and OCI, single and multi-arch.
 pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
@@ -39,8 +44,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// References resolved at once across all registries.
 const TOTAL_CONCURRENCY: usize = 16;
-/// References resolved at once against one registry.
-const PER_REGISTRY_CONCURRENCY: usize = 6;
+/// How long a registry whose rate limit ran low is left alone.
+const DEFER_FOR: Duration = Duration::from_secs(30 * 60);
+/// Tries of one request that the registry answers with 429 or 503.
+const RATE_LIMIT_TRIES: u32 = 3;
+/// The longest `Retry-After` honoured within a cycle; a longer one fails the rows, and the
+/// next cycle tries again.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 
 /// What a registry says a reference currently points to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +59,8 @@ pub struct RemoteManifest {
     pub digest: String,
     /// The manifest's media type, when the registry said.
     pub media_type: Option<String>,
+    /// Worth telling the user: the digest came from a mirror, the rate limit is low...
+    pub note: Option<String>,
 }
 
 impl RemoteManifest {
@@ -114,6 +126,16 @@ pub enum RegistryError {
         /// The HTTP status.
         status: u16,
     },
+    /// Checks of this registry are put off for the cycle to spare its pull quota.
+    #[error(
+        "registry {registry} checks deferred: only {remaining} pulls left in its rate limit window"
+    )]
+    Deferred {
+        /// The registry host.
+        registry: String,
+        /// Pulls left, as the registry last said.
+        remaining: u64,
+    },
     /// The answer made no sense (no digest, unreadable body).
     #[error("registry {registry} sent an unusable answer: {reason}")]
     Protocol {
@@ -158,33 +180,64 @@ pub struct RequestCounts {
     pub tokens: AtomicU64,
 }
 
-/// Asks registries for digests. Cheap to share: clone the `Arc`.
+/// What the client keeps per registry host.
+struct RegistryState {
+    settings: RegistryConfig,
+    /// Bounds the requests in flight, so one slow registry cannot take all the slots.
+    limit: Arc<Semaphore>,
+    /// Looked up once per client (a credential helper is a process to run).
+    credentials: Found,
+    /// Until when every request to this registry waits (after a 429 or 503).
+    backoff_until: Mutex<Option<Instant>>,
+    /// The rate limit it last reported, and when.
+    rate_limit: std::sync::Mutex<Option<(RateLimit, Instant)>>,
+}
+
+/// Asks registries for digests. One per cycle (or per daemon): it caches tokens, credentials
+/// and index contents.
 pub struct RegistryClient {
     http: reqwest::Client,
     config: Arc<Config>,
     tokens: TokenCache,
-    /// Per-registry bounds, so one slow registry cannot take all the slots.
-    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    registries: Mutex<HashMap<String, Arc<RegistryState>>>,
     /// Index contents by digest: a digest's content never changes, so this never goes stale.
     indexes: Mutex<HashMap<String, Arc<Vec<IndexEntry>>>>,
+    /// Image creation times by digest, for tag tracking by regex.
+    created: Mutex<tags::CreatedCache>,
     counts: RequestCounts,
 }
 
 impl RegistryClient {
-    /// A client for the registries of `config`.
+    /// A client for the registries of `config`. Fails when a `ca_file` cannot be used.
     pub fn new(config: Arc<Config>) -> Result<RegistryClient, RegistryError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("tidewatch/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("tidewatch/", env!("CARGO_PKG_VERSION")));
+        for r in config.registries.values() {
+            let Some(path) = &r.ca_file else { continue };
+            let setup = |reason: String| RegistryError::Protocol {
+                registry: r.host.clone(),
+                reason,
+            };
+            let pem = std::fs::read(path)
+                .map_err(|e| setup(format!("ca_file {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| setup(format!("ca_file {}: {e}", path.display())))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| RegistryError::transport("(client setup)", e))?;
         Ok(RegistryClient {
             http,
             config,
             tokens: TokenCache::default(),
-            limits: Mutex::default(),
+            registries: Mutex::default(),
             indexes: Mutex::default(),
+            created: Mutex::default(),
             counts: RequestCounts::default(),
         })
     }
@@ -202,7 +255,7 @@ impl RegistryClient {
     ) -> HashMap<ImageRef, Result<RemoteManifest, RegistryError>> {
         stream::iter(refs)
             .map(|r| async move {
-                let result = self.head(&r).await;
+                let result = self.current(&r).await;
                 (r, result)
             })
             .buffer_unordered(TOTAL_CONCURRENCY)
@@ -210,20 +263,93 @@ impl RegistryClient {
             .await
     }
 
-    /// The manifest `reference` points to now, by one `HEAD`.
+    /// The digest `reference` points to now: asked of the origin; when the origin cannot be
+    /// reached, of its mirrors, saying so.
+    pub async fn current(&self, reference: &ImageRef) -> Result<RemoteManifest, RegistryError> {
+        let origin_error = match self.head(reference).await {
+            Ok(m) => return Ok(m),
+            Err(e) => e,
+        };
+        if !matches!(
+            origin_error,
+            RegistryError::Unreachable { .. } | RegistryError::Timeout { .. }
+        ) {
+            return Err(origin_error);
+        }
+        let state = self.state(reference.registry()).await;
+        for mirror in &state.settings.mirrors {
+            let Ok(via) = ImageRef::parse(&format!(
+                "{mirror}/{}:{}",
+                reference.repository(),
+                reference.manifest_reference()
+            )) else {
+                continue;
+            };
+            if let Ok(mut m) = self.head(&via).await {
+                tracing::warn!(%reference, mirror, "origin unreachable; using the mirror's digest");
+                m.note = Some(format!(
+                    "origin unreachable ({origin_error}); digest from mirror {mirror}, which may lag"
+                ));
+                return Ok(m);
+            }
+        }
+        Err(origin_error)
+    }
+
+    /// Where to pull `reference` from: its mirrors first (by digest, so a stale mirror cannot
+    /// serve the wrong image), then the origin; each with the credentials for that host.
+    pub async fn pull_sources(&self, reference: &ImageRef) -> Vec<(ImageRef, Option<Credentials>)> {
+        let state = self.state(reference.registry()).await;
+        let mut sources = Vec::new();
+        for mirror in &state.settings.mirrors {
+            if let Ok(via) = ImageRef::parse(&format!("{mirror}/{}", reference.repository())) {
+                let creds = self.state(mirror).await.credentials.credentials.clone();
+                sources.push((via, creds));
+            }
+        }
+        sources.push((reference.clone(), state.credentials.credentials.clone()));
+        sources
+    }
+
+    /// Names under which a container's image may record digests of `reference`'s repository:
+    /// the origin and its mirrors.
+    pub fn aliases(&self, reference: &ImageRef) -> Vec<String> {
+        let mut names = vec![reference.name()];
+        if let Some(r) = self.config.registry(reference.registry()) {
+            for m in &r.mirrors {
+                names.push(format!("{m}/{}", reference.repository()));
+            }
+        }
+        names
+    }
+
+    /// The manifest `reference` points to now, by one `HEAD` (more only when the registry
+    /// asks to wait, or for its auth challenge).
     pub async fn head(&self, reference: &ImageRef) -> Result<RemoteManifest, RegistryError> {
-        let limit = self.limit_for(reference.registry()).await;
-        let _permit = limit.acquire_owned().await.ok();
+        let state = self.state(reference.registry()).await;
+        let reserve = state.settings.rate_limit_reserve;
+        let last = *state.rate_limit.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((rl, seen)) = last {
+            // Deferred for a while, then one request finds out whether the window moved on.
+            if rl.remaining <= reserve && seen.elapsed() < DEFER_FOR {
+                return Err(RegistryError::Deferred {
+                    registry: reference.registry().to_string(),
+                    remaining: rl.remaining,
+                });
+            }
+        }
+        let _permit = state.limit.clone().acquire_owned().await.ok();
         let url = self.manifest_url(reference, reference.manifest_reference());
-        self.counts.manifest_heads.fetch_add(1, Ordering::Relaxed);
-        let response = self.send(Method::HEAD, &url, reference).await?;
+        let response = self.send(Method::HEAD, &url, reference, &state).await?;
         let headers = response.headers();
         let media_type = header_str(headers, CONTENT_TYPE.as_str())
             .map(|m| m.split(';').next().unwrap_or(m).trim().to_string());
+        let note = ratelimit::from_headers(headers).map(|rl| rl.to_string());
         match header_str(headers, "docker-content-digest") {
             Some(digest) => Ok(RemoteManifest {
                 digest: digest.to_string(),
                 media_type,
+                note,
             }),
             None => Err(RegistryError::Protocol {
                 registry: reference.registry().to_string(),
@@ -241,11 +367,10 @@ impl RegistryClient {
         if let Some(entries) = self.indexes.lock().await.get(digest) {
             return Ok(entries.clone());
         }
-        let limit = self.limit_for(reference.registry()).await;
-        let _permit = limit.acquire_owned().await.ok();
+        let state = self.state(reference.registry()).await;
+        let _permit = state.limit.clone().acquire_owned().await.ok();
         let url = self.manifest_url(reference, digest);
-        self.counts.manifest_gets.fetch_add(1, Ordering::Relaxed);
-        let response = self.send(Method::GET, &url, reference).await?;
+        let response = self.send(Method::GET, &url, reference, &state).await?;
         let body = response
             .bytes()
             .await
@@ -263,13 +388,37 @@ impl RegistryClient {
         Ok(entries)
     }
 
-    async fn limit_for(&self, registry: &str) -> Arc<Semaphore> {
-        self.limits
-            .lock()
-            .await
-            .entry(registry.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(PER_REGISTRY_CONCURRENCY)))
-            .clone()
+    /// The credentials tidewatch uses for `host`, and where they came from.
+    pub async fn credentials(&self, host: &str) -> Found {
+        self.state(host).await.credentials.clone()
+    }
+
+    async fn state(&self, host: &str) -> Arc<RegistryState> {
+        let mut registries = self.registries.lock().await;
+        if let Some(state) = registries.get(host) {
+            return state.clone();
+        }
+        let settings = self.config.registry_or_default(host);
+        let lookup_host = host.to_string();
+        let lookup_settings = settings.clone();
+        // A credential helper is a process: keep it off the async threads.
+        let credentials = tokio::task::spawn_blocking(move || {
+            credentials::lookup(&lookup_host, &lookup_settings)
+        })
+        .await
+        .unwrap_or_else(|_| Found {
+            credentials: None,
+            source: "docker config (lookup panicked), then anonymous".into(),
+        });
+        let state = Arc::new(RegistryState {
+            limit: Arc::new(Semaphore::new(settings.concurrency)),
+            settings,
+            credentials,
+            backoff_until: Mutex::new(None),
+            rate_limit: std::sync::Mutex::new(None),
+        });
+        registries.insert(host.to_string(), state.clone());
+        state
     }
 
     fn manifest_url(&self, reference: &ImageRef, tag_or_digest: &str) -> String {
@@ -296,16 +445,14 @@ impl RegistryClient {
         }
     }
 
-    fn credentials(&self, _registry: &str) -> Option<Credentials> {
-        None
-    }
-
-    /// Sends a manifest request, answering one auth challenge if the registry makes one.
+    /// Sends a manifest request: waits out the registry's backoff, answers one auth
+    /// challenge, and retries 429/503 after `Retry-After` (with jitter) a few times.
     async fn send(
         &self,
         method: Method,
         url: &str,
         reference: &ImageRef,
+        state: &RegistryState,
     ) -> Result<reqwest::Response, RegistryError> {
         let registry = reference.registry();
         let scope = format!("repository:{}:pull", reference.repository());
@@ -313,8 +460,14 @@ impl RegistryClient {
             Some(token) => Authorization::Bearer(token),
             None => Authorization::None,
         };
-        let credentials = self.credentials(registry);
-        for attempt in 0..2 {
+        let credentials = state.credentials.credentials.clone();
+        let mut challenged = false;
+        let mut rate_limited = 0;
+        loop {
+            let wait_until = *state.backoff_until.lock().await;
+            if let Some(until) = wait_until {
+                tokio::time::sleep_until(until.into()).await;
+            }
             let mut request = self
                 .http
                 .request(method.clone(), url)
@@ -326,6 +479,10 @@ impl RegistryClient {
                 }
                 Authorization::Basic(c) => request.basic_auth(&c.username, Some(&c.password)),
             };
+            match method {
+                Method::HEAD => self.counts.manifest_heads.fetch_add(1, Ordering::Relaxed),
+                _ => self.counts.manifest_gets.fetch_add(1, Ordering::Relaxed),
+            };
             tracing::trace!(%method, url, "registry request");
             let response = request
                 .send()
@@ -333,10 +490,15 @@ impl RegistryClient {
                 .map_err(|e| RegistryError::transport(registry, e))?;
             let status = response.status();
             tracing::debug!(%method, url, %status, "registry answered");
+            if let Some(rl) = ratelimit::from_headers(response.headers()) {
+                *state.rate_limit.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((rl, Instant::now()));
+            }
             if status.is_success() {
                 return Ok(response);
             }
-            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+            if status == StatusCode::UNAUTHORIZED && !challenged {
+                challenged = true;
                 let challenge = header_str(response.headers(), WWW_AUTHENTICATE.as_str())
                     .and_then(auth::parse_challenge);
                 match challenge {
@@ -357,7 +519,20 @@ impl RegistryClient {
                                 asked.as_deref().unwrap_or(&scope),
                                 credentials.as_ref(),
                             )
-                            .await?;
+                            .await
+                            .map_err(|e| match e {
+                                RegistryError::Unauthorized { detail, .. } => {
+                                    RegistryError::Unauthorized {
+                                        registry: registry.to_string(),
+                                        repository: reference.repository().to_string(),
+                                        detail: format!(
+                                            "{detail}; tried {}",
+                                            state.credentials.source
+                                        ),
+                                    }
+                                }
+                                other => other,
+                            })?;
                         authorization = Authorization::Bearer(token);
                         continue;
                     }
@@ -367,20 +542,43 @@ impl RegistryClient {
                             continue;
                         }
                     }
-                    _ => {}
+                    None => {}
                 }
             }
-            return Err(refusal(status, response.headers(), reference));
+            let retryable = matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            );
+            if retryable && rate_limited + 1 < RATE_LIMIT_TRIES {
+                let asked = ratelimit::retry_after(response.headers());
+                let base = asked.unwrap_or(Duration::from_secs(1 << rate_limited));
+                if base <= MAX_RETRY_WAIT {
+                    rate_limited += 1;
+                    let wait = base + jitter(base / 4 + Duration::from_millis(100));
+                    tracing::warn!(registry, %status, wait_ms = wait.as_millis() as u64, "registry asks to slow down; backing off");
+                    let until = Instant::now() + wait;
+                    let mut backoff = state.backoff_until.lock().await;
+                    if backoff.is_none_or(|b| b < until) {
+                        *backoff = Some(until);
+                    }
+                    continue;
+                }
+            }
+            return Err(refusal(
+                status,
+                response.headers(),
+                reference,
+                &state.credentials,
+            ));
         }
-        Err(RegistryError::Unauthorized {
-            registry: registry.to_string(),
-            repository: reference.repository().to_string(),
-            detail: match credentials {
-                Some(_) => "the configured credentials were refused".into(),
-                None => "anonymous access was refused and no credentials are configured".into(),
-            },
-        })
     }
+}
+
+/// Up to `max`, different on each call.
+fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let n = RandomState::new().hash_one(Instant::now());
+    max.mul_f64((n % 1000) as f64 / 1000.0)
 }
 
 /// What a request carries to prove who is asking.
@@ -390,7 +588,12 @@ enum Authorization {
     Basic(Credentials),
 }
 
-fn refusal(status: StatusCode, headers: &HeaderMap, reference: &ImageRef) -> RegistryError {
+fn refusal(
+    status: StatusCode,
+    headers: &HeaderMap,
+    reference: &ImageRef,
+    credentials: &Found,
+) -> RegistryError {
     let registry = reference.registry().to_string();
     match status {
         StatusCode::NOT_FOUND => RegistryError::NotFound {
@@ -399,13 +602,11 @@ fn refusal(status: StatusCode, headers: &HeaderMap, reference: &ImageRef) -> Reg
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
             registry,
             repository: reference.repository().to_string(),
-            detail: format!("answered {status}"),
+            detail: format!("answered {status}; tried {}", credentials.source),
         },
         StatusCode::TOO_MANY_REQUESTS => RegistryError::RateLimited {
             registry,
-            retry_after: header_str(headers, "retry-after")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs),
+            retry_after: ratelimit::retry_after(headers),
         },
         _ => RegistryError::Status {
             registry,
@@ -454,6 +655,7 @@ mod tests {
         let m = |t: &str| RemoteManifest {
             digest: "sha256:x".into(),
             media_type: Some(t.into()),
+            note: None,
         };
         assert!(m("application/vnd.oci.image.index.v1+json").is_index());
         assert!(m("application/vnd.docker.distribution.manifest.list.v2+json").is_index());

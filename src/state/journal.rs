@@ -199,6 +199,8 @@ pub struct NewRecreate {
     pub image_ref: String,
     /// The name the old container is renamed to while the replacement starts.
     pub aside_name: String,
+    /// Whether the old container was running; a stopped one is recreated but not started.
+    pub was_running: bool,
 }
 
 /// One recreate as stored.
@@ -220,6 +222,8 @@ pub struct JournalEntry {
     pub image_ref: String,
     /// The old container's name while it is set aside.
     pub aside_name: String,
+    /// Whether the old container was running.
+    pub was_running: bool,
     /// How far the recreate got.
     pub step: Step,
     /// The replacement's id once it exists; kept after `Created` is passed.
@@ -242,7 +246,8 @@ impl JournalEntry {
 }
 
 const COLUMNS: &str = "id, container, old_id, old_image_id, old_digest, new_digest, image_ref, \
-                       aside_name, step, new_id, reason, started_at, updated_at, finished_at";
+                       aside_name, step, new_id, reason, started_at, updated_at, finished_at, \
+                       was_running";
 
 fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<JournalEntry> {
     let step_name: String = row.get(8)?;
@@ -263,6 +268,7 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<JournalEntry> {
         started_at: get_ts(row, 11)?,
         updated_at: get_ts(row, 12)?,
         finished_at: get_opt_ts(row, 13)?,
+        was_running: row.get(14)?,
     })
 }
 
@@ -304,8 +310,8 @@ impl Store {
             let at = ts(now());
             tx.execute(
                 "INSERT INTO journal (container, old_id, old_image_id, old_digest, new_digest, \
-                 image_ref, aside_name, step, started_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                 image_ref, aside_name, step, started_at, updated_at, was_running) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
                 params![
                     recreate.container,
                     recreate.old_id,
@@ -316,6 +322,7 @@ impl Store {
                     recreate.aside_name,
                     Step::Planned.name(),
                     at,
+                    recreate.was_running,
                 ],
             )?;
             Ok(JournalId(tx.last_insert_rowid()))
@@ -453,6 +460,7 @@ mod tests {
             new_digest: "sha256:bbb".into(),
             image_ref: "nginx:1.27".into(),
             aside_name: "web-tidewatch-old-20240102T030405Z".into(),
+            was_running: true,
         }
     }
 

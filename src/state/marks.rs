@@ -170,6 +170,42 @@ impl Store {
             Ok(inserted == 1)
         })
     }
+
+    /// When `digest` was first seen for `container`, if it was recorded.
+    pub fn seen_at(
+        &self,
+        container: &str,
+        digest: &str,
+    ) -> Result<Option<DateTime<Utc>>, StateError> {
+        self.read("reading when a digest was first seen", |conn| {
+            conn.query_row(
+                "SELECT first_seen FROM seen WHERE container = ?1 AND digest = ?2",
+                params![container, digest],
+                |row| get_ts(row, 0),
+            )
+            .optional()
+        })
+    }
+
+    /// When `digest` was first seen for `container`: now, the first time it is asked.
+    pub fn first_seen(
+        &mut self,
+        container: &str,
+        digest: &str,
+    ) -> Result<DateTime<Utc>, StateError> {
+        self.write("recording when a digest was first seen", |tx| {
+            tx.execute(
+                "INSERT INTO seen (container, digest, first_seen) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT DO NOTHING",
+                params![container, digest, ts(now())],
+            )?;
+            Ok(tx.query_row(
+                "SELECT first_seen FROM seen WHERE container = ?1 AND digest = ?2",
+                params![container, digest],
+                |row| get_ts(row, 0),
+            )?)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: a released
 /// migration is never edited, because databases in the field have already run it.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE journal (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     container     TEXT NOT NULL,
@@ -101,7 +102,21 @@ CREATE TABLE notified (
     at         TEXT NOT NULL,
     PRIMARY KEY (container, digest, event)
 );
-"#];
+"#,
+    r#"
+-- A stopped container (`[watch] include_stopped`) is recreated but not started; recovery
+-- must not start it either.
+ALTER TABLE journal ADD COLUMN was_running INTEGER NOT NULL DEFAULT 1;
+
+-- When each digest was first seen for a container, for `[watch] min_age`.
+CREATE TABLE seen (
+    container   TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    first_seen  TEXT NOT NULL,
+    PRIMARY KEY (container, digest)
+);
+"#,
+];
 
 /// Why a state operation failed. Database errors name the file and what was being done; the
 /// rest are refusals a caller can branch on.

@@ -22,8 +22,11 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Outcome {
     /// The exit code; a run killed by a signal panics instead.
     pub code: i32,
+    /// Everything printed on stdout.
     pub stdout: String,
+    /// Everything printed on stderr (logs, error messages).
     pub stderr: String,
+    /// Wall-clock time from spawn to exit.
     pub elapsed: Duration,
 }
 
@@ -53,8 +56,7 @@ where
         .map(|arg| arg.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ");
-    let scratch = tempfile::tempdir()
-        .unwrap_or_else(|error| panic!("cannot create a directory for tidewatch output: {error}"));
+    let scratch = super::scratch_dir("tidewatch-run-");
     let stdout_path = scratch.path().join("stdout");
     let stderr_path = scratch.path().join("stderr");
     let create = |path: &Path| {
@@ -318,6 +320,7 @@ impl Agent {
 /// The result of one `update --json`.
 #[derive(Debug)]
 pub struct Update {
+    /// The run itself: exit code, output, duration.
     pub outcome: Outcome,
     /// Every container's status, as `check` gives it.
     pub containers: Vec<Row>,
@@ -329,12 +332,17 @@ pub struct Update {
 /// One step of `update --json`'s `results`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StepResult {
+    /// The container name.
     pub container: String,
+    /// Its image reference.
     pub image: String,
+    /// The digest it ran before.
     pub from_digest: Option<String>,
+    /// The digest it was moved to.
     pub to_digest: Option<String>,
     /// `updated`, `rolled_back`, `failed` or `skipped`.
     pub outcome: String,
+    /// Why, in words.
     pub detail: String,
 }
 
@@ -376,7 +384,9 @@ impl std::fmt::Display for Update {
 /// The result of one `check --json`.
 #[derive(Debug)]
 pub struct Check {
+    /// The run itself: exit code, output, duration.
     pub outcome: Outcome,
+    /// The rows parsed from stdout, in the order printed.
     pub rows: Vec<Row>,
     prefix: String,
 }
@@ -418,12 +428,15 @@ impl std::fmt::Display for Check {
 pub struct Row {
     /// The container name, without docker's leading `/`.
     pub container: String,
+    /// The image reference the container was created from.
     pub image: String,
     /// `sha256:...` of the running image's manifest in the registry, when known.
     pub current_digest: Option<String>,
     /// `sha256:...` the registry serves for the image reference now, when known.
     pub available_digest: Option<String>,
+    /// The verdict.
     pub status: Status,
+    /// Why, in words, when there is more to say (always for `error`).
     pub detail: Option<String>,
 }
 

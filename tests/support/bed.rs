@@ -31,10 +31,7 @@ impl TestBed {
     pub fn new(name: &str) -> TestBed {
         Engine::require();
         let id = unique_id(name);
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{id}-"))
-            .tempdir()
-            .unwrap_or_else(|error| panic!("cannot create a scratch directory for {id}: {error}"));
+        let dir = super::scratch_dir(&format!("{id}-"));
         TestBed { id, dir }
     }
 

@@ -151,7 +151,7 @@ esac
 
 #[test]
 fn a_credential_helper_answers_its_host_only() {
-    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+    let dir = super::scratch_dir("selftest-");
     let helper = CredentialHelper::install(dir.path(), "selftest", "127.0.0.1:5999", "ci", "pw");
     let run = |server: &str| {
         let mut child = std::process::Command::new("docker-credential-selftest")

@@ -52,8 +52,11 @@ pub enum Requests {
 /// One request the front received.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// GET, HEAD, PUT, ...
     pub method: String,
+    /// The path, without the query.
     pub path: String,
+    /// The client's `User-Agent`: `tidewatch/...` or `docker/...`.
     pub user_agent: String,
     /// The status answered, `None` when the answer was not HTTP.
     pub status: Option<u16>,

@@ -28,7 +28,7 @@ pub fn write(path: &Path, users: &[(&str, &str)]) {
 
 #[test]
 fn htpasswd_lines_are_bcrypt_and_verify() {
-    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+    let dir = super::scratch_dir("selftest-");
     let path = dir.path().join("htpasswd");
     write(&path, &[("ci", "s3cret"), ("other", "x")]);
     let contents = fs::read_to_string(&path).unwrap_or_else(|error| panic!("{error}"));

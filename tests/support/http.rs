@@ -1,5 +1,5 @@
-//! Just enough HTTP/1.1 to probe a registry (`GET /v2/`, `HEAD` a manifest), in plain text or
-//! over TLS.
+//! Just enough HTTP/1.1 to probe a registry (`GET /v2/`, `HEAD` a manifest) or a test app (what
+//! page it serves), in plain text or over TLS.
 //!
 //! Written on `std::net` on purpose: what the tests believe about the registry must not come
 //! through the HTTP stack the product itself uses. TLS is rustls's bare connection, verified
@@ -15,9 +15,11 @@ use rustls::pki_types::ServerName;
 /// Status, headers and body of a response.
 #[derive(Debug)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
     headers: Vec<(String, String)>,
-    /// The body as sent (chunked bodies are left encoded; the tests only read small ones).
+    /// The body as text, as sent: chunked encoding is not undone (busybox httpd and the
+    /// registry's small answers do not use it).
     pub body: String,
 }
 
@@ -31,7 +33,7 @@ impl Response {
     }
 }
 
-/// Sends one request to `host` ("127.0.0.1:PORT") and reads the response head. Every step is
+/// Sends one request to `host` ("127.0.0.1:PORT") and reads the response. Every step is
 /// bounded by `timeout`, so a registry that hangs fails the caller instead of the test run.
 pub fn request(
     host: &str,
@@ -75,7 +77,7 @@ pub fn request_over(
             exchange(&mut rustls::StreamOwned::new(connection, stream), &head)
         }
     }?;
-    parse_head(&raw)
+    parse(&raw)
 }
 
 /// Writes the request head and reads the whole answer: `Connection: close` lets us read to the
@@ -94,7 +96,7 @@ fn exchange(stream: &mut impl ReadWrite, head: &str) -> io::Result<Vec<u8>> {
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
-fn parse_head(raw: &[u8]) -> io::Result<Response> {
+fn parse(raw: &[u8]) -> io::Result<Response> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.split("\r\n");

@@ -44,8 +44,11 @@ impl TestBed {
             .dir()
             .join(format!("build-{}", BUILDS.fetch_add(1, Ordering::Relaxed)));
         write_app_context(&context, version);
+        // No cache: a cached step is an image shared with other builds, possibly in another
+        // test process, whose cleanup can delete it mid-build ("unknown parent image ID").
         docker(&[
             "build",
+            "--no-cache",
             "--quiet",
             "--label",
             &format!("{IMAGE_LABEL}={}", self.id()),
@@ -243,7 +246,6 @@ fn write_app_context(context: &Path, version: &str) {
         &www.join("index.html"),
         &format!("tidewatch test app version {version}\n"),
     );
-    // busybox first: that layer is then shared by every build through the builder's cache.
     write(
         &context.join("Dockerfile"),
         &format!(

@@ -9,14 +9,18 @@
 #![allow(dead_code, unused_imports)]
 
 mod agent;
+pub mod agent_cli;
 mod bed;
+pub mod compose;
 mod docker;
 mod docker_config;
 mod flaky_server;
 mod htpasswd;
-mod http;
+pub mod http;
 mod images;
+pub mod objects;
 mod registry;
+pub mod release;
 mod serve;
 mod tls;
 mod token_server;
@@ -33,3 +37,14 @@ pub use images::{pull, push, repo_digests, tag};
 pub use registry::{DeadRegistry, Registry, RegistryOptions, Request};
 pub use tls::{EngineTrust, TestCa};
 pub use token_server::{TokenRequest, TokenServer};
+
+/// A fresh directory for a test's files, removed on drop, under this checkout's
+/// `target/tmp` rather than the shared `/tmp`: other checkouts and people clean `/tmp` by
+/// pattern, and a registry whose storage vanishes mid-test answers 404 for what it was sent.
+pub fn scratch_dir(prefix: &str) -> tempfile::TempDir {
+    let root = env!("CARGO_TARGET_TMPDIR");
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(root)
+        .unwrap_or_else(|error| panic!("cannot create a directory in {root}: {error}"))
+}

@@ -213,6 +213,7 @@ struct ExtraConfig {
 /// One request the registry served, from its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// GET, HEAD, PUT, ...
     pub method: String,
     /// The request URI as logged: path and query.
     pub uri: String,
@@ -231,10 +232,7 @@ impl Registry {
     }
 
     fn try_start(options: &RegistryOptions) -> Result<Registry, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("tidewatch-registry-")
-            .tempdir()
-            .map_err(|error| format!("cannot create registry directory: {error}"))?;
+        let dir = super::scratch_dir("registry-");
         let port = free_port();
         let extra = options.write_files(dir.path())?;
         let config = dir.path().join("config.yml");

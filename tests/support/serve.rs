@@ -21,10 +21,13 @@ const MAX_HEAD: usize = 64 * 1024;
 /// A request as the handler sees it: the body already read in full.
 #[derive(Debug, Clone)]
 pub struct ServerRequest {
+    /// GET, HEAD, PATCH, ...
     pub method: String,
     /// Path and query, as sent.
     pub target: String,
+    /// Every header, in order, names as sent.
     pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
     pub body: Vec<u8>,
 }
 
@@ -60,8 +63,11 @@ impl ServerRequest {
 pub enum Reply {
     /// A well-formed response; `Content-Length` and `Connection: close` are added.
     Http {
+        /// The status code.
         status: u16,
+        /// Headers besides `Content-Length` and `Connection`.
         headers: Vec<(String, String)>,
+        /// The body (not sent for HEAD).
         body: Vec<u8>,
     },
     /// Bytes written as they are, then the connection is closed: for proxies and for garbage.

@@ -25,7 +25,9 @@ pub struct TestCa {
 
 /// A server certificate (PEM) and its private key (PEM).
 pub struct ServerCert {
+    /// The certificate, PEM: distribution's `http.tls.certificate`.
     pub cert_pem: String,
+    /// Its private key, PEM: distribution's `http.tls.key`.
     pub key_pem: String,
 }
 

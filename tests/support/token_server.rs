@@ -34,8 +34,11 @@ const TOKEN_LIFETIME_SECS: u64 = 300;
 /// One access grant in a token: `{"type":"repository","name":"app","actions":["pull"]}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
+    /// `repository`, `registry`...
     pub kind: String,
+    /// The repository (or other resource) name.
     pub name: String,
+    /// `pull`, `push`, `delete`, `*`.
     pub actions: Vec<String>,
 }
 

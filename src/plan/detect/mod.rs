@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::config::WatchConfig;
+use crate::config::{Policy, ServiceConfig, WatchConfig};
 use crate::engine::Platform;
 use crate::image_ref::{repo_digest_for, ImageRef};
 use crate::labels;
@@ -91,6 +91,38 @@ pub fn eligibility(
     }
 }
 
+/// The policy of container `name`: `[[service]] policy`, else its `tidewatch.policy` label (or
+/// Watchtower's `monitor-only=true`, which is `notify`), else `[watch] policy`. An unreadable
+/// label value is reported and the stricter `notify` applies.
+pub fn policy_for(
+    name: &str,
+    container_labels: &BTreeMap<String, String>,
+    watch: &WatchConfig,
+    services: &BTreeMap<String, ServiceConfig>,
+) -> Policy {
+    if let Some(p) = services.get(name).and_then(|s| s.policy) {
+        return p;
+    }
+    if let Some(value) = container_labels.get(labels::POLICY) {
+        return Policy::parse(value).unwrap_or_else(|| {
+            tracing::warn!(
+                container = name,
+                value,
+                "unknown {} label; treating it as notify",
+                labels::POLICY
+            );
+            Policy::Notify
+        });
+    }
+    if container_labels
+        .get(labels::watchtower::MONITOR_ONLY)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return Policy::Notify;
+    }
+    watch.policy
+}
+
 /// What detection needs to know of a container before asking a registry.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -106,8 +138,15 @@ pub enum Target {
     },
 }
 
-/// Decides, without I/O, whether a watched container needs a registry lookup.
-pub fn target(container: &str, image: &str, repo_digests: &[String]) -> Target {
+/// Decides, without I/O, whether a watched container needs a registry lookup. `aliases` gives
+/// the repository names under which the image may record digests of a reference (the origin,
+/// and its pull-through mirrors).
+pub fn target(
+    container: &str,
+    image: &str,
+    repo_digests: &[String],
+    aliases: &dyn Fn(&ImageRef) -> Vec<String>,
+) -> Target {
     let row = |status, detail: String| {
         Target::Settled(CheckRow {
             container: container.to_string(),
@@ -135,10 +174,14 @@ pub fn target(container: &str, image: &str, repo_digests: &[String]) -> Target {
             "pinned to a digest: nothing to follow".into(),
         );
     }
-    let current: Vec<String> = repo_digest_for(repo_digests, &reference.name())
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let mut current: Vec<String> = Vec::new();
+    for name in aliases(&reference) {
+        for d in repo_digest_for(repo_digests, &name) {
+            if !current.iter().any(|c| c == d) {
+                current.push(d.to_string());
+            }
+        }
+    }
     if current.is_empty() {
         return row(
             Status::Unknown,

@@ -16,6 +16,7 @@ fn watch(scope: Option<&str>, label_enable: bool) -> WatchConfig {
     WatchConfig {
         scope: scope.map(str::to_string),
         label_enable,
+        ..Default::default()
     }
 }
 
@@ -27,10 +28,15 @@ fn amd64() -> Platform {
     }
 }
 
+fn origin_only(r: &ImageRef) -> Vec<String> {
+    vec![r.name()]
+}
+
 fn manifest(digest: &str) -> RemoteManifest {
     RemoteManifest {
         digest: digest.into(),
         media_type: Some("application/vnd.docker.distribution.manifest.v2+json".into()),
+        note: None,
     }
 }
 
@@ -38,6 +44,7 @@ fn index(digest: &str) -> RemoteManifest {
     RemoteManifest {
         digest: digest.into(),
         media_type: Some("application/vnd.oci.image.index.v1+json".into()),
+        note: None,
     }
 }
 
@@ -103,7 +110,12 @@ fn label_enable_requires_enable_true() {
 
 #[test]
 fn pinned_reference_is_skipped() {
-    let t = target("web", &format!("127.0.0.1:5000/app@{D1}"), &[]);
+    let t = target(
+        "web",
+        &format!("127.0.0.1:5000/app@{D1}"),
+        &[],
+        &origin_only,
+    );
     let Target::Settled(row) = t else {
         panic!("{t:?}")
     };
@@ -112,7 +124,7 @@ fn pinned_reference_is_skipped() {
 
 #[test]
 fn locally_built_image_is_unknown_not_an_update() {
-    let t = target("web", "app:dev", &[]);
+    let t = target("web", "app:dev", &[], &origin_only);
     let Target::Settled(row) = t else {
         panic!("{t:?}")
     };
@@ -125,6 +137,7 @@ fn repo_digest_of_another_repository_does_not_count() {
         "web",
         "127.0.0.1:5000/app:latest",
         &[format!("127.0.0.1:5001/app@{D1}")],
+        &origin_only,
     );
     assert!(matches!(
         t,
@@ -141,6 +154,7 @@ fn matching_repo_digest_needs_a_lookup() {
         "web",
         "127.0.0.1:5000/app",
         &[format!("127.0.0.1:5000/app@{D1}")],
+        &origin_only,
     );
     let Target::Remote { reference, current } = t else {
         panic!("{t:?}")
@@ -241,5 +255,73 @@ fn status_names_are_the_json_contract() {
             "\"skipped\"",
             "\"error\""
         ]
+    );
+}
+
+#[test]
+fn digest_recorded_under_a_mirror_counts_for_the_origin() {
+    let mirror = |r: &ImageRef| vec![r.name(), format!("127.0.0.1:5001/{}", r.repository())];
+    let t = target(
+        "web",
+        "127.0.0.1:5000/app:latest",
+        &[format!("127.0.0.1:5001/app@{D1}")],
+        &mirror,
+    );
+    assert!(matches!(t, Target::Remote { ref current, .. } if current == &[D1.to_string()]));
+}
+
+#[test]
+fn policy_comes_from_service_then_label_then_default() {
+    let mut w = watch(None, false);
+    w.policy = Policy::Update;
+    let mut services = BTreeMap::new();
+    assert_eq!(
+        policy_for("web", &labels(&[]), &w, &services),
+        Policy::Update
+    );
+    assert_eq!(
+        policy_for(
+            "web",
+            &labels(&[("tidewatch.policy", "notify")]),
+            &w,
+            &services
+        ),
+        Policy::Notify
+    );
+    assert_eq!(
+        policy_for(
+            "web",
+            &labels(&[("com.centurylinklabs.watchtower.monitor-only", "true")]),
+            &w,
+            &services
+        ),
+        Policy::Notify
+    );
+    assert_eq!(
+        policy_for(
+            "web",
+            &labels(&[("tidewatch.policy", "bogus")]),
+            &w,
+            &services
+        ),
+        Policy::Notify,
+        "an unreadable label must not let updates through"
+    );
+    services.insert(
+        "web".to_string(),
+        ServiceConfig {
+            name: "web".into(),
+            policy: Some(Policy::Ignore),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        policy_for(
+            "web",
+            &labels(&[("tidewatch.policy", "notify")]),
+            &w,
+            &services
+        ),
+        Policy::Ignore
     );
 }

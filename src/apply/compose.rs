@@ -1,0 +1,108 @@
+//! docker-compose v1 decides whether a container is current by a hash of its service config
+//! that includes the id of the image the service's tag points to (compose 1.29
+//! `Service.config_dict`). After tidewatch points the tag at the new image, that hash changes,
+//! and the next `docker-compose up -d` would recreate the service once more for nothing.
+//!
+//! The hash covers compose's parsed options, which the container does not record, so it can
+//! only be computed by compose itself: `docker-compose config --hash=SERVICE`, run in the
+//! project's directory with its files, as the labels compose wrote say. When that is not
+//! possible (compose not installed, files moved), the label is left as it was and compose
+//! recreates the service once, onto the same new image.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+/// The labels compose v1 writes and reads.
+mod label {
+    pub const VERSION: &str = "com.docker.compose.version";
+    pub const PROJECT: &str = "com.docker.compose.project";
+    pub const SERVICE: &str = "com.docker.compose.service";
+    pub const WORKING_DIR: &str = "com.docker.compose.project.working_dir";
+    pub const CONFIG_FILES: &str = "com.docker.compose.project.config_files";
+    pub const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+}
+
+/// How long compose may take to print a hash.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Refreshes the config-hash label of a compose v1 container about to be recreated, once the
+/// service's tag points at the new image. Does nothing for other containers.
+pub async fn refresh_config_hash(labels: &mut HashMap<String, String>) {
+    let v1 = labels
+        .get(label::VERSION)
+        .is_some_and(|v| v.starts_with("1."));
+    if !v1 || !labels.contains_key(label::CONFIG_HASH) {
+        return;
+    }
+    let (Some(project), Some(service), Some(dir), Some(files)) = (
+        labels.get(label::PROJECT),
+        labels.get(label::SERVICE),
+        labels.get(label::WORKING_DIR),
+        labels.get(label::CONFIG_FILES),
+    ) else {
+        return;
+    };
+    let mut command = Command::new("docker-compose");
+    command.current_dir(dir).arg("--project-name").arg(project);
+    for file in files.split(',').filter(|f| !f.is_empty()) {
+        command.arg("--file").arg(file);
+    }
+    command
+        .arg("config")
+        .arg(format!("--hash={service}"))
+        .kill_on_drop(true);
+    let output = match tokio::time::timeout(TIMEOUT, command.output()).await {
+        Ok(Ok(output)) if output.status.success() => output,
+        Ok(Ok(output)) => {
+            tracing::warn!(
+                service,
+                "docker-compose config --hash failed ({}); compose will recreate the service once",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(service, "docker-compose not usable: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(service, "docker-compose config --hash timed out");
+            return;
+        }
+    };
+    match parse_hash(&String::from_utf8_lossy(&output.stdout), service) {
+        Some(hash) => {
+            labels.insert(label::CONFIG_HASH.to_string(), hash);
+        }
+        None => tracing::warn!(service, "docker-compose printed no hash for the service"),
+    }
+}
+
+/// `SERVICE HASH` lines, as `docker-compose config --hash` prints them.
+fn parse_hash(stdout: &str, service: &str) -> Option<String> {
+    stdout.lines().find_map(|line| {
+        let (name, hash) = line.trim().split_once(' ')?;
+        (name == service && !hash.trim().is_empty()).then(|| hash.trim().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_line_of_the_service_is_read() {
+        let out = "db 1111\nweb 94cbfb56aa\n";
+        assert_eq!(parse_hash(out, "web").as_deref(), Some("94cbfb56aa"));
+        assert_eq!(parse_hash(out, "cache"), None);
+    }
+
+    #[tokio::test]
+    async fn non_compose_containers_are_left_alone() {
+        let mut labels = HashMap::from([("a".to_string(), "b".to_string())]);
+        refresh_config_hash(&mut labels).await;
+        assert_eq!(labels.len(), 1);
+    }
+}

@@ -1,0 +1,380 @@
+//! `[[notify]]`: where each cycle's updates, rollbacks and failures are announced. Kept apart
+//! from the rest of the configuration because it has rules of its own per kind of service.
+
+use std::fmt;
+use std::path::Path;
+
+use lettre::message::Mailbox;
+use reqwest::Url;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::raw::RawNotify;
+use super::{ConfigError, ConfiguredLogin, Locator, Secret};
+use crate::notify::EventKind;
+
+/// Which service a notifier talks to, hence the message's format. The names are part of the
+/// configuration contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyKind {
+    /// A generic JSON `POST` of every event.
+    Webhook,
+    /// A Slack incoming webhook.
+    Slack,
+    /// A Discord webhook.
+    Discord,
+    /// An ntfy topic URL.
+    Ntfy,
+    /// A Gotify server.
+    Gotify,
+    /// An email through an SMTP server.
+    Email,
+}
+
+impl NotifyKind {
+    /// The configuration name (`webhook`, `slack`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyKind::Webhook => "webhook",
+            NotifyKind::Slack => "slack",
+            NotifyKind::Discord => "discord",
+            NotifyKind::Ntfy => "ntfy",
+            NotifyKind::Gotify => "gotify",
+            NotifyKind::Email => "email",
+        }
+    }
+}
+
+impl fmt::Display for NotifyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the connection to an SMTP server is protected, from the URL's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// `smtp://` (port 25 by default): plain text, for a relay on the host or the LAN.
+    None,
+    /// `smtp+starttls://` (port 587 by default): upgraded with STARTTLS, refused if the server
+    /// cannot.
+    StartTls,
+    /// `smtps://` (port 465 by default): TLS from the first byte.
+    Tls,
+}
+
+/// The SMTP side of a `kind = "email"` notifier.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// The server's host name (also the name its certificate must carry).
+    pub host: String,
+    /// The server's port.
+    pub port: u16,
+    /// Plain, STARTTLS or TLS.
+    pub security: SmtpSecurity,
+    /// The sender.
+    pub from: Mailbox,
+    /// The recipients (at least one).
+    pub to: Vec<Mailbox>,
+    /// `username` + `password_file`, sent only over an encrypted connection.
+    pub login: Option<ConfiguredLogin>,
+}
+
+/// `[[notify]]`: one notifier.
+#[derive(Clone)]
+pub struct NotifyConfig {
+    /// The service.
+    pub kind: NotifyKind,
+    /// Where to send. For Slack and Discord the URL itself is the credential, so it is never
+    /// logged or shown: [`NotifyConfig::target`] is what may be.
+    pub url: Url,
+    /// The events this notifier announces, in [`EventKind`] order, without duplicates.
+    pub events: Vec<EventKind>,
+    /// `token_file`: Gotify's application token, or an ntfy access token.
+    pub token: Option<Secret>,
+    /// The SMTP settings, for `kind = "email"` only.
+    pub email: Option<EmailConfig>,
+}
+
+impl NotifyConfig {
+    /// `scheme://host[:port]`: the part of the URL that logs and errors may show.
+    pub fn target(&self) -> String {
+        redacted(&self.url)
+    }
+
+    /// Whether this notifier announces `event`.
+    pub fn wants(&self, event: EventKind) -> bool {
+        self.events.contains(&event)
+    }
+}
+
+/// `scheme://host[:port]` of `url`, without user, password, path or query (any of which may
+/// be a secret).
+pub fn redacted(url: &Url) -> String {
+    let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    out
+}
+
+impl fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("kind", &self.kind)
+            .field("url", &self.target())
+            .field("events", &self.events)
+            .field("token", &self.token)
+            .field("email", &self.email)
+            .finish()
+    }
+}
+
+const HTTP_KINDS: &[NotifyKind] = &[
+    NotifyKind::Webhook,
+    NotifyKind::Slack,
+    NotifyKind::Discord,
+    NotifyKind::Ntfy,
+    NotifyKind::Gotify,
+];
+
+pub(super) fn validate(
+    raw: Vec<RawNotify>,
+    at: &Locator<'_>,
+) -> Result<Vec<NotifyConfig>, ConfigError> {
+    raw.into_iter().map(|n| validate_one(n, at)).collect()
+}
+
+fn validate_one(n: RawNotify, at: &Locator<'_>) -> Result<NotifyConfig, ConfigError> {
+    let kind = *n.kind.get_ref();
+    // Keys that only some kinds take are refused elsewhere, rather than silently ignored.
+    let email_only = &[NotifyKind::Email][..];
+    let keys = [
+        (
+            "token_file",
+            n.token_file.as_ref().map(Spanned::span),
+            &[NotifyKind::Gotify, NotifyKind::Ntfy][..],
+        ),
+        ("from", n.from.as_ref().map(Spanned::span), email_only),
+        ("to", n.to.as_ref().map(Spanned::span), email_only),
+        (
+            "username",
+            n.username.as_ref().map(Spanned::span),
+            email_only,
+        ),
+        (
+            "password_file",
+            n.password_file.as_ref().map(Spanned::span),
+            email_only,
+        ),
+    ];
+    for (key, span, kinds) in keys {
+        if let Some(span) = span.filter(|_| !kinds.contains(&kind)) {
+            let names: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
+            return Err(at.error(
+                span,
+                format!(
+                    "`{key}` is only for kind = {}, and this notifier is kind = \"{kind}\"",
+                    names.join(" or ")
+                ),
+            ));
+        }
+    }
+
+    let url = url(&n, at)?;
+    let events = match &n.events {
+        None => EventKind::ALL.to_vec(),
+        Some(list) => {
+            let mut events = list.get_ref().clone();
+            if events.is_empty() {
+                return Err(at.error(
+                    list.span(),
+                    "events must name at least one of \"update_available\", \"updated\", \"rolled_back\", \"failed\" (or be left out for all four)",
+                ));
+            }
+            events.sort();
+            events.dedup();
+            events
+        }
+    };
+    let token = match &n.token_file {
+        Some(file) => Some(read_secret("token_file", file, at)?),
+        None if kind == NotifyKind::Gotify => {
+            return Err(at.error(
+                n.kind.span(),
+                "kind = \"gotify\" needs token_file: a file holding the application's token",
+            ))
+        }
+        None => None,
+    };
+    let email = match kind {
+        NotifyKind::Email => Some(email(&n, &url, at)?),
+        _ => None,
+    };
+    Ok(NotifyConfig {
+        kind,
+        url,
+        events,
+        token,
+        email,
+    })
+}
+
+/// `url`, or `url_file` for URLs that are themselves the secret. The URL is never repeated in
+/// an error, since it may be one.
+fn url(n: &RawNotify, at: &Locator<'_>) -> Result<Url, ConfigError> {
+    let kind = *n.kind.get_ref();
+    let (text, span, source) = match (&n.url, &n.url_file) {
+        (Some(_), Some(file)) => {
+            return Err(at.error(
+                file.span(),
+                "url and url_file are exclusive: keep one of them",
+            ))
+        }
+        (Some(url), None) => (
+            url.get_ref().trim().to_string(),
+            url.span(),
+            "url".to_string(),
+        ),
+        (None, Some(file)) => {
+            let secret = read_secret("url_file", file, at)?;
+            (
+                secret.expose().trim().to_string(),
+                file.span(),
+                format!("url_file {}", file.get_ref().display()),
+            )
+        }
+        (None, None) => {
+            let example = match kind {
+                NotifyKind::Email => "\"smtp://mail.example.com:25\"",
+                _ => "\"https://hooks.example.com/tidewatch\"",
+            };
+            return Err(at.error(
+                n.kind.span(),
+                format!("kind = \"{kind}\" needs url (or url_file), e.g. url = {example}"),
+            ));
+        }
+    };
+    let url = Url::parse(&text)
+        .map_err(|e| at.error(span.clone(), format!("{source}: not a URL ({e})")))?;
+    let scheme_ok = if HTTP_KINDS.contains(&kind) {
+        matches!(url.scheme(), "http" | "https")
+    } else {
+        matches!(url.scheme(), "smtp" | "smtp+starttls" | "smtps")
+    };
+    if !scheme_ok || url.host_str().is_none_or(str::is_empty) {
+        let expected = if kind == NotifyKind::Email {
+            "smtp://host[:port] (plain), smtp+starttls://host[:port] or smtps://host[:port]"
+        } else {
+            "an http:// or https:// URL"
+        };
+        return Err(at.error(
+            span,
+            format!("{source}: kind = \"{kind}\" expects {expected}"),
+        ));
+    }
+    Ok(url)
+}
+
+fn email(n: &RawNotify, url: &Url, at: &Locator<'_>) -> Result<EmailConfig, ConfigError> {
+    let span = n
+        .url
+        .as_ref()
+        .map(|u| u.span())
+        .or_else(|| n.url_file.as_ref().map(|f| f.span()))
+        .unwrap_or_else(|| n.kind.span());
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(at.error(
+            span,
+            "the SMTP url takes no user or password: use username and password_file",
+        ));
+    }
+    let (security, default_port) = match url.scheme() {
+        "smtps" => (SmtpSecurity::Tls, 465),
+        "smtp+starttls" => (SmtpSecurity::StartTls, 587),
+        _ => (SmtpSecurity::None, 25),
+    };
+    let mailbox = |value: &Spanned<String>, key: &str| -> Result<Mailbox, ConfigError> {
+        value.get_ref().trim().parse::<Mailbox>().map_err(|e| {
+            at.error(
+                value.span(),
+                format!(
+                    "{key} {:?}: {e} (expected an address like \"ops@example.com\" or \"Ops <ops@example.com>\")",
+                    value.get_ref()
+                ),
+            )
+        })
+    };
+    let Some(from) = &n.from else {
+        return Err(at.error(
+            n.kind.span(),
+            "kind = \"email\" needs from, e.g. from = \"tidewatch@host.example.com\"",
+        ));
+    };
+    let from = mailbox(from, "from")?;
+    let to = match &n.to {
+        Some(list) if !list.get_ref().is_empty() => list
+            .get_ref()
+            .iter()
+            .map(|t| mailbox(t, "to"))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(list) => return Err(at.error(list.span(), "to must name at least one recipient")),
+        None => {
+            return Err(at.error(
+                n.kind.span(),
+                "kind = \"email\" needs to, e.g. to = [\"ops@example.com\"]",
+            ))
+        }
+    };
+    let login = match (&n.username, &n.password_file) {
+        (None, None) => None,
+        (Some(user), None) => {
+            return Err(at.error(user.span(), "username needs password_file"));
+        }
+        (None, Some(file)) => {
+            return Err(at.error(file.span(), "password_file needs a username"));
+        }
+        (Some(user), Some(file)) => {
+            if security == SmtpSecurity::None {
+                return Err(at.error(
+                    user.span(),
+                    "a password is only sent over an encrypted connection: use smtps:// or smtp+starttls://",
+                ));
+            }
+            Some(ConfiguredLogin {
+                username: user.get_ref().clone(),
+                password: read_secret("password_file", file, at)?,
+                source: format!("password_file {}", file.get_ref().display()),
+            })
+        }
+    };
+    Ok(EmailConfig {
+        host: url.host_str().unwrap_or_default().to_string(),
+        port: url.port().unwrap_or(default_port),
+        security,
+        from,
+        to,
+        login,
+    })
+}
+
+/// Reads a secret now, so a missing file fails at start-up. A trailing newline from
+/// `echo secret > file` is not part of it.
+fn read_secret(
+    key: &str,
+    file: &Spanned<impl AsRef<Path>>,
+    at: &Locator<'_>,
+) -> Result<Secret, ConfigError> {
+    let path = file.get_ref().as_ref();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| at.error(file.span(), format!("{key} {}: {e}", path.display())))?;
+    let secret = text.trim_end_matches(['\n', '\r']).to_string();
+    if secret.is_empty() {
+        return Err(at.error(file.span(), format!("{key} {} is empty", path.display())));
+    }
+    Ok(Secret(secret))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+use super::super::Config;
+use super::*;
+
+fn err(text: &str) -> String {
+    Config::parse(text, "agent.toml")
+        .expect_err("config should be refused")
+        .to_string()
+}
+
+fn notify(text: &str) -> Vec<NotifyConfig> {
+    Config::parse(text, "agent.toml")
+        .expect("config is valid")
+        .notify
+}
+
+/// A file in a fresh temporary directory, for `*_file` keys.
+fn secret_file(contents: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret");
+    std::fs::write(&path, contents).unwrap();
+    let path = path.display().to_string();
+    (dir, path)
+}
+
+#[test]
+fn no_notify_table_means_no_notifiers() {
+    assert!(notify("").is_empty());
+}
+
+#[test]
+fn a_webhook_announces_all_four_events_by_default() {
+    let n = notify("[[notify]]\nkind = \"webhook\"\nurl = \"https://hooks.example/tidewatch\"\n");
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].kind, NotifyKind::Webhook);
+    assert_eq!(n[0].url.as_str(), "https://hooks.example/tidewatch");
+    assert_eq!(n[0].events, EventKind::ALL);
+    assert!(n[0].token.is_none() && n[0].email.is_none());
+}
+
+#[test]
+fn events_are_kept_in_order_without_repeats() {
+    let n = notify(
+        "[[notify]]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T/B/x\"\nevents = [\"failed\", \"rolled_back\", \"failed\"]\n",
+    );
+    assert_eq!(n[0].events, [EventKind::RolledBack, EventKind::Failed]);
+    assert!(n[0].wants(EventKind::Failed) && !n[0].wants(EventKind::Updated));
+}
+
+#[test]
+fn an_unknown_kind_is_named_with_its_place() {
+    let e = err("[[notify]]\nkind = \"pager\"\nurl = \"https://x.example\"\n");
+    assert!(e.starts_with("agent.toml:2:8:"), "{e}");
+    assert!(e.contains("pager") && e.contains("gotify"), "{e}");
+}
+
+#[test]
+fn an_unknown_event_is_named_with_its_place() {
+    let e = err("[[notify]]\nkind = \"webhook\"\nurl = \"https://x.example\"\nevents = [\"updated\", \"exploded\"]\n");
+    assert!(e.starts_with("agent.toml:4:"), "{e}");
+    assert!(e.contains("exploded") && e.contains("rolled_back"), "{e}");
+}
+
+#[test]
+fn an_empty_event_list_is_refused() {
+    let e = err("[[notify]]\nkind = \"webhook\"\nurl = \"https://x.example\"\nevents = []\n");
+    assert!(e.starts_with("agent.toml:4:10:"), "{e}");
+    assert!(e.contains("at least one"), "{e}");
+}
+
+#[test]
+fn a_notifier_needs_a_url_of_its_kind() {
+    let e = err("[[notify]]\nkind = \"discord\"\n");
+    assert!(e.starts_with("agent.toml:2:8:"), "{e}");
+    assert!(e.contains("needs url"), "{e}");
+
+    let e = err("[[notify]]\nkind = \"webhook\"\nurl = \"smtp://mail.example\"\n");
+    assert!(e.starts_with("agent.toml:3:7:"), "{e}");
+    assert!(e.contains("http:// or https://"), "{e}");
+
+    let e = err("[[notify]]\nkind = \"email\"\nurl = \"https://mail.example\"\nfrom = \"a@b.example\"\nto = [\"c@d.example\"]\n");
+    assert!(e.starts_with("agent.toml:3:7:"), "{e}");
+    assert!(e.contains("smtps://"), "{e}");
+
+    let e = err("[[notify]]\nkind = \"webhook\"\nurl = \"not a url\"\n");
+    assert!(e.starts_with("agent.toml:3:7:"), "{e}");
+    assert!(e.contains("not a URL"), "{e}");
+}
+
+#[test]
+fn a_secret_url_can_live_in_a_file_and_is_never_shown() {
+    let (_dir, path) = secret_file("https://hooks.slack.com/services/T0/B0/SeCrEt\n");
+    let n = notify(&format!(
+        "[[notify]]\nkind = \"slack\"\nurl_file = \"{path}\"\n"
+    ));
+    assert_eq!(n[0].url.path(), "/services/T0/B0/SeCrEt");
+    assert_eq!(n[0].target(), "https://hooks.slack.com");
+    assert!(!format!("{n:?}").contains("SeCrEt"));
+
+    let (_dir, path) = secret_file("htps:/SeCrEt nonsense\n");
+    let e = err(&format!(
+        "[[notify]]\nkind = \"slack\"\nurl_file = \"{path}\"\n"
+    ));
+    assert!(e.starts_with("agent.toml:3:12:"), "{e}");
+    assert!(!e.contains("SeCrEt"), "{e}");
+
+    let e = err(&format!(
+        "[[notify]]\nkind = \"slack\"\nurl = \"https://x.example\"\nurl_file = \"{path}\"\n"
+    ));
+    assert!(e.starts_with("agent.toml:4:"), "{e}");
+    assert!(e.contains("exclusive"), "{e}");
+}
+
+#[test]
+fn gotify_needs_its_token_from_a_file() {
+    let e = err("[[notify]]\nkind = \"gotify\"\nurl = \"https://push.example\"\n");
+    assert!(e.starts_with("agent.toml:2:8:"), "{e}");
+    assert!(e.contains("token_file"), "{e}");
+
+    let e = err("[[notify]]\nkind = \"gotify\"\nurl = \"https://push.example\"\ntoken_file = \"/nonexistent/gotify.token\"\n");
+    assert!(e.starts_with("agent.toml:4:14:"), "{e}");
+    assert!(e.contains("/nonexistent/gotify.token"), "{e}");
+
+    let (_dir, path) = secret_file("AbC123\n");
+    let n = notify(&format!(
+        "[[notify]]\nkind = \"gotify\"\nurl = \"https://push.example\"\ntoken_file = \"{path}\"\n"
+    ));
+    assert_eq!(n[0].token.as_ref().map(Secret::expose), Some("AbC123"));
+    assert!(!format!("{n:?}").contains("AbC123"));
+}
+
+#[test]
+fn keys_of_another_kind_are_refused() {
+    let e = err(
+        "[[notify]]\nkind = \"slack\"\nurl = \"https://x.example\"\nto = [\"ops@example.com\"]\n",
+    );
+    assert!(e.starts_with("agent.toml:4:6:"), "{e}");
+    assert!(e.contains("`to` is only for kind = \"email\""), "{e}");
+
+    let e =
+        err("[[notify]]\nkind = \"webhook\"\nurl = \"https://x.example\"\ntoken_file = \"/x\"\n");
+    assert!(e.starts_with("agent.toml:4:"), "{e}");
+    assert!(e.contains("\"gotify\" or \"ntfy\""), "{e}");
+}
+
+#[test]
+fn email_takes_smtp_urls_with_their_default_ports() {
+    let n = notify(
+        r#"
+[[notify]]
+kind = "email"
+url = "smtp://mail.example.com"
+from = "Tidewatch <tidewatch@box1.example.com>"
+to = ["ops@example.com", "dev@example.com"]
+events = ["failed"]
+[[notify]]
+kind = "email"
+url = "smtps://mail.example.com"
+from = "tidewatch@box1.example.com"
+to = ["ops@example.com"]
+[[notify]]
+kind = "email"
+url = "smtp+starttls://mail.example.com:2525"
+from = "tidewatch@box1.example.com"
+to = ["ops@example.com"]
+"#,
+    );
+    let email: Vec<&EmailConfig> = n.iter().map(|c| c.email.as_ref().unwrap()).collect();
+    assert_eq!((email[0].security, email[0].port), (SmtpSecurity::None, 25));
+    assert_eq!(email[0].host, "mail.example.com");
+    assert_eq!(
+        email[0].from.to_string(),
+        "Tidewatch <tidewatch@box1.example.com>"
+    );
+    assert_eq!(email[0].to.len(), 2);
+    assert_eq!((email[1].security, email[1].port), (SmtpSecurity::Tls, 465));
+    assert_eq!(
+        (email[2].security, email[2].port),
+        (SmtpSecurity::StartTls, 2525)
+    );
+}
+
+#[test]
+fn email_needs_valid_addresses() {
+    let e = err(
+        "[[notify]]\nkind = \"email\"\nurl = \"smtp://m.example\"\nto = [\"ops@example.com\"]\n",
+    );
+    assert!(e.starts_with("agent.toml:2:8:"), "{e}");
+    assert!(e.contains("needs from"), "{e}");
+
+    let e = err("[[notify]]\nkind = \"email\"\nurl = \"smtp://m.example\"\nfrom = \"tw@example.com\"\nto = [\"ops@example.com\", \"not an address\"]\n");
+    assert!(e.starts_with("agent.toml:5:26:"), "{e}");
+    assert!(e.contains("\"not an address\""), "{e}");
+
+    let e = err("[[notify]]\nkind = \"email\"\nurl = \"smtp://m.example\"\nfrom = \"tw@example.com\"\nto = []\n");
+    assert!(e.starts_with("agent.toml:5:6:"), "{e}");
+}
+
+#[test]
+fn smtp_credentials_need_an_encrypted_connection() {
+    let (_dir, path) = secret_file("hunter2\n");
+    let base =
+        "[[notify]]\nkind = \"email\"\nfrom = \"tw@example.com\"\nto = [\"ops@example.com\"]\n";
+
+    let e = err(&format!(
+        "{base}url = \"smtp://m.example\"\nusername = \"tw\"\npassword_file = \"{path}\"\n"
+    ));
+    assert!(e.starts_with("agent.toml:6:12:"), "{e}");
+    assert!(e.contains("encrypted"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+
+    let e = err(&format!(
+        "{base}url = \"smtps://m.example\"\nusername = \"tw\"\n"
+    ));
+    assert!(e.contains("username needs password_file"), "{e}");
+
+    let e = err(&format!("{base}url = \"smtps://tw:hunter2@m.example\"\n"));
+    assert!(e.starts_with("agent.toml:5:7:"), "{e}");
+    assert!(
+        e.contains("username and password_file") && !e.contains("hunter2"),
+        "{e}"
+    );
+
+    let n = notify(&format!(
+        "{base}url = \"smtps://m.example\"\nusername = \"tw\"\npassword_file = \"{path}\"\n"
+    ));
+    let login = n[0].email.as_ref().unwrap().login.as_ref().unwrap();
+    assert_eq!(
+        (login.username.as_str(), login.password.expose()),
+        ("tw", "hunter2")
+    );
+    assert!(!format!("{n:?}").contains("hunter2"));
+}

@@ -1,0 +1,440 @@
+//! The messages themselves, built without I/O so each service's format is tested on literals:
+//! a title and one line per event for people, the full events as JSON for the generic webhook.
+
+use reqwest::Url;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Event, EventKind};
+
+/// The services spoken over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Webhook,
+    Slack,
+    Discord,
+    Ntfy,
+    Gotify,
+}
+
+/// One HTTP `POST`, less its credentials (the sender adds those).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpMessage {
+    pub url: Url,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Discord refuses `content` over 2000 characters.
+const DISCORD_LIMIT: usize = 2000;
+/// Slack truncates long messages itself, badly; its guidance is to stay under 4000.
+const SLACK_LIMIT: usize = 3500;
+/// ntfy turns a message over 4096 bytes into an attachment.
+const NTFY_LIMIT: usize = 4000;
+/// Gotify has no limit, but a phone notification of thousands of lines helps no one.
+const GOTIFY_LIMIT: usize = 8000;
+
+#[derive(Serialize)]
+struct WebhookPayload<'a> {
+    host: &'a str,
+    events: &'a [Event],
+}
+
+/// The `POST` for `format`, to `url`, announcing `events` from `host`.
+pub(crate) fn http_message(
+    format: Format,
+    url: &Url,
+    host: &str,
+    events: &[Event],
+) -> Result<HttpMessage, serde_json::Error> {
+    let title = title(host, events);
+    let json = |value: serde_json::Value| HttpMessage {
+        url: url.clone(),
+        content_type: "application/json",
+        headers: Vec::new(),
+        body: value.to_string().into_bytes(),
+    };
+    Ok(match format {
+        Format::Webhook => HttpMessage {
+            url: url.clone(),
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: serde_json::to_vec(&WebhookPayload { host, events })?,
+        },
+        Format::Slack => {
+            let body = body(events, SLACK_LIMIT.saturating_sub(title.len()));
+            json(json!({ "text": format!("*{}*\n{}", slack_escape(&title), slack_escape(&body)) }))
+        }
+        Format::Discord => {
+            let body = body(events, DISCORD_LIMIT.saturating_sub(title.len() + 8));
+            // No @everyone or role pings, whatever a container's name or an error says.
+            json(json!({
+                "content": format!("**{title}**\n{body}"),
+                "allowed_mentions": { "parse": [] },
+            }))
+        }
+        Format::Ntfy => {
+            let mut headers = vec![("Title", title)];
+            if is_bad_news(events) {
+                headers.push(("Priority", "high".to_string()));
+            }
+            HttpMessage {
+                url: url.clone(),
+                content_type: "text/plain; charset=utf-8",
+                headers,
+                body: body(events, NTFY_LIMIT).into_bytes(),
+            }
+        }
+        Format::Gotify => {
+            let priority = if is_bad_news(events) { 8 } else { 5 };
+            let mut message = json(json!({
+                "title": title,
+                "message": body(events, GOTIFY_LIMIT),
+                "priority": priority,
+            }));
+            message.url = gotify_message_url(url);
+            message
+        }
+    })
+}
+
+/// The subject and text of the email announcing `events` from `host`.
+pub(crate) fn email_text(host: &str, events: &[Event]) -> (String, String) {
+    let body = format!("{}\n\n-- \ntidewatch on {host}\n", body(events, usize::MAX));
+    (title(host, events), body)
+}
+
+/// Gotify takes messages at `<base>/message`; the base may sit under a path prefix.
+fn gotify_message_url(base: &Url) -> Url {
+    let mut url = base.clone();
+    url.set_query(None);
+    if !url.path().trim_end_matches('/').ends_with("/message") {
+        let path = format!("{}/message", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+    }
+    url
+}
+
+/// Failures first, so that a long message cut short still shows them.
+fn severity(kind: EventKind) -> u8 {
+    match kind {
+        EventKind::Failed => 0,
+        EventKind::RolledBack => 1,
+        EventKind::Updated => 2,
+        EventKind::UpdateAvailable => 3,
+    }
+}
+
+fn is_bad_news(events: &[Event]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e.event, EventKind::Failed | EventKind::RolledBack))
+}
+
+/// `tidewatch on web1: 1 failed, 2 updated`.
+pub(crate) fn title(host: &str, events: &[Event]) -> String {
+    let mut kinds: Vec<EventKind> = events.iter().map(|e| e.event).collect();
+    kinds.sort_by_key(|k| severity(*k));
+    kinds.dedup();
+    let counts: Vec<String> = kinds
+        .into_iter()
+        .map(|kind| {
+            let n = events.iter().filter(|e| e.event == kind).count();
+            match kind {
+                EventKind::Failed => format!("{n} failed"),
+                EventKind::RolledBack => format!("{n} rolled back"),
+                EventKind::Updated => format!("{n} updated"),
+                EventKind::UpdateAvailable if n == 1 => "1 update available".to_string(),
+                EventKind::UpdateAvailable => format!("{n} updates available"),
+            }
+        })
+        .collect();
+    format!("tidewatch on {host}: {}", counts.join(", "))
+}
+
+/// One line per event, worst first, cut to `limit` bytes with a count of what was left out.
+pub(crate) fn body(events: &[Event], limit: usize) -> String {
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|e| severity(e.event));
+    // Room for the "... and N more" line.
+    let budget = limit.saturating_sub(24);
+    let mut out = String::new();
+    for (i, e) in sorted.iter().enumerate() {
+        let line = cut(line(e), budget);
+        if i > 0 && out.len() + 1 + line.len() > budget {
+            out.push_str(&format!("\n... and {} more", sorted.len() - i));
+            return out;
+        }
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&line);
+    }
+    out
+}
+
+/// `text` in at most `max` bytes, cut at a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+/// `web updated: ghcr.io/acme/web:1 sha256:c7542392269d -> sha256:c255ade3adbb (healthy)`.
+pub(crate) fn line(e: &Event) -> String {
+    let what = match e.event {
+        EventKind::Updated => "updated",
+        EventKind::RolledBack => "rolled back",
+        EventKind::Failed => "failed to update",
+        EventKind::UpdateAvailable => "has an update",
+    };
+    let mut line = format!("{} {what}: {}", e.container, e.image);
+    match (&e.from_digest, &e.to_digest) {
+        (Some(from), Some(to)) => line.push_str(&format!(" {} -> {}", short(from), short(to))),
+        (None, Some(to)) => line.push_str(&format!(" -> {}", short(to))),
+        (Some(from), None) => line.push_str(&format!(" {}", short(from))),
+        (None, None) => {}
+    }
+    if !e.detail.is_empty() {
+        line.push_str(&format!(" ({})", e.detail));
+    }
+    line
+}
+
+/// `sha256:` and 12 hex digits, as `docker images` shows them.
+fn short(digest: &str) -> String {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) => format!("sha256:{}", hex.chars().take(12).collect::<String>()),
+        None => digest.to_string(),
+    }
+}
+
+/// Slack reads `&`, `<` and `>` as markup and asks for them escaped.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(container: &str, event: EventKind) -> Event {
+        Event {
+            container: container.to_string(),
+            image: format!("127.0.0.1:5000/{container}:latest"),
+            event,
+            from_digest: Some(format!("sha256:{}", "a".repeat(64))),
+            to_digest: Some(format!("sha256:{}", "b".repeat(64))),
+            detail: String::new(),
+        }
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    fn body_json(m: &HttpMessage) -> serde_json::Value {
+        serde_json::from_slice(&m.body).unwrap()
+    }
+
+    #[test]
+    fn title_counts_each_kind_worst_first() {
+        let events = [
+            event("web", EventKind::Updated),
+            event("api", EventKind::Updated),
+            event("db", EventKind::Failed),
+            event("cache", EventKind::UpdateAvailable),
+        ];
+        assert_eq!(
+            title("box1", &events),
+            "tidewatch on box1: 1 failed, 2 updated, 1 update available"
+        );
+    }
+
+    #[test]
+    fn line_shows_short_digests_and_the_reason() {
+        let mut e = event("web", EventKind::RolledBack);
+        e.detail = "new container exited with code 3".into();
+        assert_eq!(
+            line(&e),
+            "web rolled back: 127.0.0.1:5000/web:latest sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb (new container exited with code 3)"
+        );
+    }
+
+    #[test]
+    fn a_long_body_is_cut_with_a_count_of_the_rest() {
+        let events: Vec<Event> = (0..200)
+            .map(|i| event(&format!("c{i:03}"), EventKind::Updated))
+            .collect();
+        let text = body(&events, 1000);
+        assert!(text.len() <= 1000, "{}", text.len());
+        assert!(text.starts_with("c000 updated"), "{text}");
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.starts_with("... and ") && last.ends_with(" more"),
+            "{last}"
+        );
+        let shown = text.lines().count() - 1;
+        assert_eq!(last, format!("... and {} more", 200 - shown));
+    }
+
+    #[test]
+    fn failures_come_first_in_the_body() {
+        let events = [
+            event("web", EventKind::Updated),
+            event("db", EventKind::Failed),
+        ];
+        let text = body(&events, usize::MAX);
+        assert!(text.starts_with("db failed to update"), "{text}");
+    }
+
+    #[test]
+    fn webhook_posts_every_event_as_json() {
+        let mut e = event("web", EventKind::Updated);
+        e.detail = "healthy on the new image".into();
+        let m = http_message(Format::Webhook, &url("http://h/hook"), "box1", &[e]).unwrap();
+        assert_eq!(m.content_type, "application/json");
+        assert_eq!(
+            body_json(&m),
+            json!({
+                "host": "box1",
+                "events": [{
+                    "container": "web",
+                    "image": "127.0.0.1:5000/web:latest",
+                    "event": "updated",
+                    "from_digest": format!("sha256:{}", "a".repeat(64)),
+                    "to_digest": format!("sha256:{}", "b".repeat(64)),
+                    "detail": "healthy on the new image",
+                }]
+            })
+        );
+    }
+
+    #[test]
+    fn slack_gets_escaped_text() {
+        let mut e = event("web", EventKind::Failed);
+        e.detail = "pull <denied> & gone".into();
+        let m = http_message(
+            Format::Slack,
+            &url("https://hooks.slack.com/services/T/B/x"),
+            "box1",
+            &[e],
+        )
+        .unwrap();
+        let text = body_json(&m)["text"].as_str().unwrap().to_string();
+        assert!(
+            text.starts_with("*tidewatch on box1: 1 failed*\nweb failed to update"),
+            "{text}"
+        );
+        assert!(text.contains("(pull &lt;denied&gt; &amp; gone)"), "{text}");
+    }
+
+    #[test]
+    fn discord_stays_under_its_limit_and_pings_no_one() {
+        let events: Vec<Event> = (0..100)
+            .map(|i| event(&format!("container-{i}"), EventKind::Updated))
+            .collect();
+        let m = http_message(
+            Format::Discord,
+            &url("https://discord.com/api/webhooks/1/x"),
+            "box1",
+            &events,
+        )
+        .unwrap();
+        let v = body_json(&m);
+        let content = v["content"].as_str().unwrap();
+        assert!(content.chars().count() <= 2000, "{}", content.len());
+        assert!(
+            content.starts_with("**tidewatch on box1: 100 updated**\n"),
+            "{content}"
+        );
+        assert!(content.ends_with(" more"), "{content}");
+        assert_eq!(v["allowed_mentions"], json!({ "parse": [] }));
+    }
+
+    #[test]
+    fn ntfy_gets_text_with_a_title_and_priority_on_failure() {
+        let ok = http_message(
+            Format::Ntfy,
+            &url("https://ntfy.sh/ops"),
+            "box1",
+            &[event("web", EventKind::Updated)],
+        )
+        .unwrap();
+        assert_eq!(ok.content_type, "text/plain; charset=utf-8");
+        assert_eq!(
+            ok.headers,
+            vec![("Title", "tidewatch on box1: 1 updated".to_string())]
+        );
+        assert!(String::from_utf8(ok.body)
+            .unwrap()
+            .starts_with("web updated: "));
+
+        let bad = http_message(
+            Format::Ntfy,
+            &url("https://ntfy.sh/ops"),
+            "box1",
+            &[event("web", EventKind::RolledBack)],
+        )
+        .unwrap();
+        assert!(bad.headers.contains(&("Priority", "high".to_string())));
+    }
+
+    #[test]
+    fn gotify_posts_to_message_with_title_and_priority() {
+        let events = [event("web", EventKind::Failed)];
+        let m = http_message(
+            Format::Gotify,
+            &url("https://push.example.com/gotify/"),
+            "box1",
+            &events,
+        )
+        .unwrap();
+        assert_eq!(m.url.as_str(), "https://push.example.com/gotify/message");
+        let v = body_json(&m);
+        assert_eq!(v["title"], "tidewatch on box1: 1 failed");
+        assert_eq!(v["priority"], 8);
+        assert!(v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("web failed to update"));
+
+        for base in [
+            "https://push.example.com",
+            "https://push.example.com/message",
+        ] {
+            let m = http_message(Format::Gotify, &url(base), "box1", &events).unwrap();
+            assert_eq!(m.url.as_str(), "https://push.example.com/message", "{base}");
+        }
+        let m = http_message(
+            Format::Gotify,
+            &url("https://p.example.com"),
+            "b",
+            &[event("web", EventKind::Updated)],
+        )
+        .unwrap();
+        assert_eq!(body_json(&m)["priority"], 5);
+    }
+
+    #[test]
+    fn email_names_every_container() {
+        let events = [
+            event("web", EventKind::Updated),
+            event("db", EventKind::Failed),
+        ];
+        let (subject, text) = email_text("box1", &events);
+        assert_eq!(subject, "tidewatch on box1: 1 failed, 1 updated");
+        assert!(text.starts_with("db failed to update"), "{text}");
+        assert!(text.contains("\nweb updated"), "{text}");
+        assert!(text.ends_with("-- \ntidewatch on box1\n"), "{text}");
+    }
+}
