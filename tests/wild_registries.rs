@@ -5,6 +5,7 @@
 //! Every test runs the real `tidewatch` binary against real distribution registries, the test
 //! doubles of `support` (token server, flaky front) standing where a hosted service would.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +15,8 @@ use base64::Engine as _;
 
 use crate::support::{
     docker, push, repo_digests, tag, CredentialHelper, DockerConfig, EngineTrust, Fault,
-    FlakyServer, Registry, RegistryEntry, Requests, Status, TestBed, TestCa, TokenServer,
+    FlakyServer, Registry, RegistryEntry, Requests, Status, TestBed, TestCa, TokenRequest,
+    TokenServer,
 };
 
 /// The user the test registries know, and passwords distinctive enough to grep logs for.
@@ -178,31 +180,37 @@ fn one_token_request_per_repository_scope_per_cycle_however_many_containers_use_
         check.rows.iter().all(|row| row.status == Status::UpToDate),
         "{check}"
     );
-    let after_check = tokens.scope_counts(TIDEWATCH_AGENT);
-    eprintln!("token requests by scope in one check: {after_check:?}");
-    assert_eq!(
-        after_check,
-        expected,
-        "one token per repository scope in a check; requests: {:#?}",
-        tokens.requests_from(TIDEWATCH_AGENT)
-    );
+    let in_check = tokens.requests_from(TIDEWATCH_AGENT);
 
     // An update cycle with something to do: a new app:stable.
     bed.build_app(&images[0].0, "app-stable-2");
     pusher.push(&images[0].0);
-    let before = tokens.requests_from(TIDEWATCH_AGENT).len();
     let update = agent.update(&[]);
     assert_eq!(update.outcome.code, 0, "{update}");
-    let in_cycle = tokens.requests_from(TIDEWATCH_AGENT).split_off(before);
-    let mut counts = std::collections::BTreeMap::new();
-    for scope in in_cycle.iter().flat_map(|request| request.scopes.clone()) {
-        *counts.entry(scope).or_insert(0) += 1;
-    }
-    eprintln!("token requests by scope in one update cycle: {counts:?}");
+    let in_cycle = tokens
+        .requests_from(TIDEWATCH_AGENT)
+        .split_off(in_check.len());
+
+    // Both cycles are measured before either is judged, so a failure shows both.
+    let (check_counts, cycle_counts) = (scope_counts(&in_check), scope_counts(&in_cycle));
+    eprintln!("token requests by scope: check {check_counts:?}, update {cycle_counts:?}");
     assert_eq!(
-        counts, expected,
-        "one token per repository scope in an update cycle; {update}"
+        check_counts, expected,
+        "one token per repository scope in a check; requests: {in_check:#?}"
     );
+    assert_eq!(
+        cycle_counts, expected,
+        "one token per repository scope in an update cycle; requests: {in_cycle:#?}\n{update}"
+    );
+}
+
+/// How many of `requests` asked for each scope.
+fn scope_counts(requests: &[TokenRequest]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for scope in requests.iter().flat_map(|request| &request.scopes) {
+        *counts.entry(scope.clone()).or_insert(0) += 1;
+    }
+    counts
 }
 
 // --- basic auth and where credentials come from ----------------------------------------------
@@ -338,10 +346,12 @@ fn a_refused_login_names_the_registry_the_repository_and_the_credential_source_t
     let basic_registry = Registry::options().htpasswd(&[(USER, PASSWORD)]).start();
     let helper_registry = Registry::options().htpasswd(&[(USER, PASSWORD)]).start();
     let anonymous_registry = Registry::options().htpasswd(&[(USER, PASSWORD)]).start();
+    // (registry, repository, what the detail must name as the source tried). For credentials
+    // from the Docker config the file is named; which entry of it (the helper) is a nicety.
     let cases = [
         (&token_registry, "token-repo", "password_file"),
         (&basic_registry, "basic-repo", "password_file"),
-        (&helper_registry, "helper-repo", "docker-credential-twtest"),
+        (&helper_registry, "helper-repo", "config.json"),
         (&anonymous_registry, "anon-repo", ""),
     ];
     for (registry, repo, _) in &cases {
@@ -517,6 +527,48 @@ fn a_private_ca_registry_is_refused_without_ca_file_and_checked_with_it() {
     let ca_file = ca.write_cert(&bed.dir().join("registry-ca.pem"));
     let with = bed.agent_for(&[secure().ca_file(&ca_file)]);
     assert_update_available(&with, &published);
+}
+
+#[test]
+fn a_ca_file_is_trusted_for_its_own_registry_only() {
+    let bed = TestBed::new("wild-tls-scope");
+    // One company CA signs both registries' certificates; only one registry lists it.
+    let ca = TestCa::new("wild-tls-scope");
+    let listed = Registry::options().tls(&ca).start();
+    let unlisted = Registry::options().tls(&ca).start();
+    let mut trust = Vec::new();
+    for (registry, name) in [(&listed, "listed"), (&unlisted, "unlisted")] {
+        trust.push(EngineTrust::install(&ca, &registry.host()));
+        let image = registry.image("app", "stable");
+        bed.build_app(&image, name);
+        push(&image);
+        bed.run(name, &image, &[]);
+    }
+    let ca_file = ca.write_cert(&bed.dir().join("registry-ca.pem"));
+    let agent = bed.agent_for(&[
+        RegistryEntry::new(&listed.host())
+            .insecure(false)
+            .ca_file(&ca_file),
+        RegistryEntry::new(&unlisted.host()).insecure(false),
+    ]);
+
+    let check = agent.check(&[]);
+
+    check.assert_exit(1);
+    assert_eq!(check.row("listed").status, Status::UpToDate, "{check}");
+    let row = check.row("unlisted");
+    assert_eq!(
+        row.status,
+        Status::Error,
+        "{} has no ca_file, so its private CA is not trusted; {check}",
+        unlisted.host()
+    );
+    assert!(
+        row.detail
+            .as_deref()
+            .is_some_and(|detail| detail.contains(&unlisted.host())),
+        "{check}"
+    );
 }
 
 // --- rate limits, outages, garbage ----------------------------------------------------------
