@@ -1,17 +1,17 @@
 //! One update cycle: recover -> detect -> plan -> apply. Shared by `tidewatch update` and the
 //! `run` daemon; the caller holds the cycle lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::apply::{self, Applier, StepOutcome, StepResult};
 use crate::check::{detect, Detection};
-use crate::config::Config;
+use crate::config::{Config, Policy};
 use crate::engine::{Engine, EngineError, Observed};
-use crate::plan::detect;
-use crate::plan::detect::{CheckRow, Status};
+use crate::notify::Notifications;
+use crate::plan::detect::{self, eligibility, CheckRow, Eligibility, Status};
 use crate::plan::order::{ConfigDependency, Graph, Node};
 use crate::plan::update::{self, Candidate, Marks, Moment, Plan};
 use crate::registry::RegistryClient;
@@ -30,6 +30,10 @@ pub struct Agent {
     pub store: SharedStore,
     /// Asked to stop.
     pub shutdown: Shutdown,
+    /// Where updates, rollbacks and failures are announced.
+    pub notifications: Notifications,
+    /// This server's name, in notifications.
+    pub host: String,
 }
 
 /// What one cycle saw and did.
@@ -43,6 +47,9 @@ pub struct CycleReport {
     pub plan: Plan,
     /// What applying the plan did (empty on a dry run).
     pub results: Vec<StepResult>,
+    /// Containers with a new digest whose policy is `notify` (monitor only).
+    #[serde(skip)]
+    pub monitor_only: BTreeSet<String>,
 }
 
 impl CycleReport {
@@ -88,10 +95,28 @@ impl Agent {
         let detections = detect(&self.engine, &self.registry, &self.config, names).await?;
         let mut candidates = candidates(&detections, &self.config);
         let marks = self.marks(&mut candidates, dry_run).await;
-        let graph = graph(&detections, &self.config);
-        let images: BTreeMap<String, String> = detections
-            .iter()
-            .map(|d| (d.observed.name.clone(), d.observed.image.clone()))
+        let containers = detections.iter().map(|d| d.row.clone()).collect();
+        // `update NAME...` checks only the named containers, but the sharers of their
+        // namespaces must follow them onto their new containers: the graph then spans every
+        // container in scope, which the engine alone can tell.
+        let observed: BTreeMap<String, Observed> = if names.is_empty() {
+            detections
+                .into_iter()
+                .map(|d| (d.observed.name.clone(), d.observed))
+                .collect()
+        } else {
+            self.engine
+                .inventory(self.config.watch.include_stopped)
+                .await?
+                .into_iter()
+                .filter(|o| in_scope(o, &self.config))
+                .map(|o| (o.name.clone(), o))
+                .collect()
+        };
+        let graph = graph(observed.values(), &self.config);
+        let images: BTreeMap<String, String> = observed
+            .values()
+            .map(|o| (o.name.clone(), o.image.clone()))
             .collect();
         let moment = Moment {
             now: chrono::Local::now(),
@@ -101,26 +126,38 @@ impl Agent {
         for w in &plan.waiting {
             tracing::info!(container = %w.container, "update waits: {}", w.reason);
         }
-        let containers = detections.iter().map(|d| d.row.clone()).collect();
+        let monitor_only = candidates
+            .iter()
+            .filter(|c| c.policy == Policy::Notify)
+            .map(|c| c.container.clone())
+            .collect();
         if dry_run {
             return Ok(CycleReport {
                 recovered,
                 containers,
                 plan,
                 results: Vec::new(),
+                monitor_only,
             });
         }
-        let observed: BTreeMap<String, Observed> = detections
-            .into_iter()
-            .map(|d| (d.observed.name.clone(), d.observed))
-            .collect();
         let results = self.applier().apply(&plan, &observed, &graph).await;
         Ok(CycleReport {
             recovered,
             containers,
             plan,
             results,
+            monitor_only,
         })
+    }
+
+    /// Announces what a (real, not dry-run) cycle did, each event once; sending goes on in
+    /// the background and never holds up the next cycle.
+    pub async fn announce(&self, report: &CycleReport) -> tokio::task::JoinHandle<()> {
+        self.notifications
+            .announce(&self.store, &self.host, report, |name| {
+                report.monitor_only.contains(name)
+            })
+            .await
     }
 
     /// Quarantine and holds for the candidates, and when each new digest was first seen. A
@@ -215,9 +252,18 @@ fn candidates(detections: &[Detection], config: &Config) -> Vec<Candidate> {
 /// When a candidate's new digest was first seen, if known.
 type FirstSeen = Option<chrono::DateTime<chrono::Utc>>;
 
-/// The dependency graph of the watched containers.
-pub fn graph(detections: &[Detection], config: &Config) -> Graph {
-    let nodes = detections.iter().map(|d| node(&d.observed)).collect();
+/// Whether `[watch]` puts the container in this agent's scope (watched, or excluded by a label
+/// but still part of the dependency graph, as in a cycle).
+pub fn in_scope(o: &Observed, config: &Config) -> bool {
+    !matches!(
+        eligibility(&o.labels, &config.watch),
+        Eligibility::OutOfScope
+    )
+}
+
+/// The dependency graph of the given containers.
+pub fn graph<'a>(observed: impl IntoIterator<Item = &'a Observed>, config: &Config) -> Graph {
+    let nodes = observed.into_iter().map(node).collect();
     let extra: Vec<ConfigDependency> = config
         .services
         .values()

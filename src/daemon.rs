@@ -1,56 +1,170 @@
-//! The `run` loop: a cycle at start, then one per interval or cron tick, never two at once,
-//! until shutdown. Shutdown is passed in; between cycles the loop sleeps in a `select!` on it.
+//! The `run` loop: a cycle at start, then one per interval or cron tick, and one per API
+//! trigger; never two at once, until shutdown. Shutdown is passed in; between cycles the loop
+//! waits in a `select!` on the next tick, the trigger channel and shutdown.
 
 use std::hash::{BuildHasher, RandomState};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Local};
+use chrono::{DateTime, Local, Utc};
+use tokio::sync::mpsc;
 
+use crate::api::{StatusBoard, Trigger as ApiTrigger};
+use crate::apply::StepOutcome;
 use crate::config::{AgentConfig, Trigger};
-use crate::cycle::Agent;
+use crate::cycle::{Agent, CycleReport};
+use crate::image_ref::ImageRef;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::state::{CycleLock, StateError, Wait};
 
 /// How often a busy cycle lock is tried again.
 const LOCK_RETRY: Duration = Duration::from_secs(1);
 
+/// What the daemon reports into and listens to besides its schedule.
+#[derive(Default)]
+pub struct Surface {
+    /// `/v1/status`.
+    pub board: StatusBoard,
+    /// `/metrics`.
+    pub metrics: Metrics,
+    /// Triggers from the API (`None` without `[api]`).
+    pub triggers: Option<mpsc::Receiver<ApiTrigger>>,
+}
+
+/// Why a cycle runs.
+enum Reason {
+    Scheduled,
+    Triggered(ApiTrigger),
+}
+
 /// Runs cycles until `shutdown` fires.
-pub async fn run(agent: &Agent, mut shutdown: Shutdown) {
+pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
     tracing::info!(engine = %agent.engine.host(), "tidewatch running");
+    let mut reason = Reason::Scheduled;
+    let mut next_tick = Instant::now();
     loop {
         let Some(lock) = lock(agent, &mut shutdown).await else {
             break;
         };
-        match agent.cycle(&[], false, false).await {
-            Ok(report) => {
-                let updated = report
-                    .results
-                    .iter()
-                    .filter(|r| r.outcome == crate::apply::StepOutcome::Updated)
-                    .count();
-                tracing::info!(
-                    containers = report.containers.len(),
-                    planned = report.plan.steps.len(),
-                    updated,
-                    waiting = report.plan.waiting.len(),
-                    ok = report.succeeded(),
-                    "cycle finished"
-                );
-            }
-            Err(e) => tracing::error!("cycle failed: {e}"),
-        }
+        run_one(agent, &surface, &reason).await;
         drop(lock);
+        // Counted from the end of a scheduled cycle; a triggered one leaves the schedule be.
+        if let Reason::Scheduled = reason {
+            let delay = next_delay(&agent.config.agent, Local::now(), random_fraction());
+            next_tick = Instant::now() + delay;
+        }
         if shutdown.is_triggered() {
             break;
         }
-        let delay = next_delay(&agent.config.agent, Local::now(), random_fraction());
-        tracing::debug!(in_secs = delay.as_secs(), "next cycle");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+        tracing::debug!(
+            in_secs = next_tick
+                .saturating_duration_since(Instant::now())
+                .as_secs(),
+            "next scheduled cycle"
+        );
+        reason = tokio::select! {
+            _ = tokio::time::sleep_until(next_tick.into()) => Reason::Scheduled,
+            Some(t) = recv(&mut surface.triggers) => Reason::Triggered(t),
             _ = shutdown.wait() => break,
-        }
+        };
     }
     tracing::info!("tidewatch stopped");
+}
+
+async fn recv(triggers: &mut Option<mpsc::Receiver<ApiTrigger>>) -> Option<ApiTrigger> {
+    match triggers {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One cycle, narrowed to what a trigger names, then recorded everywhere.
+async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) {
+    let (names, force, full) = match reason {
+        Reason::Scheduled => (Vec::new(), false, true),
+        Reason::Triggered(t @ ApiTrigger::Cycle { container, force }) => {
+            tracing::info!(?t, "cycle triggered through the API");
+            (
+                container.iter().cloned().collect(),
+                *force,
+                container.is_none(),
+            )
+        }
+        Reason::Triggered(t @ ApiTrigger::Images(images)) => {
+            let names = match agent
+                .engine
+                .inventory(agent.config.watch.include_stopped)
+                .await
+            {
+                Ok(observed) => observed
+                    .iter()
+                    .filter(|o| t.selects(&o.name, &o.image) || same_repository(images, &o.image))
+                    .map(|o| o.name.clone())
+                    .collect::<Vec<_>>(),
+                Err(e) => {
+                    tracing::error!("listing containers for a registry push: {e}");
+                    return;
+                }
+            };
+            if names.is_empty() {
+                tracing::info!(?images, "registry push: no container uses these references");
+                return;
+            }
+            tracing::info!(?images, containers = ?names, "registry push: checking the containers that use it");
+            (names, false, false)
+        }
+    };
+    let started = Utc::now();
+    let clock = Instant::now();
+    let result = agent.cycle(&names, false, force).await;
+    for (registry, requests, errors) in agent.registry.take_registry_counts().await {
+        surface.metrics.record_registry(&registry, requests, errors);
+    }
+    match result {
+        Ok(report) => {
+            // Sent in the background; the next cycle does not wait for it.
+            drop(agent.announce(&report).await);
+            surface.metrics.record_cycle(&report, clock.elapsed());
+            if full {
+                surface.board.update(&report, started, Utc::now());
+            } else {
+                surface.board.merge(&report, started, Utc::now());
+            }
+            log_summary(&report);
+        }
+        Err(e) => {
+            surface.metrics.record_cycle_error(clock.elapsed());
+            tracing::error!("cycle failed: {e}");
+        }
+    }
+}
+
+/// A push of another tag of a container's repository matters to containers that track tags
+/// (`tidewatch.track`); checking the others costs one `HEAD` each.
+fn same_repository(pushed: &[String], image: &str) -> bool {
+    let Ok(image) = ImageRef::parse(image) else {
+        return false;
+    };
+    pushed
+        .iter()
+        .filter_map(|p| ImageRef::parse(p).ok())
+        .any(|p| p.name() == image.name())
+}
+
+fn log_summary(report: &CycleReport) {
+    let updated = report
+        .results
+        .iter()
+        .filter(|r| r.outcome == StepOutcome::Updated)
+        .count();
+    tracing::info!(
+        containers = report.containers.len(),
+        planned = report.plan.steps.len(),
+        updated,
+        waiting = report.plan.waiting.len(),
+        ok = report.succeeded(),
+        "cycle finished"
+    );
 }
 
 /// Takes the cycle lock, waiting while a manual `tidewatch update` holds it; `None` on shutdown.

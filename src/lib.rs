@@ -4,6 +4,7 @@
 //! (engine, journalled). Only the engine and registry adapters and `apply` do I/O; the planning
 //! core in [`plan`] is pure and unit-tested on literals.
 
+pub mod api;
 pub mod apply;
 pub mod check;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod image_ref;
 pub mod labels;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod output;
 pub mod plan;

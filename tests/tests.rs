@@ -6,5 +6,6 @@
 mod support;
 
 mod check;
+mod update_flow;
 mod update_preserve;
 mod wild_registries;

@@ -10,7 +10,7 @@ mod compose;
 mod recover;
 mod recreate;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use serde::Serialize;
@@ -96,6 +96,8 @@ impl Applier<'_> {
             .collect();
         let mut blocked: BTreeMap<String, String> = BTreeMap::new();
         let mut restarted: BTreeSet<String> = BTreeSet::new();
+        // Namespace sharers restarted after their owner was rolled back, with what happened.
+        let mut rejoined: BTreeMap<String, String> = BTreeMap::new();
         let planned: BTreeSet<&str> = plan.steps.iter().map(|s| s.container.as_str()).collect();
         let mut results = Vec::with_capacity(plan.steps.len());
         for step in &plan.steps {
@@ -112,7 +114,13 @@ impl Applier<'_> {
                 continue;
             }
             if let Some(failed) = blocked.get(&step.container) {
-                results.push(skip(format!("its dependency {failed} was not updated")));
+                let rejoin = rejoined
+                    .get(&step.container)
+                    .map(|note| format!("; {note}"))
+                    .unwrap_or_default();
+                results.push(skip(format!(
+                    "its dependency {failed} was not updated{rejoin}"
+                )));
                 continue;
             }
             let Some(old) = observed.get(&step.container) else {
@@ -137,6 +145,10 @@ impl Applier<'_> {
                     .await;
                 }
             } else {
+                if result.outcome == StepOutcome::RolledBack {
+                    self.rejoin_namespace_sharers(&step.container, observed, graph, &mut rejoined)
+                        .await;
+                }
                 for dependent in graph.dependents_transitive(&step.container) {
                     blocked.entry(dependent).or_insert(step.container.clone());
                 }
@@ -144,6 +156,53 @@ impl Applier<'_> {
             results.push(result);
         }
         results
+    }
+
+    /// A rollback stopped the old container and started it again, which gave it new network,
+    /// pid and ipc namespaces: containers that share them (`container:<owner>`) are left in the
+    /// dead ones, cut off from it, until they restart. Their ids do not change, so a restart
+    /// joins them to the running owner again; sharers of sharers follow their own owner.
+    /// Only sharers that were running are restarted.
+    async fn rejoin_namespace_sharers(
+        &self,
+        owner: &str,
+        observed: &BTreeMap<String, Observed>,
+        graph: &Graph,
+        rejoined: &mut BTreeMap<String, String>,
+    ) {
+        let mut owners = VecDeque::from([owner.to_string()]);
+        while let Some(current) = owners.pop_front() {
+            for sharer in graph.namespace_dependents(&current) {
+                let running = observed
+                    .get(&sharer)
+                    .and_then(|o| o.inspect.state.as_ref())
+                    .and_then(|state| state.running)
+                    .unwrap_or(false);
+                if !running || rejoined.contains_key(&sharer) {
+                    continue;
+                }
+                let note = match self.engine.restart(&sharer).await {
+                    Ok(()) => {
+                        tracing::info!(
+                            container = %sharer,
+                            owner = %current,
+                            "restarted to rejoin its owner's namespace"
+                        );
+                        format!("restarted to rejoin the namespace of {current}")
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            container = %sharer,
+                            owner = %current,
+                            "restarting to rejoin its owner's namespace: {e}"
+                        );
+                        format!("restarting it to rejoin the namespace of {current} failed: {e}")
+                    }
+                };
+                rejoined.insert(sharer.clone(), note);
+                owners.push_back(sharer);
+            }
+        }
     }
 
     /// Compose dependents declared with `restart: true` are restarted after their dependency

@@ -17,6 +17,7 @@ use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::cycle::Agent;
 use crate::engine::Engine;
+use crate::notify::{self, Notifications};
 use crate::registry::RegistryClient;
 use crate::shutdown::Shutdown;
 use crate::state::{CycleLock, SharedStore, StateError, Wait};
@@ -104,12 +105,15 @@ async fn agent(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent>
     let store = SharedStore::open(&config.agent.state_dir)
         .await
         .context("opening the state store")?;
+    let notifications = Notifications::new(&config.notify).context("setting up notifications")?;
     Ok(Agent {
         config,
         engine,
         registry,
         store,
         shutdown,
+        notifications,
+        host: notify::host_name(),
     })
 }
 

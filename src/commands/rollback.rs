@@ -1,7 +1,7 @@
 //! `tidewatch rollback NAME`: back to the image NAME ran before its last update, by the same
 //! safe procedure, then held there until a newer digest is pushed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _};
@@ -73,13 +73,41 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         new_image: None,
         reason: Reason::Rollback,
     };
+    // The containers sharing its namespaces (`container:NAME`) follow it onto the restored
+    // container, as they follow an update; left alone, they would stay in the namespace of the
+    // container the rollback removes.
+    let running_in_scope = observed
+        .iter()
+        .filter(|o| o.name == name || (o.state == "running" && cycle::in_scope(o, &agent.config)));
+    let graph = cycle::graph(running_in_scope, &agent.config);
+    let mut steps = vec![step];
+    let mut owners = VecDeque::from([name.clone()]);
+    while let Some(owner) = owners.pop_front() {
+        for sharer in graph.namespace_dependents(&owner) {
+            if steps.iter().any(|s| s.container == sharer) {
+                continue;
+            }
+            let image = observed
+                .iter()
+                .find(|o| o.name == sharer)
+                .map(|o| o.image.clone())
+                .unwrap_or_default();
+            steps.push(PlannedStep {
+                container: sharer.clone(),
+                image,
+                from_digest: None,
+                to_digest: None,
+                new_image: None,
+                reason: Reason::SharesNamespace(owner.clone()),
+            });
+            owners.push_back(sharer);
+        }
+    }
     let plan = Plan {
-        steps: vec![step],
+        steps,
         waiting: Vec::new(),
     };
     let observed_map: BTreeMap<_, _> = observed.into_iter().map(|o| (o.name.clone(), o)).collect();
-    // One step, no dependents to hold back: an empty graph.
-    let graph = cycle::graph(&[], &agent.config);
     let applier = Applier {
         engine: &agent.engine,
         registry: &agent.registry,
@@ -87,9 +115,11 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         settings: &agent.config.update,
         shutdown: agent.shutdown.clone(),
     };
-    let results = applier.apply(&plan, &observed_map, &graph).await;
+    let mut results = applier
+        .apply(&plan, &observed_map, &graph)
+        .await
+        .into_iter();
     let result = results
-        .into_iter()
         .next()
         .ok_or_else(|| anyhow!("{name}: the rollback did not run"))?;
     if result.outcome != StepOutcome::Updated {
@@ -111,5 +141,17 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         "{name}: rolled back to {} and held there until a newer digest is pushed",
         last.from_digest.as_deref().unwrap_or(&previous_image)
     );
-    Ok(Exit::Success)
+    let mut exit = Exit::Success;
+    for sharer in results {
+        if sharer.outcome == StepOutcome::Updated {
+            println!("{}: recreated to follow {name}", sharer.container);
+        } else {
+            println!(
+                "{}: {}: {}",
+                sharer.container, sharer.outcome, sharer.detail
+            );
+            exit = Exit::Failures;
+        }
+    }
+    Ok(exit)
 }

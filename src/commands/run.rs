@@ -1,12 +1,15 @@
-//! `tidewatch run`: the daemon.
+//! `tidewatch run`: the daemon, with its HTTP API when `[api]` is set.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use super::{agent, Exit, Failure};
+use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::cycle::Agent;
-use crate::daemon;
+use crate::daemon::{self, Surface};
 use crate::shutdown::{self, Shutdown};
 
 /// The longest wait between two attempts to reach the engine.
@@ -14,10 +17,37 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 pub(super) async fn run(config: Arc<Config>) -> Result<Exit, Failure> {
     let shutdown = shutdown::on_signals().map_err(anyhow::Error::from)?;
-    let Some(agent) = connect_with_backoff(config, shutdown.clone()).await else {
-        return Ok(Exit::Success);
+    let mut surface = Surface::default();
+    // The API comes up before the engine is reached, so /healthz and /metrics answer while
+    // tidewatch waits for a restarting engine.
+    let server = match &config.api {
+        Some(api_config) => {
+            let listener = tokio::net::TcpListener::bind(api_config.listen)
+                .await
+                .with_context(|| format!("listening on {} ([api] listen)", api_config.listen))?;
+            let (tx, rx) = api::trigger_channel();
+            surface.triggers = Some(rx);
+            let state = ApiState::new(
+                api_config,
+                tx,
+                surface.board.clone(),
+                surface.metrics.clone(),
+            );
+            tracing::info!(listen = %api_config.listen, "HTTP API listening");
+            Some(tokio::spawn(api::serve(listener, state, shutdown.clone())))
+        }
+        None => None,
     };
-    daemon::run(&agent, shutdown).await;
+    if let Some(agent) = connect_with_backoff(config, shutdown.clone()).await {
+        daemon::run(&agent, shutdown, surface).await;
+    }
+    if let Some(server) = server {
+        match server.await {
+            Ok(Err(e)) => tracing::warn!("HTTP API: {e}"),
+            Err(e) => tracing::warn!("HTTP API task: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
     Ok(Exit::Success)
 }
 

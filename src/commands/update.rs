@@ -26,6 +26,13 @@ pub(super) async fn run(
         .cycle(names, dry_run, force)
         .await
         .map_err(anyhow::Error::from)?;
+    // `update` exits right after its cycle: wait (bounded by the notifiers' own retries) so
+    // the message is not lost with the process.
+    let sending = if dry_run {
+        None
+    } else {
+        Some(agent.announce(&report).await)
+    };
     if json {
         let value = if dry_run {
             serde_json::to_string_pretty(&report.plan)
@@ -41,6 +48,9 @@ pub(super) async fn run(
                 output::results_table(&report.recovered, &report.results)
             );
         }
+    }
+    if let Some(handle) = sending {
+        let _ = handle.await;
     }
     Ok(if report.succeeded() {
         Exit::Success

@@ -3,6 +3,7 @@
 //! Reading the file is kept apart from parsing it ([`Config::load`] calls [`Config::parse`]), so
 //! every rule is unit-tested on literals. Every error carries `file:line:col` and what was expected.
 
+mod api;
 mod notify;
 mod raw;
 
@@ -16,6 +17,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use toml::Spanned;
 
+pub use api::ApiConfig;
 pub use notify::{redacted, EmailConfig, NotifyConfig, NotifyKind, SmtpSecurity};
 
 /// Where the configuration is read from when neither `-c` nor `TIDEWATCH_CONFIG` says otherwise.
@@ -150,6 +152,11 @@ pub struct WatchConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret obtained elsewhere (a test, another source than the config).
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret itself, for the one place that must send it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -258,6 +265,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// `[docker]`.
     pub docker: DockerConfig,
+    /// `[api]`: `None` unless `listen` is set.
+    pub api: Option<ApiConfig>,
     /// `[watch]`.
     pub watch: WatchConfig,
     /// `[[registry]]`, by host.
@@ -430,6 +439,7 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         docker: DockerConfig {
             host: raw.docker.host,
         },
+        api: api::validate(raw.api, at)?,
         watch: WatchConfig {
             scope: raw.watch.scope.filter(|s| !s.is_empty()),
             label_enable: raw.watch.label_enable,

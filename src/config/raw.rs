@@ -13,6 +13,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub docker: RawDocker,
     #[serde(default)]
+    pub api: RawApi,
+    #[serde(default)]
     pub watch: RawWatch,
     #[serde(default)]
     pub update: RawUpdate,
@@ -37,6 +39,14 @@ pub(super) struct RawAgent {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDocker {
     pub host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    pub listen: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<PathBuf>>,
+    pub hook_secret_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -533,6 +533,7 @@ fn a_cycle_report_becomes_events() {
             row("tool", Status::Unknown),
         ],
         plan: Default::default(),
+        monitor_only: Default::default(),
         results: vec![
             step("api", StepOutcome::Updated, "healthy on the new image"),
             step(

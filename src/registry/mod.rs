@@ -191,6 +191,9 @@ struct RegistryState {
     backoff_until: Mutex<Option<Instant>>,
     /// The rate limit it last reported, and when.
     rate_limit: std::sync::Mutex<Option<(RateLimit, Instant)>>,
+    /// Requests sent to it and how many failed, since last taken (for metrics).
+    requests: AtomicU64,
+    errors: AtomicU64,
 }
 
 /// Asks registries for digests. One per cycle (or per daemon): it caches tokens, credentials
@@ -245,6 +248,22 @@ impl RegistryClient {
     /// Requests sent so far.
     pub fn counts(&self) -> &RequestCounts {
         &self.counts
+    }
+
+    /// `(registry, requests, errors)` since the last call, per registry host.
+    pub async fn take_registry_counts(&self) -> Vec<(String, u64, u64)> {
+        self.registries
+            .lock()
+            .await
+            .iter()
+            .map(|(host, state)| {
+                (
+                    host.clone(),
+                    state.requests.swap(0, Ordering::Relaxed),
+                    state.errors.swap(0, Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 
     /// Resolves every reference once, concurrently within bounds. One registry failing makes
@@ -416,6 +435,8 @@ impl RegistryClient {
             credentials,
             backoff_until: Mutex::new(None),
             rate_limit: std::sync::Mutex::new(None),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
         });
         registries.insert(host.to_string(), state.clone());
         state
@@ -454,6 +475,20 @@ impl RegistryClient {
         reference: &ImageRef,
         state: &RegistryState,
     ) -> Result<reqwest::Response, RegistryError> {
+        let result = self.send_counted(method, url, reference, state).await;
+        if result.is_err() {
+            state.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn send_counted(
+        &self,
+        method: Method,
+        url: &str,
+        reference: &ImageRef,
+        state: &RegistryState,
+    ) -> Result<reqwest::Response, RegistryError> {
         let registry = reference.registry();
         let scope = format!("repository:{}:pull", reference.repository());
         let mut authorization = match self.tokens.get(registry, &scope).await {
@@ -483,6 +518,7 @@ impl RegistryClient {
                 Method::HEAD => self.counts.manifest_heads.fetch_add(1, Ordering::Relaxed),
                 _ => self.counts.manifest_gets.fetch_add(1, Ordering::Relaxed),
             };
+            state.requests.fetch_add(1, Ordering::Relaxed);
             tracing::trace!(%method, url, "registry request");
             let response = request
                 .send()

@@ -275,7 +275,7 @@ impl Agent {
     }
 
     /// `tidewatch -c agent.toml update --json [NAMES]`: one cycle, applied.
-    pub fn update(&self, names: &[&str]) -> Update {
+    pub fn update(&self, names: &[&str]) -> UpdateRun {
         let outcome = self.run_on(&["update", "--json"], names);
         let value: Value = serde_json::from_str(&outcome.stdout).unwrap_or_else(|error| {
             panic!(
@@ -298,7 +298,7 @@ impl Agent {
                     outcome.stdout
                 )
             });
-        Update {
+        UpdateRun {
             outcome,
             containers,
             results,
@@ -317,9 +317,10 @@ impl Agent {
     }
 }
 
-/// The result of one `update --json`.
+/// The result of one `update --json` run by an [`Agent`] (in its environment, with its
+/// `[[registry]]` tables); [`Updater`](super::Updater) runs updates with a short health gate.
 #[derive(Debug)]
-pub struct Update {
+pub struct UpdateRun {
     /// The run itself: exit code, output, duration.
     pub outcome: Outcome,
     /// Every container's status, as `check` gives it.
@@ -346,7 +347,7 @@ pub struct StepResult {
     pub detail: String,
 }
 
-impl Update {
+impl UpdateRun {
     /// The step of the bed's container `name`, if it had one.
     pub fn result(&self, name: &str) -> Option<&StepResult> {
         let full = format!("{}{name}", self.prefix);
@@ -363,7 +364,7 @@ impl Update {
     }
 }
 
-impl std::fmt::Display for Update {
+impl std::fmt::Display for UpdateRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,

@@ -12,6 +12,8 @@ mod agent;
 pub mod agent_cli;
 mod bed;
 pub mod compose;
+mod containers;
+mod cycle;
 mod docker;
 mod docker_config;
 mod flaky_server;
@@ -27,9 +29,11 @@ mod token_server;
 
 pub use agent::{
     tidewatch, tidewatch_with_env, Agent, Check, Outcome, RegistryEntry, Row, Status, StepResult,
-    Update,
+    UpdateRun,
 };
 pub use bed::TestBed;
+pub use containers::{Broken, Event, QUICK_STOP};
+pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
 pub use docker::{docker, Engine};
 pub use docker_config::{CredentialHelper, DockerConfig};
 pub use flaky_server::{Fault, FlakyServer, Requests, Seen};

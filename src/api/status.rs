@@ -1,0 +1,229 @@
+//! The status board: what the last cycles found, kept by the daemon for `GET /v1/status` and
+//! the containers-by-status metric.
+
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cycle::CycleReport;
+use crate::plan::detect::CheckRow;
+use crate::plan::update::Waiting;
+
+/// When the last cycle ran and whether it went well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LastCycle {
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// Nothing failed or was rolled back ([`CycleReport::succeeded`]).
+    pub succeeded: bool,
+}
+
+/// The body of `GET /v1/status`. Field names are part of the API contract.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatusSnapshot {
+    /// `None` until the first cycle has finished.
+    pub last_cycle: Option<LastCycle>,
+    /// Every watched container's row, as `check --json` gives it.
+    pub containers: Vec<CheckRow>,
+    /// Updates found but held back (quarantined digests, rollback holds, dependency cycles).
+    pub pending: Vec<Waiting>,
+}
+
+/// A shared snapshot: the daemon writes it after each cycle, the API reads it. Clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard(Arc<RwLock<StatusSnapshot>>);
+
+impl StatusBoard {
+    /// Replaces the snapshot with a cycle over every container in scope.
+    pub fn update(&self, report: &CycleReport, started: DateTime<Utc>, finished: DateTime<Utc>) {
+        self.write(|s| {
+            s.containers = report.containers.clone();
+            s.pending = report.plan.waiting.clone();
+            s.last_cycle = Some(last_cycle(report, started, finished));
+        });
+    }
+
+    /// Folds in a cycle limited to some containers (`POST /v1/update?container=`, a registry
+    /// push): their rows and pending updates are replaced; the other containers' are kept.
+    pub fn merge(&self, report: &CycleReport, started: DateTime<Utc>, finished: DateTime<Utc>) {
+        self.write(|s| {
+            for row in &report.containers {
+                match s
+                    .containers
+                    .iter_mut()
+                    .find(|r| r.container == row.container)
+                {
+                    Some(old) => *old = row.clone(),
+                    None => s.containers.push(row.clone()),
+                }
+            }
+            let seen = |name: &str| report.containers.iter().any(|r| r.container == name);
+            s.pending.retain(|w| !seen(&w.container));
+            s.pending.extend(report.plan.waiting.iter().cloned());
+            s.last_cycle = Some(last_cycle(report, started, finished));
+        });
+    }
+
+    /// A copy of the current snapshot.
+    pub fn snapshot(&self) -> StatusSnapshot {
+        self.read(StatusSnapshot::clone)
+    }
+
+    /// Runs `f` on the current snapshot without copying it.
+    pub fn read<T>(&self, f: impl FnOnce(&StatusSnapshot) -> T) -> T {
+        // A panic while writing leaves a whole snapshot (each write replaces fields with
+        // complete values), so a poisoned lock is still readable.
+        let guard = self.0.read().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+
+    fn write(&self, f: impl FnOnce(&mut StatusSnapshot)) {
+        let mut guard = self.0.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard);
+    }
+}
+
+fn last_cycle(report: &CycleReport, started: DateTime<Utc>, finished: DateTime<Utc>) -> LastCycle {
+    LastCycle {
+        started_at: started,
+        finished_at: finished,
+        succeeded: report.succeeded(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::detect::Status;
+
+    fn row(container: &str, status: Status) -> CheckRow {
+        CheckRow {
+            container: container.into(),
+            image: format!("127.0.0.1:5000/{container}:latest"),
+            current_digest: Some("sha256:aaaa".into()),
+            available_digest: None,
+            status,
+            detail: None,
+        }
+    }
+
+    fn waiting(container: &str) -> Waiting {
+        Waiting {
+            container: container.into(),
+            to_digest: "sha256:bbbb".into(),
+            reason: "digest quarantined after a failed update: exited".into(),
+        }
+    }
+
+    fn report(rows: Vec<CheckRow>, waits: Vec<Waiting>) -> CycleReport {
+        let mut r = CycleReport {
+            containers: rows,
+            ..CycleReport::default()
+        };
+        r.plan.waiting = waits;
+        r
+    }
+
+    #[test]
+    fn a_full_cycle_replaces_everything() {
+        let board = StatusBoard::default();
+        assert_eq!(board.snapshot().last_cycle, None);
+        let t0 = Utc::now();
+        board.update(
+            &report(
+                vec![
+                    row("web", Status::UpdateAvailable),
+                    row("db", Status::UpToDate),
+                ],
+                vec![waiting("web")],
+            ),
+            t0,
+            t0,
+        );
+        board.update(&report(vec![row("db", Status::UpToDate)], vec![]), t0, t0);
+        let s = board.snapshot();
+        assert_eq!(s.containers, vec![row("db", Status::UpToDate)]);
+        assert!(s.pending.is_empty());
+        assert!(s.last_cycle.unwrap().succeeded);
+    }
+
+    #[test]
+    fn a_partial_cycle_keeps_the_other_containers() {
+        let board = StatusBoard::default();
+        let t0 = Utc::now();
+        board.update(
+            &report(
+                vec![
+                    row("web", Status::UpdateAvailable),
+                    row("db", Status::UpToDate),
+                ],
+                vec![waiting("web")],
+            ),
+            t0,
+            t0,
+        );
+        board.merge(
+            &report(
+                vec![row("web", Status::UpToDate), row("new", Status::Unknown)],
+                vec![],
+            ),
+            t0,
+            t0,
+        );
+        let s = board.snapshot();
+        assert_eq!(
+            s.containers,
+            vec![
+                row("web", Status::UpToDate),
+                row("db", Status::UpToDate),
+                row("new", Status::Unknown)
+            ]
+        );
+        assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn snapshot_serialises_as_the_status_contract() {
+        let board = StatusBoard::default();
+        let json = serde_json::to_value(board.snapshot()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"last_cycle": null, "containers": [], "pending": []})
+        );
+        let t0 = DateTime::parse_from_rfc3339("2026-03-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let t1 = DateTime::parse_from_rfc3339("2026-03-10T12:00:07Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        board.update(
+            &report(
+                vec![row("web", Status::UpdateAvailable)],
+                vec![waiting("web")],
+            ),
+            t0,
+            t1,
+        );
+        let json = serde_json::to_value(board.snapshot()).unwrap();
+        assert_eq!(
+            json["last_cycle"],
+            serde_json::json!({
+                "started_at": "2026-03-10T12:00:00Z",
+                "finished_at": "2026-03-10T12:00:07Z",
+                "succeeded": true
+            })
+        );
+        assert_eq!(json["containers"][0]["status"], "update_available");
+        assert_eq!(
+            json["pending"][0],
+            serde_json::json!({
+                "container": "web",
+                "to_digest": "sha256:bbbb",
+                "reason": "digest quarantined after a failed update: exited"
+            })
+        );
+    }
+}

@@ -1,0 +1,472 @@
+//! The API served on 127.0.0.1:0 and called over HTTP, as a CI job or a registry would.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::apply::{StepOutcome, StepResult};
+use crate::cycle::CycleReport;
+use crate::plan::detect::{CheckRow, Status};
+use crate::plan::update::Waiting;
+use crate::shutdown;
+
+const TOKEN: &str = "token-0123456789abcdef";
+const HOOK_SECRET: &str = "hook-0123456789abcdef";
+
+/// A running API and what the daemon would hold.
+struct Served {
+    base: String,
+    http: reqwest::Client,
+    triggers: mpsc::Receiver<Trigger>,
+    board: StatusBoard,
+    metrics: Metrics,
+    stop: shutdown::Trigger,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Nothing was sent to the daemon.
+    fn assert_nothing_sent(&mut self) {
+        assert_eq!(self.triggers.try_recv().ok(), None);
+    }
+}
+
+async fn serve_with(token: Option<&str>, hook_secret: Option<&str>) -> Served {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = ApiConfig {
+        listen: listener.local_addr().unwrap(),
+        token: token.map(Secret::new),
+        hook_secret: hook_secret.map(Secret::new),
+    };
+    let (tx, triggers) = trigger_channel();
+    let board = StatusBoard::default();
+    let metrics = Metrics::new();
+    let state = ApiState::new(&config, tx, board.clone(), metrics.clone());
+    let (stop, shutdown) = shutdown::channel();
+    let server = tokio::spawn(serve(listener, state, shutdown));
+    Served {
+        base: format!("http://{}", config.listen),
+        // A proxy from the environment must not see loopback test traffic.
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        triggers,
+        board,
+        metrics,
+        stop,
+        server,
+    }
+}
+
+async fn serve_guarded() -> Served {
+    serve_with(Some(TOKEN), Some(HOOK_SECRET)).await
+}
+
+fn row(container: &str, status: Status) -> CheckRow {
+    CheckRow {
+        container: container.into(),
+        image: "127.0.0.1:5000/app:latest".into(),
+        current_digest: Some("sha256:aaaa".into()),
+        available_digest: Some("sha256:bbbb".into()),
+        status,
+        detail: None,
+    }
+}
+
+fn a_cycle_that_updated_web_and_holds_api() -> CycleReport {
+    let mut report = CycleReport {
+        containers: vec![
+            row("web", Status::UpToDate),
+            row("api", Status::UpdateAvailable),
+        ],
+        results: vec![StepResult {
+            container: "web".into(),
+            image: "127.0.0.1:5000/app:latest".into(),
+            from_digest: Some("sha256:aaaa".into()),
+            to_digest: Some("sha256:bbbb".into()),
+            outcome: StepOutcome::Updated,
+            detail: "healthy on the new image".into(),
+        }],
+        ..CycleReport::default()
+    };
+    report.plan.waiting = vec![Waiting {
+        container: "api".into(),
+        to_digest: "sha256:bbbb".into(),
+        reason: "digest quarantined after a failed update: exited with code 3".into(),
+    }];
+    report
+}
+
+#[tokio::test]
+async fn healthz_says_ok() {
+    let s = serve_guarded().await;
+    let r = s.http.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn update_with_the_token_queues_a_cycle_for_the_named_container() {
+    let mut s = serve_guarded().await;
+    let r = s
+        .http
+        .post(s.url("/v1/update?container=web&force=true"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        s.triggers.try_recv().ok(),
+        Some(Trigger::Cycle {
+            container: Some("web".into()),
+            force: true
+        })
+    );
+    let r = s
+        .http
+        .post(s.url("/v1/update"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        s.triggers.try_recv().ok(),
+        Some(Trigger::Cycle {
+            container: None,
+            force: false
+        })
+    );
+}
+
+#[tokio::test]
+async fn update_without_a_token_is_401_and_sends_nothing() {
+    let mut s = serve_guarded().await;
+    let r = s.http.post(s.url("/v1/update")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    s.assert_nothing_sent();
+}
+
+#[tokio::test]
+async fn update_with_a_wrong_token_is_401_and_sends_nothing() {
+    let mut s = serve_guarded().await;
+    for wrong in [
+        "token-0123456789abcdeX",
+        "token-0123456789abcde",
+        HOOK_SECRET,
+    ] {
+        let r = s
+            .http
+            .post(s.url("/v1/update"))
+            .bearer_auth(wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{wrong}");
+    }
+    // The token is only accepted as a header: a query parameter would end up in access logs.
+    let r = s
+        .http
+        .post(s.url(&format!("/v1/update?secret={TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    s.assert_nothing_sent();
+}
+
+#[tokio::test]
+async fn update_with_an_unknown_parameter_is_400_and_sends_nothing() {
+    let mut s = serve_guarded().await;
+    for query in ["?name=web", "?force=yes", "?container="] {
+        let r = s
+            .http
+            .post(s.url(&format!("/v1/update{query}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+    }
+    s.assert_nothing_sent();
+}
+
+#[tokio::test]
+async fn without_a_configured_token_loopback_callers_may_trigger() {
+    let mut s = serve_with(None, None).await;
+    let r = s.http.post(s.url("/v1/update")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(s.triggers.try_recv().is_ok());
+}
+
+#[tokio::test]
+async fn registry_push_notification_queues_a_check_of_the_pushed_tag() {
+    let mut s = serve_guarded().await;
+    let body = r#"{"events": [
+        {"action": "push",
+         "target": {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "repository": "team/app", "digest": "sha256:1111"},
+         "request": {"host": "127.0.0.1:5000"}},
+        {"action": "push",
+         "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "repository": "team/app", "digest": "sha256:2222", "tag": "v2"},
+         "request": {"host": "127.0.0.1:5000"}}
+    ]}"#;
+    let r = s
+        .http
+        .post(s.url("/v1/hooks/registry"))
+        .bearer_auth(HOOK_SECRET)
+        .header(
+            "content-type",
+            "application/vnd.docker.distribution.events.v1+json",
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        s.triggers.try_recv().ok(),
+        Some(Trigger::Images(vec!["127.0.0.1:5000/team/app:v2".into()]))
+    );
+}
+
+#[tokio::test]
+async fn ci_can_name_the_image_with_the_secret_in_the_query() {
+    let mut s = serve_guarded().await;
+    let r = s
+        .http
+        .post(s.url(&format!("/v1/hooks/registry?secret={HOOK_SECRET}")))
+        .body(r#"{"image": "ghcr.io/org/app:main"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        s.triggers.try_recv().ok(),
+        Some(Trigger::Images(vec!["ghcr.io/org/app:main".into()]))
+    );
+}
+
+#[tokio::test]
+async fn hook_with_a_wrong_or_missing_secret_is_401_and_sends_nothing() {
+    let mut s = serve_guarded().await;
+    let body = r#"{"image": "ghcr.io/org/app:main"}"#;
+    let r = s
+        .http
+        .post(s.url("/v1/hooks/registry"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = s
+        .http
+        .post(s.url("/v1/hooks/registry?secret=hook-0123456789abcdeX"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = s
+        .http
+        .post(s.url("/v1/hooks/registry"))
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the API token is not the hook secret");
+    s.assert_nothing_sent();
+}
+
+#[tokio::test]
+async fn malformed_hook_body_is_400_and_sends_nothing() {
+    let mut s = serve_guarded().await;
+    for body in [
+        "not json",
+        r#"{"events": "push"}"#,
+        r#"{"image": "Bad Ref"}"#,
+        "{}",
+    ] {
+        let r = s
+            .http
+            .post(s.url("/v1/hooks/registry"))
+            .bearer_auth(HOOK_SECRET)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("\"error\""), "{text}");
+    }
+    s.assert_nothing_sent();
+}
+
+#[tokio::test]
+async fn oversized_hook_body_is_413_and_sends_nothing() {
+    let mut s = serve_guarded().await;
+    let mut body = String::from(r#"{"image": "app", "padding": ""#);
+    body.push_str(&"x".repeat(HOOK_BODY_LIMIT));
+    body.push_str("\"}");
+    let r = s
+        .http
+        .post(s.url("/v1/hooks/registry"))
+        .bearer_auth(HOOK_SECRET)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    s.assert_nothing_sent();
+}
+
+#[tokio::test]
+async fn pull_events_are_acknowledged_without_a_trigger() {
+    let mut s = serve_guarded().await;
+    let body = r#"{"events": [{"action": "pull",
+        "target": {"repository": "app", "tag": "latest"}, "request": {"host": "127.0.0.1:5000"}}]}"#;
+    let r = s
+        .http
+        .post(s.url("/v1/hooks/registry"))
+        .bearer_auth(HOOK_SECRET)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.assert_nothing_sent();
+}
+
+#[tokio::test]
+async fn a_full_trigger_queue_is_503() {
+    let s = serve_with(None, None).await;
+    for _ in 0..TRIGGER_QUEUE {
+        let r = s.http.post(s.url("/v1/update")).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let r = s.http.post(s.url("/v1/update")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+}
+
+#[tokio::test]
+async fn status_is_null_before_the_first_cycle() {
+    let s = serve_guarded().await;
+    let r = s.http.get(s.url("/v1/status")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let json: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"last_cycle": null, "containers": [], "pending": []})
+    );
+}
+
+#[tokio::test]
+async fn status_shows_the_last_cycle_its_rows_and_what_waits() {
+    let s = serve_guarded().await;
+    let started = Utc::now();
+    s.board.update(
+        &a_cycle_that_updated_web_and_holds_api(),
+        started,
+        Utc::now(),
+    );
+    let r = s.http.get(s.url("/v1/status")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let json: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(json["last_cycle"]["succeeded"], true);
+    assert!(json["last_cycle"]["started_at"].is_string());
+    assert!(json["last_cycle"]["finished_at"].is_string());
+    assert_eq!(json["containers"][1]["container"], "api");
+    assert_eq!(json["containers"][1]["status"], "update_available");
+    assert_eq!(json["containers"][1]["available_digest"], "sha256:bbbb");
+    assert_eq!(json["pending"][0]["container"], "api");
+    assert_eq!(json["pending"][0]["to_digest"], "sha256:bbbb");
+    assert!(json["pending"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("quarantined"));
+}
+
+#[tokio::test]
+async fn metrics_name_every_series_after_a_cycle() {
+    let s = serve_guarded().await;
+    let report = a_cycle_that_updated_web_and_holds_api();
+    s.board.update(&report, Utc::now(), Utc::now());
+    s.metrics.record_cycle(&report, Duration::from_secs(3));
+    s.metrics.record_registry("127.0.0.1:5000", 2, 0);
+    let r = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = r.text().await.unwrap();
+    for line in [
+        "tidewatch_checks_total 1",
+        "tidewatch_updates_total{outcome=\"updated\"} 1",
+        "tidewatch_updates_total{outcome=\"rolled_back\"} 0",
+        "tidewatch_updates_total{outcome=\"failed\"} 0",
+        "tidewatch_updates_total{outcome=\"skipped\"} 0",
+        "tidewatch_rollbacks_total 0",
+        "tidewatch_registry_requests_total{registry=\"127.0.0.1:5000\"} 2",
+        "tidewatch_registry_errors_total{registry=\"127.0.0.1:5000\"} 0",
+        "tidewatch_cycle_duration_seconds_count 1",
+        "tidewatch_containers{status=\"up_to_date\"} 1",
+        "tidewatch_containers{status=\"update_available\"} 1",
+        "tidewatch_containers{status=\"error\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert!(text.contains("tidewatch_last_successful_cycle_timestamp_seconds "));
+}
+
+#[tokio::test]
+async fn the_server_stops_on_shutdown() {
+    let s = serve_guarded().await;
+    let r = s.http.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let url = s.url("/healthz");
+    s.stop.trigger();
+    let result = tokio::time::timeout(Duration::from_secs(10), s.server)
+        .await
+        .expect("serve returns after shutdown")
+        .unwrap();
+    assert!(result.is_ok());
+    let refused = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await;
+    assert!(refused.is_err(), "still answering after shutdown");
+}
+
+#[test]
+fn a_trigger_selects_containers_by_name_or_normalised_image() {
+    let all = Trigger::Cycle {
+        container: None,
+        force: false,
+    };
+    assert!(all.selects("web", "nginx"));
+    let web = Trigger::Cycle {
+        container: Some("web".into()),
+        force: false,
+    };
+    assert!(web.selects("web", "nginx"));
+    assert!(!web.selects("db", "nginx"));
+    let pushed = Trigger::Images(vec![
+        "docker.io/library/nginx:latest".into(),
+        "127.0.0.1:5000/team/app:v2".into(),
+    ]);
+    assert!(pushed.selects("web", "nginx"));
+    assert!(pushed.selects("app", "127.0.0.1:5000/team/app:v2"));
+    assert!(!pushed.selects("app", "127.0.0.1:5000/team/app:v1"));
+    assert!(!pushed.selects("tool", "sha256:0123"));
+}

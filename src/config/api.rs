@@ -1,0 +1,221 @@
+//! `[api]`: where the HTTP API listens and the secrets that guard its `POST` endpoints.
+//!
+//! The secrets are read here, at start-up, so a missing or empty file fails before anything
+//! listens; they are held as [`Secret`]s and never appear in `Debug` output or errors.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use super::{raw, ConfigError, Locator, Secret};
+
+/// A secret shorter than this is refused: it guards endpoints that recreate containers.
+const MIN_SECRET_LEN: usize = 16;
+
+/// `[api]`: the HTTP API of `tidewatch run`.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The bearer token `POST /v1/update` requires. `None` (loopback only): no token needed.
+    pub token: Option<Secret>,
+    /// The shared secret `POST /v1/hooks/registry` requires: `hook_secret_file`, else the
+    /// token. `None` (loopback only): no secret needed.
+    pub hook_secret: Option<Secret>,
+}
+
+/// `None` when `listen` is absent: then there is no API, and the other keys are not read.
+pub(super) fn validate(
+    raw: raw::RawApi,
+    at: &Locator<'_>,
+) -> Result<Option<ApiConfig>, ConfigError> {
+    let Some(listen_value) = raw.listen else {
+        return Ok(None);
+    };
+    let listen: SocketAddr = listen_value.get_ref().trim().parse().map_err(|_| {
+        at.error(
+            listen_value.span(),
+            format!(
+                "listen {:?} must be an IP address and port, like \"127.0.0.1:8787\", \"[::1]:8787\" or \"0.0.0.0:8787\"",
+                listen_value.get_ref()
+            ),
+        )
+    })?;
+    let token = raw
+        .token_file
+        .map(|f| read_secret(&f, "token_file", at))
+        .transpose()?;
+    let hook_secret = raw
+        .hook_secret_file
+        .map(|f| read_secret(&f, "hook_secret_file", at))
+        .transpose()?;
+    if token.is_none() && !listen.ip().is_loopback() {
+        return Err(at.error(
+            listen_value.span(),
+            format!(
+                "listen {listen} is reachable from other machines: set token_file too, so that only holders of the token can trigger updates (or listen on 127.0.0.1)"
+            ),
+        ));
+    }
+    Ok(Some(ApiConfig {
+        listen,
+        hook_secret: hook_secret.or_else(|| token.clone()),
+        token,
+    }))
+}
+
+/// Reads a secret file; a trailing newline (`echo secret > file`) is not part of the secret.
+fn read_secret(
+    file: &Spanned<PathBuf>,
+    key: &str,
+    at: &Locator<'_>,
+) -> Result<Secret, ConfigError> {
+    let path = file.get_ref().display();
+    let text = std::fs::read_to_string(file.get_ref())
+        .map_err(|e| at.error(file.span(), format!("{key} {path}: {e}")))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    // The secret travels in an `Authorization` header or a query parameter: only visible ASCII
+    // can match there, so anything else would lock every client out.
+    if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(at.error(
+            file.span(),
+            format!(
+                "{key} {path}: the secret must be printable ASCII without spaces or line breaks"
+            ),
+        ));
+    }
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(at.error(
+            file.span(),
+            format!(
+                "{key} {path}: the secret has {} characters; use at least {MIN_SECRET_LEN} (e.g. `openssl rand -hex 32`)",
+                secret.len()
+            ),
+        ));
+    }
+    Ok(Secret(secret.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, "agent.toml").map_err(|e| e.to_string())
+    }
+
+    fn secret_file(dir: &Path, name: &str, content: &str) -> String {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn no_listen_means_no_api() {
+        assert!(parse("").unwrap().api.is_none());
+        let c = parse("[api]\ntoken_file = \"/nonexistent/token\"\n").unwrap();
+        assert!(c.api.is_none());
+    }
+
+    #[test]
+    fn loopback_without_a_token_is_accepted() {
+        let api = parse("[api]\nlisten = \"127.0.0.1:8787\"\n")
+            .unwrap()
+            .api
+            .unwrap();
+        assert_eq!(api.listen.to_string(), "127.0.0.1:8787");
+        assert!(api.token.is_none());
+        assert!(api.hook_secret.is_none());
+        assert!(parse("[api]\nlisten = \"[::1]:8787\"\n")
+            .unwrap()
+            .api
+            .is_some());
+    }
+
+    #[test]
+    fn all_interfaces_without_a_token_is_refused_at_the_listen_value() {
+        let e = parse("[api]\nlisten = \"0.0.0.0:8787\"\n").unwrap_err();
+        assert!(e.starts_with("agent.toml:2:10:"), "{e}");
+        assert!(e.contains("token_file"), "{e}");
+        let e = parse("[api]\nlisten = \"192.168.1.5:8787\"\n").unwrap_err();
+        assert!(e.starts_with("agent.toml:2:10:"), "{e}");
+    }
+
+    #[test]
+    fn all_interfaces_with_a_token_is_accepted_and_the_token_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = secret_file(dir.path(), "token", "token-0123456789abcdef\n");
+        let c = parse(&format!(
+            "[api]\nlisten = \"0.0.0.0:8787\"\ntoken_file = \"{token}\"\n"
+        ))
+        .unwrap();
+        let api = c.api.clone().unwrap();
+        assert_eq!(api.token.unwrap().expose(), "token-0123456789abcdef");
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn hook_secret_defaults_to_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = secret_file(dir.path(), "token", "token-0123456789abcdef");
+        let hook = secret_file(dir.path(), "hook", "hook-0123456789abcdef");
+        let api = parse(&format!(
+            "[api]\nlisten = \"127.0.0.1:8787\"\ntoken_file = \"{token}\"\n"
+        ))
+        .unwrap()
+        .api
+        .unwrap();
+        assert_eq!(api.hook_secret.unwrap().expose(), "token-0123456789abcdef");
+        let api = parse(&format!(
+            "[api]\nlisten = \"127.0.0.1:8787\"\ntoken_file = \"{token}\"\nhook_secret_file = \"{hook}\"\n"
+        ))
+        .unwrap()
+        .api
+        .unwrap();
+        assert_eq!(api.hook_secret.unwrap().expose(), "hook-0123456789abcdef");
+    }
+
+    #[test]
+    fn listen_without_a_port_points_at_the_value() {
+        let e = parse("[api]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(e.starts_with("agent.toml:2:10:"), "{e}");
+        assert!(e.contains("IP address and port"), "{e}");
+    }
+
+    #[test]
+    fn missing_token_file_is_named_at_its_place() {
+        let e = parse("[api]\nlisten = \"127.0.0.1:8787\"\ntoken_file = \"/nonexistent/tok\"\n")
+            .unwrap_err();
+        assert!(e.starts_with("agent.toml:3:14:"), "{e}");
+        assert!(e.contains("/nonexistent/tok"), "{e}");
+    }
+
+    #[test]
+    fn short_or_spaced_secrets_are_refused_without_being_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = secret_file(dir.path(), "short", "hunter2\n");
+        let e = parse(&format!(
+            "[api]\nlisten = \"127.0.0.1:8787\"\nhook_secret_file = \"{short}\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.starts_with("agent.toml:3:20:"), "{e}");
+        assert!(e.contains("at least 16"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let spaced = secret_file(dir.path(), "spaced", "correct horse battery staple");
+        let e = parse(&format!(
+            "[api]\nlisten = \"127.0.0.1:8787\"\ntoken_file = \"{spaced}\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("printable ASCII"), "{e}");
+        assert!(!e.contains("horse"), "{e}");
+    }
+
+    #[test]
+    fn unknown_api_key_is_named() {
+        let e = parse("[api]\nlisten = \"127.0.0.1:8787\"\ntoken = \"x\"\n").unwrap_err();
+        assert!(e.starts_with("agent.toml:3:1:"), "{e}");
+        assert!(e.contains("token_file"), "{e}");
+    }
+}
