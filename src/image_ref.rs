@@ -38,13 +38,17 @@ impl ImageRef {
             None => (text, None),
         };
         if let Some(d) = digest {
-            let (algorithm, hex) = d.split_once(':').ok_or_else(|| fail("a digest is algorithm:hex"))?;
+            let (algorithm, hex) = d
+                .split_once(':')
+                .ok_or_else(|| fail("a digest is algorithm:hex"))?;
             let algorithm_ok = !algorithm.is_empty()
                 && algorithm
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c));
             if !algorithm_ok || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(fail("a digest is algorithm:hex, e.g. sha256:<64 hex digits>"));
+                return Err(fail(
+                    "a digest is algorithm:hex, e.g. sha256:<64 hex digits>",
+                ));
             }
         }
         // A tag follows the last ':' after the last '/', so "host:5000/app" has none.
@@ -65,7 +69,9 @@ impl ImageRef {
                 || t.len() > 128
                 || !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
             {
-                return Err(fail("a tag is up to 128 of [A-Za-z0-9_.-], not starting with . or -"));
+                return Err(fail(
+                    "a tag is up to 128 of [A-Za-z0-9_.-], not starting with . or -",
+                ));
             }
         }
         if name.is_empty() || name.len() > 255 {
@@ -314,7 +320,10 @@ mod tests {
 
     #[test]
     fn grammar_edges_match_docker() {
-        assert!(ImageRef::parse("UPPER/case").is_err(), "uppercase repository");
+        assert!(
+            ImageRef::parse("UPPER/case").is_err(),
+            "uppercase repository"
+        );
         assert!(ImageRef::parse("app:").is_err(), "empty tag");
         assert!(ImageRef::parse("app:-x").is_err(), "tag starting with -");
         assert!(ImageRef::parse("a..b/app").is_ok(), "dots make a host");

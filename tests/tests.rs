@@ -9,3 +9,4 @@ mod check;
 mod crash;
 mod update_flow;
 mod update_preserve;
+mod wild_registries;

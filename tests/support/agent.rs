@@ -1,7 +1,7 @@
 //! Running the `tidewatch` binary the way a user does: an agent.toml in the bed's directory,
 //! `tidewatch -c FILE check --json`, and the rows it prints.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -37,6 +37,16 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    tidewatch_with_env(args, &[])
+}
+
+/// Like [`tidewatch`], with `env` added to the process's environment (`DOCKER_CONFIG`, `PATH`,
+/// `RUST_LOG`, a password variable...).
+pub fn tidewatch_with_env<I, S>(args: I, env: &[(OsString, OsString)]) -> Outcome
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let args: Vec<_> = args
         .into_iter()
         .map(|arg| arg.as_ref().to_owned())
@@ -57,6 +67,7 @@ where
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidewatch"))
         .args(&args)
+        .envs(env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
         .stdout(create(&stdout_path))
         .stderr(create(&stderr_path))
@@ -97,10 +108,80 @@ where
     }
 }
 
-/// A tidewatch agent configured for one test bed: its scope, its registries, its state.
+/// A tidewatch agent configured for one test bed: its scope, its registries, its state, and
+/// the environment its runs get.
 pub struct Agent {
     config: PathBuf,
     prefix: String,
+    env: Vec<(OsString, OsString)>,
+}
+
+/// One `[[registry]]` table of an agent.toml, written with the contract's key names.
+#[derive(Debug, Clone)]
+pub struct RegistryEntry {
+    host: String,
+    /// `key = value` lines, values already in TOML syntax.
+    keys: Vec<String>,
+}
+
+impl RegistryEntry {
+    /// `host = "<host>"` and nothing else: every other key at its default.
+    pub fn new(host: &str) -> RegistryEntry {
+        RegistryEntry {
+            host: host.to_owned(),
+            keys: Vec::new(),
+        }
+    }
+
+    fn key(mut self, key: &str, value: String) -> RegistryEntry {
+        self.keys.push(format!("{key} = {value}"));
+        self
+    }
+
+    /// `insecure = <insecure>`.
+    pub fn insecure(self, insecure: bool) -> RegistryEntry {
+        self.key("insecure", insecure.to_string())
+    }
+
+    /// `username = "<user>"`.
+    pub fn username(self, user: &str) -> RegistryEntry {
+        self.key("username", format!("{user:?}"))
+    }
+
+    /// `password_file = "<path>"`.
+    pub fn password_file(self, path: &Path) -> RegistryEntry {
+        self.key("password_file", format!("{:?}", path.to_string_lossy()))
+    }
+
+    /// `password_env = "<variable>"`.
+    pub fn password_env(self, variable: &str) -> RegistryEntry {
+        self.key("password_env", format!("{variable:?}"))
+    }
+
+    /// `ca_file = "<path>"`.
+    pub fn ca_file(self, path: &Path) -> RegistryEntry {
+        self.key("ca_file", format!("{:?}", path.to_string_lossy()))
+    }
+
+    /// `mirror = ["<host>", ...]`.
+    pub fn mirror(self, hosts: &[String]) -> RegistryEntry {
+        let list: Vec<String> = hosts.iter().map(|host| format!("{host:?}")).collect();
+        self.key("mirror", format!("[{}]", list.join(", ")))
+    }
+
+    /// `concurrency = <n>`.
+    pub fn concurrency(self, n: usize) -> RegistryEntry {
+        self.key("concurrency", n.to_string())
+    }
+
+    fn toml(&self) -> String {
+        let mut table = format!("\n[[registry]]\nhost = {:?}\n", self.host);
+        for line in &self.keys {
+            table.push_str(line);
+            table.push('\n');
+        }
+        table
+    }
 }
 
 impl TestBed {
@@ -112,6 +193,20 @@ impl TestBed {
 
     /// Like [`TestBed::agent`], with `[watch] label_enable` set as given.
     pub fn agent_with(&self, registries: &[String], label_enable: bool) -> Agent {
+        let entries: Vec<RegistryEntry> = registries
+            .iter()
+            .map(|host| RegistryEntry::new(host).insecure(true))
+            .collect();
+        self.agent_config(&entries, label_enable)
+    }
+
+    /// An agent with the `[[registry]]` tables `registries`, written as they are (no key
+    /// added).
+    pub fn agent_for(&self, registries: &[RegistryEntry]) -> Agent {
+        self.agent_config(registries, false)
+    }
+
+    fn agent_config(&self, registries: &[RegistryEntry], label_enable: bool) -> Agent {
         let mut toml = format!(
             "[agent]\n\
              interval = \"5m\"\n\
@@ -127,17 +222,23 @@ impl TestBed {
             docker = Engine::host(),
             scope = self.scope(),
         );
-        for host in registries {
-            toml.push_str(&format!(
-                "\n[[registry]]\nhost = {host:?}\ninsecure = true\n"
-            ));
+        for registry in registries {
+            toml.push_str(&registry.toml());
         }
-        let config = self.dir().join("agent.toml");
+        // One file per agent: a test may compare two agents of the same bed.
+        let config = (1..)
+            .map(|n| match n {
+                1 => self.dir().join("agent.toml"),
+                n => self.dir().join(format!("agent-{n}.toml")),
+            })
+            .find(|path| !path.exists())
+            .unwrap_or_else(|| unreachable!("an unbounded range always has a next name"));
         fs::write(&config, toml)
             .unwrap_or_else(|error| panic!("cannot write {}: {error}", config.display()));
         Agent {
             config,
             prefix: format!("{}-", self.id()),
+            env: Vec::new(),
         }
     }
 }
@@ -148,22 +249,136 @@ impl Agent {
         &self.config
     }
 
+    /// Adds `key=value` to the environment of every run of this agent.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Agent {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// `tidewatch -c agent.toml ARGS`, in this agent's environment.
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        let mut all = vec![OsStr::new("-c"), self.config.as_os_str()];
+        all.extend(args.iter().map(OsStr::new));
+        tidewatch_with_env(all, &self.env)
+    }
+
     /// `tidewatch -c agent.toml check --json [NAMES]`, with `names` being the bed's short names.
     pub fn check(&self, names: &[&str]) -> Check {
-        let mut args = vec![
-            "-c".to_owned(),
-            self.config.to_string_lossy().into_owned(),
-            "check".to_owned(),
-            "--json".to_owned(),
-        ];
-        args.extend(names.iter().map(|name| format!("{}{name}", self.prefix)));
-        let outcome = tidewatch(&args);
+        let outcome = self.run_on(&["check", "--json"], names);
         let rows = parse_rows(&outcome);
         Check {
             outcome,
             rows,
             prefix: self.prefix.clone(),
         }
+    }
+
+    /// `tidewatch -c agent.toml update --json [NAMES]`: one cycle, applied.
+    pub fn update(&self, names: &[&str]) -> UpdateRun {
+        let outcome = self.run_on(&["update", "--json"], names);
+        let value: Value = serde_json::from_str(&outcome.stdout).unwrap_or_else(|error| {
+            panic!(
+                "`update --json` printed no JSON ({error}); exit {}\nstdout:\n{}\nstderr:\n{}",
+                outcome.code, outcome.stdout, outcome.stderr
+            )
+        });
+        let part = |key: &str| value.get(key).cloned().unwrap_or(Value::Null);
+        let containers: Vec<Row> =
+            serde_json::from_value(part("containers")).unwrap_or_else(|error| {
+                panic!(
+                    "`update --json` containers: {error}; stdout:\n{}",
+                    outcome.stdout
+                )
+            });
+        let results: Vec<StepResult> =
+            serde_json::from_value(part("results")).unwrap_or_else(|error| {
+                panic!(
+                    "`update --json` results: {error}; stdout:\n{}",
+                    outcome.stdout
+                )
+            });
+        UpdateRun {
+            outcome,
+            containers,
+            results,
+            prefix: self.prefix.clone(),
+        }
+    }
+
+    fn run_on(&self, command: &[&str], names: &[&str]) -> Outcome {
+        let full: Vec<String> = names
+            .iter()
+            .map(|name| format!("{}{name}", self.prefix))
+            .collect();
+        let mut args: Vec<&str> = command.to_vec();
+        args.extend(full.iter().map(String::as_str));
+        self.run(&args)
+    }
+}
+
+/// The result of one `update --json` run by an [`Agent`] (in its environment, with its
+/// `[[registry]]` tables); [`Updater`](super::Updater) runs updates with a short health gate.
+#[derive(Debug)]
+pub struct UpdateRun {
+    /// The run itself: exit code, output, duration.
+    pub outcome: Outcome,
+    /// Every container's status, as `check` gives it.
+    pub containers: Vec<Row>,
+    /// What applying the plan did.
+    pub results: Vec<StepResult>,
+    prefix: String,
+}
+
+/// One step of `update --json`'s `results`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StepResult {
+    /// The container name.
+    pub container: String,
+    /// Its image reference.
+    pub image: String,
+    /// The digest it ran before.
+    pub from_digest: Option<String>,
+    /// The digest it was moved to.
+    pub to_digest: Option<String>,
+    /// `updated`, `rolled_back`, `failed` or `skipped`.
+    pub outcome: String,
+    /// Why, in words.
+    pub detail: String,
+}
+
+impl UpdateRun {
+    /// The step of the bed's container `name`, if it had one.
+    pub fn result(&self, name: &str) -> Option<&StepResult> {
+        let full = format!("{}{name}", self.prefix);
+        self.results.iter().find(|result| result.container == full)
+    }
+
+    /// The status row of the bed's container `name`; panics when there is none.
+    pub fn row(&self, name: &str) -> &Row {
+        let full = format!("{}{name}", self.prefix);
+        self.containers
+            .iter()
+            .find(|row| row.container == full)
+            .unwrap_or_else(|| panic!("no row for container {full}; {self}"))
+    }
+}
+
+impl std::fmt::Display for UpdateRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "exit {} after {:?}; containers:",
+            self.outcome.code, self.outcome.elapsed
+        )?;
+        for row in &self.containers {
+            writeln!(f, "  {row:?}")?;
+        }
+        writeln!(f, "results:")?;
+        for result in &self.results {
+            writeln!(f, "  {result:?}")?;
+        }
+        write!(f, "stderr:\n{}", self.outcome.stderr)
     }
 }
 

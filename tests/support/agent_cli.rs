@@ -4,7 +4,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 
-use super::agent::{tidewatch, Agent, Outcome};
+use super::agent::{Agent, Outcome};
 
 /// Appends `toml` (whole tables, e.g. an `[update]` section) to the agent's configuration file.
 pub fn append_config(agent: &Agent, toml: &str) {
@@ -16,10 +16,7 @@ pub fn append_config(agent: &Agent, toml: &str) {
         .unwrap_or_else(|error| panic!("cannot append to {}: {error}", path.display()));
 }
 
-/// `tidewatch -c agent.toml ARGS`.
+/// `tidewatch -c agent.toml ARGS`, in the agent's environment (see [`Agent::run`]).
 pub fn run_agent(agent: &Agent, args: &[&str]) -> Outcome {
-    let config = agent.config().to_string_lossy().into_owned();
-    let mut all = vec!["-c", config.as_str()];
-    all.extend_from_slice(args);
-    tidewatch(all)
+    agent.run(args)
 }

@@ -3,6 +3,7 @@
 //! The product talks to the Engine API; the tests use the CLI on purpose, so that what they set
 //! up does not depend on the code under test.
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -14,8 +15,18 @@ pub fn docker(args: &[&str]) -> String {
 /// Runs `docker ARGS`; the error names the command and carries its stderr. For cleanup paths,
 /// which must not panic.
 pub fn try_docker(args: &[&str]) -> Result<String, String> {
+    try_docker_with(None, args)
+}
+
+/// Runs `docker ARGS` with its client configuration (credentials) read from `config_dir`
+/// (`DOCKER_CONFIG`) when given.
+pub fn try_docker_with(config_dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
     let command = format!("docker {}", args.join(" "));
-    let output = Command::new("docker")
+    let mut docker = Command::new("docker");
+    if let Some(dir) = config_dir {
+        docker.env("DOCKER_CONFIG", dir);
+    }
+    let output = docker
         .args(args)
         // BuildKit is not part of the docker.io 20.10 engine on the test machines; the legacy
         // builder is enough for `FROM scratch` images.

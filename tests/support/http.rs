@@ -1,12 +1,16 @@
 //! Just enough HTTP/1.1 to probe a registry (`GET /v2/`, `HEAD` a manifest) or a test app (what
-//! page it serves).
+//! page it serves), in plain text or over TLS.
 //!
 //! Written on `std::net` on purpose: what the tests believe about the registry must not come
-//! through the HTTP stack the product itself uses.
+//! through the HTTP stack the product itself uses. TLS is rustls's bare connection, verified
+//! against the test's own CA only.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::ServerName;
 
 /// Status, headers and body of a response.
 #[derive(Debug)]
@@ -38,7 +42,20 @@ pub fn request(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> io::Result<Response> {
-    let address = host
+    request_over(host, None, method, path, headers, timeout)
+}
+
+/// Like [`request`], over TLS when `tls` is given (the server must present a certificate for
+/// the host's IP address that `tls` trusts).
+pub fn request_over(
+    host: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> io::Result<Response> {
+    let address: std::net::SocketAddr = host
         .parse()
         .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {error}")))?;
     let mut stream = TcpStream::connect_timeout(&address, timeout)?;
@@ -50,13 +67,34 @@ pub fn request(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
 
-    // `Connection: close` lets us read to the end instead of parsing lengths and chunks.
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let raw = match tls {
+        None => exchange(&mut stream, &head),
+        Some(config) => {
+            let name = ServerName::IpAddress(address.ip().into());
+            let connection = rustls::ClientConnection::new(Arc::clone(config), name)
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+            exchange(&mut rustls::StreamOwned::new(connection, stream), &head)
+        }
+    }?;
     parse(&raw)
 }
+
+/// Writes the request head and reads the whole answer: `Connection: close` lets us read to the
+/// end instead of parsing lengths and chunks.
+fn exchange(stream: &mut impl ReadWrite, head: &str) -> io::Result<Vec<u8>> {
+    stream.write_all(head.as_bytes())?;
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        // A TLS peer that closes without close_notify has still said all it had to say.
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(raw),
+        Err(error) => Err(error),
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 fn parse(raw: &[u8]) -> io::Result<Response> {
     let text = String::from_utf8_lossy(raw);

@@ -211,7 +211,12 @@ impl TestBed {
 /// Pushes `image` with docker and returns the manifest digest the registry reported.
 pub fn push(image: &str) -> String {
     let output = docker(&["push", image]);
-    // The last line reads "TAG: digest: sha256:... size: N".
+    digest_in_push_output(image, &output)
+}
+
+/// The digest in the output of `docker push`, whose last line reads
+/// "TAG: digest: sha256:... size: N".
+pub fn digest_in_push_output(image: &str, output: &str) -> String {
     output
         .split_whitespace()
         .skip_while(|word| *word != "digest:")

@@ -15,6 +15,9 @@ pub mod compose;
 mod containers;
 mod cycle;
 mod docker;
+mod docker_config;
+mod flaky_server;
+mod htpasswd;
 pub mod http;
 mod images;
 pub mod objects;
@@ -22,17 +25,27 @@ mod observe;
 mod process;
 mod registry;
 pub mod release;
+mod serve;
 mod service;
+mod tls;
+mod token_server;
 
-pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
+pub use agent::{
+    tidewatch, tidewatch_with_env, Agent, Check, Outcome, RegistryEntry, Row, Status, StepResult,
+    UpdateRun,
+};
 pub use bed::TestBed;
 pub use containers::{Broken, Event, QUICK_STOP};
 pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
 pub use docker::{docker, Engine};
+pub use docker_config::{CredentialHelper, DockerConfig};
+pub use flaky_server::{Fault, FlakyServer, Requests, Seen};
 pub use images::{pull, push, repo_digests, tag, APP_PORT};
 pub use observe::{show_events, Events, Monitor, Sighting, Snapshot};
 pub use process::Background;
-pub use registry::{DeadRegistry, Registry, Request};
+pub use registry::{DeadRegistry, Registry, RegistryOptions, Request};
+pub use tls::{EngineTrust, TestCa};
+pub use token_server::{TokenRequest, TokenServer};
 
 /// A fresh directory for a test's files, removed on drop, under this checkout's
 /// `target/tmp` rather than the shared `/tmp`: other checkouts and people clean `/tmp` by

@@ -1,6 +1,11 @@
 //! Throw-away registries: the CNCF distribution registry (`docker-registry`) on a free loopback
 //! port, one per test, and "dead" registries that refuse connections or never answer.
 //!
+//! [`Registry::start`] gives the plain one: HTTP, anonymous. [`Registry::options`] gives the
+//! ones found in the wild: basic auth from an htpasswd file, token auth against a
+//! [`TokenServer`], TLS with a private CA, a pull-through mirror of another registry. The
+//! registry's own helpers ([`Registry::manifest_digest`]) get past its auth and TLS themselves.
+//!
 //! Request counts come from the registry's own log, so they are what the registry actually
 //! served, whoever sent it.
 
@@ -15,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::htpasswd;
 use super::http;
+use super::tls::TestCa;
+use super::token_server::{self, Access, TokenIssuer, TokenServer};
 
 /// Media types a registry may answer a manifest request with. Asking for all of them matters:
 /// distribution 2.x rewrites a schema-2 manifest to schema 1 (another digest) for a client that
@@ -36,6 +44,170 @@ pub struct Registry {
     dir: TempDir,
     port: u16,
     child: Option<Child>,
+    /// Set when the registry serves TLS: how the tests' probes trust it.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// How the tests' probes get past the registry's auth.
+    probe: ProbeAuth,
+}
+
+/// How a test registry is set up beyond the plain one; see [`Registry::options`].
+#[derive(Default)]
+pub struct RegistryOptions {
+    htpasswd: Vec<(String, String)>,
+    token: Option<TokenAuth>,
+    tls: Option<TlsFiles>,
+    mirror_of: Option<String>,
+}
+
+struct TokenAuth {
+    realm: String,
+    issuer: TokenIssuer,
+}
+
+struct TlsFiles {
+    cert_pem: String,
+    key_pem: String,
+    client: Arc<rustls::ClientConfig>,
+}
+
+#[derive(Clone)]
+enum ProbeAuth {
+    Anonymous,
+    /// The `Authorization` value for the first htpasswd user.
+    Basic(String),
+    /// Tokens minted directly, so probes never show up in the token server's counts.
+    Token(TokenIssuer),
+}
+
+impl RegistryOptions {
+    /// Basic auth: only `users` (`(name, password)`) may push or pull.
+    pub fn htpasswd(mut self, users: &[(&str, &str)]) -> RegistryOptions {
+        assert!(!users.is_empty(), "an htpasswd registry needs a user");
+        self.htpasswd = users
+            .iter()
+            .map(|(user, password)| ((*user).to_owned(), (*password).to_owned()))
+            .collect();
+        self
+    }
+
+    /// Token auth: the registry sends clients to `server` for tokens and trusts the tokens it
+    /// signs.
+    pub fn token_auth(mut self, server: &TokenServer) -> RegistryOptions {
+        self.token = Some(TokenAuth {
+            realm: server.realm(),
+            issuer: server.issuer().clone(),
+        });
+        self
+    }
+
+    /// TLS with a certificate for 127.0.0.1 signed by `ca`.
+    pub fn tls(mut self, ca: &TestCa) -> RegistryOptions {
+        let cert = ca.loopback_server_cert();
+        self.tls = Some(TlsFiles {
+            cert_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+            client: ca.client_config(),
+        });
+        self
+    }
+
+    /// A pull-through cache (`proxy.remoteurl`) of the registry at `remote_url`
+    /// ("http://127.0.0.1:PORT"). It serves pulls only: pushes go to the remote.
+    pub fn mirror_of(mut self, remote_url: &str) -> RegistryOptions {
+        self.mirror_of = Some(remote_url.to_owned());
+        self
+    }
+
+    /// Starts the registry and waits until it answers `GET /v2/` with 200.
+    pub fn start(self) -> Registry {
+        assert!(
+            self.htpasswd.is_empty() || self.token.is_none(),
+            "a registry has one auth scheme"
+        );
+        // Another process may take the free port between our probe and the registry's bind; a
+        // few attempts make that race harmless.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Registry::try_start(&self) {
+                Ok(registry) => return registry,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!("registry did not start:\n{}", failures.join("\n---\n"));
+    }
+
+    fn probe_auth(&self) -> ProbeAuth {
+        if let Some(token) = &self.token {
+            ProbeAuth::Token(token.issuer.clone())
+        } else if let Some((user, password)) = self.htpasswd.first() {
+            use base64::Engine as _;
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            ProbeAuth::Basic(format!("Basic {encoded}"))
+        } else {
+            ProbeAuth::Anonymous
+        }
+    }
+
+    /// Writes the files the configuration points to and returns the `auth:`, `http.tls:` and
+    /// `proxy:` parts of config.yml, indented for their places.
+    fn write_files(&self, dir: &std::path::Path) -> Result<ExtraConfig, String> {
+        let write = |name: &str, contents: &str| -> Result<PathBuf, String> {
+            let path = dir.join(name);
+            fs::write(&path, contents)
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+            Ok(path)
+        };
+        let mut extra = ExtraConfig::default();
+        if !self.htpasswd.is_empty() {
+            let path = dir.join("htpasswd");
+            let users: Vec<(&str, &str)> = self
+                .htpasswd
+                .iter()
+                .map(|(user, password)| (user.as_str(), password.as_str()))
+                .collect();
+            htpasswd::write(&path, &users);
+            extra.top.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: tidewatch-test\n    path: {}\n",
+                path.display()
+            ));
+        }
+        if let Some(token) = &self.token {
+            let bundle = token
+                .issuer
+                .write_root_bundle(&dir.join("token-signer.pem"));
+            extra.top.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    \
+                 issuer: {issuer}\n    rootcertbundle: {bundle}\n",
+                realm = token.realm,
+                service = token_server::SERVICE,
+                issuer = token_server::ISSUER,
+                bundle = bundle.display(),
+            ));
+        }
+        if let Some(remote) = &self.mirror_of {
+            extra
+                .top
+                .push_str(&format!("proxy:\n  remoteurl: {remote}\n"));
+        }
+        if let Some(tls) = &self.tls {
+            let cert = write("server.crt", &tls.cert_pem)?;
+            let key = write("server.key", &tls.key_pem)?;
+            extra.http.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        Ok(extra)
+    }
+}
+
+/// Configuration beyond the plain registry's: top-level sections and lines under `http:`.
+#[derive(Default)]
+struct ExtraConfig {
+    top: String,
+    http: String,
 }
 
 /// One request the registry served, from its log.
@@ -48,25 +220,23 @@ pub struct Request {
 }
 
 impl Registry {
-    /// Starts a registry on a free port and waits until `GET /v2/` answers 200.
+    /// Starts a plain registry (HTTP, anonymous) on a free port and waits until `GET /v2/`
+    /// answers 200.
     pub fn start() -> Registry {
-        // Another process may take the free port between our probe and the registry's bind; a
-        // few attempts make that race harmless.
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            match Self::try_start() {
-                Ok(registry) => return registry,
-                Err(failure) => failures.push(failure),
-            }
-        }
-        panic!("registry did not start:\n{}", failures.join("\n---\n"));
+        RegistryOptions::default().start()
     }
 
-    fn try_start() -> Result<Registry, String> {
+    /// A registry with auth, TLS or as a mirror: `Registry::options().htpasswd(..).start()`.
+    pub fn options() -> RegistryOptions {
+        RegistryOptions::default()
+    }
+
+    fn try_start(options: &RegistryOptions) -> Result<Registry, String> {
         let dir = super::scratch_dir("registry-");
         let port = free_port();
+        let extra = options.write_files(dir.path())?;
         let config = dir.path().join("config.yml");
-        fs::write(&config, config_yml(&dir.path().join("data"), port))
+        fs::write(&config, config_yml(&dir.path().join("data"), port, &extra))
             .map_err(|error| format!("cannot write {}: {error}", config.display()))?;
         let log_path = dir.path().join("registry.log");
         let log = fs::File::create(&log_path)
@@ -90,6 +260,8 @@ impl Registry {
             dir,
             port,
             child: Some(child),
+            tls: options.tls.as_ref().map(|tls| Arc::clone(&tls.client)),
+            probe: options.probe_auth(),
         };
         registry.wait_until_ready()?;
         Ok(registry)
@@ -103,7 +275,7 @@ impl Registry {
             let listening = self
                 .log()
                 .contains(&format!("listening on {}", self.host()));
-            let probe = http::request(&self.host(), "GET", "/v2/", &[], Duration::from_secs(2));
+            let probe = self.get_v2();
             if listening && matches!(&probe, Ok(response) if response.status == 200) {
                 return Ok(());
             }
@@ -129,9 +301,48 @@ impl Registry {
         }
     }
 
+    /// `GET /v2/` with the registry's own credentials: 200 once it is up and its auth works.
+    fn get_v2(&self) -> std::io::Result<http::Response> {
+        let authorization = self.authorization(None);
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("Authorization", value.as_str()))
+            .collect();
+        http::request_over(
+            &self.host(),
+            self.tls.as_ref(),
+            "GET",
+            "/v2/",
+            &headers,
+            Duration::from_secs(2),
+        )
+    }
+
+    /// The `Authorization` value that lets the tests' probes in, for `repo` (pull) or for the
+    /// base endpoint.
+    fn authorization(&self, repo: Option<&str>) -> Option<String> {
+        match &self.probe {
+            ProbeAuth::Anonymous => None,
+            ProbeAuth::Basic(value) => Some(value.clone()),
+            ProbeAuth::Token(issuer) => {
+                let access: Vec<Access> = repo.into_iter().map(Access::pull).collect();
+                Some(format!(
+                    "Bearer {}",
+                    issuer.mint("tidewatch-test-probe", &access)
+                ))
+            }
+        }
+    }
+
     /// "127.0.0.1:PORT", as in image references and the agent config.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// "http://127.0.0.1:PORT" or "https://...": where a mirror finds this registry.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host())
     }
 
     /// A repository on this registry: "127.0.0.1:PORT/NAME".
@@ -148,11 +359,19 @@ impl Registry {
     /// that accepts every manifest type.
     pub fn manifest_digest(&self, repo: &str, reference: &str) -> String {
         let path = format!("/v2/{repo}/manifests/{reference}");
-        let response = http::request(
+        let authorization = self.authorization(Some(repo));
+        let mut headers = vec![("Accept", MANIFEST_MEDIA_TYPES)];
+        headers.extend(
+            authorization
+                .iter()
+                .map(|value| ("Authorization", value.as_str())),
+        );
+        let response = http::request_over(
             &self.host(),
+            self.tls.as_ref(),
             "HEAD",
             &path,
-            &[("Accept", MANIFEST_MEDIA_TYPES)],
+            &headers,
             Duration::from_secs(10),
         )
         .unwrap_or_else(|error| panic!("HEAD {path} on {}: {error}", self.host()));
@@ -250,8 +469,8 @@ impl Drop for Registry {
 }
 
 /// Configuration for `docker-registry serve`: loopback only, text logs with one "response
-/// completed" line per request, storage in the test's directory.
-fn config_yml(storage: &std::path::Path, port: u16) -> String {
+/// completed" line per request, storage in the test's directory, and the variant's extras.
+fn config_yml(storage: &std::path::Path, port: u16, extra: &ExtraConfig) -> String {
     format!(
         "version: 0.1
 log:
@@ -268,8 +487,10 @@ http:
   addr: 127.0.0.1:{port}
   # A fixed secret silences the start-up warning; nothing here is load-balanced.
   secret: tidewatch-test
-",
-        storage = storage.display()
+{http}{top}",
+        storage = storage.display(),
+        http = extra.http,
+        top = extra.top,
     )
 }
 
@@ -488,4 +709,178 @@ fn dead_registries_refuse_connections_or_never_answer() {
         ),
         "expected a read timeout, got {error}"
     );
+}
+
+// The variants in the wild. Each test shows that the variant refuses what it should and that a
+// client with the right credentials or trust gets through, docker included.
+
+mod variants {
+    use std::time::Duration;
+
+    use super::super::bed::TestBed;
+    use super::super::docker::try_docker_with;
+    use super::super::docker_config::DockerConfig;
+    use super::super::flaky_server::{Fault, FlakyServer, Requests};
+    use super::super::http;
+    use super::super::images::{pull, push};
+    use super::super::tls::{EngineTrust, TestCa};
+    use super::super::token_server::{self, Access, TokenIssuer, TokenServer};
+    use super::Registry;
+
+    const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn an_htpasswd_registry_wants_basic_credentials_and_takes_its_users() {
+        let bed = TestBed::new("selftest-htpasswd");
+        let registry = Registry::options().htpasswd(&[("ci", "s3cret")]).start();
+
+        let anonymous = http::request(&registry.host(), "GET", "/v2/", &[], PROBE_TIMEOUT)
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(anonymous.status, 401, "{anonymous:?}");
+        assert!(
+            anonymous
+                .header("WWW-Authenticate")
+                .is_some_and(|challenge| challenge.starts_with("Basic")),
+            "{anonymous:?}"
+        );
+
+        let image = registry.image("app", "v1");
+        bed.build_app(&image, "1");
+        let stranger = DockerConfig::new(&bed.dir().join("stranger"));
+        assert!(
+            try_docker_with(Some(stranger.dir()), &["push", &image]).is_err(),
+            "a push without credentials went through"
+        );
+        let mut config = DockerConfig::new(&bed.dir().join("docker"));
+        config.auth(&registry.host(), "ci", "s3cret");
+        let digest = config.push(&image);
+        assert_eq!(registry.manifest_digest("app", "v1"), digest);
+    }
+
+    #[test]
+    fn a_tls_registry_is_trusted_through_its_ca_and_by_nothing_else() {
+        let bed = TestBed::new("selftest-tls");
+        let ca = TestCa::new("selftest");
+        let registry = Registry::options().tls(&ca).start();
+        assert!(registry.url().starts_with("https://"), "{}", registry.url());
+        // dockerd treats loopback registries as insecure and would push without this; the CA
+        // is installed anyway, as it must be for any other address.
+        let _trust = EngineTrust::install(&ca, &registry.host());
+
+        let image = registry.image("app", "v1");
+        bed.build_app(&image, "1");
+        let digest = push(&image);
+        assert_eq!(registry.manifest_digest("app", "v1"), digest);
+
+        let stranger = TestCa::new("stranger").client_config();
+        let refused = http::request_over(
+            &registry.host(),
+            Some(&stranger),
+            "GET",
+            "/v2/",
+            &[],
+            PROBE_TIMEOUT,
+        );
+        assert!(
+            refused.is_err(),
+            "a client trusting another CA got in: {refused:?}"
+        );
+        let plain = http::request(&registry.host(), "GET", "/v2/", &[], PROBE_TIMEOUT)
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(plain.status, 400, "plain HTTP to a TLS port: {plain:?}");
+    }
+
+    #[test]
+    fn a_token_registry_sends_clients_to_its_token_server_and_trusts_only_its_tokens() {
+        let bed = TestBed::new("selftest-token");
+        let tokens = TokenServer::start(&[("ci", "s3cret")]);
+        let registry = Registry::options().token_auth(&tokens).start();
+
+        let anonymous = http::request(&registry.host(), "GET", "/v2/", &[], PROBE_TIMEOUT)
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(anonymous.status, 401, "{anonymous:?}");
+        let challenge = anonymous.header("WWW-Authenticate").unwrap_or_default();
+        assert!(
+            challenge.starts_with("Bearer")
+                && challenge.contains(&format!("realm=\"{}\"", tokens.realm()))
+                && challenge.contains(&format!("service=\"{}\"", token_server::SERVICE)),
+            "{challenge}"
+        );
+
+        let image = registry.image("app", "v1");
+        bed.build_app(&image, "1");
+        let mut config = DockerConfig::new(&bed.dir().join("docker"));
+        config.auth(&registry.host(), "ci", "s3cret");
+        let digest = config.push(&image);
+        assert_eq!(registry.manifest_digest("app", "v1"), digest);
+        let docker_asked = tokens.requests_from("docker/");
+        assert!(
+            docker_asked
+                .iter()
+                .any(|request| request.user.as_deref() == Some("ci")
+                    && request.granted.iter().any(|access| access.name == "app"
+                        && access.actions.contains(&"push".to_owned()))),
+            "docker's push asked for no push token as ci: {docker_asked:#?}"
+        );
+
+        let head = |token: &str| {
+            http::request(
+                &registry.host(),
+                "HEAD",
+                "/v2/app/manifests/v1",
+                &[
+                    ("Authorization", &format!("Bearer {token}")),
+                    ("Accept", super::MANIFEST_MEDIA_TYPES),
+                ],
+                PROBE_TIMEOUT,
+            )
+            .unwrap_or_else(|error| panic!("{error}"))
+            .status
+        };
+        assert_eq!(
+            head(&tokens.issuer().mint("ci", &[Access::pull("app")])),
+            200
+        );
+        assert_eq!(
+            head(&tokens.issuer().mint("nobody", &[])),
+            401,
+            "a token without access to app"
+        );
+        assert_eq!(
+            head(&TokenIssuer::new().mint("ci", &[Access::pull("app")])),
+            401,
+            "a token signed by an untrusted key"
+        );
+    }
+
+    #[test]
+    fn a_mirror_serves_the_origin_and_keeps_its_cached_tag_when_it_cannot_ask_the_origin() {
+        let bed = TestBed::new("selftest-mirror");
+        let origin = Registry::start();
+        let link = FlakyServer::front(&origin);
+        let mirror = Registry::options().mirror_of(&link.url()).start();
+        let image = origin.image("app", "stable");
+        bed.build_app(&image, "1");
+        let v1 = push(&image);
+        assert_eq!(
+            mirror.manifest_digest("app", "stable"),
+            v1,
+            "mirror caches v1"
+        );
+
+        bed.build_app(&image, "2");
+        let v2 = push(&image);
+        assert_ne!(v1, v2);
+        link.fail_always(Requests::ManifestsByTag, Fault::ServerError);
+
+        assert_eq!(origin.manifest_digest("app", "stable"), v2);
+        assert_eq!(
+            mirror.manifest_digest("app", "stable"),
+            v1,
+            "the mirror's tag lags the origin's"
+        );
+        // Digests still reach the origin through the mirror.
+        pull(&format!("{}@{v2}", mirror.repo("app")));
+        assert_eq!(mirror.manifest_digest("app", &v2), v2);
+    }
 }
