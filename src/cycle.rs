@@ -53,9 +53,12 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
-    /// True when nothing failed or was rolled back. An interrupted update that recovery undid
-    /// and this cycle then carried out counts as done.
+    /// True when nothing failed or was rolled back and every container could be checked. An
+    /// interrupted update that recovery undid and this cycle then carried out counts as done.
     pub fn succeeded(&self) -> bool {
+        if self.containers.iter().any(|r| r.status == Status::Error) {
+            return false;
+        }
         let ok = |r: &StepResult| matches!(r.outcome, StepOutcome::Updated | StepOutcome::Skipped);
         let redone = |r: &StepResult| {
             self.results.iter().any(|later| {

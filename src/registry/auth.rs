@@ -95,6 +95,9 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Held while a token for one `(registry, scope)` is being fetched.
+type Gate = std::sync::Arc<Mutex<()>>;
+
 #[derive(Clone)]
 struct CachedToken {
     value: String,
@@ -105,6 +108,9 @@ struct CachedToken {
 #[derive(Default)]
 pub struct TokenCache {
     tokens: Mutex<HashMap<(String, String), CachedToken>>,
+    /// One token request per `(registry, scope)` at a time: references of one repository are
+    /// resolved concurrently, and all but the first wait for its token instead of asking too.
+    fetching: Mutex<HashMap<(String, String), Gate>>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +139,48 @@ impl TokenCache {
             .lock()
             .await
             .remove(&(registry.to_string(), scope.to_string()));
+    }
+
+    /// A token for `scope` after the registry refused `refused` (or no token): one that another
+    /// request fetched meanwhile, else a new one from the token endpoint.
+    pub async fn renew(
+        &self,
+        http: &reqwest::Client,
+        registry: &str,
+        challenge: (&str, Option<&str>, &str),
+        scope: &str,
+        credentials: Option<&Credentials>,
+        refused: Option<&str>,
+    ) -> Result<(String, bool), RegistryError> {
+        // `scope` keys the cache (what we ask per repository); the challenge's own scope is
+        // what the token endpoint is asked for.
+        let (realm, service, asked) = challenge;
+        let key = (registry.to_string(), scope.to_string());
+        let gate = self.fetching.lock().await.entry(key).or_default().clone();
+        let _turn = gate.lock().await;
+        if let Some(token) = self.get(registry, scope).await {
+            if Some(token.as_str()) != refused {
+                return Ok((token, false));
+            }
+        }
+        let token = self
+            .fetch(http, registry, realm, service, asked, credentials)
+            .await?;
+        if asked != scope {
+            if let Some(cached) = self
+                .tokens
+                .lock()
+                .await
+                .get(&(registry.to_string(), asked.to_string()))
+                .cloned()
+            {
+                self.tokens
+                    .lock()
+                    .await
+                    .insert((registry.to_string(), scope.to_string()), cached);
+            }
+        }
+        Ok((token, true))
     }
 
     /// Asks the token endpoint of `challenge` for a token for `scope`, and caches it.

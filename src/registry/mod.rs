@@ -189,6 +189,8 @@ struct RegistryState {
     credentials: Found,
     /// Until when every request to this registry waits (after a 429 or 503).
     backoff_until: Mutex<Option<Instant>>,
+    /// The HTTP client for it (with its `ca_file`, if it has one).
+    http: reqwest::Client,
     /// The rate limit it last reported, and when.
     rate_limit: std::sync::Mutex<Option<(RateLimit, Instant)>>,
     /// Requests sent to it and how many failed, since last taken (for metrics).
@@ -199,7 +201,10 @@ struct RegistryState {
 /// Asks registries for digests. One per cycle (or per daemon): it caches tokens, credentials
 /// and index contents.
 pub struct RegistryClient {
+    /// For registries trusted through the system roots alone.
     http: reqwest::Client,
+    /// For registries with a `ca_file`: that CA is trusted for them only, not for every host.
+    http_with_ca: HashMap<String, reqwest::Client>,
     config: Arc<Config>,
     tokens: TokenCache,
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
@@ -213,10 +218,13 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// A client for the registries of `config`. Fails when a `ca_file` cannot be used.
     pub fn new(config: Arc<Config>) -> Result<RegistryClient, RegistryError> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("tidewatch/", env!("CARGO_PKG_VERSION")));
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
+                .user_agent(concat!("tidewatch/", env!("CARGO_PKG_VERSION")))
+        };
+        let mut http_with_ca = HashMap::new();
         for r in config.registries.values() {
             let Some(path) = &r.ca_file else { continue };
             let setup = |reason: String| RegistryError::Protocol {
@@ -227,15 +235,19 @@ impl RegistryClient {
                 .map_err(|e| setup(format!("ca_file {}: {e}", path.display())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| setup(format!("ca_file {}: {e}", path.display())))?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+            let client = certs
+                .into_iter()
+                .fold(builder(), |b, cert| b.add_root_certificate(cert))
+                .build()
+                .map_err(|e| RegistryError::transport(&r.host, e))?;
+            http_with_ca.insert(r.host.clone(), client);
         }
-        let http = builder
+        let http = builder()
             .build()
             .map_err(|e| RegistryError::transport("(client setup)", e))?;
         Ok(RegistryClient {
             http,
+            http_with_ca,
             config,
             tokens: TokenCache::default(),
             registries: Mutex::default(),
@@ -346,6 +358,9 @@ impl RegistryClient {
     /// asks to wait, or for its auth challenge).
     pub async fn head(&self, reference: &ImageRef) -> Result<RemoteManifest, RegistryError> {
         let state = self.state(reference.registry()).await;
+        let _permit = state.limit.clone().acquire_owned().await.ok();
+        // Checked once our turn has come, so requests that queued behind the one that saw the
+        // limit run low are deferred too.
         let reserve = state.settings.rate_limit_reserve;
         let last = *state.rate_limit.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((rl, seen)) = last {
@@ -357,7 +372,6 @@ impl RegistryClient {
                 });
             }
         }
-        let _permit = state.limit.clone().acquire_owned().await.ok();
         let url = self.manifest_url(reference, reference.manifest_reference());
         let response = self.send(Method::HEAD, &url, reference, &state).await?;
         let headers = response.headers();
@@ -429,7 +443,13 @@ impl RegistryClient {
             credentials: None,
             source: "docker config (lookup panicked), then anonymous".into(),
         });
+        let http = self
+            .http_with_ca
+            .get(host)
+            .cloned()
+            .unwrap_or_else(|| self.http.clone());
         let state = Arc::new(RegistryState {
+            http,
             limit: Arc::new(Semaphore::new(settings.concurrency)),
             settings,
             credentials,
@@ -503,7 +523,7 @@ impl RegistryClient {
             if let Some(until) = wait_until {
                 tokio::time::sleep_until(until.into()).await;
             }
-            let mut request = self
+            let mut request = state
                 .http
                 .request(method.clone(), url)
                 .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "));
@@ -543,17 +563,23 @@ impl RegistryClient {
                         service,
                         scope: asked,
                     }) => {
-                        self.tokens.forget(registry, &scope).await;
-                        self.counts.tokens.fetch_add(1, Ordering::Relaxed);
-                        let token = self
+                        let refused = match &authorization {
+                            Authorization::Bearer(t) => Some(t.as_str()),
+                            _ => None,
+                        };
+                        let (token, fetched) = self
                             .tokens
-                            .fetch(
-                                &self.http,
+                            .renew(
+                                &state.http,
                                 registry,
-                                &realm,
-                                service.as_deref(),
-                                asked.as_deref().unwrap_or(&scope),
+                                (
+                                    &realm,
+                                    service.as_deref(),
+                                    asked.as_deref().unwrap_or(&scope),
+                                ),
+                                &scope,
                                 credentials.as_ref(),
+                                refused,
                             )
                             .await
                             .map_err(|e| match e {
@@ -569,6 +595,9 @@ impl RegistryClient {
                                 }
                                 other => other,
                             })?;
+                        if fetched {
+                            self.counts.tokens.fetch_add(1, Ordering::Relaxed);
+                        }
                         authorization = Authorization::Bearer(token);
                         continue;
                     }
