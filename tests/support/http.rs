@@ -38,6 +38,19 @@ pub fn request(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> io::Result<Response> {
+    send(host, method, path, headers, b"", timeout)
+}
+
+/// Like [`request`], with `body` sent after the headers (and its `Content-Length`, when it is
+/// not empty).
+pub fn send(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> io::Result<Response> {
     let address = host
         .parse()
         .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {error}")))?;
@@ -49,8 +62,12 @@ pub fn request(
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
 
     // `Connection: close` lets us read to the end instead of parsing lengths and chunks.
     let mut raw = Vec::new();

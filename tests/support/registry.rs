@@ -50,11 +50,17 @@ pub struct Request {
 impl Registry {
     /// Starts a registry on a free port and waits until `GET /v2/` answers 200.
     pub fn start() -> Registry {
+        Self::start_with("")
+    }
+
+    /// Like [`Registry::start`], with `extra` (whole top-level YAML sections, e.g.
+    /// `notifications:`) appended to its configuration.
+    pub fn start_with(extra: &str) -> Registry {
         // Another process may take the free port between our probe and the registry's bind; a
         // few attempts make that race harmless.
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match Self::try_start() {
+            match Self::try_start(extra) {
                 Ok(registry) => return registry,
                 Err(failure) => failures.push(failure),
             }
@@ -62,11 +68,12 @@ impl Registry {
         panic!("registry did not start:\n{}", failures.join("\n---\n"));
     }
 
-    fn try_start() -> Result<Registry, String> {
+    fn try_start(extra: &str) -> Result<Registry, String> {
         let dir = super::scratch_dir("registry-");
         let port = free_port();
         let config = dir.path().join("config.yml");
-        fs::write(&config, config_yml(&dir.path().join("data"), port))
+        let yaml = config_yml(&dir.path().join("data"), port) + extra;
+        fs::write(&config, yaml)
             .map_err(|error| format!("cannot write {}: {error}", config.display()))?;
         let log_path = dir.path().join("registry.log");
         let log = fs::File::create(&log_path)
