@@ -18,8 +18,10 @@ mod docker;
 pub mod http;
 mod images;
 pub mod objects;
+pub mod receiver;
 mod registry;
 pub mod release;
+pub mod settings;
 
 pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
 pub use bed::TestBed;
