@@ -6,5 +6,6 @@
 mod support;
 
 mod check;
+mod ops;
 mod update_flow;
 mod update_preserve;
