@@ -11,6 +11,7 @@ use crate::support::http::{self, Response};
 use crate::support::objects::inspect_container;
 use crate::support::receiver::Receiver;
 use crate::support::settings::{self, ApiSettings};
+use crate::support::smtp::SmtpServer;
 use crate::support::{
     docker, push, tidewatch, Daemon, Registry, Status, TestBed, Updater, QUICK_STOP,
 };
@@ -428,6 +429,44 @@ fn a_monitor_only_container_is_announced_once_as_update_available_and_not_update
     );
     assert_eq!(bed.container_id("web"), old, "monitor only: not recreated");
     assert!(bed.serves("web").contains(&page("1")));
+}
+
+#[test]
+fn an_update_is_announced_in_one_plain_text_email() {
+    let bed = TestBed::new("ops-notify-email");
+    let smtp = SmtpServer::start();
+    let (_registry, updater, _, v2) = web_with_v2_pushed(&bed, &[]);
+    settings::append(
+        &updater,
+        &format!(
+            "[[notify]]\nkind = \"email\"\nurl = {url:?}\nfrom = \"tidewatch@test.example\"\n\
+             to = [\"ops@test.example\", \"oncall@test.example\"]\n",
+            url = smtp.url()
+        ),
+    );
+
+    let update = updater.update(&[]);
+
+    update.assert_exit(0);
+    assert_eq!(update.result("web").outcome, "updated", "{update:#?}");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "one email per cycle: {mails:#?}");
+    let mail = &mails[0];
+    assert_eq!(mail.from, "<tidewatch@test.example>", "{mail:#?}");
+    assert_eq!(
+        mail.to,
+        ["<ops@test.example>", "<oncall@test.example>"],
+        "{mail:#?}"
+    );
+    assert!(
+        mail.data.contains("Subject: tidewatch on ") && mail.data.contains("1 updated"),
+        "{mail:#?}"
+    );
+    assert!(mail.data.contains(&bed.name("web")), "names web: {mail:#?}");
+    assert!(
+        mail.data.contains(&v2[..19]),
+        "names the new digest (at least its start): {mail:#?}"
+    );
 }
 
 /// A bed with the app at version 1 running as "web" (labelled `labels`) and version 2 pushed,

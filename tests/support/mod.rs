@@ -22,6 +22,7 @@ pub mod receiver;
 mod registry;
 pub mod release;
 pub mod settings;
+pub mod smtp;
 
 pub use agent::{tidewatch, Agent, Check, Outcome, Row, Status};
 pub use bed::TestBed;
