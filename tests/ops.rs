@@ -295,6 +295,95 @@ fn status_row<'a>(status: &'a Value, container: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row for {container} in {status:#}"))
 }
 
+#[test]
+fn the_registry_hook_takes_its_secret_in_the_query_refuses_garbage_and_ignores_pulls() {
+    let bed = TestBed::new("ops-hook-forms");
+    let (registry, updater, old, _) = web_with_v2_pushed(&bed, &[]);
+    settings::set_interval(&updater, "1h");
+    let api = settings::api(&updater);
+    // The start-up cycle updates web to v2; v3 is what the hook must bring.
+    let mut daemon = start_daemon(&updater, &api);
+    bed.wait_until_serving("web", &page("2"), Duration::from_secs(10));
+    assert_ne!(bed.container_id("web"), old);
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "3");
+    push(&image);
+    let (repo, tag) = image.rsplit_once(':').unwrap_or_default();
+    let (host, repository) = repo.split_once('/').unwrap_or_default();
+    let event = |action: &str| {
+        serde_json::json!({ "events": [{
+            "action": action,
+            "target": {
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "repository": repository,
+                "tag": tag,
+            },
+            "request": { "host": host },
+        }]})
+        .to_string()
+    };
+    let with_secret = format!("/v1/hooks/registry?secret={}", api.hook_secret);
+
+    let garbage = call(&api, "POST", &with_secret, None, "{not json");
+    let pull = call(&api, "POST", &with_secret, None, &event("pull"));
+    thread::sleep(QUIET);
+
+    assert_eq!(garbage.status, 400, "{garbage:?}");
+    assert_eq!(
+        pull.status, 200,
+        "a pull is acknowledged and ignored: {pull:?}"
+    );
+    assert_eq!(
+        daemon.stderr().matches("cycle finished").count(),
+        1,
+        "neither queued a cycle; stderr:\n{}",
+        daemon.stderr()
+    );
+    assert!(bed.serves("web").contains(&page("2")));
+
+    let pushed = call(&api, "POST", &with_secret, None, &event("push"));
+
+    assert_eq!(pushed.status, 202, "{pushed:?}");
+    bed.wait_until_serving("web", &page("3"), WEBHOOK_LAG_BOUND);
+    daemon.wait_for_log("cycle finished", 2, Duration::from_secs(30));
+    let (code, _) = daemon.terminate(Duration::from_secs(15));
+    assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
+}
+
+#[test]
+fn post_update_naming_one_container_updates_that_one_only() {
+    let bed = TestBed::new("ops-api-one-container");
+    let registry = Registry::start();
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "1");
+    push(&image);
+    bed.run_with("web", QUICK_STOP, &image, &[], &[]);
+    let other = bed.run_with("other", QUICK_STOP, &image, &[], &[]);
+    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    bed.wait_until_serving("other", &page("1"), START_TIMEOUT);
+    let updater = bed.updater(&[registry.host()]);
+    settings::set_interval(&updater, "1h");
+    let api = settings::api(&updater);
+    let mut daemon = start_daemon(&updater, &api);
+    bed.build_app(&image, "2");
+    push(&image);
+
+    let path = format!("/v1/update?container={}", bed.name("web"));
+    let accepted = call(&api, "POST", &path, Some(&api.token), "");
+
+    assert_eq!(accepted.status, 202, "{accepted:?}");
+    daemon.wait_for_log("cycle finished", 2, Duration::from_secs(60));
+    assert!(bed.serves("web").contains(&page("2")));
+    assert_eq!(
+        bed.container_id("other"),
+        other,
+        "only the named container moves"
+    );
+    assert!(bed.serves("other").contains(&page("1")));
+    let (code, _) = daemon.terminate(Duration::from_secs(15));
+    assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
+}
+
 /// A `[[notify]]` webhook table for `receiver`.
 fn notify_webhook(receiver: &Receiver) -> String {
     format!(
