@@ -53,6 +53,26 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
+    /// Every container's status as it stands after the cycle: `containers` is what the check
+    /// before the updates saw, so a container updated since is up to date on its new digest.
+    pub fn current_rows(&self) -> Vec<CheckRow> {
+        let mut rows = self.containers.clone();
+        for r in self
+            .results
+            .iter()
+            .filter(|r| r.outcome == StepOutcome::Updated)
+        {
+            let Some(to) = &r.to_digest else { continue };
+            if let Some(row) = rows.iter_mut().find(|row| row.container == r.container) {
+                row.status = Status::UpToDate;
+                row.current_digest = Some(to.clone());
+                row.available_digest = Some(to.clone());
+                row.detail = None;
+            }
+        }
+        rows
+    }
+
     /// True when nothing failed or was rolled back and every container could be checked. An
     /// interrupted update that recovery undid and this cycle then carried out counts as done.
     pub fn succeeded(&self) -> bool {
@@ -181,8 +201,10 @@ impl Agent {
                     let mut marks = Marks::default();
                     let mut seen = Vec::new();
                     for (container, digest) in list {
+                        // A dry run records nothing: a digest never seen before counts as seen now,
+                        // as the real cycle would record it.
                         seen.push(if dry_run {
-                            s.seen_at(&container, &digest)?
+                            s.seen_at(&container, &digest)?.or(Some(chrono::Utc::now()))
                         } else {
                             Some(s.first_seen(&container, &digest)?)
                         });

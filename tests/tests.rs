@@ -7,6 +7,7 @@ mod support;
 
 mod check;
 mod crash;
+mod ops;
 mod update_flow;
 mod update_preserve;
 mod wild_registries;

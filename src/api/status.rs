@@ -40,7 +40,7 @@ impl StatusBoard {
     /// Replaces the snapshot with a cycle over every container in scope.
     pub fn update(&self, report: &CycleReport, started: DateTime<Utc>, finished: DateTime<Utc>) {
         self.write(|s| {
-            s.containers = report.containers.clone();
+            s.containers = report.current_rows();
             s.pending = report.plan.waiting.clone();
             s.last_cycle = Some(last_cycle(report, started, finished));
         });
@@ -50,14 +50,14 @@ impl StatusBoard {
     /// push): their rows and pending updates are replaced; the other containers' are kept.
     pub fn merge(&self, report: &CycleReport, started: DateTime<Utc>, finished: DateTime<Utc>) {
         self.write(|s| {
-            for row in &report.containers {
+            for row in report.current_rows() {
                 match s
                     .containers
                     .iter_mut()
                     .find(|r| r.container == row.container)
                 {
-                    Some(old) => *old = row.clone(),
-                    None => s.containers.push(row.clone()),
+                    Some(old) => *old = row,
+                    None => s.containers.push(row),
                 }
             }
             let seen = |name: &str| report.containers.iter().any(|r| r.container == name);

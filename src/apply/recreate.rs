@@ -134,6 +134,11 @@ impl Applier<'_> {
                     .await;
             }
         }
+        if old.state != "running" {
+            // `[watch] include_stopped`: recreated on the new image, left stopped as it was.
+            self.advance(id, Step::Healthy).await;
+            return self.commit(id, &old.id, Outcome::Updated).await;
+        }
         if let Err(e) = self.engine.start(&new_id).await {
             return self
                 .roll_back(id, old, Some(&new_id), e.to_string(), true)

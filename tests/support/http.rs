@@ -45,6 +45,19 @@ pub fn request(
     request_over(host, None, method, path, headers, timeout)
 }
 
+/// Like [`request`], with `body` sent after the headers (and its `Content-Length`, when it is
+/// not empty).
+pub fn send(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> io::Result<Response> {
+    request_with_body(host, None, method, path, headers, body, timeout)
+}
+
 /// Like [`request`], over TLS when `tls` is given (the server must present a certificate for
 /// the host's IP address that `tls` trusts).
 pub fn request_over(
@@ -53,6 +66,18 @@ pub fn request_over(
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
+    timeout: Duration,
+) -> io::Result<Response> {
+    request_with_body(host, tls, method, path, headers, b"", timeout)
+}
+
+fn request_with_body(
+    host: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
     timeout: Duration,
 ) -> io::Result<Response> {
     let address: std::net::SocketAddr = host
@@ -66,15 +91,20 @@ pub fn request_over(
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
 
     let raw = match tls {
-        None => exchange(&mut stream, &head),
+        None => exchange(&mut stream, &request),
         Some(config) => {
             let name = ServerName::IpAddress(address.ip().into());
             let connection = rustls::ClientConnection::new(Arc::clone(config), name)
                 .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-            exchange(&mut rustls::StreamOwned::new(connection, stream), &head)
+            exchange(&mut rustls::StreamOwned::new(connection, stream), &request)
         }
     }?;
     parse(&raw)
@@ -82,8 +112,8 @@ pub fn request_over(
 
 /// Writes the request head and reads the whole answer: `Connection: close` lets us read to the
 /// end instead of parsing lengths and chunks.
-fn exchange(stream: &mut impl ReadWrite, head: &str) -> io::Result<Vec<u8>> {
-    stream.write_all(head.as_bytes())?;
+fn exchange(stream: &mut impl ReadWrite, request: &[u8]) -> io::Result<Vec<u8>> {
+    stream.write_all(request)?;
     let mut raw = Vec::new();
     match stream.read_to_end(&mut raw) {
         Ok(_) => Ok(raw),

@@ -23,10 +23,13 @@ mod images;
 pub mod objects;
 mod observe;
 mod process;
+pub mod receiver;
 mod registry;
 pub mod release;
 mod serve;
 mod service;
+pub mod settings;
+pub mod smtp;
 mod tls;
 mod token_server;
 

@@ -53,6 +53,8 @@ pub struct Registry {
 /// How a test registry is set up beyond the plain one; see [`Registry::options`].
 #[derive(Default)]
 pub struct RegistryOptions {
+    /// Whole top-level YAML sections appended to the configuration.
+    extra_yaml: String,
     htpasswd: Vec<(String, String)>,
     token: Option<TokenAuth>,
     tls: Option<TlsFiles>,
@@ -80,6 +82,13 @@ enum ProbeAuth {
 }
 
 impl RegistryOptions {
+    /// Appends `extra` (whole top-level YAML sections, e.g. `notifications:`) to the
+    /// configuration.
+    pub fn yaml(mut self, extra: &str) -> RegistryOptions {
+        self.extra_yaml.push_str(extra);
+        self
+    }
+
     /// Basic auth: only `users` (`(name, password)`) may push or pull.
     pub fn htpasswd(mut self, users: &[(&str, &str)]) -> RegistryOptions {
         assert!(!users.is_empty(), "an htpasswd registry needs a user");
@@ -226,6 +235,12 @@ impl Registry {
         RegistryOptions::default().start()
     }
 
+    /// Like [`Registry::start`], with `extra` (whole top-level YAML sections, e.g.
+    /// `notifications:`) appended to its configuration.
+    pub fn start_with(extra: &str) -> Registry {
+        RegistryOptions::default().yaml(extra).start()
+    }
+
     /// A registry with auth, TLS or as a mirror: `Registry::options().htpasswd(..).start()`.
     pub fn options() -> RegistryOptions {
         RegistryOptions::default()
@@ -236,7 +251,8 @@ impl Registry {
         let port = free_port();
         let extra = options.write_files(dir.path())?;
         let config = dir.path().join("config.yml");
-        fs::write(&config, config_yml(&dir.path().join("data"), port, &extra))
+        let yaml = config_yml(&dir.path().join("data"), port, &extra) + &options.extra_yaml;
+        fs::write(&config, yaml)
             .map_err(|error| format!("cannot write {}: {error}", config.display()))?;
         let log_path = dir.path().join("registry.log");
         let log = fs::File::create(&log_path)
