@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use oci_client::Reference;
-
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageRef {
@@ -178,26 +176,6 @@ impl ImageRef {
             repository: self.repository.clone(),
             tag: Some(tag.to_string()),
             digest: None,
-        }
-    }
-
-    /// The reference as oci-client's type.
-    pub fn to_oci(&self) -> Reference {
-        match (&self.tag, &self.digest) {
-            (Some(t), Some(d)) => Reference::with_tag_and_digest(
-                self.registry.clone(),
-                self.repository.clone(),
-                t.clone(),
-                d.clone(),
-            ),
-            (_, Some(d)) => {
-                Reference::with_digest(self.registry.clone(), self.repository.clone(), d.clone())
-            }
-            (t, None) => Reference::with_tag(
-                self.registry.clone(),
-                self.repository.clone(),
-                t.clone().unwrap_or_else(|| "latest".into()),
-            ),
         }
     }
 }

@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 pub const SCOPE: &str = "tidewatch.scope";
 /// `tidewatch.enable=true|false`.
 pub const ENABLE: &str = "tidewatch.enable";
-/// `tidewatch.depends-on=a,b`.
-pub const DEPENDS_ON: &str = "tidewatch.depends-on";
 /// `tidewatch.policy=update|notify|ignore`.
 pub const POLICY: &str = "tidewatch.policy";
 

@@ -38,6 +38,7 @@ impl Applier<'_> {
             .clone()
             .or_else(|| step.from_digest.clone())
             .unwrap_or_else(|| old.image_id.clone());
+        let aside = aside_name(&old.name);
         let record = NewRecreate {
             container: old.name.clone(),
             old_id: old.id.clone(),
@@ -45,7 +46,7 @@ impl Applier<'_> {
             old_digest: step.from_digest.clone(),
             new_digest: new_digest.clone(),
             image_ref: old.image.clone(),
-            aside_name: aside_name(&old.name),
+            aside_name: aside.clone(),
             was_running: old.state == "running",
         };
         let id = match self.store.with(move |s| s.begin(&record)).await {
@@ -55,16 +56,18 @@ impl Applier<'_> {
                 return result;
             }
         };
-        let (outcome, detail) = self.run_procedure(id, step, old, names).await;
+        let (outcome, detail) = self.run_procedure(id, &aside, step, old, names).await;
         result.outcome = outcome;
         result.detail = detail;
         result
     }
 
-    /// Runs the procedure of journal entry `id`; returns its outcome with the reason.
+    /// Runs the procedure of journal entry `id`, setting the old container aside as `aside`
+    /// (the name the entry records, so recovery finds it); returns the outcome with the reason.
     async fn run_procedure(
         &self,
         id: JournalId,
+        aside: &str,
         step: &PlannedStep,
         old: &Observed,
         names: &BTreeMap<String, String>,
@@ -91,15 +94,7 @@ impl Applier<'_> {
                 .await;
         }
         self.advance(id, Step::Stopped).await;
-        let aside = self
-            .store
-            .with(move |s| s.entry(id))
-            .await
-            .ok()
-            .flatten()
-            .map(|e| e.aside_name)
-            .unwrap_or_else(|| aside_name(name));
-        if let Err(e) = self.engine.rename(&old.id, &aside).await {
+        if let Err(e) = self.engine.rename(&old.id, aside).await {
             return self
                 .roll_back(
                     id,

@@ -4,8 +4,8 @@
 //! The requests are made here rather than through oci-client's `fetch_manifest_digest` because
 //! detection needs what that call does not return: the manifest's media type (to tell an index
 //! from a single manifest without a GET), the status and headers of refusals, and one
-//! connection pool shared across references. oci-client still provides the reference grammar and
-//! the manifest types.
+//! connection pool shared across references. oci-client still provides the manifest types (and,
+//! in the tests, the push API).
 
 pub mod auth;
 pub mod credentials;
