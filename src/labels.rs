@@ -9,6 +9,9 @@ pub const SCOPE: &str = "tidewatch.scope";
 pub const ENABLE: &str = "tidewatch.enable";
 /// `tidewatch.policy=update|notify|ignore`.
 pub const POLICY: &str = "tidewatch.policy";
+/// `tidewatch.stop-signal=SIGNAL`: the signal that asks the old container to stop before it is
+/// replaced, for images whose `STOPSIGNAL` is not the one their process handles.
+pub const STOP_SIGNAL: &str = "tidewatch.stop-signal";
 
 /// Watchtower's equivalents, read when tidewatch's own label is absent.
 pub mod watchtower {
@@ -18,6 +21,8 @@ pub mod watchtower {
     pub const ENABLE: &str = "com.centurylinklabs.watchtower.enable";
     /// `com.centurylinklabs.watchtower.monitor-only=true`: tidewatch's policy `notify`.
     pub const MONITOR_ONLY: &str = "com.centurylinklabs.watchtower.monitor-only";
+    /// `com.centurylinklabs.watchtower.stop-signal`.
+    pub const STOP_SIGNAL: &str = "com.centurylinklabs.watchtower.stop-signal";
 }
 
 /// The value of `ours`, else of Watchtower's `theirs`.
@@ -26,4 +31,34 @@ pub fn get<'a>(labels: &'a BTreeMap<String, String>, ours: &str, theirs: &str) -
         .get(ours)
         .or_else(|| labels.get(theirs))
         .map(|v| v.trim())
+}
+
+/// The signal the container's labels ask to be stopped with, if any.
+pub fn stop_signal(labels: &BTreeMap<String, String>) -> Option<&str> {
+    get(labels, STOP_SIGNAL, watchtower::STOP_SIGNAL).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn stop_signal_prefers_ours_then_watchtower_and_ignores_blank() {
+        let both = labels(&[
+            (STOP_SIGNAL, "SIGINT"),
+            (watchtower::STOP_SIGNAL, "SIGUSR1"),
+        ]);
+        assert_eq!(stop_signal(&both), Some("SIGINT"));
+        let theirs = labels(&[(watchtower::STOP_SIGNAL, " SIGHUP ")]);
+        assert_eq!(stop_signal(&theirs), Some("SIGHUP"));
+        assert_eq!(stop_signal(&labels(&[(STOP_SIGNAL, "  ")])), None);
+        assert_eq!(stop_signal(&labels(&[])), None);
+    }
 }

@@ -626,3 +626,51 @@ fn rollback_of_an_app_takes_its_sidecar_along_to_the_restored_app() {
          {rollback:#?}"
     );
 }
+
+/// A process that stops on SIGUSR1 only, and says so in `/out/signal`: SIGTERM, the image's
+/// stop signal, would be ignored (it is PID 1 without a handler for it). `$VERSION` tells the
+/// two builds apart.
+fn usr1_only(version: &str) -> String {
+    format!(
+        r#"FROM scratch
+COPY busybox /bin/busybox
+ENV VERSION={version}
+ENTRYPOINT ["/bin/busybox", "sh", "-c", "trap 'echo $VERSION > /out/signal; exit 0' USR1; while true; do /bin/busybox sleep 1; done"]
+"#
+    )
+}
+
+#[test]
+fn the_watchtower_stop_signal_label_is_what_stops_the_old_container() {
+    let bed = TestBed::new("flow-stop-signal");
+    let registry = Registry::start();
+    let image = registry.image("usr1", "stable");
+    bed.build_dockerfile(&image, &usr1_only("one"));
+    push(&image);
+    let out = bed.dir().join("out");
+    std::fs::create_dir_all(&out).expect("create the signal directory");
+    let mount = format!("{}:/out", out.display());
+    let old = bed.run_with(
+        "usr1",
+        &["--stop-timeout", "30", "-v", &mount],
+        &image,
+        &[],
+        &[("com.centurylinklabs.watchtower.stop-signal", "SIGUSR1")],
+    );
+    let updater = bed.updater(&[registry.host()]);
+    bed.build_dockerfile(&image, &usr1_only("two"));
+    push(&image);
+
+    let update = updater.update(&[]);
+
+    update.assert_exit(0);
+    assert_eq!(update.result("usr1").outcome, "updated", "{update:#?}");
+    let signalled = std::fs::read_to_string(out.join("signal")).unwrap_or_default();
+    assert_eq!(
+        signalled.trim(),
+        "one",
+        "the old container should have been stopped by SIGUSR1; {update:#?}"
+    );
+    assert_ne!(bed.container_id("usr1"), old, "replaced");
+    assert!(bed.is_running("usr1"), "the new container runs");
+}

@@ -1,10 +1,12 @@
 //! One recreate, by the safe procedure, journalled step by step.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::{Applier, StepOutcome, StepResult};
 use crate::engine::{EngineError, Health, Observed};
 use crate::image_ref::ImageRef;
+use crate::labels;
 use crate::plan::recreate::{recreate_spec, ApiVersion};
 use crate::plan::update::{PlannedStep, Reason};
 use crate::state::{JournalEntry, JournalId, NewRecreate, Outcome, Step};
@@ -17,6 +19,9 @@ pub(super) fn aside_name(container: &str) -> String {
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
     format!("{container}-tidewatch-old-{stamp}")
 }
+
+/// The engine's stop timeout for a container that sets none.
+const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
 
 impl Applier<'_> {
     pub(super) async fn recreate(
@@ -82,7 +87,7 @@ impl Applier<'_> {
         };
         self.advance(id, Step::Pulled).await;
 
-        if let Err(e) = self.engine.stop(&old.id).await {
+        if let Err(e) = self.stop_old(old).await {
             return self
                 .roll_back(
                     id,
@@ -184,6 +189,26 @@ impl Applier<'_> {
             self.prune_images(old, &new_id).await;
         }
         committed
+    }
+
+    /// Stops the old container, with the signal its labels ask for when they ask for one
+    /// (`tidewatch.stop-signal` or Watchtower's), given the container's own stop timeout.
+    async fn stop_old(&self, old: &Observed) -> Result<(), EngineError> {
+        match labels::stop_signal(&old.labels) {
+            Some(signal) => {
+                let grace = old
+                    .inspect
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.stop_timeout)
+                    .and_then(|secs| u64::try_from(secs).ok())
+                    .unwrap_or(DEFAULT_STOP_TIMEOUT_SECS);
+                self.engine
+                    .stop_with_signal(&old.id, signal, Duration::from_secs(grace))
+                    .await
+            }
+            None => self.engine.stop(&old.id).await,
+        }
     }
 
     /// Keeps `[update] keep_images` previous images of the container's repository for

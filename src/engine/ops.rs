@@ -1,15 +1,17 @@
 //! Engine mutations used by `apply`: pull by digest, tag, stop, rename, create, start, remove.
 //! Each is one Engine API call with an error that names the container or image.
 
+use std::time::Duration;
+
 use bollard::auth::DockerCredentials;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ImageInspect,
     NetworkConnectRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListImagesOptions, RemoveContainerOptions,
-    RemoveImageOptions, RenameContainerOptions, RestartContainerOptions, StartContainerOptions,
-    StopContainerOptions, TagImageOptions,
+    CreateContainerOptions, CreateImageOptions, KillContainerOptionsBuilder, ListImagesOptions,
+    RemoveContainerOptions, RemoveImageOptions, RenameContainerOptions, RestartContainerOptions,
+    StartContainerOptions, StopContainerOptions, TagImageOptions,
 };
 use futures_util::TryStreamExt;
 
@@ -129,6 +131,50 @@ impl Engine {
             Err(e) => Err(EngineError::request(format!(
                 "stopping container {container}"
             ))(e)),
+        }
+    }
+
+    /// Stops a container that asks, by label, for another signal than its image's: `signal`
+    /// goes first, and the container has its own stop timeout (`grace`) to exit on it; then the
+    /// plain [`Engine::stop`] follows, which is a no-op when it did and otherwise ends it the
+    /// usual way. (The engine's stop takes a signal only from API 1.42, and Debian 12's speaks
+    /// 1.41, so the signal is sent as a kill.)
+    pub async fn stop_with_signal(
+        &self,
+        container: &str,
+        signal: &str,
+        grace: Duration,
+    ) -> Result<(), EngineError> {
+        let kill = KillContainerOptionsBuilder::new().signal(signal).build();
+        match self.docker().kill_container(container, Some(kill)).await {
+            Ok(()) => self.wait_stopped(container, grace).await?,
+            // 409: not running, so there is nothing to signal.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(e) => {
+                return Err(EngineError::request(format!(
+                    "sending {signal} to container {container}"
+                ))(e))
+            }
+        }
+        self.stop(container).await
+    }
+
+    /// Waits up to `grace` for a container to stop running; returns early once it has.
+    async fn wait_stopped(&self, container: &str, grace: Duration) -> Result<(), EngineError> {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let running = self
+                .inspect_container(container)
+                .await?
+                .and_then(|c| c.state)
+                .and_then(|state| state.running)
+                .unwrap_or(false);
+            if !running || tokio::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
