@@ -21,5 +21,6 @@ pub mod notify;
 pub mod output;
 pub mod plan;
 pub mod registry;
+pub mod service_manager;
 pub mod shutdown;
 pub mod state;

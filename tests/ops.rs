@@ -744,3 +744,37 @@ fn a_container_tracking_semver_caret_1_moves_to_the_highest_1_x_tag_and_not_to_2
     );
     assert!(bed.serves("web").contains(&page("1.1.0")));
 }
+
+#[test]
+fn run_tells_systemd_it_is_ready_what_it_watches_and_that_it_stops() {
+    let bed = TestBed::new("ops-sd-notify");
+    let registry = Registry::start();
+    let updater = bed.updater(&[registry.host()]);
+    let socket_path = bed.dir().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set a read timeout");
+    let receive = || {
+        let mut buffer = [0u8; 4096];
+        let size = socket
+            .recv(&mut buffer)
+            .expect("a notification within 30 s");
+        String::from_utf8_lossy(&buffer[..size]).into_owned()
+    };
+
+    let mut daemon =
+        updater.spawn_run_with_env(&[("NOTIFY_SOCKET", socket_path.to_str().expect("utf-8"))]);
+
+    let first = receive();
+    assert!(first.lines().any(|l| l == "READY=1"), "{first:?}");
+    let second = receive();
+    assert!(
+        second.starts_with("STATUS=watching through unix://"),
+        "{second:?}"
+    );
+    daemon.wait_for_log("cycle finished", 1, Duration::from_secs(60));
+    let (code, _) = daemon.terminate(Duration::from_secs(10));
+    assert_eq!(code, 0, "{}", daemon.stderr());
+    assert_eq!(receive(), "STOPPING=1");
+}

@@ -10,6 +10,7 @@ use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::cycle::Agent;
 use crate::daemon::{self, Surface};
+use crate::service_manager;
 use crate::shutdown::{self, Shutdown};
 
 /// The longest wait between two attempts to reach the engine.
@@ -38,9 +39,14 @@ pub(super) async fn run(config: Arc<Config>) -> Result<Exit, Failure> {
         }
         None => None,
     };
+    // Ready once the API listens: waiting for the engine is part of running, not of starting,
+    // and `systemctl status` says what it waits for.
+    service_manager::ready();
     if let Some(agent) = connect_with_backoff(config, shutdown.clone()).await {
+        service_manager::status(&format!("watching through {}", agent.engine.host()));
         daemon::run(&agent, shutdown, surface).await;
     }
+    service_manager::stopping();
     if let Some(server) = server {
         match server.await {
             Ok(Err(e)) => tracing::warn!("HTTP API: {e}"),
@@ -60,6 +66,7 @@ async fn connect_with_backoff(config: Arc<Config>, mut shutdown: Shutdown) -> Op
             Ok(agent) => return Some(agent),
             Err(e) => {
                 tracing::error!(retry_in_secs = backoff.as_secs(), "cannot start: {e:#}");
+                service_manager::status(&format!("cannot start, retrying: {e:#}"));
             }
         }
         tokio::select! {

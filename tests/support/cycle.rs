@@ -109,6 +109,11 @@ impl Updater {
 
     /// Starts `tidewatch run` in the background; stopped (SIGKILL) on drop if still running.
     pub fn spawn_run(&self) -> Daemon {
+        self.spawn_run_with_env(&[])
+    }
+
+    /// `tidewatch run` with extra environment variables.
+    pub fn spawn_run_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         let dir = self
             .config
             .parent()
@@ -121,6 +126,7 @@ impl Updater {
         };
         let child = Command::new(env!("CARGO_BIN_EXE_tidewatch"))
             .args(self.args(&["run"], &[]))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(create(&stdout))
             .stderr(create(&stderr))
