@@ -435,3 +435,39 @@ fn a_missing_config_file_is_named() {
     let outcome = tidewatch(["-c", &missing, "check", "--json"]);
     assert_config_error(&outcome, &[&missing]);
 }
+
+#[test]
+fn check_on_a_server_without_any_tidewatch_configuration_runs_on_the_defaults() {
+    let bed = TestBed::new("check-no-config");
+    let registry = Registry::start();
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "1");
+    let digest = push(&image);
+    // No scope label: the defaults look after unscoped containers. The bed's label still ties
+    // the container to the bed for clean-up.
+    let name = bed.name("unscoped");
+    crate::support::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        &format!("{}={}", crate::support::TEST_LABEL, bed.id()),
+        &image,
+    ]);
+    assert!(
+        !Path::new("/etc/tidewatch/agent.toml").exists(),
+        "this test needs a machine where tidewatch was never configured"
+    );
+
+    // No -c and no TIDEWATCH_CONFIG: the default path, which does not exist.
+    let outcome = tidewatch(["check", "--json", name.as_str()]);
+
+    assert_eq!(outcome.code, 0, "{outcome:#?}");
+    let rows: serde_json::Value = serde_json::from_str(&outcome.stdout).expect("JSON rows");
+    let rows = rows.as_array().expect("an array of rows");
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["container"], name.as_str(), "{rows:#?}");
+    assert_eq!(rows[0]["status"], "up_to_date", "{rows:#?}");
+    assert_eq!(rows[0]["current_digest"], digest.as_str(), "{rows:#?}");
+}

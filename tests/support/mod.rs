@@ -37,7 +37,7 @@ pub use agent::{
     tidewatch, tidewatch_with_env, Agent, Check, Outcome, RegistryEntry, Row, Status, StepResult,
     UpdateRun,
 };
-pub use bed::TestBed;
+pub use bed::{TestBed, TEST_LABEL};
 pub use containers::{Broken, Event, QUICK_STOP};
 pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
 pub use docker::{docker, Engine};
