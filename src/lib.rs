@@ -13,6 +13,7 @@ pub mod config;
 pub mod cycle;
 pub mod daemon;
 pub mod engine;
+pub mod error_chain;
 pub mod image_ref;
 pub mod labels;
 pub mod logging;

@@ -2,7 +2,6 @@
 //! logs. Logs and errors name a notifier by its kind and `scheme://host[:port]` only: a Slack
 //! or Discord URL is itself the credential, and a query may hold a token.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
@@ -16,12 +15,13 @@ use reqwest::{StatusCode, Url};
 use super::message::{self, Format};
 use super::{Event, EventKind, Retry};
 use crate::config::{NotifyConfig, NotifyKind, Secret, SmtpSecurity};
+use crate::error_chain::error_chain;
 
 /// Why one attempt to send a message failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     /// The HTTP request did not complete (connection, TLS). Its URL is stripped.
-    #[error("{}", chain(.0))]
+    #[error("{}", error_chain(.0))]
     Http(reqwest::Error),
     /// The service answered with an error status.
     #[error("answered {status}{}", if .body.is_empty() { String::new() } else { format!(": {}", .body) })]
@@ -58,17 +58,6 @@ impl NotifyError {
             NotifyError::Build(_) => false,
         }
     }
-}
-
-/// `error: cause: cause`, since reqwest's own message is only the outermost one.
-fn chain(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    out
 }
 
 enum Channel {

@@ -24,6 +24,7 @@ use reqwest::{Method, StatusCode};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::{Config, RegistryConfig};
+use crate::error_chain::error_chain;
 use crate::image_ref::ImageRef;
 use auth::{Challenge, Credentials, TokenCache};
 use credentials::Found;
@@ -76,6 +77,14 @@ impl RemoteManifest {
 /// Never carries a credential or token.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {
+    /// The HTTPS client cannot be built at all, e.g. the system has no CA certificates.
+    #[error(
+        "cannot set up the registry client: {reason} (is the ca-certificates package installed?)"
+    )]
+    ClientSetup {
+        /// The TLS library's explanation.
+        reason: String,
+    },
     /// No connection could be made, or it broke.
     #[error("registry {registry} is unreachable: {reason}")]
     Unreachable {
@@ -155,12 +164,7 @@ impl RegistryError {
             }
         } else {
             // The URL is ours and holds no secret; the source chain says why (refused, TLS...).
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                reason = format!("{reason}: {s}");
-                source = s.source();
-            }
+            let reason = error_chain(&e);
             RegistryError::Unreachable {
                 registry: registry.to_string(),
                 reason,
@@ -242,9 +246,9 @@ impl RegistryClient {
                 .map_err(|e| RegistryError::transport(&r.host, e))?;
             http_with_ca.insert(r.host.clone(), client);
         }
-        let http = builder()
-            .build()
-            .map_err(|e| RegistryError::transport("(client setup)", e))?;
+        let http = builder().build().map_err(|e| RegistryError::ClientSetup {
+            reason: error_chain(&e),
+        })?;
         Ok(RegistryClient {
             http,
             http_with_ca,
