@@ -15,8 +15,11 @@ pub fn init(level: &str, format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
+    // Under systemd, stderr goes to the journal, which stamps every line itself.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = match format {
+        LogFormat::Text if journal => builder.without_time().try_init(),
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
