@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tidewatch::cli::Cli;
 use tidewatch::commands::{self, Exit};
+use tidewatch::error_chain::error_chain;
 use tidewatch::logging;
 
 fn main() -> ExitCode {
@@ -22,8 +23,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(exit) => exit.into(),
         Err(failure) => {
-            // `{:#}` prints the whole chain of causes on one line.
-            eprintln!("tidewatch: {failure:#}");
+            eprintln!("tidewatch: {}", error_chain(&failure));
             failure.exit().into()
         }
     }

@@ -10,6 +10,7 @@ use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::cycle::Agent;
 use crate::daemon::{self, Surface};
+use crate::error_chain::error_chain;
 use crate::service_manager;
 use crate::shutdown::{self, Shutdown};
 
@@ -65,8 +66,9 @@ async fn connect_with_backoff(config: Arc<Config>, mut shutdown: Shutdown) -> Op
         match agent(config.clone(), shutdown.clone()).await {
             Ok(agent) => return Some(agent),
             Err(e) => {
-                tracing::error!(retry_in_secs = backoff.as_secs(), "cannot start: {e:#}");
-                service_manager::status(&format!("cannot start, retrying: {e:#}"));
+                let why = error_chain(e.as_ref());
+                tracing::error!(retry_in_secs = backoff.as_secs(), "cannot start: {why}");
+                service_manager::status(&format!("cannot start, retrying: {why}"));
             }
         }
         tokio::select! {
