@@ -9,6 +9,7 @@
 mod compose;
 mod recover;
 mod recreate;
+mod self_update;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -24,6 +25,7 @@ use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
 
 pub use recover::recover;
+pub use self_update::{Handover, AGENT_LABEL, REPLACES_ENV};
 
 /// How one step ended. The names are part of the JSON and history contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -42,6 +42,13 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         .find(|o| o.name == name)
         .cloned()
         .ok_or_else(|| anyhow!("{name}: no such container"))?;
+    if agent.is_own(&container) {
+        // Stopping it would stop this very process half-way through.
+        return Err(anyhow!(
+            "{name}: this agent's own container; roll it back from outside it (tidewatch on the host, or docker)"
+        )
+        .into());
+    }
     let reference = ImageRef::parse(&container.image).context("reading its image reference")?;
 
     // The previous image is normally still here (kept for rollback); otherwise pull it back
@@ -106,6 +113,7 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
     let plan = Plan {
         steps,
         waiting: Vec::new(),
+        self_update: None,
     };
     let observed_map: BTreeMap<_, _> = observed.into_iter().map(|o| (o.name.clone(), o)).collect();
     let applier = Applier {
