@@ -100,6 +100,7 @@ impl Agent {
             store: &self.store,
             settings: &self.config.update,
             shutdown: self.shutdown.clone(),
+            own_container: self.own_container.as_deref(),
         }
     }
 

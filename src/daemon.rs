@@ -129,7 +129,10 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
     let mut handed_over = false;
     match result {
         Ok(mut report) => {
-            if let Some(step) = report.plan.self_update.clone() {
+            // Not while shutting down: that may be a successor taking over already (recovery
+            // waits for one that exists).
+            let self_update = report.plan.self_update.clone();
+            if let Some(step) = self_update.filter(|_| !agent.shutdown.is_triggered()) {
                 match agent.replace_self(&step).await {
                     Handover::TakenOver => handed_over = true,
                     Handover::Kept(result) => {

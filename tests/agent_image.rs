@@ -178,3 +178,64 @@ fn a_successor_agent_that_exits_is_removed_and_the_old_agent_takes_its_name_back
         "the refused digest is not tried again: {dry_run}"
     );
 }
+
+#[test]
+fn an_agent_killed_during_its_self_update_ends_as_one_agent_under_its_name_on_the_new_digest() {
+    let bed = TestBed::new("image-self-update-crash");
+    let (registry, _, agent_image) = app_and_agent_image(&bed);
+    let agent = bed.run_agent_with(
+        "agent",
+        &agent_image,
+        &[registry.host()],
+        true,
+        &["--restart", "always"],
+    );
+    agent.wait_for_log(CYCLE_FINISHED, 1, PICK_UP);
+    let old = bed.container_id("agent");
+    let events = bed.follow_events();
+
+    bed.rebuild_agent_image(&agent_image, "2");
+    let agent_v2 = push(&agent_image);
+    events.wait_for("the agent setting itself aside", PICK_UP, |event| {
+        event.id == old && event.action == "rename"
+    });
+    // A crash: its process is killed, and the restart policy brings the container back.
+    let pid = docker(&["container", "inspect", "--format", "{{.State.Pid}}", &old]);
+    assert_ne!(pid, "0", "the old agent is not running any more");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap_or_else(|error| panic!("cannot run `kill -KILL {pid}`: {error}"));
+    assert!(killed.success(), "`kill -KILL {pid}` failed: {killed}");
+
+    // Whether the successor was created before the kill or not, it ends with one agent, under
+    // its name, on the new digest.
+    let deadline = Instant::now() + PICK_UP;
+    let wanted = format!("{}@{agent_v2}", agent_image.trim_end_matches(":latest"));
+    loop {
+        let names = bed.container_names();
+        let on_v2 = try_docker(&[
+            "container",
+            "inspect",
+            "--format",
+            "{{.Image}}",
+            &bed.name("agent"),
+        ])
+        .is_ok_and(|image| repo_digests(&image).contains(&wanted));
+        if names == [bed.name("agent"), bed.name("web")] && on_v2 && bed.is_running("agent") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single agent on {agent_v2}; containers: {names:?}\nlog:\n{}",
+            agent.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_ne!(bed.container_id("agent"), old);
+    agent.wait_for_log(CYCLE_FINISHED, 1, PICK_UP);
+    let rows = agent.history(&bed.name("agent"));
+    println!("history after the crash: {rows:#}");
+    assert_eq!(rows[0]["outcome"], "updated", "{rows:#}");
+    assert_eq!(rows[0]["to_digest"], agent_v2.as_str(), "{rows:#}");
+}

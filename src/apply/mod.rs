@@ -81,6 +81,8 @@ pub struct Applier<'a> {
     pub settings: &'a UpdateConfig,
     /// Stops between steps, and undoes a step caught in its health gate.
     pub shutdown: Shutdown,
+    /// The id of the container this agent runs in, if any: recovery never stops it.
+    pub own_container: Option<&'a str>,
 }
 
 impl Applier<'_> {

@@ -9,11 +9,12 @@
 //! successor is not running, or has not stopped the old agent, within `[update]
 //! health_timeout`, the old agent removes it, takes its name back and quarantines the digest.
 //!
-//! A crash at any point is the ordinary recovery's case: the entry names the old container, its
-//! aside name and the successor. An old agent restarted (restart policy) after a crash before
-//! the successor started puts itself back under its name; a successor that started finds the
-//! old container gone or stops it, and the entry (old container gone, successor holding the
-//! name) is committed.
+//! A crash at any point is left to recovery, which reads the old container, its aside name
+//! and the successor from the entry. An old agent that runs again (a restart policy) never
+//! stops itself (`recover.rs`): it starts a successor that exists and waits for it to take
+//! over as above (undoing the update if it does not), and without one takes its name back. A
+//! successor that starts stops the old agent and commits the entry; when the old container is
+//! already gone, the next cycle's recovery commits it (the successor holds the name).
 
 use std::collections::BTreeMap;
 
@@ -118,35 +119,44 @@ impl Applier<'_> {
         self.advance(id, Step::Started).await;
         tracing::info!(successor = %new_id, "self-update: successor started; waiting for it to take over");
 
-        // The successor stops this agent as soon as it is up: that stop (SIGTERM) is the
-        // handover. Until then it must keep running; after `health_timeout` it has failed.
+        match self.await_takeover(&new_id).await {
+            Ok(()) => Ok(()),
+            Err((why, quarantine)) => Err(self
+                .roll_back(id, own, Some(&new_id), why, quarantine)
+                .await),
+        }
+    }
+
+    /// Waits for the started successor `new_id` to take over: it stops this agent as soon as
+    /// it is up, and that stop (SIGTERM, the shutdown) is the handover. `Err` with why (and
+    /// whether the new image is to blame) when it is not running, or has not taken over,
+    /// within `[update] health_timeout`.
+    pub(super) async fn await_takeover(&self, new_id: &str) -> Result<(), (String, bool)> {
         let timeout = self.settings.health_timeout;
         let started = std::time::Instant::now();
         let health = self
             .engine
-            .wait_healthy(&new_id, self.settings.min_running, timeout, &self.shutdown)
+            .wait_healthy(new_id, self.settings.min_running, timeout, &self.shutdown)
             .await;
-        let why = match health {
-            Ok(Health::Interrupted) => return Ok(()),
+        match health {
+            Ok(Health::Interrupted) => Ok(()),
             Ok(Health::Healthy) => {
                 let mut shutdown = self.shutdown.clone();
                 let left = timeout.saturating_sub(started.elapsed());
                 tokio::select! {
-                    _ = shutdown.wait() => return Ok(()),
-                    _ = tokio::time::sleep(left) => format!(
-                        "the successor agent runs but did not take over within {}",
-                        humantime::format_duration(timeout)
-                    ),
+                    _ = shutdown.wait() => Ok(()),
+                    _ = tokio::time::sleep(left) => Err((
+                        format!(
+                            "the successor agent runs but did not take over within {}",
+                            humantime::format_duration(timeout)
+                        ),
+                        true,
+                    )),
                 }
             }
-            Ok(Health::Unhealthy(why)) => format!("the successor agent {why}"),
-            Err(e) => {
-                return Err(self
-                    .roll_back(id, own, Some(&new_id), e.to_string(), false)
-                    .await)
-            }
-        };
-        Err(self.roll_back(id, own, Some(&new_id), why, true).await)
+            Ok(Health::Unhealthy(why)) => Err((format!("the successor agent {why}"), true)),
+            Err(e) => Err((e.to_string(), false)),
+        }
     }
 
     /// The successor's first act: stops the predecessor agent `predecessor` (only if it is an

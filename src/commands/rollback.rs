@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context as _};
 
 use super::{agent, cycle_lock, Exit, Failure};
-use crate::apply::{Applier, StepOutcome};
+use crate::apply::StepOutcome;
 use crate::config::Config;
 use crate::cycle;
 use crate::image_ref::ImageRef;
@@ -116,13 +116,7 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         self_update: None,
     };
     let observed_map: BTreeMap<_, _> = observed.into_iter().map(|o| (o.name.clone(), o)).collect();
-    let applier = Applier {
-        engine: &agent.engine,
-        registry: &agent.registry,
-        store: &agent.store,
-        settings: &agent.config.update,
-        shutdown: agent.shutdown.clone(),
-    };
+    let applier = agent.applier();
     let mut results = applier
         .apply(&plan, &observed_map, &graph)
         .await

@@ -65,6 +65,18 @@ impl TestBed {
         registries: &[String],
         self_update: bool,
     ) -> AgentContainer {
+        self.run_agent_with(name, image, registries, self_update, &[])
+    }
+
+    /// Like [`TestBed::run_agent`], with extra `docker run` options (a restart policy...).
+    pub fn run_agent_with(
+        &self,
+        name: &str,
+        image: &str,
+        registries: &[String],
+        self_update: bool,
+        options: &[&str],
+    ) -> AgentContainer {
         let mut toml = format!(
             "[agent]\ninterval = \"{}s\"\n\n[watch]\nscope = {:?}\n\n\
              [update]\nmin_running = \"1s\"\nhealth_timeout = \"20s\"\nself_update = {self_update}\n",
@@ -81,13 +93,9 @@ impl TestBed {
             .unwrap_or_else(|error| panic!("cannot write {}: {error}", config.display()));
         let socket = format!("{SOCKET}:{SOCKET}");
         let mount = format!("{}:/etc/tidewatch/agent.toml:ro", config.display());
-        self.run_with(
-            name,
-            &["--network", "host", "-v", &socket, "-v", &mount],
-            image,
-            &[],
-            &[],
-        );
+        let mut all = vec!["--network", "host", "-v", &socket, "-v", &mount];
+        all.extend_from_slice(options);
+        self.run_with(name, &all, image, &[], &[]);
         AgentContainer {
             name: self.name(name),
             bed: self.id().to_owned(),
