@@ -34,6 +34,8 @@ pub struct Agent {
     pub notifications: Notifications,
     /// This server's name, in notifications.
     pub host: String,
+    /// The id of the container this agent runs in, if it runs in one of this engine's.
+    pub own_container: Option<String>,
 }
 
 /// What one cycle saw and did.
@@ -90,13 +92,15 @@ impl CycleReport {
 }
 
 impl Agent {
-    fn applier(&self) -> Applier<'_> {
+    /// What applies plans, with this agent's engine, registries, store and settings.
+    pub fn applier(&self) -> Applier<'_> {
         Applier {
             engine: &self.engine,
             registry: &self.registry,
             store: &self.store,
             settings: &self.config.update,
             shutdown: self.shutdown.clone(),
+            own_container: self.own_container.as_deref(),
         }
     }
 
@@ -119,8 +123,13 @@ impl Agent {
         } else {
             self.recover().await
         };
-        let detections = detect(&self.engine, &self.registry, &self.config, names).await?;
-        let mut candidates = candidates(&detections, &self.config);
+        let mut detections = detect(&self.engine, &self.registry, &self.config, names).await?;
+        for d in &mut detections {
+            if self.is_own(&d.observed) && d.row.status == Status::UpdateAvailable {
+                d.row.detail = Some(update::OWN_CONTAINER.into());
+            }
+        }
+        let mut candidates = candidates(&detections, &self.config, |o| self.is_own(o));
         let marks = self.marks(&mut candidates, dry_run).await;
         let containers = detections.iter().map(|d| d.row.clone()).collect();
         // `update NAME...` checks only the named containers, but the sharers of their
@@ -149,7 +158,14 @@ impl Agent {
             now: chrono::Local::now(),
             force,
         };
-        let plan = update::plan(&candidates, &images, &marks, &graph, moment);
+        let plan = update::plan(
+            &candidates,
+            &images,
+            &marks,
+            &graph,
+            moment,
+            self.config.update.self_update,
+        );
         for w in &plan.waiting {
             tracing::info!(container = %w.container, "update waits: {}", w.reason);
         }
@@ -175,6 +191,39 @@ impl Agent {
             results,
             monitor_only,
         })
+    }
+
+    /// Replaces the agent's own container by a successor for `step`, the plan's
+    /// `self_update` (see [`apply::Handover`]).
+    pub async fn replace_self(&self, step: &update::PlannedStep) -> apply::Handover {
+        let failed = |detail: String| {
+            apply::Handover::Kept(StepResult {
+                container: step.container.clone(),
+                image: step.image.clone(),
+                from_digest: step.from_digest.clone(),
+                to_digest: step.to_digest.clone(),
+                outcome: StepOutcome::Failed,
+                detail,
+            })
+        };
+        // Read afresh: the cycle's other steps recreated containers this one may name.
+        let observed = match self.engine.inventory(true).await {
+            Ok(observed) => observed,
+            Err(e) => return failed(format!("not started: {e}")),
+        };
+        let Some(own) = observed.iter().find(|o| self.is_own(o)) else {
+            return failed("not started: the agent's own container is gone".into());
+        };
+        let names = observed
+            .iter()
+            .map(|o| (o.id.clone(), o.name.clone()))
+            .collect();
+        self.applier().replace_self(step, own, &names).await
+    }
+
+    /// Whether `o` is the container this agent runs in.
+    pub fn is_own(&self, o: &Observed) -> bool {
+        self.own_container.as_deref() == Some(o.id.as_str())
     }
 
     /// Announces what a (real, not dry-run) cycle did, each event once; sending goes on in
@@ -247,7 +296,11 @@ impl Agent {
     }
 }
 
-fn candidates(detections: &[Detection], config: &Config) -> Vec<Candidate> {
+fn candidates(
+    detections: &[Detection],
+    config: &Config,
+    is_own: impl Fn(&Observed) -> bool,
+) -> Vec<Candidate> {
     detections
         .iter()
         .filter(|d| d.row.status == Status::UpdateAvailable)
@@ -273,6 +326,7 @@ fn candidates(detections: &[Detection], config: &Config) -> Vec<Candidate> {
                     .and_then(|s| s.min_age)
                     .unwrap_or(config.watch.min_age),
                 first_seen: None,
+                own: is_own(&d.observed),
             })
         })
         .collect()

@@ -9,7 +9,7 @@ use chrono::{DateTime, Local, Utc};
 use tokio::sync::mpsc;
 
 use crate::api::{StatusBoard, Trigger as ApiTrigger};
-use crate::apply::StepOutcome;
+use crate::apply::{Handover, StepOutcome};
 use crate::config::{AgentConfig, Trigger};
 use crate::cycle::{Agent, CycleReport};
 use crate::image_ref::ImageRef;
@@ -46,8 +46,12 @@ pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
         let Some(lock) = lock(agent, &mut shutdown).await else {
             break;
         };
-        run_one(agent, &surface, &reason).await;
+        let handed_over = run_one(agent, &surface, &reason).await;
         drop(lock);
+        if handed_over {
+            tracing::info!("self-update: the successor agent took over; exiting");
+            break;
+        }
         release_freed_memory();
         // Counted from the end of a scheduled cycle; a triggered one leaves the schedule be.
         if let Reason::Scheduled = reason {
@@ -79,8 +83,9 @@ async fn recv(triggers: &mut Option<mpsc::Receiver<ApiTrigger>>) -> Option<ApiTr
     }
 }
 
-/// One cycle, narrowed to what a trigger names, then recorded everywhere.
-async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) {
+/// One cycle, narrowed to what a trigger names, then the self-update if the plan has one, all
+/// recorded everywhere. True when a successor agent took over and this one must exit.
+async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
     let (names, force, full) = match reason {
         Reason::Scheduled => (Vec::new(), false, true),
         Reason::Triggered(t @ ApiTrigger::Cycle { container, force }) => {
@@ -104,12 +109,12 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) {
                     .collect::<Vec<_>>(),
                 Err(e) => {
                     tracing::error!("listing containers for a registry push: {e}");
-                    return;
+                    return false;
                 }
             };
             if names.is_empty() {
                 tracing::info!(?images, "registry push: no container uses these references");
-                return;
+                return false;
             }
             tracing::info!(?images, containers = ?names, "registry push: checking the containers that use it");
             (names, false, false)
@@ -121,8 +126,21 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) {
     for (registry, requests, errors) in agent.registry.take_registry_counts().await {
         surface.metrics.record_registry(&registry, requests, errors);
     }
+    let mut handed_over = false;
     match result {
-        Ok(report) => {
+        Ok(mut report) => {
+            // Not while shutting down: that may be a successor taking over already (recovery
+            // waits for one that exists).
+            let self_update = report.plan.self_update.clone();
+            if let Some(step) = self_update.filter(|_| !agent.shutdown.is_triggered()) {
+                match agent.replace_self(&step).await {
+                    Handover::TakenOver => handed_over = true,
+                    Handover::Kept(result) => {
+                        tracing::warn!(outcome = %result.outcome, "self-update: {}", result.detail);
+                        report.results.push(result);
+                    }
+                }
+            }
             // Sent in the background; the next cycle does not wait for it.
             drop(agent.announce(&report).await);
             surface.metrics.record_cycle(&report, clock.elapsed());
@@ -138,6 +156,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) {
             tracing::error!("cycle failed: {e}");
         }
     }
+    handed_over
 }
 
 /// A push of another tag of a container's repository matters to containers that track tags

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod agent_image;
 mod check;
 mod crash;
 mod ops;

@@ -27,9 +27,17 @@ mod label {
 /// How long compose may take to print a hash.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The compose v1 program, looked up in `PATH`.
+const COMPOSE: &str = "docker-compose";
+
 /// Refreshes the config-hash label of a compose v1 container about to be recreated, once the
 /// service's tag points at the new image. Does nothing for other containers.
 pub async fn refresh_config_hash(labels: &mut HashMap<String, String>) {
+    refresh_config_hash_with(COMPOSE, labels).await
+}
+
+/// [`refresh_config_hash`] with `program` as compose.
+async fn refresh_config_hash_with(program: &str, labels: &mut HashMap<String, String>) {
     let v1 = labels
         .get(label::VERSION)
         .is_some_and(|v| v.starts_with("1."));
@@ -44,7 +52,7 @@ pub async fn refresh_config_hash(labels: &mut HashMap<String, String>) {
     ) else {
         return;
     };
-    let mut command = Command::new("docker-compose");
+    let mut command = Command::new(program);
     command.current_dir(dir).arg("--project-name").arg(project);
     for file in files.split(',').filter(|f| !f.is_empty()) {
         command.arg("--file").arg(file);
@@ -64,7 +72,13 @@ pub async fn refresh_config_hash(labels: &mut HashMap<String, String>) {
             return;
         }
         Ok(Err(e)) => {
-            tracing::debug!(service, "docker-compose not usable: {e}");
+            // The container image has no compose, and a host may not have it either: the
+            // update goes on, compose only recreates the service once more later.
+            tracing::warn!(
+                service,
+                "cannot run {program} ({e}): its config-hash label is left as it was, so the \
+                 next `docker-compose up -d` recreates the service once, onto the same image"
+            );
             return;
         }
         Err(_) => {
@@ -97,6 +111,25 @@ mod tests {
         let out = "db 1111\nweb 94cbfb56aa\n";
         assert_eq!(parse_hash(out, "web").as_deref(), Some("94cbfb56aa"));
         assert_eq!(parse_hash(out, "cache"), None);
+    }
+
+    #[tokio::test]
+    async fn without_compose_the_hash_is_left_as_it_was_and_nothing_fails() {
+        let dir = std::env::temp_dir().display().to_string();
+        let mut labels = HashMap::from([
+            (label::VERSION.to_string(), "1.29.2".to_string()),
+            (label::PROJECT.to_string(), "shop".to_string()),
+            (label::SERVICE.to_string(), "web".to_string()),
+            (label::WORKING_DIR.to_string(), dir),
+            (
+                label::CONFIG_FILES.to_string(),
+                "docker-compose.yml".to_string(),
+            ),
+            (label::CONFIG_HASH.to_string(), "old-hash".to_string()),
+        ]);
+        let before = labels.clone();
+        refresh_config_hash_with("tidewatch-test-no-such-compose", &mut labels).await;
+        assert_eq!(labels, before);
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 mod compose;
 mod recover;
 mod recreate;
+mod self_update;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -24,6 +25,7 @@ use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
 
 pub use recover::recover;
+pub use self_update::{Handover, AGENT_LABEL, REPLACES_ENV};
 
 /// How one step ended. The names are part of the JSON and history contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -79,6 +81,8 @@ pub struct Applier<'a> {
     pub settings: &'a UpdateConfig,
     /// Stops between steps, and undoes a step caught in its health gate.
     pub shutdown: Shutdown,
+    /// The id of the container this agent runs in, if any: recovery never stops it.
+    pub own_container: Option<&'a str>,
 }
 
 impl Applier<'_> {

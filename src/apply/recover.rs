@@ -63,6 +63,10 @@ async fn recover_one(
         reason
     };
 
+    // This agent's own self-update, with the agent running again before its successor took
+    // over (it would have stopped this agent first): stopping the old container, as for
+    // others, would stop the agent itself.
+    let own = applier.own_container == Some(entry.old_id.as_str());
     match (old, replacement) {
         // The old container is gone: it is only removed after its replacement was healthy.
         (None, Some(_)) => {
@@ -85,6 +89,19 @@ async fn recover_one(
             )
             .await;
             Ok((StepOutcome::Failed, why))
+        }
+        // The agent's successor exists: started, it takes over, and finishes the entry.
+        (Some(_), Some(new_id)) if own && entry.step != Step::RollingBack => {
+            engine.start(&new_id).await?;
+            match applier.await_takeover(&new_id).await {
+                Ok(()) => Ok((
+                    StepOutcome::Skipped,
+                    "recovered: the successor agent took over".into(),
+                )),
+                Err((why, _)) => {
+                    restore(applier, entry, Some(&new_id), format!("recovered: {why}")).await
+                }
+            }
         }
         // A replacement exists beside the aside old container: keep it only if it proves healthy
         // now, on the digest being rolled out, and the update was not already being undone.
@@ -116,7 +133,8 @@ async fn recover_one(
             restore(applier, entry, Some(&new_id), why).await
         }
         (Some(old), None)
-            if matches!(entry.step, Step::Planned | Step::Pulled)
+            if !own
+                && matches!(entry.step, Step::Planned | Step::Pulled)
                 && old.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name) =>
         {
             // `Pulled` is journalled just before the stop request, so the engine may still be

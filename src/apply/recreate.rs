@@ -9,7 +9,7 @@ use crate::image_ref::ImageRef;
 use crate::labels;
 use crate::plan::recreate::{recreate_spec, ApiVersion};
 use crate::plan::update::{PlannedStep, Reason};
-use crate::state::{JournalEntry, JournalId, NewRecreate, Outcome, Step};
+use crate::state::{JournalEntry, JournalId, NewRecreate, Outcome, StateError, Step};
 
 /// The label in which compose v2 records the image id a container was created from.
 const COMPOSE_IMAGE_LABEL: &str = "com.docker.compose.image";
@@ -38,23 +38,8 @@ impl Applier<'_> {
             outcome: StepOutcome::Failed,
             detail: String::new(),
         };
-        let new_digest = step
-            .to_digest
-            .clone()
-            .or_else(|| step.from_digest.clone())
-            .unwrap_or_else(|| old.image_id.clone());
         let aside = aside_name(&old.name);
-        let record = NewRecreate {
-            container: old.name.clone(),
-            old_id: old.id.clone(),
-            old_image_id: old.image_id.clone(),
-            old_digest: step.from_digest.clone(),
-            new_digest: new_digest.clone(),
-            image_ref: old.image.clone(),
-            aside_name: aside.clone(),
-            was_running: old.state == "running",
-        };
-        let id = match self.store.with(move |s| s.begin(&record)).await {
+        let id = match self.begin(step, old, &aside).await {
             Ok(id) => id,
             Err(e) => {
                 result.detail = format!("not started: {e}");
@@ -65,6 +50,32 @@ impl Applier<'_> {
         result.outcome = outcome;
         result.detail = detail;
         result
+    }
+
+    /// Journals the recreate of `old` for `step` before anything is touched, with the name it
+    /// will be set aside as.
+    pub(super) async fn begin(
+        &self,
+        step: &PlannedStep,
+        old: &Observed,
+        aside: &str,
+    ) -> Result<JournalId, StateError> {
+        let new_digest = step
+            .to_digest
+            .clone()
+            .or_else(|| step.from_digest.clone())
+            .unwrap_or_else(|| old.image_id.clone());
+        let record = NewRecreate {
+            container: old.name.clone(),
+            old_id: old.id.clone(),
+            old_image_id: old.image_id.clone(),
+            old_digest: step.from_digest.clone(),
+            new_digest,
+            image_ref: old.image.clone(),
+            aside_name: aside.to_string(),
+            was_running: old.state == "running",
+        };
+        self.store.with(move |s| s.begin(&record)).await
     }
 
     /// Runs the procedure of journal entry `id`, setting the old container aside as `aside`
@@ -112,28 +123,14 @@ impl Applier<'_> {
         }
         self.advance(id, Step::RenamedAside).await;
 
-        let new_id = match self.engine.create(name, body).await {
+        let new_id = match self.create_replacement(id, name, body, connect_after).await {
             Ok(new_id) => new_id,
-            Err(e) => return self.roll_back(id, old, None, e.to_string(), false).await,
-        };
-        self.advance(
-            id,
-            Step::Created {
-                new_id: new_id.clone(),
-            },
-        )
-        .await;
-        for (network, endpoint) in connect_after {
-            if let Err(e) = self
-                .engine
-                .connect_network(&new_id, &network, endpoint)
-                .await
-            {
+            Err((created, why)) => {
                 return self
-                    .roll_back(id, old, Some(&new_id), e.to_string(), false)
-                    .await;
+                    .roll_back(id, old, created.as_deref(), why, false)
+                    .await
             }
-        }
+        };
         if old.state != "running" {
             // `[watch] include_stopped`: recreated on the new image, left stopped as it was.
             self.advance(id, Step::Healthy).await;
@@ -211,6 +208,40 @@ impl Applier<'_> {
         }
     }
 
+    /// Creates the replacement under `name`, journals its id and connects its other networks
+    /// (engines before API 1.44 take one at create). On failure: why, with the replacement's id
+    /// when it was created.
+    pub(super) async fn create_replacement(
+        &self,
+        id: JournalId,
+        name: &str,
+        body: bollard::models::ContainerCreateBody,
+        connect_after: Vec<(String, bollard::models::EndpointSettings)>,
+    ) -> Result<String, (Option<String>, String)> {
+        let new_id = self
+            .engine
+            .create(name, body)
+            .await
+            .map_err(|e| (None, e.to_string()))?;
+        self.advance(
+            id,
+            Step::Created {
+                new_id: new_id.clone(),
+            },
+        )
+        .await;
+        for (network, endpoint) in connect_after {
+            if let Err(e) = self
+                .engine
+                .connect_network(&new_id, &network, endpoint)
+                .await
+            {
+                return Err((Some(new_id), e.to_string()));
+            }
+        }
+        Ok(new_id)
+    }
+
     /// Keeps `[update] keep_images` previous images of the container's repository for
     /// `tidewatch rollback`, and removes older ones nothing uses.
     async fn prune_images(&self, old: &Observed, new_container: &str) {
@@ -237,7 +268,7 @@ impl Applier<'_> {
     }
 
     /// Pulls the new image (by digest) and builds the new container's settings.
-    async fn prepare(
+    pub(super) async fn prepare(
         &self,
         step: &PlannedStep,
         old: &Observed,
@@ -306,7 +337,7 @@ impl Applier<'_> {
         }
     }
 
-    async fn fail_untouched(&self, id: JournalId, why: String) -> (StepOutcome, String) {
+    pub(super) async fn fail_untouched(&self, id: JournalId, why: String) -> (StepOutcome, String) {
         let reason = why.clone();
         if let Err(e) = self
             .store

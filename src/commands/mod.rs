@@ -106,6 +106,13 @@ async fn agent(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent>
         .await
         .context("opening the state store")?;
     let notifications = Notifications::new(&config.notify).context("setting up notifications")?;
+    let own_container = engine
+        .own_container()
+        .await
+        .context("looking for the agent's own container")?;
+    if let Some(id) = &own_container {
+        tracing::info!(container = %id, "running in a container: it is never recreated mid-cycle");
+    }
     Ok(Agent {
         config,
         engine,
@@ -114,6 +121,7 @@ async fn agent(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent>
         shutdown,
         notifications,
         host: notify::host_name(),
+        own_container,
     })
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context as _};
 
 use super::{agent, cycle_lock, Exit, Failure};
-use crate::apply::{Applier, StepOutcome};
+use crate::apply::StepOutcome;
 use crate::config::Config;
 use crate::cycle;
 use crate::image_ref::ImageRef;
@@ -42,6 +42,13 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         .find(|o| o.name == name)
         .cloned()
         .ok_or_else(|| anyhow!("{name}: no such container"))?;
+    if agent.is_own(&container) {
+        // Stopping it would stop this very process half-way through.
+        return Err(anyhow!(
+            "{name}: this agent's own container; roll it back from outside it (tidewatch on the host, or docker)"
+        )
+        .into());
+    }
     let reference = ImageRef::parse(&container.image).context("reading its image reference")?;
 
     // The previous image is normally still here (kept for rollback); otherwise pull it back
@@ -106,15 +113,10 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
     let plan = Plan {
         steps,
         waiting: Vec::new(),
+        self_update: None,
     };
     let observed_map: BTreeMap<_, _> = observed.into_iter().map(|o| (o.name.clone(), o)).collect();
-    let applier = Applier {
-        engine: &agent.engine,
-        registry: &agent.registry,
-        store: &agent.store,
-        settings: &agent.config.update,
-        shutdown: agent.shutdown.clone(),
-    };
+    let applier = agent.applier();
     let mut results = applier
         .apply(&plan, &observed_map, &graph)
         .await

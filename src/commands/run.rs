@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::{agent, Exit, Failure};
+use super::{agent, cycle_lock, Exit, Failure};
 use crate::api::{self, ApiState};
+use crate::apply::REPLACES_ENV;
 use crate::config::Config;
 use crate::cycle::Agent;
 use crate::daemon::{self, Surface};
@@ -19,6 +20,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 pub(super) async fn run(config: Arc<Config>) -> Result<Exit, Failure> {
     let shutdown = shutdown::on_signals().map_err(anyhow::Error::from)?;
+    // A successor of a self-update takes over first: until the old agent exits, it holds the
+    // cycle lock and the API's port.
+    let mut connected = None;
+    if let Some(predecessor) = predecessor() {
+        let Some(agent) = connect_with_backoff(config.clone(), shutdown.clone()).await else {
+            return Ok(Exit::Success);
+        };
+        take_over(&agent, &predecessor).await;
+        connected = Some(agent);
+    }
     let mut surface = Surface::default();
     // The API comes up before the engine is reached, so /healthz and /metrics answer while
     // tidewatch waits for a restarting engine.
@@ -43,7 +54,11 @@ pub(super) async fn run(config: Arc<Config>) -> Result<Exit, Failure> {
     // Ready once the API listens: waiting for the engine is part of running, not of starting,
     // and `systemctl status` says what it waits for.
     service_manager::ready();
-    if let Some(agent) = connect_with_backoff(config, shutdown.clone()).await {
+    let agent = match connected {
+        Some(agent) => Some(agent),
+        None => connect_with_backoff(config, shutdown.clone()).await,
+    };
+    if let Some(agent) = agent {
         service_manager::status(&format!("watching through {}", agent.engine.host()));
         daemon::run(&agent, shutdown, surface).await;
     }
@@ -56,6 +71,44 @@ pub(super) async fn run(config: Arc<Config>) -> Result<Exit, Failure> {
         }
     }
     Ok(Exit::Success)
+}
+
+/// The container a self-update's successor replaces, from its environment.
+fn predecessor() -> Option<String> {
+    std::env::var(REPLACES_ENV).ok().filter(|p| !p.is_empty())
+}
+
+/// A successor of a self-update (its environment names the agent it replaces) stops that agent,
+/// then, holding the cycle lock the old agent held until it exited, commits the update and
+/// removes the old container.
+async fn take_over(agent: &Agent, predecessor: &str) {
+    let applier = agent.applier();
+    let stopped = applier
+        .stop_predecessor(predecessor, agent.own_container.as_deref())
+        .await;
+    let old_id = match stopped {
+        Ok(Some(id)) => id,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!("self-update: stopping the previous agent: {e}");
+            return;
+        }
+    };
+    let _lock = match cycle_lock(&agent.config.agent.state_dir).await {
+        Ok(lock) => lock,
+        Err(e) => {
+            tracing::error!("self-update: {e:#}");
+            return;
+        }
+    };
+    if let Some(result) = applier.finish_takeover(&old_id).await {
+        tracing::info!(
+            container = %result.container,
+            outcome = %result.outcome,
+            "{}",
+            result.detail
+        );
+    }
 }
 
 /// An engine that is down at boot (or restarting) is waited for, not a reason to exit: the

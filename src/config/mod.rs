@@ -231,6 +231,10 @@ pub struct UpdateConfig {
     pub health_timeout: Duration,
     /// How many previous images per container are kept for `tidewatch rollback`.
     pub keep_images: usize,
+    /// When the agent runs in a container of its own scope: after a cycle's other updates,
+    /// replace that container by a successor on its new digest (see `apply::self_update`).
+    /// Otherwise its own container is never recreated.
+    pub self_update: bool,
 }
 
 impl Default for UpdateConfig {
@@ -239,6 +243,7 @@ impl Default for UpdateConfig {
             min_running: Duration::from_secs(10),
             health_timeout: Duration::from_secs(120),
             keep_images: 2,
+            self_update: false,
         }
     }
 }
@@ -433,6 +438,7 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         min_running: duration(raw.update.min_running, at)?.unwrap_or(update.min_running),
         health_timeout: duration(raw.update.health_timeout, at)?.unwrap_or(update.health_timeout),
         keep_images: raw.update.keep_images.unwrap_or(update.keep_images),
+        self_update: raw.update.self_update,
     };
     Ok(Config {
         agent,

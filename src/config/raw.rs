@@ -75,6 +75,8 @@ pub(super) struct RawUpdate {
     pub min_running: Option<Spanned<String>>,
     pub health_timeout: Option<Spanned<String>>,
     pub keep_images: Option<usize>,
+    #[serde(default)]
+    pub self_update: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@
 mod health;
 mod inventory;
 mod ops;
+mod own;
 
 pub use health::Health;
 
@@ -16,6 +17,7 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 use crate::config::DockerConfig;
 
 pub use inventory::{Observed, Platform};
+pub use own::{container_id_from_cgroup, container_id_from_mountinfo};
 
 /// The default engine socket.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";

@@ -32,6 +32,8 @@ pub struct Candidate {
     pub min_age: Duration,
     /// When `to_digest` was first seen for this container.
     pub first_seen: Option<DateTime<Utc>>,
+    /// The container this agent runs in: never a step of the plan (see [`Plan::self_update`]).
+    pub own: bool,
 }
 
 /// When the plan is made, and whether a trigger asked to ignore maintenance windows.
@@ -92,6 +94,10 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// Updates found but held back.
     pub waiting: Vec<Waiting>,
+    /// The agent's own container, replaced after the steps when `[update] self_update` is on
+    /// (and nothing else holds its update back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub self_update: Option<PlannedStep>,
 }
 
 /// What the state store says about a container, as plain values.
@@ -103,18 +109,24 @@ pub struct Marks {
     pub holds: BTreeMap<String, (String, String)>,
 }
 
+/// Why the agent's own container is not a step.
+pub const OWN_CONTAINER: &str = "this agent's own container; see [update] self_update";
+
 /// Builds the plan of one cycle.
 /// `images` gives the image reference of every watched container, for the steps of namespace
-/// sharers whose own image did not change.
+/// sharers whose own image did not change. The agent's own container is never a step: it is
+/// the plan's `self_update` when `self_update` allows it, else it waits.
 pub fn plan(
     candidates: &[Candidate],
     images: &BTreeMap<String, String>,
     marks: &Marks,
     graph: &Graph,
     moment: Moment,
+    self_update: bool,
 ) -> Plan {
     let mut waiting = Vec::new();
     let mut chosen: BTreeMap<String, &Candidate> = BTreeMap::new();
+    let mut own = None;
     for c in candidates {
         if let Some(reason) = held_by_rules(c, moment) {
             waiting.push(Waiting {
@@ -144,6 +156,18 @@ pub fn plan(
                 });
                 continue;
             }
+        }
+        if c.own {
+            if self_update {
+                own = Some(new_digest_step(c));
+            } else {
+                waiting.push(Waiting {
+                    container: c.container.clone(),
+                    to_digest: c.to_digest.clone(),
+                    reason: OWN_CONTAINER.into(),
+                });
+            }
+            continue;
         }
         chosen.insert(c.container.clone(), c);
     }
@@ -189,14 +213,7 @@ pub fn plan(
         .iter()
         .filter_map(|name| {
             if let Some(c) = chosen.get(name) {
-                Some(PlannedStep {
-                    container: name.clone(),
-                    image: c.image.clone(),
-                    from_digest: c.from_digest.clone(),
-                    to_digest: Some(c.to_digest.clone()),
-                    new_image: c.new_image.clone(),
-                    reason: Reason::NewDigest,
-                })
+                Some(new_digest_step(c))
             } else {
                 sharers.get(name).map(|owner| PlannedStep {
                     container: name.clone(),
@@ -210,7 +227,23 @@ pub fn plan(
         })
         .collect();
     waiting.sort_by(|a, b| a.container.cmp(&b.container));
-    Plan { steps, waiting }
+    Plan {
+        steps,
+        waiting,
+        self_update: own,
+    }
+}
+
+/// The step that moves candidate `c` to its new digest.
+fn new_digest_step(c: &Candidate) -> PlannedStep {
+    PlannedStep {
+        container: c.container.clone(),
+        image: c.image.clone(),
+        from_digest: c.from_digest.clone(),
+        to_digest: Some(c.to_digest.clone()),
+        new_image: c.new_image.clone(),
+        reason: Reason::NewDigest,
+    }
 }
 
 /// Why the container's own rules (policy, min_age, window) hold this update back, if they do.
@@ -274,6 +307,7 @@ mod tests {
             window: None,
             min_age: Duration::ZERO,
             first_seen: None,
+            own: false,
         }
     }
 
@@ -307,7 +341,14 @@ mod tests {
         let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
         let mut c = candidate("web");
         c.policy = Policy::Notify;
-        let p = plan(&[c], &BTreeMap::new(), &Marks::default(), &graph, now());
+        let p = plan(
+            &[c],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            now(),
+            false,
+        );
         assert!(p.steps.is_empty());
         assert!(p.waiting[0].reason.contains("monitor only"));
     }
@@ -325,6 +366,7 @@ mod tests {
             &Marks::default(),
             &graph,
             moment,
+            false,
         );
         assert!(p.steps.is_empty());
         assert!(
@@ -334,7 +376,14 @@ mod tests {
         );
 
         c.first_seen = Some(moment.now.with_timezone(&Utc) - chrono::Duration::seconds(601));
-        let p = plan(&[c], &BTreeMap::new(), &Marks::default(), &graph, moment);
+        let p = plan(
+            &[c],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            moment,
+            false,
+        );
         assert_eq!(names(&p), ["web"]);
     }
 
@@ -350,6 +399,7 @@ mod tests {
             &Marks::default(),
             &graph,
             at(1, 59),
+            false,
         );
         assert!(p.steps.is_empty());
         assert!(
@@ -363,6 +413,7 @@ mod tests {
             &Marks::default(),
             &graph,
             at(3, 30),
+            false,
         );
         assert_eq!(names(&p), ["web"]);
         let p = plan(
@@ -371,13 +422,21 @@ mod tests {
             &Marks::default(),
             &graph,
             at(4, 0),
+            false,
         );
         assert!(p.steps.is_empty(), "the window closed at 04:00");
         let forced = Moment {
             force: true,
             ..at(4, 0)
         };
-        let p = plan(&[c], &BTreeMap::new(), &Marks::default(), &graph, forced);
+        let p = plan(
+            &[c],
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            forced,
+            false,
+        );
         assert_eq!(names(&p), ["web"]);
     }
 
@@ -400,6 +459,7 @@ mod tests {
             &Marks::default(),
             &graph,
             now(),
+            false,
         );
         assert_eq!(names(&p), ["traefik", "app"]);
         assert!(p.waiting.is_empty());
@@ -413,14 +473,21 @@ mod tests {
             ("web".into(), "sha256:new-web".into()),
             "exited with code 1".into(),
         );
-        let p = plan(&[candidate("web")], &BTreeMap::new(), &marks, &graph, now());
+        let p = plan(
+            &[candidate("web")],
+            &BTreeMap::new(),
+            &marks,
+            &graph,
+            now(),
+            false,
+        );
         assert!(p.steps.is_empty());
         assert_eq!(p.waiting.len(), 1);
         assert!(p.waiting[0].reason.contains("quarantined"));
 
         let mut newer = candidate("web");
         newer.to_digest = "sha256:newer".into();
-        let p = plan(&[newer], &BTreeMap::new(), &marks, &graph, now());
+        let p = plan(&[newer], &BTreeMap::new(), &marks, &graph, now(), false);
         assert_eq!(names(&p), ["web"]);
     }
 
@@ -431,14 +498,28 @@ mod tests {
         marks
             .holds
             .insert("web".into(), ("sha256:old".into(), "sha256:new-web".into()));
-        let p = plan(&[candidate("web")], &BTreeMap::new(), &marks, &graph, now());
+        let p = plan(
+            &[candidate("web")],
+            &BTreeMap::new(),
+            &marks,
+            &graph,
+            now(),
+            false,
+        );
         assert!(p.steps.is_empty());
         assert!(p.waiting[0].reason.contains("held"));
 
         let mut newer = candidate("web");
         newer.to_digest = "sha256:newer".into();
         assert_eq!(
-            names(&plan(&[newer], &BTreeMap::new(), &marks, &graph, now())),
+            names(&plan(
+                &[newer],
+                &BTreeMap::new(),
+                &marks,
+                &graph,
+                now(),
+                false
+            )),
             ["web"]
         );
     }
@@ -459,6 +540,7 @@ mod tests {
             &Marks::default(),
             &graph,
             now(),
+            false,
         );
         assert_eq!(names(&p), ["app", "sidecar", "sidecar2"]);
         assert_eq!(p.steps[1].reason, Reason::SharesNamespace("app".into()));
@@ -490,6 +572,7 @@ mod tests {
             &Marks::default(),
             &graph,
             now(),
+            false,
         );
         assert_eq!(names(&p), ["c"]);
         let waiting: Vec<&str> = p.waiting.iter().map(|w| w.container.as_str()).collect();
@@ -499,5 +582,58 @@ mod tests {
             "{}",
             p.waiting[0].reason
         );
+    }
+
+    #[test]
+    fn the_agents_own_container_is_never_a_step_it_waits_or_is_the_self_update() {
+        let (graph, _) = Graph::build(
+            vec![node("tidewatch", &[], "host"), node("web", &[], "bridge")],
+            &[],
+        );
+        let mut own = candidate("tidewatch");
+        own.own = true;
+        let candidates = [own.clone(), candidate("web")];
+
+        let p = plan(
+            &candidates,
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            now(),
+            false,
+        );
+        assert_eq!(names(&p), ["web"]);
+        assert_eq!(p.self_update, None);
+        assert_eq!(p.waiting.len(), 1);
+        assert_eq!(p.waiting[0].container, "tidewatch");
+        assert_eq!(p.waiting[0].reason, OWN_CONTAINER);
+
+        let p = plan(
+            &candidates,
+            &BTreeMap::new(),
+            &Marks::default(),
+            &graph,
+            now(),
+            true,
+        );
+        assert_eq!(
+            names(&p),
+            ["web"],
+            "the agent is replaced after the steps, not among them"
+        );
+        assert!(p.waiting.is_empty());
+        let step = p.self_update.expect("self_update is on");
+        assert_eq!(step.container, "tidewatch");
+        assert_eq!(step.to_digest.as_deref(), Some("sha256:new-tidewatch"));
+
+        // Its own rules still apply: a quarantined digest waits, self_update or not.
+        let mut marks = Marks::default();
+        marks.quarantined.insert(
+            ("tidewatch".into(), "sha256:new-tidewatch".into()),
+            "the successor agent exited".into(),
+        );
+        let p = plan(&[own], &BTreeMap::new(), &marks, &graph, now(), true);
+        assert_eq!(p.self_update, None);
+        assert!(p.waiting[0].reason.contains("quarantined"));
     }
 }

@@ -101,30 +101,49 @@ impl TestBed {
         self.remove_listed(
             &["ps", "--all", "--quiet", "--filter", &containers],
             &["rm", "--force", "--volumes"],
+            true,
         );
         let images = format!("label={IMAGE_LABEL}={}", self.id);
-        self.remove_listed(
-            &["image", "ls", "--quiet", "--filter", &images],
-            &["rmi", "--force"],
-        );
+        // An image built FROM another of the bed's must go first: the engine refuses to remove
+        // a parent before its children, so what one pass leaves, the next removes.
+        for pass in 1..=3 {
+            let done = self.remove_listed(
+                &["image", "ls", "--quiet", "--filter", &images],
+                &["rmi", "--force"],
+                pass == 3,
+            );
+            if done {
+                break;
+            }
+        }
     }
 
-    /// Runs the `remove` command on the ids that the `list` command prints, if any.
-    fn remove_listed(&self, list: &[&str], remove: &[&str]) {
+    /// Runs the `remove` command on the ids that the `list` command prints, if any. True when
+    /// that went through (or there was nothing to remove); a failure is reported when `report`.
+    fn remove_listed(&self, list: &[&str], remove: &[&str], report: bool) -> bool {
         let listed = match try_docker(list) {
             Ok(listed) => listed,
-            Err(error) => return eprintln!("cleanup of {}: {error}", self.id),
+            Err(error) => {
+                eprintln!("cleanup of {}: {error}", self.id);
+                return true;
+            }
         };
         // An image with several tags is listed once per tag.
         let mut ids: Vec<&str> = listed.split_whitespace().collect();
         ids.sort_unstable();
         ids.dedup();
         if ids.is_empty() {
-            return;
+            return true;
         }
         let args: Vec<&str> = remove.iter().copied().chain(ids).collect();
-        if let Err(error) = try_docker(&args) {
-            eprintln!("cleanup of {}: {error}", self.id);
+        match try_docker(&args) {
+            Ok(_) => true,
+            Err(error) => {
+                if report {
+                    eprintln!("cleanup of {}: {error}", self.id);
+                }
+                false
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod agent;
 pub mod agent_cli;
+mod agent_image;
 mod bed;
 pub mod compose;
 mod containers;
@@ -37,10 +38,11 @@ pub use agent::{
     tidewatch, tidewatch_with_env, Agent, Check, Outcome, RegistryEntry, Row, Status, StepResult,
     UpdateRun,
 };
+pub use agent_image::{AgentContainer, CYCLE_FINISHED};
 pub use bed::{TestBed, TEST_LABEL};
 pub use containers::{Broken, Event, QUICK_STOP};
 pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
-pub use docker::{docker, Engine};
+pub use docker::{docker, try_docker, Engine};
 pub use docker_config::{CredentialHelper, DockerConfig};
 pub use flaky_server::{Fault, FlakyServer, Requests, Seen};
 pub use images::{pull, push, repo_digests, tag, APP_PORT};

@@ -1,0 +1,220 @@
+//! Self-update (`[update] self_update`): the agent's own container, replaced by a successor on
+//! its new digest, never in the middle of a cycle.
+//!
+//! The old agent, after the cycle's other steps: journal -> pull by digest -> rename its own
+//! container aside (it keeps running) -> create the successor under the original name with the
+//! same settings and [`REPLACES_ENV`] naming the old container -> start it. The successor, on
+//! start-up, stops the old agent (which takes the stop as the handover and exits), then closes
+//! the journal entry and removes the old container ([`Applier::finish_takeover`]). When the
+//! successor is not running, or has not stopped the old agent, within `[update]
+//! health_timeout`, the old agent removes it, takes its name back and quarantines the digest.
+//!
+//! A crash at any point is left to recovery, which reads the old container, its aside name
+//! and the successor from the entry. An old agent that runs again (a restart policy) never
+//! stops itself (`recover.rs`): it starts a successor that exists and waits for it to take
+//! over as above (undoing the update if it does not), and without one takes its name back. A
+//! successor that starts stops the old agent and commits the entry; when the old container is
+//! already gone, the next cycle's recovery commits it (the successor holds the name).
+
+use std::collections::BTreeMap;
+
+use super::{Applier, StepOutcome, StepResult};
+use crate::engine::{EngineError, Health, Observed};
+use crate::plan::update::PlannedStep;
+use crate::state::{Outcome, Step};
+
+/// The environment variable that tells a successor agent which container it replaces.
+pub const REPLACES_ENV: &str = "TIDEWATCH_REPLACES";
+
+/// The label of the agent's image (packaging/image): a predecessor is stopped and removed only
+/// when it carries it.
+pub const AGENT_LABEL: &str = "tidewatch.agent";
+
+/// How a self-update ended for the old agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handover {
+    /// The successor runs and stopped this agent: exit, it finishes the update.
+    TakenOver,
+    /// This agent goes on in its own container; the result says why.
+    Kept(StepResult),
+}
+
+impl Applier<'_> {
+    /// Replaces the agent's own container `own` by a successor for `step` (see the module
+    /// documentation). `names` maps container ids to names, for the settings that name others.
+    pub async fn replace_self(
+        &self,
+        step: &PlannedStep,
+        own: &Observed,
+        names: &BTreeMap<String, String>,
+    ) -> Handover {
+        let mut result = StepResult {
+            container: own.name.clone(),
+            image: own.image.clone(),
+            from_digest: step.from_digest.clone(),
+            to_digest: step.to_digest.clone(),
+            outcome: StepOutcome::Failed,
+            detail: String::new(),
+        };
+        let aside = super::recreate::aside_name(&own.name);
+        let id = match self.begin(step, own, &aside).await {
+            Ok(id) => id,
+            Err(e) => {
+                result.detail = format!("not started: {e}");
+                return Handover::Kept(result);
+            }
+        };
+        let (outcome, detail) = match self.hand_over(id, &aside, step, own, names).await {
+            Ok(()) => return Handover::TakenOver,
+            Err(ended) => ended,
+        };
+        result.outcome = outcome;
+        result.detail = detail;
+        Handover::Kept(result)
+    }
+
+    /// The procedure of journal entry `id`; `Ok` once the successor has taken over, else the
+    /// outcome of putting this agent back.
+    async fn hand_over(
+        &self,
+        id: crate::state::JournalId,
+        aside: &str,
+        step: &PlannedStep,
+        own: &Observed,
+        names: &BTreeMap<String, String>,
+    ) -> Result<(), (StepOutcome, String)> {
+        let (mut body, connect_after) = match self.prepare(step, own, names).await {
+            Ok(prepared) => prepared,
+            Err(why) => return Err(self.fail_untouched(id, why).await),
+        };
+        self.advance(id, Step::Pulled).await;
+        // Unlike other containers, the agent is not stopped first: it must live to start its
+        // successor. A running container can be renamed.
+        if let Err(e) = self.engine.rename(&own.id, aside).await {
+            let why = format!("setting the agent's container aside: {e}");
+            return Err(self.roll_back(id, own, None, why, false).await);
+        }
+        self.advance(id, Step::RenamedAside).await;
+
+        let marker = format!("{REPLACES_ENV}=");
+        let env = body.env.get_or_insert_with(Vec::new);
+        env.retain(|e| !e.starts_with(&marker));
+        env.push(format!("{marker}{}", own.id));
+        let new_id = match self
+            .create_replacement(id, &own.name, body, connect_after)
+            .await
+        {
+            Ok(new_id) => new_id,
+            Err((created, why)) => {
+                return Err(self
+                    .roll_back(id, own, created.as_deref(), why, false)
+                    .await)
+            }
+        };
+        if let Err(e) = self.engine.start(&new_id).await {
+            return Err(self
+                .roll_back(id, own, Some(&new_id), e.to_string(), true)
+                .await);
+        }
+        self.advance(id, Step::Started).await;
+        tracing::info!(successor = %new_id, "self-update: successor started; waiting for it to take over");
+
+        match self.await_takeover(&new_id).await {
+            Ok(()) => Ok(()),
+            Err((why, quarantine)) => Err(self
+                .roll_back(id, own, Some(&new_id), why, quarantine)
+                .await),
+        }
+    }
+
+    /// Waits for the started successor `new_id` to take over: it stops this agent as soon as
+    /// it is up, and that stop (SIGTERM, the shutdown) is the handover. `Err` with why (and
+    /// whether the new image is to blame) when it is not running, or has not taken over,
+    /// within `[update] health_timeout`.
+    pub(super) async fn await_takeover(&self, new_id: &str) -> Result<(), (String, bool)> {
+        let timeout = self.settings.health_timeout;
+        let started = std::time::Instant::now();
+        let health = self
+            .engine
+            .wait_healthy(new_id, self.settings.min_running, timeout, &self.shutdown)
+            .await;
+        match health {
+            Ok(Health::Interrupted) => Ok(()),
+            Ok(Health::Healthy) => {
+                let mut shutdown = self.shutdown.clone();
+                let left = timeout.saturating_sub(started.elapsed());
+                tokio::select! {
+                    _ = shutdown.wait() => Ok(()),
+                    _ = tokio::time::sleep(left) => Err((
+                        format!(
+                            "the successor agent runs but did not take over within {}",
+                            humantime::format_duration(timeout)
+                        ),
+                        true,
+                    )),
+                }
+            }
+            Ok(Health::Unhealthy(why)) => Err((format!("the successor agent {why}"), true)),
+            Err(e) => Err((e.to_string(), false)),
+        }
+    }
+
+    /// The successor's first act: stops the predecessor agent `predecessor` (only if it is an
+    /// agent container, and not `own`). Returns its full id when it was stopped.
+    pub async fn stop_predecessor(
+        &self,
+        predecessor: &str,
+        own: Option<&str>,
+    ) -> Result<Option<String>, EngineError> {
+        let Some(old) = self.engine.inspect_container(predecessor).await? else {
+            // Gone already: a restart of a successor long after its takeover.
+            return Ok(None);
+        };
+        let id = old.id.unwrap_or_default();
+        let is_agent = old
+            .config
+            .and_then(|c| c.labels)
+            .and_then(|labels| labels.get(AGENT_LABEL).cloned())
+            .is_some_and(|v| v == "true");
+        if own == Some(id.as_str()) || !is_agent {
+            tracing::warn!(
+                container = %id,
+                "{REPLACES_ENV} names a container that is not another tidewatch agent; left alone"
+            );
+            return Ok(None);
+        }
+        tracing::info!(predecessor = %id, "self-update: stopping the agent this one replaces");
+        self.engine.stop(&id).await?;
+        Ok(Some(id))
+    }
+
+    /// Closes the self-update of the stopped predecessor `old_id`: commits its journal entry
+    /// (which removes the old container and records the history), or just removes the old
+    /// container when no entry names it.
+    pub async fn finish_takeover(&self, old_id: &str) -> Option<StepResult> {
+        let unfinished = self.store.with(|s| s.unfinished()).await;
+        let entry = match unfinished {
+            Ok(entries) => entries.into_iter().find(|e| e.old_id == old_id),
+            Err(e) => {
+                tracing::warn!("reading the journal: {e}");
+                None
+            }
+        };
+        let Some(entry) = entry else {
+            if let Err(e) = self.engine.remove(old_id).await {
+                tracing::warn!(container = old_id, "removing the previous agent: {e}");
+            }
+            return None;
+        };
+        self.advance(entry.id, Step::Healthy).await;
+        let (outcome, detail) = self.commit(entry.id, old_id, Outcome::Updated).await;
+        Some(StepResult {
+            container: entry.container,
+            image: entry.image_ref,
+            from_digest: entry.old_digest,
+            to_digest: Some(entry.new_digest),
+            outcome,
+            detail: format!("self-update: {detail}"),
+        })
+    }
+}
