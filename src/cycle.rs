@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::apply::{self, Applier, StepOutcome, StepResult};
-use crate::check::{detect, Detection};
+use crate::check::{detect, observe_all, Detection};
 use crate::config::{Config, Policy};
 use crate::engine::{Engine, EngineError, Observed};
 use crate::notify::Notifications;
@@ -96,6 +96,7 @@ impl Agent {
             registry: &self.registry,
             store: &self.store,
             settings: &self.config.update,
+            swarm: &self.config.swarm,
             shutdown: self.shutdown.clone(),
         }
     }
@@ -119,7 +120,7 @@ impl Agent {
         } else {
             self.recover().await
         };
-        let detections = detect(&self.engine, &self.registry, &self.config, names).await?;
+        let (detections, _) = detect(&self.engine, &self.registry, &self.config, names).await?;
         let mut candidates = candidates(&detections, &self.config);
         let marks = self.marks(&mut candidates, dry_run).await;
         let containers = detections.iter().map(|d| d.row.clone()).collect();
@@ -132,9 +133,9 @@ impl Agent {
                 .map(|d| (d.observed.name.clone(), d.observed))
                 .collect()
         } else {
-            self.engine
-                .inventory(self.config.watch.include_stopped)
+            observe_all(&self.engine, self.config.watch.include_stopped)
                 .await?
+                .0
                 .into_iter()
                 .filter(|o| in_scope(o, &self.config))
                 .map(|o| (o.name.clone(), o))

@@ -10,6 +10,12 @@ pub const ENABLE: &str = "tidewatch.enable";
 /// `tidewatch.policy=update|notify|ignore`.
 pub const POLICY: &str = "tidewatch.policy";
 
+/// Set by Swarm on the containers of a service's tasks: the service they belong to. Such
+/// containers are never recreated directly; their service is updated instead.
+pub const SWARM_SERVICE_ID: &str = "com.docker.swarm.service.id";
+/// Set by Swarm on a task's container: the task it runs.
+pub const SWARM_TASK_ID: &str = "com.docker.swarm.task.id";
+
 /// Watchtower's equivalents, read when tidewatch's own label is absent.
 pub mod watchtower {
     /// `com.centurylinklabs.watchtower.scope`.

@@ -25,14 +25,7 @@ impl Applier<'_> {
         old: &Observed,
         names: &BTreeMap<String, String>,
     ) -> StepResult {
-        let mut result = StepResult {
-            container: step.container.clone(),
-            image: old.image.clone(),
-            from_digest: step.from_digest.clone(),
-            to_digest: step.to_digest.clone(),
-            outcome: StepOutcome::Failed,
-            detail: String::new(),
-        };
+        let mut result = StepResult::of(step, &old.image, StepOutcome::Failed, String::new());
         let new_digest = step
             .to_digest
             .clone()

@@ -113,6 +113,7 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         registry: &agent.registry,
         store: &agent.store,
         settings: &agent.config.update,
+        swarm: &agent.config.swarm,
         shutdown: agent.shutdown.clone(),
     };
     let mut results = applier

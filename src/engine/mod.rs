@@ -6,6 +6,7 @@
 mod health;
 mod inventory;
 mod ops;
+mod swarm;
 
 pub use health::Health;
 
@@ -15,7 +16,8 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 
 use crate::config::DockerConfig;
 
-pub use inventory::{Observed, Platform};
+pub use inventory::{Kind, Observed, Platform};
+pub use swarm::SwarmRole;
 
 /// The default engine socket.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
