@@ -323,3 +323,54 @@ fn node(o: &Observed) -> Node {
         volumes_from: host.volumes_from.unwrap_or_default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Kind;
+
+    fn service(name: &str, labels: &[(&str, &str)]) -> Observed {
+        Observed {
+            kind: Kind::Service,
+            id: format!("id-{name}"),
+            name: name.into(),
+            image: format!("registry.example/{name}:stable"),
+            image_id: String::new(),
+            repo_digests: vec![format!("registry.example/{name}@sha256:1")],
+            platform: Default::default(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            state: "service".into(),
+            problem: None,
+            inspect: Box::default(),
+        }
+    }
+
+    #[test]
+    fn services_are_ordered_by_their_labels_and_the_config() {
+        let config = Config::parse(
+            "[[service]]\nname = \"stack_web\"\ndepends_on = [\"stack_cache\"]\n",
+            "agent.toml",
+        )
+        .unwrap();
+        let services = [
+            service("stack_api", &[("tidewatch.depends-on", "stack_db")]),
+            service("stack_cache", &[]),
+            service(
+                "stack_db",
+                &[("com.centurylinklabs.watchtower.depends-on", "stack_volume")],
+            ),
+            service("stack_volume", &[]),
+            service("stack_web", &[]),
+        ];
+        let graph = graph(services.iter(), &config);
+        let all = services.iter().map(|s| s.name.clone()).collect();
+        let order = graph.order_partial(&all).order;
+        let at = |name: &str| order.iter().position(|n| n == name).unwrap();
+        assert!(at("stack_volume") < at("stack_db"), "{order:?}");
+        assert!(at("stack_db") < at("stack_api"), "{order:?}");
+        assert!(at("stack_cache") < at("stack_web"), "{order:?}");
+    }
+}
