@@ -32,6 +32,8 @@ enum ServiceError {
     Changed { now: String },
     #[error("{0}")]
     BadReference(String),
+    #[error("the service's version {0} is beyond what the Engine API takes")]
+    Version(u64),
 }
 
 impl Applier<'_> {
@@ -68,7 +70,8 @@ impl Applier<'_> {
     ) -> Result<Option<String>, ServiceError> {
         // Read afresh: the version must be the current one, and the service may have moved.
         let service = self.engine.service(&old.id).await?;
-        let version = service.version.and_then(|v| v.index).unwrap_or_default();
+        let index = service.version.and_then(|v| v.index).unwrap_or_default();
+        let version = i32::try_from(index).map_err(|_| ServiceError::Version(index))?;
         let started_before = service.update_status.and_then(|s| s.started_at);
         let mut spec: ServiceSpec = service.spec.unwrap_or_default();
         let current = spec

@@ -79,14 +79,11 @@ impl Engine {
         &self,
         service: &str,
         spec: ServiceSpec,
-        version: u64,
+        version: i32,
         credentials: Option<&Credentials>,
         server: &str,
     ) -> Result<Vec<String>, EngineError> {
         let what = format!("updating service {service}");
-        let version = i32::try_from(version).map_err(|_| {
-            EngineError::Journal(format!("{what}: version {version} is out of range"))
-        })?;
         let auth = credentials.map(|c| DockerCredentials {
             username: Some(c.username.clone()),
             password: Some(c.password.clone()),
