@@ -264,7 +264,7 @@ fn a_service_is_rolled_after_the_service_it_depends_on_has_converged() {
 }
 
 #[test]
-fn task_containers_are_not_listed_as_containers_to_recreate() {
+fn task_containers_are_not_listed_and_a_service_shares_the_check_of_its_reference() {
     let bed = TestBed::new("swarm-tasks");
     let services = bed.services();
     let registry = Registry::start();
@@ -276,10 +276,16 @@ fn task_containers_are_not_listed_as_containers_to_recreate() {
     bed.build_app(&image, "worker-2");
     let v2 = push(&image);
     let agent = bed.agent(&[registry.host()]);
+    let heads_before = registry.manifest_requests("HEAD", "worker");
 
     let check = agent.check(&[]);
 
     check.assert_exit(0);
+    assert_eq!(
+        registry.manifest_requests("HEAD", "worker") - heads_before,
+        1,
+        "one HEAD for the reference the service and the container share"
+    );
     let names: Vec<&str> = check.rows.iter().map(|r| r.container.as_str()).collect();
     assert_eq!(
         names,
