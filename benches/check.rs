@@ -396,7 +396,7 @@ async fn time_detect(
     let registry = RegistryClient::new(config.clone()).context("creating the registry client")?;
     let logged_before = server.manifest_requests(TIDEWATCH_USER_AGENT)?;
     let start = Instant::now();
-    let detections = detect(engine, &registry, config, &[])
+    let (detections, _) = detect(engine, &registry, config, &[])
         .await
         .context("detect")?;
     let elapsed = start.elapsed();

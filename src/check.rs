@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::config::{Config, Policy};
-use crate::engine::{Engine, EngineError, Observed};
+use crate::engine::{Engine, EngineError, Kind, Observed, SwarmRole};
 use crate::image_ref::ImageRef;
 use crate::plan::detect::{self, CheckRow, Comparison, Eligibility, Status, Target};
 use crate::plan::track::{self, Track};
@@ -23,15 +23,48 @@ pub struct Detection {
     pub new_image: Option<String>,
 }
 
-/// Checks the containers in scope (only `names` when not empty). One registry or container
-/// failing makes only its rows `error`; only an unreachable engine fails the whole pass.
+/// The containers on the engine and, on a Swarm manager, its services, with this node's
+/// Swarm role. A service that shares its name with a container is reported, not updated: the
+/// plan and the dependency graph know both by name.
+pub async fn observe_all(
+    engine: &Engine,
+    include_stopped: bool,
+) -> Result<(Vec<Observed>, SwarmRole), EngineError> {
+    let mut observed = engine.inventory(include_stopped).await?;
+    let (role, platform) = engine.swarm_role().await?;
+    if role == SwarmRole::Manager {
+        let mut services = engine.services(&platform).await?;
+        for s in &mut services {
+            if observed.iter().any(|c| c.name == s.name) {
+                s.problem = Some(format!(
+                    "a container is also named {:?}: rename one of them to have the service \
+                     updated",
+                    s.name
+                ));
+            }
+        }
+        observed.extend(services);
+    }
+    Ok((observed, role))
+}
+
+/// What a Swarm worker's `check` says about services.
+pub const WORKER_NOTE: &str = "this node is a swarm worker: services (and their task \
+    containers) are updated by the tidewatch agent on a swarm manager";
+
+/// Checks the containers in scope (only `names` when not empty) and, on a Swarm manager, the
+/// services in scope. One registry or container failing makes only its rows `error`; only an
+/// unreachable engine fails the whole pass. Also returns this node's Swarm role.
 pub async fn detect(
     engine: &Engine,
     registry: &RegistryClient,
     config: &Arc<Config>,
     names: &[String],
-) -> Result<Vec<Detection>, EngineError> {
-    let observed = engine.inventory(config.watch.include_stopped).await?;
+) -> Result<(Vec<Detection>, SwarmRole), EngineError> {
+    let (observed, role) = observe_all(engine, config.watch.include_stopped).await?;
+    if role == SwarmRole::Worker {
+        tracing::info!("{WORKER_NOTE}");
+    }
     let wanted: BTreeSet<&str> = names.iter().map(|n| n.trim_start_matches('/')).collect();
 
     let mut pending: Vec<(Observed, Target)> = Vec::new();
@@ -71,6 +104,9 @@ pub async fn detect(
                     status: Status::Error,
                     detail: Some(problem.clone()),
                 }),
+                None if o.kind == Kind::Service && o.repo_digests.is_empty() => {
+                    service_target(&o, registry)
+                }
                 None => {
                     detect::target(&o.name, &o.image, &o.repo_digests, &|r| registry.aliases(r))
                 }
@@ -128,7 +164,24 @@ pub async fn detect(
         };
         out.push(detection);
     }
-    Ok(out)
+    Ok((out, role))
+}
+
+/// A service whose image names no digest: `docker service create --no-resolve-image` (or an
+/// image the CLI could not resolve) leaves the tag alone, and which digest its tasks run
+/// cannot be told from the service.
+fn service_target(o: &Observed, registry: &RegistryClient) -> Target {
+    match detect::target(&o.name, &o.image, &o.repo_digests, &|r| registry.aliases(r)) {
+        Target::Settled(mut row) if row.status == Status::Unknown => {
+            row.detail = Some(
+                "the service's image is not pinned to a digest (deployed with \
+                 --no-resolve-image?): what its tasks run cannot be told"
+                    .into(),
+            );
+            Target::Settled(row)
+        }
+        other => other,
+    }
 }
 
 /// Containers with a `tidewatch.track` label follow the newest matching tag: their target

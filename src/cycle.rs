@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::apply::{self, Applier, StepOutcome, StepResult};
-use crate::check::{detect, Detection};
+use crate::check::{detect, observe_all, Detection};
 use crate::config::{Config, Policy};
 use crate::engine::{Engine, EngineError, Observed};
 use crate::notify::Notifications;
@@ -99,6 +99,7 @@ impl Agent {
             registry: &self.registry,
             store: &self.store,
             settings: &self.config.update,
+            swarm: &self.config.swarm,
             shutdown: self.shutdown.clone(),
             own_container: self.own_container.as_deref(),
         }
@@ -123,7 +124,7 @@ impl Agent {
         } else {
             self.recover().await
         };
-        let mut detections = detect(&self.engine, &self.registry, &self.config, names).await?;
+        let (mut detections, _) = detect(&self.engine, &self.registry, &self.config, names).await?;
         for d in &mut detections {
             if self.is_own(&d.observed) && d.row.status == Status::UpdateAvailable {
                 d.row.detail = Some(update::OWN_CONTAINER.into());
@@ -141,9 +142,9 @@ impl Agent {
                 .map(|d| (d.observed.name.clone(), d.observed))
                 .collect()
         } else {
-            self.engine
-                .inventory(self.config.watch.include_stopped)
+            observe_all(&self.engine, self.config.watch.include_stopped)
                 .await?
+                .0
                 .into_iter()
                 .filter(|o| in_scope(o, &self.config))
                 .map(|o| (o.name.clone(), o))
@@ -374,5 +375,56 @@ fn node(o: &Observed) -> Node {
         pid_mode: host.pid_mode.unwrap_or_default(),
         ipc_mode: host.ipc_mode.unwrap_or_default(),
         volumes_from: host.volumes_from.unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Kind;
+
+    fn service(name: &str, labels: &[(&str, &str)]) -> Observed {
+        Observed {
+            kind: Kind::Service,
+            id: format!("id-{name}"),
+            name: name.into(),
+            image: format!("registry.example/{name}:stable"),
+            image_id: String::new(),
+            repo_digests: vec![format!("registry.example/{name}@sha256:1")],
+            platform: Default::default(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            state: "service".into(),
+            problem: None,
+            inspect: Box::default(),
+        }
+    }
+
+    #[test]
+    fn services_are_ordered_by_their_labels_and_the_config() {
+        let config = Config::parse(
+            "[[service]]\nname = \"stack_web\"\ndepends_on = [\"stack_cache\"]\n",
+            "agent.toml",
+        )
+        .unwrap();
+        let services = [
+            service("stack_api", &[("tidewatch.depends-on", "stack_db")]),
+            service("stack_cache", &[]),
+            service(
+                "stack_db",
+                &[("com.centurylinklabs.watchtower.depends-on", "stack_volume")],
+            ),
+            service("stack_volume", &[]),
+            service("stack_web", &[]),
+        ];
+        let graph = graph(services.iter(), &config);
+        let all = services.iter().map(|s| s.name.clone()).collect();
+        let order = graph.order_partial(&all).order;
+        let at = |name: &str| order.iter().position(|n| n == name).unwrap();
+        assert!(at("stack_volume") < at("stack_db"), "{order:?}");
+        assert!(at("stack_db") < at("stack_api"), "{order:?}");
+        assert!(at("stack_cache") < at("stack_web"), "{order:?}");
     }
 }

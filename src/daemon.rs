@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{StatusBoard, Trigger as ApiTrigger};
 use crate::apply::{Handover, StepOutcome};
+use crate::check::observe_all;
 use crate::config::{AgentConfig, Trigger};
 use crate::cycle::{Agent, CycleReport};
 use crate::image_ref::ImageRef;
@@ -97,12 +98,9 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
             )
         }
         Reason::Triggered(t @ ApiTrigger::Images(images)) => {
-            let names = match agent
-                .engine
-                .inventory(agent.config.watch.include_stopped)
-                .await
-            {
-                Ok(observed) => observed
+            // Services too, on a Swarm manager: they follow references like containers.
+            let names = match observe_all(&agent.engine, agent.config.watch.include_stopped).await {
+                Ok((observed, _)) => observed
                     .iter()
                     .filter(|o| t.selects(&o.name, &o.image) || same_repository(images, &o.image))
                     .map(|o| o.name.clone())

@@ -13,6 +13,12 @@ pub const POLICY: &str = "tidewatch.policy";
 /// replaced, for images whose `STOPSIGNAL` is not the one their process handles.
 pub const STOP_SIGNAL: &str = "tidewatch.stop-signal";
 
+/// Set by Swarm on the containers of a service's tasks: the service they belong to. Such
+/// containers are never recreated directly; their service is updated instead.
+pub const SWARM_SERVICE_ID: &str = "com.docker.swarm.service.id";
+/// Set by Swarm on a task's container: the task it runs.
+pub const SWARM_TASK_ID: &str = "com.docker.swarm.task.id";
+
 /// Watchtower's equivalents, read when tidewatch's own label is absent.
 pub mod watchtower {
     /// `com.centurylinklabs.watchtower.scope`.

@@ -10,16 +10,17 @@ mod compose;
 mod recover;
 mod recreate;
 mod self_update;
+mod service;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::config::UpdateConfig;
-use crate::engine::{Engine, Observed};
+use crate::config::{SwarmConfig, UpdateConfig};
+use crate::engine::{Engine, Kind, Observed};
 use crate::plan::order::Graph;
-use crate::plan::update::{Plan, Reason};
+use crate::plan::update::{Plan, PlannedStep, Reason};
 use crate::registry::RegistryClient;
 use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
@@ -69,6 +70,20 @@ pub struct StepResult {
     pub detail: String,
 }
 
+impl StepResult {
+    /// The result of `step` on `image`, ending as `outcome` for `detail`.
+    fn of(step: &PlannedStep, image: &str, outcome: StepOutcome, detail: String) -> StepResult {
+        StepResult {
+            container: step.container.clone(),
+            image: image.to_string(),
+            from_digest: step.from_digest.clone(),
+            to_digest: step.to_digest.clone(),
+            outcome,
+            detail,
+        }
+    }
+}
+
 /// What applying needs.
 pub struct Applier<'a> {
     /// The engine.
@@ -79,6 +94,8 @@ pub struct Applier<'a> {
     pub store: &'a SharedStore,
     /// `[update]`.
     pub settings: &'a UpdateConfig,
+    /// `[swarm]`: how services are rolled.
+    pub swarm: &'a SwarmConfig,
     /// Stops between steps, and undoes a step caught in its health gate.
     pub shutdown: Shutdown,
     /// The id of the container this agent runs in, if any: recovery never stops it.
@@ -105,14 +122,8 @@ impl Applier<'_> {
         let planned: BTreeSet<&str> = plan.steps.iter().map(|s| s.container.as_str()).collect();
         let mut results = Vec::with_capacity(plan.steps.len());
         for step in &plan.steps {
-            let skip = |detail: String| StepResult {
-                container: step.container.clone(),
-                image: step.image.clone(),
-                from_digest: step.from_digest.clone(),
-                to_digest: step.to_digest.clone(),
-                outcome: StepOutcome::Skipped,
-                detail,
-            };
+            let skip =
+                |detail: String| StepResult::of(step, &step.image, StepOutcome::Skipped, detail);
             if self.shutdown.is_triggered() {
                 results.push(skip("the agent is shutting down".into()));
                 continue;
@@ -131,7 +142,10 @@ impl Applier<'_> {
                 results.push(skip("the container is gone".into()));
                 continue;
             };
-            let result = self.recreate(step, old, &names).await;
+            let result = match old.kind {
+                Kind::Container => self.recreate(step, old, &names).await,
+                Kind::Service => self.update_service(step, old).await,
+            };
             tracing::info!(
                 container = %result.container,
                 outcome = %result.outcome,

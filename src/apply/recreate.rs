@@ -30,14 +30,7 @@ impl Applier<'_> {
         old: &Observed,
         names: &BTreeMap<String, String>,
     ) -> StepResult {
-        let mut result = StepResult {
-            container: step.container.clone(),
-            image: old.image.clone(),
-            from_digest: step.from_digest.clone(),
-            to_digest: step.to_digest.clone(),
-            outcome: StepOutcome::Failed,
-            detail: String::new(),
-        };
+        let mut result = StepResult::of(step, &old.image, StepOutcome::Failed, String::new());
         let aside = aside_name(&old.name);
         let id = match self.begin(step, old, &aside).await {
             Ok(id) => id,

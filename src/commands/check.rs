@@ -5,9 +5,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::{Exit, Failure};
-use crate::check::{count_by_status, detect, missing_rows};
+use crate::check::{count_by_status, detect, missing_rows, WORKER_NOTE};
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, SwarmRole};
 use crate::output;
 use crate::plan::detect::{CheckRow, Status};
 use crate::registry::RegistryClient;
@@ -21,13 +21,17 @@ pub(super) async fn run(
         .await
         .context("connecting to the docker engine")?;
     let registry = RegistryClient::new(config.clone()).context("setting up the registry client")?;
-    let detections = detect(&engine, &registry, &config, names)
+    let (detections, role) = detect(&engine, &registry, &config, names)
         .await
         .context("listing containers")?;
     let mut rows: Vec<CheckRow> = detections.into_iter().map(|d| d.row).collect();
     let missing = missing_rows(names, &rows);
     rows.extend(missing);
     print(&rows, json)?;
+    // The JSON array is a contract; the note goes to the log there (see `detect`).
+    if role == SwarmRole::Worker && !json {
+        println!("note: {WORKER_NOTE}");
+    }
     let counts = count_by_status(&rows);
     tracing::info!(
         containers = rows.len(),

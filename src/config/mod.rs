@@ -6,6 +6,7 @@
 mod api;
 mod notify;
 mod raw;
+mod swarm;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,7 @@ use toml::Spanned;
 
 pub use api::ApiConfig;
 pub use notify::{redacted, EmailConfig, NotifyConfig, NotifyKind, SmtpSecurity};
+pub use swarm::{SwarmConfig, SwarmFailureAction, SwarmOrder};
 
 /// Where the configuration is read from when neither `-c` nor `TIDEWATCH_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidewatch/agent.toml";
@@ -278,6 +280,8 @@ pub struct Config {
     pub registries: BTreeMap<String, RegistryConfig>,
     /// `[update]`.
     pub update: UpdateConfig,
+    /// `[swarm]`: how services are rolled on a Swarm manager.
+    pub swarm: SwarmConfig,
     /// `[[service]]`, by container name.
     pub services: BTreeMap<String, ServiceConfig>,
     /// `[[notify]]`, in file order.
@@ -461,6 +465,7 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         },
         registries,
         update,
+        swarm: swarm::validate(raw.swarm, at)?,
         services,
         notify: notify::validate(raw.notify, at)?,
     })

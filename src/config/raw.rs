@@ -19,6 +19,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub update: RawUpdate,
     #[serde(default)]
+    pub swarm: RawSwarm,
+    #[serde(default)]
     pub registry: Vec<RawRegistry>,
     #[serde(default)]
     pub service: Vec<RawService>,
@@ -77,6 +79,17 @@ pub(super) struct RawUpdate {
     pub keep_images: Option<usize>,
     #[serde(default)]
     pub self_update: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSwarm {
+    pub order: Option<Spanned<String>>,
+    pub failure_action: Option<Spanned<String>>,
+    pub monitor: Option<Spanned<String>>,
+    pub parallelism: Option<u64>,
+    pub delay: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,6 +7,7 @@ use bollard::query_parameters::ListContainersOptions;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::{Engine, EngineError};
+use crate::labels;
 
 /// How many inspect requests are in flight at once.
 const INSPECT_CONCURRENCY: usize = 16;
@@ -22,9 +23,23 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
-/// One container as observed on the engine.
+/// What an [`Observed`] is: a container tidewatch recreates itself, or a Swarm service it asks
+/// Swarm to roll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// A plain container.
+    #[default]
+    Container,
+    /// A Swarm service (on a manager); `id` is the service id, `image` the reference it follows
+    /// and `repo_digests` the digest it is pinned to.
+    Service,
+}
+
+/// One container (or Swarm service) as observed on the engine.
 #[derive(Debug, Clone)]
 pub struct Observed {
+    /// A container, or a Swarm service.
+    pub kind: Kind,
     /// Full container id.
     pub id: String,
     /// Name without the leading `/`.
@@ -49,7 +64,8 @@ pub struct Observed {
 
 impl Engine {
     /// Lists running containers (all containers with `include_stopped`) and inspects each and
-    /// its image. Images shared by many containers are inspected once.
+    /// its image. Images shared by many containers are inspected once. The containers of Swarm
+    /// tasks are left out: Swarm replaces them when their service is updated.
     pub async fn inventory(&self, include_stopped: bool) -> Result<Vec<Observed>, EngineError> {
         let summaries = self
             .docker()
@@ -61,6 +77,7 @@ impl Engine {
             .map_err(EngineError::request("listing containers"))?;
 
         let inspected: Vec<ContainerInspectResponse> = stream::iter(summaries)
+            .filter(|s| std::future::ready(!is_swarm_task(s.labels.as_ref())))
             .filter_map(|s| async move { s.id })
             .map(|id| async move {
                 match self.docker().inspect_container(&id, None).await {
@@ -105,6 +122,13 @@ impl Engine {
     }
 }
 
+/// Whether a container runs a task of a Swarm service.
+fn is_swarm_task(labels: Option<&HashMap<String, String>>) -> bool {
+    labels.is_some_and(|l| {
+        l.contains_key(labels::SWARM_SERVICE_ID) || l.contains_key(labels::SWARM_TASK_ID)
+    })
+}
+
 fn observe(
     c: ContainerInspectResponse,
     images: &HashMap<String, Result<ImageInspect, String>>,
@@ -117,6 +141,7 @@ fn observe(
     };
     let config = c.config.as_ref();
     Observed {
+        kind: Kind::Container,
         id: c.id.clone().unwrap_or_default(),
         name: c
             .name

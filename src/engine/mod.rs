@@ -7,6 +7,7 @@ mod health;
 mod inventory;
 mod ops;
 mod own;
+mod swarm;
 
 pub use health::Health;
 
@@ -16,8 +17,9 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 
 use crate::config::DockerConfig;
 
-pub use inventory::{Observed, Platform};
+pub use inventory::{Kind, Observed, Platform};
 pub use own::{container_id_from_cgroup, container_id_from_mountinfo};
+pub use swarm::SwarmRole;
 
 /// The default engine socket.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";

@@ -3,5 +3,6 @@
 pub mod detect;
 pub mod order;
 pub mod recreate;
+pub mod swarm;
 pub mod track;
 pub mod update;

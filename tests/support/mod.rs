@@ -31,6 +31,7 @@ mod serve;
 mod service;
 pub mod settings;
 pub mod smtp;
+mod swarm;
 mod tls;
 mod token_server;
 
@@ -64,3 +65,4 @@ pub fn scratch_dir(prefix: &str) -> tempfile::TempDir {
 }
 
 pub use service::{OnTerm, Volume};
+pub use swarm::{require_swarm, with_swarm_settings, RunningWatch, Services, SWARM_SETTINGS};

@@ -1,0 +1,141 @@
+//! Swarm: this node's role, the services a manager looks after, and asking Swarm to roll one.
+//!
+//! Services appear as [`Observed`] of [`Kind::Service`], so detection, planning, ordering and
+//! reporting treat them like containers; only applying a step differs (`apply/service.rs`).
+
+use bollard::auth::DockerCredentials;
+use bollard::models::{LocalNodeState, Service, ServiceSpec};
+use bollard::query_parameters::UpdateServiceOptions;
+
+use super::inventory::{Kind, Observed, Platform};
+use super::{Engine, EngineError};
+use crate::plan::swarm::{platform, split_pinned};
+use crate::registry::auth::Credentials;
+
+/// What this engine is in a Swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwarmRole {
+    /// Not part of a Swarm (or not active in one).
+    Inactive,
+    /// A worker: it runs tasks, but only a manager can update services.
+    Worker,
+    /// A manager: services are listed and updated here.
+    Manager,
+}
+
+impl Engine {
+    /// This node's Swarm role (`Swarm.LocalNodeState`, `Swarm.ControlAvailable`) and the
+    /// engine's platform, which stands for the platform of its services' images.
+    pub async fn swarm_role(&self) -> Result<(SwarmRole, Platform), EngineError> {
+        let info = self
+            .docker()
+            .info()
+            .await
+            .map_err(EngineError::request("reading engine info"))?;
+        let swarm = info.swarm.unwrap_or_default();
+        let role = match (swarm.local_node_state, swarm.control_available) {
+            (Some(LocalNodeState::ACTIVE), Some(true)) => SwarmRole::Manager,
+            (Some(LocalNodeState::ACTIVE), _) => SwarmRole::Worker,
+            _ => SwarmRole::Inactive,
+        };
+        let platform = platform(
+            info.os_type.as_deref().unwrap_or("linux"),
+            info.architecture.as_deref().unwrap_or_default(),
+        );
+        Ok((role, platform))
+    }
+
+    /// The services of the Swarm this manager belongs to, as [`Observed`]: the reference each
+    /// follows, the digest it is pinned to and the labels of its spec.
+    pub async fn services(&self, platform: &Platform) -> Result<Vec<Observed>, EngineError> {
+        let services = self
+            .docker()
+            .list_services(None)
+            .await
+            .map_err(EngineError::request("listing swarm services"))?;
+        let mut observed: Vec<Observed> = services
+            .into_iter()
+            .filter_map(|s| observe_service(s, platform))
+            .collect();
+        observed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(observed)
+    }
+
+    /// Inspects a service by id or name.
+    pub async fn service(&self, service: &str) -> Result<Service, EngineError> {
+        self.docker()
+            .inspect_service(service, None)
+            .await
+            .map_err(EngineError::request(format!(
+                "inspecting service {service}"
+            )))
+    }
+
+    /// Replaces the spec of `service` at `version` (optimistic concurrency: the engine refuses
+    /// if the service changed since it was read). `credentials` are forwarded as
+    /// `X-Registry-Auth` for `server`, so that every node can pull a private image; they are
+    /// never logged. Returns the engine's warnings.
+    pub async fn update_service(
+        &self,
+        service: &str,
+        spec: ServiceSpec,
+        version: i32,
+        credentials: Option<&Credentials>,
+        server: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let what = format!("updating service {service}");
+        let auth = credentials.map(|c| DockerCredentials {
+            username: Some(c.username.clone()),
+            password: Some(c.password.clone()),
+            serveraddress: Some(server.to_string()),
+            ..Default::default()
+        });
+        let options = UpdateServiceOptions {
+            version,
+            ..Default::default()
+        };
+        let response = self
+            .docker()
+            .update_service(service, spec, options, auth)
+            .await
+            .map_err(EngineError::request(what))?;
+        Ok(response.warnings.unwrap_or_default())
+    }
+}
+
+fn observe_service(s: Service, platform: &Platform) -> Option<Observed> {
+    let spec = s.spec?;
+    let name = spec.name.clone()?;
+    let image = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let pinned = split_pinned(&image);
+    let repo_digests = match &pinned.digest {
+        // The repository as written (without the tag), like an image's `RepoDigests`.
+        Some(digest) => {
+            let reference = pinned.reference.as_str();
+            let last_colon = reference
+                .rfind(':')
+                .filter(|i| !reference[*i..].contains('/'));
+            let repository = last_colon.map_or(reference, |i| &reference[..i]);
+            vec![format!("{repository}@{digest}")]
+        }
+        None => Vec::new(),
+    };
+    Some(Observed {
+        kind: Kind::Service,
+        id: s.id.unwrap_or_default(),
+        name,
+        image: pinned.reference,
+        image_id: String::new(),
+        repo_digests,
+        platform: platform.clone(),
+        labels: spec.labels.unwrap_or_default().into_iter().collect(),
+        state: "service".into(),
+        problem: None,
+        inspect: Box::default(),
+    })
+}
