@@ -260,8 +260,16 @@ impl Applier<'_> {
                 .find(|(full, _)| full.starts_with(id))
                 .map(|(_, name)| name.clone())
         };
-        let mut spec = recreate_spec(&old.inspect, &old_image, target_image, api, &resolve)
-            .map_err(|e| e.to_string())?;
+        let flavor = self.engine.flavor();
+        let mut spec = recreate_spec(
+            &old.inspect,
+            &old_image,
+            target_image,
+            api,
+            flavor,
+            &resolve,
+        )
+        .map_err(|e| e.to_string())?;
         // Compose v2 records the image id it created the container from; keep it truthful so
         // a later `docker compose up` sees the container as current.
         if let Some(labels) = spec.body.labels.as_mut() {

@@ -1,7 +1,8 @@
 //! The bollard adapter: everything tidewatch asks of the Docker Engine goes through here.
 //!
 //! The API version is negotiated at connect time, so the same binary speaks to Debian 12's
-//! engine (API 1.41) and to current ones.
+//! engine (API 1.41) and to current ones, and to Podman's Docker-compatible service (which
+//! reports API 1.41 too, and whose answers differ from Docker's in places: see [`Flavor`]).
 
 mod health;
 mod inventory;
@@ -15,6 +16,7 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 
 use crate::config::DockerConfig;
 
+pub use crate::plan::recreate::Flavor;
 pub use inventory::{Observed, Platform};
 
 /// The default engine socket.
@@ -66,6 +68,7 @@ impl EngineError {
 pub struct Engine {
     docker: Docker,
     host: String,
+    flavor: Flavor,
 }
 
 impl fmt::Debug for Engine {
@@ -73,6 +76,7 @@ impl fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("host", &self.host)
             .field("api", &self.api_version())
+            .field("flavor", &self.flavor)
             .finish()
     }
 }
@@ -101,14 +105,42 @@ impl Engine {
         }
         .map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
-        tracing::debug!(%host, api = %docker.client_version(), "connected to docker engine");
-        Ok(Engine { docker, host })
+        let version = docker.version().await.map_err(unreachable)?;
+        // Podman's service names itself among the components of `GET /version`; Docker's
+        // components are "Engine", "containerd", "runc"...
+        let podman = version
+            .components
+            .iter()
+            .flatten()
+            .any(|c| c.name == "Podman Engine");
+        let flavor = if podman {
+            Flavor::Podman
+        } else {
+            Flavor::Docker
+        };
+        tracing::debug!(
+            %host,
+            api = %docker.client_version(),
+            ?flavor,
+            version = version.version.as_deref().unwrap_or("?"),
+            "connected to the engine"
+        );
+        Ok(Engine {
+            docker,
+            host,
+            flavor,
+        })
     }
 
     /// The negotiated API version as `(major, minor)`.
     pub fn api_version(&self) -> (usize, usize) {
         let v = self.docker.client_version();
         (v.major_version, v.minor_version)
+    }
+
+    /// Whose engine answers: Docker's or Podman's Docker-compatible service.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
     }
 
     /// The engine address in use.
