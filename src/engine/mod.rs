@@ -25,8 +25,9 @@ pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 /// A failure talking to the engine, with the address or object it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The engine could not be reached at all.
-    #[error("docker engine at {host} is not reachable: {source}")]
+    /// The engine could not be reached at all. The cause is the error's source, not part of
+    /// its message: `{:#}` prints the chain, and bollard's errors repeat their own sources.
+    #[error("engine at {host} is not reachable")]
     Unreachable {
         /// The address that was tried.
         host: String,
