@@ -8,6 +8,7 @@ mod support;
 mod check;
 mod crash;
 mod ops;
+mod podman;
 mod update_flow;
 mod update_preserve;
 mod wild_registries;
