@@ -201,3 +201,44 @@ fn on_podman_without_systemd_a_healthcheck_never_runs_and_the_update_is_rolled_b
     assert_eq!(pod.container_id("web"), old, "the old container runs again");
     assert!(pod.is_running("web"));
 }
+
+#[test]
+fn on_podman_a_container_recreated_on_a_new_image_takes_that_images_healthcheck() {
+    let bed = TestBed::new("podman-new-healthcheck");
+    let pod = bed.on_podman();
+    let registry = Registry::start();
+    let (image, _) = publish_v1(&bed, &pod, &registry);
+    // Stopped, and recreated stopped (`include_stopped`): no health gate, which could not pass
+    // here (see the module doc), yet the new container's settings are all there to inspect.
+    let old = pod.create("web", &[], &image);
+    let agent = bed.agent_on(&pod.host(), &[registry.host()]);
+    let config = std::fs::read_to_string(agent.config())
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", agent.config().display()));
+    let config = config.replacen(
+        "label_enable = false\n",
+        "label_enable = false\ninclude_stopped = true\n",
+        1,
+    );
+    std::fs::write(agent.config(), config)
+        .unwrap_or_else(|error| panic!("cannot write {}: {error}", agent.config().display()));
+    let updater = bed.updater_of(&agent);
+    let inherited = pod.inspect("web", "{{json .Config.Healthcheck.Test}}");
+    assert!(inherited.contains("wget"), "v1's HEALTHCHECK: {inherited}");
+
+    // Version 2 checks for a file instead of fetching the page.
+    bed.build_slow_app(&image, "2", 1);
+    let v2 = push(&image);
+    let update = updater.update(&[]);
+
+    update.assert_exit(0);
+    let result = update.result("web");
+    assert_eq!(result.outcome, "updated", "{update:#?}");
+    assert_eq!(result.to_digest.as_ref(), Some(&v2), "{update:#?}");
+    assert_ne!(pod.container_id("web"), old, "the container was recreated");
+    assert!(!pod.is_running("web"), "and left stopped");
+    let healthcheck = pod.inspect("web", "{{json .Config.Healthcheck.Test}}");
+    assert!(
+        healthcheck.contains("/tmp/ready"),
+        "the new image's HEALTHCHECK applies, not the old image's carried over: {healthcheck}"
+    );
+}

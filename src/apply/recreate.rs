@@ -249,7 +249,7 @@ impl Applier<'_> {
         };
         let old_image = self
             .engine
-            .inspect_image(&old.image_id)
+            .inspect_image_defaults(&old.image_id)
             .await
             .map_err(|e| e.to_string())?;
         let (major, minor) = self.engine.api_version();

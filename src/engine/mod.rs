@@ -6,6 +6,7 @@
 
 mod health;
 mod inventory;
+mod libpod;
 mod ops;
 
 pub use health::Health;

@@ -97,6 +97,24 @@ impl Engine {
             .map_err(EngineError::request(format!("inspecting image {image}")))
     }
 
+    /// Inspects an image for the defaults its containers inherited (env, labels, HEALTHCHECK...).
+    /// Under Podman the HEALTHCHECK comes from its own API, since its Docker-compatible image
+    /// inspect leaves it out; when that fails, the image counts as having none (logged), so an
+    /// inherited healthcheck is carried over as the user's.
+    pub async fn inspect_image_defaults(&self, image: &str) -> Result<ImageInspect, EngineError> {
+        let mut inspect = self.inspect_image(image).await?;
+        if self.flavor() == Flavor::Podman {
+            let config = inspect.config.get_or_insert_with(Default::default);
+            if config.healthcheck.is_none() {
+                match self.podman_image_healthcheck(image).await {
+                    Ok(healthcheck) => config.healthcheck = healthcheck,
+                    Err(e) => tracing::warn!(%image, "reading the HEALTHCHECK from Podman: {e}"),
+                }
+            }
+        }
+        Ok(inspect)
+    }
+
     /// Inspects a container by id or name; `None` when it does not exist.
     pub async fn inspect_container(
         &self,

@@ -314,10 +314,21 @@ impl PodmanBed<'_> {
     /// `podman run -d` of `image` as the bed's container `name`, labelled with the bed id and
     /// scope, with `options` before the image. Returns the container id.
     pub fn run(&self, name: &str, options: &[&str], image: &str) -> String {
+        self.container(&["run", "--detach"], name, options, image)
+    }
+
+    /// `podman create` of `image` as the bed's container `name`, like [`PodmanBed::run`] but
+    /// not started. Returns the container id.
+    pub fn create(&self, name: &str, options: &[&str], image: &str) -> String {
+        self.container(&["create"], name, options, image)
+    }
+
+    fn container(&self, command: &[&str], name: &str, options: &[&str], image: &str) -> String {
         let name = self.bed.name(name);
         let test_label = format!("{TEST_LABEL}={}", self.bed.id());
         let scope_label = format!("{SCOPE_LABEL}={}", self.bed.scope());
-        let mut args = vec!["run", "--detach", "--name", &name];
+        let mut args = command.to_vec();
+        args.extend(["--name", &name]);
         args.extend(["--label", &test_label, "--label", &scope_label]);
         args.extend_from_slice(options);
         args.push(image);
