@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::Duration;
 
@@ -329,6 +330,42 @@ fn a_dead_registry_fails_only_its_own_rows_and_the_check_ends_in_bounded_time() 
         "check took {:?} (bound {DEAD_REGISTRY_BOUND:?}); {check}",
         check.outcome.elapsed
     );
+}
+
+#[test]
+fn an_engine_socket_with_nothing_behind_it_is_named_with_the_cause_and_the_check_exits_1() {
+    let dir = scratch_dir("dead-engine-");
+    // No file at all (wrong path, engine not installed), and a socket file nobody listens on
+    // any more (an engine that died).
+    let missing = dir.path().join("missing.sock");
+    let dead = dir.path().join("dead.sock");
+    drop(
+        UnixListener::bind(&dead)
+            .unwrap_or_else(|error| panic!("cannot bind {}: {error}", dead.display())),
+    );
+    for (socket, cause) in [(&missing, "not found"), (&dead, "Connection refused")] {
+        let host = format!("unix://{}", socket.display());
+        let outcome = run_config(
+            |good| good.replace("unix:///var/run/docker.sock", &host),
+            &["check"],
+        );
+
+        assert_eq!(outcome.code, 1, "{outcome:#?}");
+        let message = format!("engine at {host} is not reachable");
+        assert!(
+            outcome.stderr.contains(&message),
+            "stderr should say {message:?}; {outcome:#?}"
+        );
+        assert!(
+            outcome.stderr.contains(cause),
+            "stderr should give the cause ({cause:?}); {outcome:#?}"
+        );
+        assert_eq!(
+            outcome.stderr.matches(cause).count(),
+            1,
+            "the cause is said once; {outcome:#?}"
+        );
+    }
 }
 
 // Configuration errors: exit 2, and the message says where. These need no engine: a bad file

@@ -9,6 +9,7 @@ mod agent_image;
 mod check;
 mod crash;
 mod ops;
+mod podman;
 mod swarm;
 mod update_flow;
 mod update_preserve;

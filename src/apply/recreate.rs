@@ -298,7 +298,7 @@ impl Applier<'_> {
         };
         let old_image = self
             .engine
-            .inspect_image(&old.image_id)
+            .inspect_image_defaults(&old.image_id)
             .await
             .map_err(|e| e.to_string())?;
         let (major, minor) = self.engine.api_version();
@@ -309,8 +309,16 @@ impl Applier<'_> {
                 .find(|(full, _)| full.starts_with(id))
                 .map(|(_, name)| name.clone())
         };
-        let mut spec = recreate_spec(&old.inspect, &old_image, target_image, api, &resolve)
-            .map_err(|e| e.to_string())?;
+        let flavor = self.engine.flavor();
+        let mut spec = recreate_spec(
+            &old.inspect,
+            &old_image,
+            target_image,
+            api,
+            flavor,
+            &resolve,
+        )
+        .map_err(|e| e.to_string())?;
         // Compose v2 records the image id it created the container from; keep it truthful so
         // a later `docker compose up` sees the container as current.
         if let Some(labels) = spec.body.labels.as_mut() {

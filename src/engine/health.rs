@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, Flavor};
 use crate::shutdown::Shutdown;
 
 /// How often the container is inspected while waiting.
@@ -35,6 +35,8 @@ impl Engine {
         let deadline = Instant::now() + timeout;
         let mut first_restart_count = None;
         let mut running_since: Option<Instant> = None;
+        // Whether the last look found a healthcheck that has not run even once.
+        let mut check_never_ran = false;
         loop {
             let Some(c) = self.inspect_container(container).await? else {
                 return Ok(Health::Unhealthy("the container disappeared".into()));
@@ -59,6 +61,10 @@ impl Engine {
                     )));
                 }
                 Some(ContainerStateStatusEnum::RUNNING) => {
+                    check_never_ran = state.health.as_ref().is_some_and(|h| {
+                        h.status == Some(HealthStatusEnum::STARTING)
+                            && h.log.as_ref().is_none_or(Vec::is_empty)
+                    });
                     match state.health.as_ref().and_then(|h| h.status) {
                         Some(HealthStatusEnum::HEALTHY) => return Ok(Health::Healthy),
                         Some(HealthStatusEnum::UNHEALTHY) => {
@@ -87,10 +93,17 @@ impl Engine {
                 _ => {}
             }
             if Instant::now() >= deadline {
-                return Ok(Health::Unhealthy(format!(
-                    "not healthy within {}",
-                    humantime::format_duration(timeout)
-                )));
+                let mut why = format!("not healthy within {}", humantime::format_duration(timeout));
+                // Podman runs healthchecks from systemd timers; without systemd (or with its
+                // healthcheck timers failing) the check never runs and the status stays
+                // `starting` for good, which would otherwise read like a slow application.
+                if check_never_ran && self.flavor() == Flavor::Podman {
+                    why.push_str(
+                        ": its HEALTHCHECK never ran (Podman runs healthchecks from systemd \
+                         timers; is systemd running?)",
+                    );
+                }
+                return Ok(Health::Unhealthy(why));
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}

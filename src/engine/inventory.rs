@@ -80,7 +80,7 @@ impl Engine {
             .filter(|s| std::future::ready(!is_swarm_task(s.labels.as_ref())))
             .filter_map(|s| async move { s.id })
             .map(|id| async move {
-                match self.docker().inspect_container(&id, None).await {
+                match self.inspect_container_settled(&id).await {
                     Ok(c) => Ok(Some(c)),
                     // Removed between list and inspect: not ours to report.
                     Err(bollard::errors::Error::DockerResponseServerError {

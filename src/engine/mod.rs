@@ -1,10 +1,12 @@
 //! The bollard adapter: everything tidewatch asks of the Docker Engine goes through here.
 //!
 //! The API version is negotiated at connect time, so the same binary speaks to Debian 12's
-//! engine (API 1.41) and to current ones.
+//! engine (API 1.41) and to current ones, and to Podman's Docker-compatible service (which
+//! reports API 1.41 too, and whose answers differ from Docker's in places: see [`Flavor`]).
 
 mod health;
 mod inventory;
+mod libpod;
 mod ops;
 mod own;
 mod swarm;
@@ -17,6 +19,7 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 
 use crate::config::DockerConfig;
 
+pub use crate::plan::recreate::Flavor;
 pub use inventory::{Kind, Observed, Platform};
 pub use own::{container_id_from_cgroup, container_id_from_mountinfo};
 pub use swarm::SwarmRole;
@@ -27,8 +30,9 @@ pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 /// A failure talking to the engine, with the address or object it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The engine could not be reached at all.
-    #[error("docker engine at {host} is not reachable: {source}")]
+    /// The engine could not be reached at all. The cause is the error's source, not part of
+    /// its message: `{:#}` prints the chain, and bollard's errors repeat their own sources.
+    #[error("engine at {host} is not reachable")]
     Unreachable {
         /// The address that was tried.
         host: String,
@@ -70,6 +74,7 @@ impl EngineError {
 pub struct Engine {
     docker: Docker,
     host: String,
+    flavor: Flavor,
 }
 
 impl fmt::Debug for Engine {
@@ -77,6 +82,7 @@ impl fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("host", &self.host)
             .field("api", &self.api_version())
+            .field("flavor", &self.flavor)
             .finish()
     }
 }
@@ -105,14 +111,42 @@ impl Engine {
         }
         .map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
-        tracing::debug!(%host, api = %docker.client_version(), "connected to docker engine");
-        Ok(Engine { docker, host })
+        let version = docker.version().await.map_err(unreachable)?;
+        // Podman's service names itself among the components of `GET /version`; Docker's
+        // components are "Engine", "containerd", "runc"...
+        let podman = version
+            .components
+            .iter()
+            .flatten()
+            .any(|c| c.name == "Podman Engine");
+        let flavor = if podman {
+            Flavor::Podman
+        } else {
+            Flavor::Docker
+        };
+        tracing::debug!(
+            %host,
+            api = %docker.client_version(),
+            ?flavor,
+            version = version.version.as_deref().unwrap_or("?"),
+            "connected to the engine"
+        );
+        Ok(Engine {
+            docker,
+            host,
+            flavor,
+        })
     }
 
     /// The negotiated API version as `(major, minor)`.
     pub fn api_version(&self) -> (usize, usize) {
         let v = self.docker.client_version();
         (v.major_version, v.minor_version)
+    }
+
+    /// Whose engine answers: Docker's or Podman's Docker-compatible service.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
     }
 
     /// The engine address in use.

@@ -15,7 +15,7 @@ use bollard::query_parameters::{
 };
 use futures_util::TryStreamExt;
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, Flavor};
 use crate::image_ref::ImageRef;
 use crate::registry::auth::Credentials;
 
@@ -99,12 +99,30 @@ impl Engine {
             .map_err(EngineError::request(format!("inspecting image {image}")))
     }
 
+    /// Inspects an image for the defaults its containers inherited (env, labels, HEALTHCHECK...).
+    /// Under Podman the HEALTHCHECK comes from its own API, since its Docker-compatible image
+    /// inspect leaves it out; when that fails, the image counts as having none (logged), so an
+    /// inherited healthcheck is carried over as the user's.
+    pub async fn inspect_image_defaults(&self, image: &str) -> Result<ImageInspect, EngineError> {
+        let mut inspect = self.inspect_image(image).await?;
+        if self.flavor() == Flavor::Podman {
+            let config = inspect.config.get_or_insert_with(Default::default);
+            if config.healthcheck.is_none() {
+                match self.podman_image_healthcheck(image).await {
+                    Ok(healthcheck) => config.healthcheck = healthcheck,
+                    Err(e) => tracing::warn!(%image, "reading the HEALTHCHECK from Podman: {e}"),
+                }
+            }
+        }
+        Ok(inspect)
+    }
+
     /// Inspects a container by id or name; `None` when it does not exist.
     pub async fn inspect_container(
         &self,
         container: &str,
     ) -> Result<Option<ContainerInspectResponse>, EngineError> {
-        match self.docker().inspect_container(container, None).await {
+        match self.inspect_container_settled(container).await {
             Ok(c) => Ok(Some(c)),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -112,6 +130,33 @@ impl Engine {
             Err(e) => Err(EngineError::request(format!(
                 "inspecting container {container}"
             ))(e)),
+        }
+    }
+
+    /// `GET /containers/{id}/json`, waiting out Podman's transient `stopped` state.
+    ///
+    /// Podman 4.3 reports `"Status": "stopped"` for a container whose process has exited and
+    /// whose cleanup (run by conmon right after) has not finished; the Engine API has no such
+    /// state, so the answer does not parse. It turns into `exited` within moments.
+    pub(crate) async fn inspect_container_settled(
+        &self,
+        container: &str,
+    ) -> Result<ContainerInspectResponse, bollard::errors::Error> {
+        const TRIES: u32 = 40;
+        const PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+        let mut tries = 0;
+        loop {
+            match self.docker().inspect_container(container, None).await {
+                Err(bollard::errors::Error::JsonDataError { message, .. })
+                    if self.flavor() == Flavor::Podman
+                        && message.contains("`stopped`")
+                        && tries < TRIES =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(PAUSE).await;
+                }
+                answer => return answer,
+            }
         }
     }
 

@@ -23,7 +23,7 @@ use bollard::models::{
     ContainerConfig, ContainerCreateBody, ContainerInspectResponse, EndpointIpamConfig,
     EndpointSettings, HostConfig, HostConfigCgroupnsModeEnum, HostConfigIsolationEnum, ImageConfig,
     ImageInspect, Mount, MountPoint, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
-    NetworkingConfig, RestartPolicyNameEnum,
+    NetworkingConfig, ResourcesUlimits, RestartPolicyNameEnum,
 };
 
 /// An Engine API version as negotiated with the daemon, e.g. `1.44`.
@@ -42,6 +42,17 @@ impl ApiVersion {
     pub const fn new(major: u32, minor: u32) -> Self {
         Self { major, minor }
     }
+}
+
+/// Whose engine answers the Engine API. Podman's Docker-compatible service reports the same API
+/// version as Debian 12's Docker (1.41) but fills some inspect fields its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// Docker Engine (moby).
+    #[default]
+    Docker,
+    /// Podman's `podman system service`.
+    Podman,
 }
 
 /// The version a bollard client speaks, which after `negotiate_version` is the lower of bollard's
@@ -186,6 +197,7 @@ impl SpecError {
 /// * `new_image_ref`: the reference to create from (typically the tag, just moved to the new
 ///   digest).
 /// * `api`: the Engine API version negotiated with the daemon.
+/// * `flavor`: whether that daemon is Docker or Podman.
 /// * `names`: resolves a container id (full or prefix) to its current name. `container:<id>`
 ///   modes and `VolumesFrom` entries are rewritten to names so the new container joins whatever
 ///   container holds that name when it is created, e.g. a sidecar that was itself recreated.
@@ -194,6 +206,7 @@ pub fn recreate_spec(
     old_image: &ImageInspect,
     new_image_ref: &str,
     api: ApiVersion,
+    flavor: Flavor,
     names: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RecreateSpec, SpecError> {
     let cx = Cx {
@@ -206,6 +219,7 @@ pub fn recreate_spec(
             .unwrap_or("<unnamed>")
             .to_owned(),
         api,
+        flavor,
         names,
     };
     let config = old.config.as_ref().ok_or_else(|| cx.missing("Config"))?;
@@ -228,7 +242,7 @@ pub fn recreate_spec(
     host_config.network_mode = networks.mode.take();
     migrate_interface_sysctls(&cx, &mut host_config, &mut networks)?;
 
-    let mut body = translate_config(old, config, image, &host_config, new_image_ref);
+    let mut body = translate_config(&cx, old, config, image, &host_config, new_image_ref);
     body.volumes = volumes;
     body.host_config = Some(host_config);
     body.networking_config = (!networks.at_create.is_empty()).then_some(NetworkingConfig {
@@ -245,6 +259,7 @@ pub fn recreate_spec(
 struct Cx<'a> {
     container: String,
     api: ApiVersion,
+    flavor: Flavor,
     names: &'a dyn Fn(&str) -> Option<String>,
 }
 
@@ -326,6 +341,7 @@ fn looks_like_container_id(s: &str) -> bool {
 
 /// `Config`: the user's settings minus the old image's defaults.
 fn translate_config(
+    cx: &Cx<'_>,
     old: &ContainerInspectResponse,
     config: &ContainerConfig,
     image: &ImageConfig,
@@ -361,6 +377,17 @@ fn translate_config(
         shell,
     } = config.clone();
 
+    // Podman writes the hostname into the env (`HOSTNAME=<short id>`), and sets it again for
+    // the new container; carried over, it would name the old one. Docker keeps it out of inspect.
+    let hostname_env = hostname.as_ref().map(|h| format!("HOSTNAME={h}"));
+    let env = env.map(|env| {
+        env.into_iter()
+            .filter(|e| Some(e) != hostname_env.as_ref())
+            .collect()
+    });
+    let image_working_dir = image.working_dir.as_ref().filter(|w| !w.is_empty());
+    let image_stop_signal = image.stop_signal.as_ref().filter(|s| !s.is_empty());
+
     let network_mode = host_config.network_mode.as_deref().unwrap_or_default();
     let joins_network = network_mode.starts_with("container:");
     // The engine refuses a hostname with UTS mode host or a container network (whose hostname the
@@ -393,12 +420,24 @@ fn translate_config(
         args_escaped,
         image: Some(new_image_ref.to_owned()),
         volumes: None,
-        working_dir: non_empty(working_dir).filter(|w| Some(w) != image.working_dir.as_ref()),
+        // Podman reports `/` for a container whose image sets no WORKDIR, where Docker reports
+        // nothing; both start such a container in `/`, and a WORKDIR of the new image must apply.
+        working_dir: non_empty(working_dir)
+            .filter(|w| Some(w) != image_working_dir)
+            .filter(|w| !(w == "/" && image_working_dir.is_none())),
         entrypoint,
         network_disabled,
         on_build,
         labels: labels_without(labels, image.labels.as_ref()),
-        stop_signal: non_empty(stop_signal).filter(|s| Some(s) != image.stop_signal.as_ref()),
+        // Podman reports its default signal (`15`) for a container whose image sets no
+        // STOPSIGNAL; a STOPSIGNAL of the new image must apply.
+        stop_signal: non_empty(stop_signal)
+            .filter(|s| Some(s) != image_stop_signal)
+            .filter(|s| {
+                !(cx.flavor == Flavor::Podman
+                    && image_stop_signal.is_none()
+                    && matches!(s.as_str(), "15" | "SIGTERM" | "TERM"))
+            }),
         stop_timeout,
         shell,
         host_config: None,
@@ -558,7 +597,7 @@ fn translate_host_config(cx: &Cx<'_>, host_config: &HostConfig) -> Result<HostCo
         pids_limit: pids_limit.filter(|&p| p > 0),
         // Note: inspect merges the daemon's default ulimits into this list, so they are carried
         // over as if the user had set them; nothing in inspect tells them apart.
-        ulimits,
+        ulimits: ulimits.map(|ulimits| ulimits.into_iter().map(ulimit_for_create).collect()),
         // Windows-only knobs: inspect reports 0 on Linux, and a Linux engine refuses the IO ones
         // when they are non-zero, so zero means unset.
         cpu_count: cpu_count.filter(|&v| v != 0),
@@ -637,6 +676,18 @@ fn translate_host_config(cx: &Cx<'_>, host_config: &HostConfig) -> Result<HostCo
         masked_paths: masked_paths.filter(Vec::is_empty),
         readonly_paths: readonly_paths.filter(Vec::is_empty),
     })
+}
+
+/// Podman's inspect names ulimits after the kernel's constants (`RLIMIT_NOFILE`) while its create,
+/// like Docker's, takes `ulimit`'s names (`nofile`) and refuses the others; Docker reports `nofile`
+/// already, which passes unchanged.
+fn ulimit_for_create(mut ulimit: ResourcesUlimits) -> ResourcesUlimits {
+    if let Some(name) = &ulimit.name {
+        if let Some(short) = name.strip_prefix("RLIMIT_") {
+            ulimit.name = Some(short.to_ascii_lowercase());
+        }
+    }
+    ulimit
 }
 
 /// `/db:/web/db` (inspect's form: target name and alias path) becomes `db:db` (create's form:
@@ -992,7 +1043,7 @@ fn endpoint_for_create(
             .collect()
     }));
 
-    let mac_address = non_empty(mac_address).filter(|mac| !is_engine_generated_mac(mac));
+    let mac_address = non_empty(mac_address).filter(|mac| !is_engine_generated_mac(cx.flavor, mac));
     if mac_address.is_some() {
         cx.require(ENDPOINT_MAC, || field("MacAddress"))?;
     }
@@ -1012,9 +1063,15 @@ fn endpoint_for_create(
 /// the engine makes up (from the IPv4 address before Docker 28, at random since) is locally
 /// administered with the prefix `02:42`, so anything else was set by the user. A user who picked
 /// an `02:42` address themselves loses it; nothing in inspect tells the two apart.
-fn is_engine_generated_mac(mac: &str) -> bool {
-    mac.get(..6)
-        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("02:42:"))
+///
+/// Podman's network backends (netavark, CNI) pick a random MAC with no fixed prefix, and neither
+/// its compat nor its own inspect says whether `--mac-address` chose it, so under Podman every MAC
+/// counts as generated: a user-chosen one is lost rather than every recreate refused.
+fn is_engine_generated_mac(flavor: Flavor, mac: &str) -> bool {
+    flavor == Flavor::Podman
+        || mac
+            .get(..6)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("02:42:"))
 }
 
 /// Moves `net.*.*.eth0.*` sysctls, which engines from API 1.48 refuse in `HostConfig.Sysctls`, to
@@ -1191,7 +1248,7 @@ mod tests {
         image: &ImageInspect,
         api: ApiVersion,
     ) -> RecreateSpec {
-        recreate_spec(old, image, NEW_IMAGE, api, &names).expect("spec")
+        recreate_spec(old, image, NEW_IMAGE, api, Flavor::Docker, &names).expect("spec")
     }
 
     fn spec(old: &ContainerInspectResponse, image: &ImageInspect) -> RecreateSpec {
@@ -1778,6 +1835,7 @@ mod tests {
             &image(ImageConfig::default()),
             NEW_IMAGE,
             ApiVersion::new(1, 47),
+            Flavor::Docker,
             &no_names,
         )
         .expect_err("vanished container");
@@ -1876,6 +1934,7 @@ mod tests {
             &image(ImageConfig::default()),
             NEW_IMAGE,
             ApiVersion::new(1, 47),
+            Flavor::Docker,
             &names,
         )
         .expect_err("malformed link");
@@ -2112,6 +2171,101 @@ mod tests {
     }
 
     #[test]
+    fn what_podman_fills_in_is_left_for_it_to_fill_in_again() {
+        // As Podman 4.3's compat inspect shows a `podman run -e FOO=bar --ulimit ...` of an image
+        // without WORKDIR or STOPSIGNAL, on Podman's default network.
+        let old = with_networks(
+            container(
+                ContainerConfig {
+                    hostname: Some(SHORT_ID.to_owned()),
+                    env: Some(strings(&[
+                        "PATH=/usr/local/bin:/usr/bin",
+                        "TERM=xterm",
+                        "container=podman",
+                        "FOO=bar",
+                        &format!("HOSTNAME={SHORT_ID}"),
+                    ])),
+                    working_dir: Some("/".to_owned()),
+                    stop_signal: Some("15".to_owned()),
+                    ..Default::default()
+                },
+                HostConfig {
+                    network_mode: Some("bridge".to_owned()),
+                    ulimits: Some(vec![ResourcesUlimits {
+                        name: Some("RLIMIT_NOFILE".to_owned()),
+                        soft: Some(1024),
+                        hard: Some(4096),
+                    }]),
+                    ..Default::default()
+                },
+            ),
+            &[(
+                "podman",
+                engine_endpoint("podman", "10.88.0.9", "7a:b9:64:d5:f9:42"),
+            )],
+        );
+        let image = image(ImageConfig {
+            env: Some(strings(&["PATH=/usr/local/bin:/usr/bin"])),
+            ..Default::default()
+        });
+
+        let spec = recreate_spec(
+            &old,
+            &image,
+            NEW_IMAGE,
+            ApiVersion::new(1, 41),
+            Flavor::Podman,
+            &names,
+        )
+        .expect("spec");
+
+        assert_eq!(
+            spec.body.env,
+            Some(strings(&["TERM=xterm", "container=podman", "FOO=bar"])),
+            "Podman sets TERM and container again; HOSTNAME would name the old container"
+        );
+        assert_eq!(spec.body.working_dir, None);
+        assert_eq!(spec.body.stop_signal, None);
+        assert_eq!(
+            host(&spec).ulimits.as_ref().expect("ulimits")[0]
+                .name
+                .as_deref(),
+            Some("nofile")
+        );
+        assert_eq!(host(&spec).network_mode.as_deref(), Some("podman"));
+        assert_eq!(endpoints(&spec)["podman"].mac_address, None);
+    }
+
+    #[test]
+    fn a_stop_signal_and_workdir_the_user_chose_under_podman_are_kept() {
+        let old = container(
+            ContainerConfig {
+                working_dir: Some("/".to_owned()),
+                stop_signal: Some("SIGINT".to_owned()),
+                ..Default::default()
+            },
+            HostConfig::default(),
+        );
+
+        let spec = recreate_spec(
+            &old,
+            &app_image(),
+            NEW_IMAGE,
+            ApiVersion::new(1, 41),
+            Flavor::Podman,
+            &names,
+        )
+        .expect("spec");
+
+        assert_eq!(spec.body.stop_signal.as_deref(), Some("SIGINT"));
+        assert_eq!(
+            spec.body.working_dir.as_deref(),
+            Some("/"),
+            "the image's WORKDIR is /srv, so / was chosen"
+        );
+    }
+
+    #[test]
     fn a_user_mac_before_api_1_44_is_an_error_rather_than_silently_lost() {
         let old = with_networks(
             container(ContainerConfig::default(), HostConfig::default()),
@@ -2126,6 +2280,7 @@ mod tests {
             &app_image(),
             NEW_IMAGE,
             ApiVersion::new(1, 43),
+            Flavor::Docker,
             &names,
         )
         .expect_err("mac needs 1.44");
@@ -2360,6 +2515,7 @@ mod tests {
             &app_image(),
             NEW_IMAGE,
             ApiVersion::new(1, 47),
+            Flavor::Docker,
             &names,
         )
         .expect_err("image mount");
@@ -2370,6 +2526,7 @@ mod tests {
             &app_image(),
             NEW_IMAGE,
             ApiVersion::new(1, 48),
+            Flavor::Docker,
             &names
         )
         .is_ok());
@@ -2387,6 +2544,7 @@ mod tests {
             &app_image(),
             NEW_IMAGE,
             ApiVersion::new(1, 47),
+            Flavor::Docker,
             &names,
         )
         .expect_err("no config");

@@ -197,16 +197,30 @@ impl TestBed {
             .iter()
             .map(|host| RegistryEntry::new(host).insecure(true))
             .collect();
-        self.agent_config(&entries, label_enable)
+        self.agent_config(&Engine::host(), &entries, label_enable)
+    }
+
+    /// Like [`TestBed::agent`], for the engine at `host` (`[docker] host`) instead of docker.
+    pub fn agent_on(&self, host: &str, registries: &[String]) -> Agent {
+        let entries: Vec<RegistryEntry> = registries
+            .iter()
+            .map(|host| RegistryEntry::new(host).insecure(true))
+            .collect();
+        self.agent_config(host, &entries, false)
     }
 
     /// An agent with the `[[registry]]` tables `registries`, written as they are (no key
     /// added).
     pub fn agent_for(&self, registries: &[RegistryEntry]) -> Agent {
-        self.agent_config(registries, false)
+        self.agent_config(&Engine::host(), registries, false)
     }
 
-    fn agent_config(&self, registries: &[RegistryEntry], label_enable: bool) -> Agent {
+    fn agent_config(
+        &self,
+        engine: &str,
+        registries: &[RegistryEntry],
+        label_enable: bool,
+    ) -> Agent {
         let mut toml = format!(
             "[agent]\n\
              interval = \"5m\"\n\
@@ -219,7 +233,7 @@ impl TestBed {
              scope = {scope:?}\n\
              label_enable = {label_enable}\n",
             state_dir = self.dir().join("state").to_string_lossy(),
-            docker = Engine::host(),
+            docker = engine,
             scope = self.scope(),
         );
         for registry in registries {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::agent::{tidewatch, Outcome};
+use super::agent::{tidewatch, Agent, Outcome};
 use super::bed::TestBed;
 
 /// The interval of `run` in tests: short, so a push is picked up within seconds.
@@ -28,7 +28,12 @@ impl TestBed {
     /// Writes the bed's agent.toml (see [`TestBed::agent`]) tuned for updates, and returns the
     /// agent that uses it.
     pub fn updater(&self, registries: &[String]) -> Updater {
-        let agent = self.agent(registries);
+        self.updater_of(&self.agent(registries))
+    }
+
+    /// Tunes `agent`'s configuration for updates like [`TestBed::updater`] does, and returns the
+    /// updater that uses it; `agent` still checks with the same file.
+    pub fn updater_of(&self, agent: &Agent) -> Updater {
         let config = agent.config().to_path_buf();
         let written = fs::read_to_string(&config)
             .unwrap_or_else(|error| panic!("cannot read {}: {error}", config.display()));
