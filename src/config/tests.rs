@@ -188,3 +188,70 @@ fn zero_concurrency_is_refused() {
     let e = err("[[registry]]\nhost = \"ghcr.io\"\nconcurrency = 0\n");
     assert!(e.starts_with("agent.toml:3:15:"), "{e}");
 }
+
+/// The shipped example, installed as /etc/tidewatch/agent.toml: it must load as it is, and
+/// document every key the parser accepts (as a setting or a commented line `# key = ...`) in
+/// its table's section. The accepted keys are read from the parser's own "unknown field"
+/// error, so a key added to the parser and not to the example fails here.
+#[test]
+fn the_example_agent_toml_loads_and_documents_every_key() {
+    let example = include_str!("../../agent.toml");
+    Config::parse(example, "agent.toml").expect("the example agent.toml loads");
+
+    // Accepted only to be refused with a pointer to password_file / password_env.
+    let undocumented = ["password"];
+    let tables = [
+        "[agent]",
+        "[docker]",
+        "[watch]",
+        "[update]",
+        "[swarm]",
+        "[api]",
+        "[[registry]]",
+        "[[service]]",
+        "[[notify]]",
+    ];
+    for table in tables {
+        let probe = format!("{table}\nnot_a_key = 1\n");
+        let error = Config::parse(&probe, "probe.toml")
+            .expect_err("an unknown key is refused")
+            .to_string();
+        let keys: Vec<&str> = error
+            .split('`')
+            .skip(3) // "...unknown field `not_a_key`, expected ..."
+            .step_by(2)
+            .collect();
+        assert!(!keys.is_empty(), "no keys listed for {table}: {error}");
+        let section = section_of(example, table);
+        for key in keys.into_iter().filter(|k| !undocumented.contains(k)) {
+            let documented = section.lines().any(|line| {
+                let line = line.trim_start_matches('#').trim_start();
+                line.starts_with(&format!("{key} =")) || line.starts_with(&format!("{key}="))
+            });
+            assert!(documented, "agent.toml does not document {table} {key}");
+        }
+    }
+}
+
+/// The lines of `text` from the header `table` (set or commented out) to the next header of
+/// another table.
+fn section_of<'a>(text: &'a str, table: &str) -> String {
+    let header = |line: &'a str| {
+        let line = line.trim_start_matches('#').trim();
+        (line.starts_with('[') && line.ends_with(']')).then_some(line)
+    };
+    let mut inside = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        if let Some(h) = header(line) {
+            inside = h == table;
+            continue;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(!out.is_empty(), "agent.toml has no {table} section");
+    out
+}
