@@ -26,16 +26,23 @@ pub fn try_docker_with(config_dir: Option<&Path>, args: &[&str]) -> Result<Strin
     if let Some(dir) = config_dir {
         docker.env("DOCKER_CONFIG", dir);
     }
-    let output = docker
+    docker
         .args(args)
         // BuildKit is not part of the docker.io 20.10 engine on the test machines; the legacy
         // builder is enough for `FROM scratch` images.
-        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_BUILDKIT", "0");
+    stdout_of(docker, &command, "run scripts/test-env")
+}
+
+/// Runs `command` (shown as `shown`) and returns its trimmed stdout; the error names it and
+/// carries its stderr, or says how to get the program (`hint`) when it cannot start.
+pub fn stdout_of(mut command: Command, shown: &str, hint: &str) -> Result<String, String> {
+    let output = command
         .output()
-        .map_err(|error| format!("cannot run `{command}`: {error} (run scripts/test-env)"))?;
+        .map_err(|error| format!("cannot run `{shown}`: {error} ({hint})"))?;
     if !output.status.success() {
         return Err(format!(
-            "`{command}` failed ({}): {}",
+            "`{shown}` failed ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         ));

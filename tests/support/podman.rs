@@ -23,6 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::bed::{TestBed, IMAGE_LABEL, SCOPE_LABEL, TEST_LABEL};
+use super::docker::stdout_of;
 use super::registry::Registry;
 
 /// Where the services of all test binaries keep their sockets and state, one directory each.
@@ -180,22 +181,17 @@ impl Podman {
     /// Like [`Podman::podman`], with the error returned (for cleanup paths, which must not
     /// panic).
     pub fn try_podman(&self, args: &[&str]) -> Result<String, String> {
-        let command = format!("podman {}", args.join(" "));
-        let output = Command::new("podman")
+        let mut podman = Command::new("podman");
+        podman
             .args(["--remote", "--url", &self.host()])
             .args(args)
             .envs(config_env(&self.dir))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|error| format!("cannot run `{command}`: {error}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "`{command}` failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            .stdin(Stdio::null());
+        stdout_of(
+            podman,
+            &format!("podman {}", args.join(" ")),
+            "run scripts/test-env",
+        )
     }
 }
 
