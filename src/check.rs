@@ -4,9 +4,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::config::{Config, Policy};
-use crate::engine::{Engine, EngineError, Kind, Observed, SwarmRole};
+use crate::engine::{Engine, EngineError, EngineFacts, Kind, Observed, SwarmRole};
 use crate::image_ref::ImageRef;
-use crate::plan::detect::{self, CheckRow, Comparison, Eligibility, Status, Target};
+use crate::plan::detect::{
+    self, CheckRow, Comparison, Eligibility, ImageStore, RunningImage, Status, Target,
+};
 use crate::plan::track::{self, Track};
 use crate::registry::{RegistryClient, RegistryError, RemoteManifest};
 
@@ -23,17 +25,17 @@ pub struct Detection {
     pub new_image: Option<String>,
 }
 
-/// The containers on the engine and, on a Swarm manager, its services, with this node's
-/// Swarm role. A service that shares its name with a container is reported, not updated: the
-/// plan and the dependency graph know both by name.
+/// The containers on the engine and, on a Swarm manager, its services, with the engine's
+/// facts (Swarm role, image store). A service that shares its name with a container is
+/// reported, not updated: the plan and the dependency graph know both by name.
 pub async fn observe_all(
     engine: &Engine,
     include_stopped: bool,
-) -> Result<(Vec<Observed>, SwarmRole), EngineError> {
+) -> Result<(Vec<Observed>, EngineFacts), EngineError> {
     let mut observed = engine.inventory(include_stopped).await?;
-    let (role, platform) = engine.swarm_role().await?;
-    if role == SwarmRole::Manager {
-        let mut services = engine.services(&platform).await?;
+    let facts = engine.facts().await?;
+    if facts.role == SwarmRole::Manager {
+        let mut services = engine.services(&facts.platform).await?;
         for s in &mut services {
             if observed.iter().any(|c| c.name == s.name) {
                 s.problem = Some(format!(
@@ -45,7 +47,7 @@ pub async fn observe_all(
         }
         observed.extend(services);
     }
-    Ok((observed, role))
+    Ok((observed, facts))
 }
 
 /// What a Swarm worker's `check` says about services.
@@ -61,7 +63,8 @@ pub async fn detect(
     config: &Arc<Config>,
     names: &[String],
 ) -> Result<(Vec<Detection>, SwarmRole), EngineError> {
-    let (observed, role) = observe_all(engine, config.watch.include_stopped).await?;
+    let (observed, facts) = observe_all(engine, config.watch.include_stopped).await?;
+    let role = facts.role;
     if role == SwarmRole::Worker {
         tracing::info!("{WORKER_NOTE}");
     }
@@ -107,9 +110,16 @@ pub async fn detect(
                 None if o.kind == Kind::Service && o.repo_digests.is_empty() => {
                     service_target(&o, registry)
                 }
-                None => {
-                    detect::target(&o.name, &o.image, &o.repo_digests, &|r| registry.aliases(r))
-                }
+                None => detect::target(
+                    &o.name,
+                    &o.image,
+                    &RunningImage {
+                        id: &o.image_id,
+                        repo_digests: &o.repo_digests,
+                        store: facts.image_store,
+                    },
+                    &|r| registry.aliases(r),
+                ),
             },
         };
         pending.push((o, target));
@@ -126,6 +136,8 @@ pub async fn detect(
         .collect();
     let remote = registry.resolve_all(refs).await;
 
+    // Digests asked about for `Target::Remote::confirm`, by repository and digest: once each.
+    let mut confirmations: HashMap<(String, String), Result<bool, RegistryError>> = HashMap::new();
     let mut out = Vec::with_capacity(pending.len());
     for (o, target) in pending {
         let detection = match target {
@@ -135,10 +147,30 @@ pub async fn detect(
                 row,
                 new_image: None,
             },
-            Target::Remote { reference, current } => {
+            Target::Remote {
+                reference,
+                current,
+                confirm,
+            } => {
                 let new_image = tracked.get(&o.name).cloned();
                 let mut row = match remote.get(&reference) {
-                    Some(Ok(m)) => compare(registry, &o, &reference, &current, m).await,
+                    Some(Ok(m)) => {
+                        let row = compare(registry, &o, &reference, &current, m).await;
+                        match confirm {
+                            Some(digest) if row.status == Status::UpdateAvailable => {
+                                let key = (reference.name(), digest);
+                                if !confirmations.contains_key(&key) {
+                                    let known = registry.holds(&reference, &key.1).await;
+                                    confirmations.insert(key.clone(), known);
+                                }
+                                match &confirmations[&key] {
+                                    Ok(known) => detect::confirmed(row, *known, &key.0),
+                                    Err(e) => error_row(&o, row.current_digest, e.to_string()),
+                                }
+                            }
+                            _ => row,
+                        }
+                    }
                     Some(Err(e @ RegistryError::Deferred { .. })) => {
                         let mut row = error_row(&o, Some(current[0].clone()), e.to_string());
                         row.status = Status::Unknown;
@@ -171,7 +203,13 @@ pub async fn detect(
 /// image the CLI could not resolve) leaves the tag alone, and which digest its tasks run
 /// cannot be told from the service.
 fn service_target(o: &Observed, registry: &RegistryClient) -> Target {
-    match detect::target(&o.name, &o.image, &o.repo_digests, &|r| registry.aliases(r)) {
+    // A service's "image" is its spec's pinned digest, whatever store the manager's engine has.
+    let running = RunningImage {
+        id: &o.image_id,
+        repo_digests: &o.repo_digests,
+        store: ImageStore::Classic,
+    };
+    match detect::target(&o.name, &o.image, &running, &|r| registry.aliases(r)) {
         Target::Settled(mut row) if row.status == Status::Unknown => {
             row.detail = Some(
                 "the service's image is not pinned to a digest (deployed with \

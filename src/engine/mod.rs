@@ -4,13 +4,16 @@
 //! engine (API 1.41) and to current ones, and to Podman's Docker-compatible service (which
 //! reports API 1.41 too, and whose answers differ from Docker's in places: see [`Flavor`]).
 
+mod facts;
 mod health;
 mod inventory;
 mod libpod;
 mod ops;
 mod own;
+mod raw;
 mod swarm;
 
+pub use facts::EngineFacts;
 pub use health::Health;
 
 use std::fmt;
@@ -50,6 +53,14 @@ pub enum EngineError {
     /// The journal that says which containers to act on could not be read.
     #[error("journal: {0}")]
     Journal(String),
+    /// A request made without bollard (see `raw.rs`) failed.
+    #[error("{what}: {reason}")]
+    Raw {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// A request about one object failed.
     #[error("{what}: {source}")]
     Request {
@@ -61,6 +72,20 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// Whether the engine answered that the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Request {
+                source: bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                },
+                ..
+            }
+        )
+    }
+
     pub(crate) fn request(what: impl fmt::Display) -> impl FnOnce(bollard::errors::Error) -> Self {
         move |source| EngineError::Request {
             what: what.to_string(),

@@ -4,12 +4,12 @@
 //! reporting treat them like containers; only applying a step differs (`apply/service.rs`).
 
 use bollard::auth::DockerCredentials;
-use bollard::models::{LocalNodeState, Service, ServiceSpec};
+use bollard::models::{Service, ServiceSpec};
 use bollard::query_parameters::UpdateServiceOptions;
 
 use super::inventory::{Kind, Observed, Platform};
 use super::{Engine, EngineError};
-use crate::plan::swarm::{platform, split_pinned};
+use crate::plan::swarm::split_pinned;
 use crate::registry::auth::Credentials;
 
 /// What this engine is in a Swarm.
@@ -24,27 +24,6 @@ pub enum SwarmRole {
 }
 
 impl Engine {
-    /// This node's Swarm role (`Swarm.LocalNodeState`, `Swarm.ControlAvailable`) and the
-    /// engine's platform, which stands for the platform of its services' images.
-    pub async fn swarm_role(&self) -> Result<(SwarmRole, Platform), EngineError> {
-        let info = self
-            .docker()
-            .info()
-            .await
-            .map_err(EngineError::request("reading engine info"))?;
-        let swarm = info.swarm.unwrap_or_default();
-        let role = match (swarm.local_node_state, swarm.control_available) {
-            (Some(LocalNodeState::ACTIVE), Some(true)) => SwarmRole::Manager,
-            (Some(LocalNodeState::ACTIVE), _) => SwarmRole::Worker,
-            _ => SwarmRole::Inactive,
-        };
-        let platform = platform(
-            info.os_type.as_deref().unwrap_or("linux"),
-            info.architecture.as_deref().unwrap_or_default(),
-        );
-        Ok((role, platform))
-    }
-
     /// The services of the Swarm this manager belongs to, as [`Observed`]: the reference each
     /// follows, the digest it is pinned to and the labels of its spec.
     pub async fn services(&self, platform: &Platform) -> Result<Vec<Observed>, EngineError> {

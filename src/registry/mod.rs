@@ -395,6 +395,16 @@ impl RegistryClient {
         }
     }
 
+    /// Whether `reference`'s repository holds the manifest (or index) `digest`: one `HEAD` of
+    /// `repository@digest`. A registry that answers "not found" does not hold it.
+    pub async fn holds(&self, reference: &ImageRef, digest: &str) -> Result<bool, RegistryError> {
+        match self.head(&reference.with_digest(digest)).await {
+            Ok(_) => Ok(true),
+            Err(RegistryError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The entries of the index `digest` in `reference`'s repository (one GET, then cached).
     pub async fn index_entries(
         &self,

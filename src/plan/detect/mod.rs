@@ -123,6 +123,32 @@ pub fn policy_for(
     watch.policy
 }
 
+/// How the engine stores images, which decides what an image's digests mean.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ImageStore {
+    /// The classic graph-driver store (overlay2...): an image's id is its config digest, and
+    /// `RepoDigests` records the manifest digests it was pulled by (or pushed as), whatever
+    /// happens to its tags later.
+    #[default]
+    Classic,
+    /// The containerd image store (Docker 29's default for new installs): an image's id *is*
+    /// the digest of its manifest or index, and `RepoDigests` is made up from the names the
+    /// image has *now*: empty once its tag moved to another image, and present for a local
+    /// build that was never pushed.
+    Containerd,
+}
+
+/// The image a container runs, as the engine reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunningImage<'a> {
+    /// The image id (`sha256:...`).
+    pub id: &'a str,
+    /// The image's `RepoDigests` (`repo@sha256:...`).
+    pub repo_digests: &'a [String],
+    /// The store the engine keeps it in.
+    pub store: ImageStore,
+}
+
 /// What detection needs to know of a container before asking a registry.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -135,6 +161,12 @@ pub enum Target {
         reference: ImageRef,
         /// Digests the running image is known by in that repository.
         current: Vec<String>,
+        /// A digest the registry must be asked about before an update is concluded: on the
+        /// containerd store the running digest is the image id, which a local build has too,
+        /// so when it differs from the tag's, only the registry can tell a pulled image (it
+        /// holds that digest) from a local one (it does not). `None` when the engine recorded
+        /// where the digests came from.
+        confirm: Option<String>,
     },
 }
 
@@ -144,7 +176,7 @@ pub enum Target {
 pub fn target(
     container: &str,
     image: &str,
-    repo_digests: &[String],
+    running: &RunningImage<'_>,
     aliases: &dyn Fn(&ImageRef) -> Vec<String>,
 ) -> Target {
     let row = |status, detail: String| {
@@ -174,9 +206,18 @@ pub fn target(
             "pinned to a digest: nothing to follow".into(),
         );
     }
+    if running.store == ImageStore::Containerd && is_digest(running.id) {
+        // Every repo digest this store reports is `<name>@<image id>`: the id says all of it,
+        // and is there even when the image has lost its tag.
+        return Target::Remote {
+            reference,
+            current: vec![running.id.to_string()],
+            confirm: Some(running.id.to_string()),
+        };
+    }
     let mut current: Vec<String> = Vec::new();
     for name in aliases(&reference) {
-        for d in repo_digest_for(repo_digests, &name) {
+        for d in repo_digest_for(running.repo_digests, &name) {
             if !current.iter().any(|c| c == d) {
                 current.push(d.to_string());
             }
@@ -191,7 +232,35 @@ pub fn target(
             ),
         );
     }
-    Target::Remote { reference, current }
+    Target::Remote {
+        reference,
+        current,
+        confirm: None,
+    }
+}
+
+/// Whether `text` is a `sha256:` digest (an image id on the containerd store is one).
+fn is_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// What the registry said of a digest that [`Target::Remote::confirm`] asked about, when the
+/// tag points elsewhere.
+pub fn confirmed(row: CheckRow, registry_has_it: bool, repository: &str) -> CheckRow {
+    if registry_has_it || row.status != Status::UpdateAvailable {
+        return row;
+    }
+    CheckRow {
+        status: Status::Unknown,
+        // The digest is the local build's own, not one of the repository's.
+        current_digest: None,
+        detail: Some(format!(
+            "the image is not in {repository} (built locally, or pushed elsewhere?): \
+             left alone"
+        )),
+        ..row
+    }
 }
 
 /// The outcome of comparing a container's digests with the registry's.

@@ -28,6 +28,15 @@ fn amd64() -> Platform {
     }
 }
 
+/// An image on the classic store with these repo digests (its id is a config digest).
+fn classic(repo_digests: &[String]) -> RunningImage<'_> {
+    RunningImage {
+        id: "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+        repo_digests,
+        store: ImageStore::Classic,
+    }
+}
+
 fn origin_only(r: &ImageRef) -> Vec<String> {
     vec![r.name()]
 }
@@ -113,7 +122,7 @@ fn pinned_reference_is_skipped() {
     let t = target(
         "web",
         &format!("127.0.0.1:5000/app@{D1}"),
-        &[],
+        &classic(&[]),
         &origin_only,
     );
     let Target::Settled(row) = t else {
@@ -124,7 +133,7 @@ fn pinned_reference_is_skipped() {
 
 #[test]
 fn locally_built_image_is_unknown_not_an_update() {
-    let t = target("web", "app:dev", &[], &origin_only);
+    let t = target("web", "app:dev", &classic(&[]), &origin_only);
     let Target::Settled(row) = t else {
         panic!("{t:?}")
     };
@@ -136,7 +145,7 @@ fn repo_digest_of_another_repository_does_not_count() {
     let t = target(
         "web",
         "127.0.0.1:5000/app:latest",
-        &[format!("127.0.0.1:5001/app@{D1}")],
+        &classic(&[format!("127.0.0.1:5001/app@{D1}")]),
         &origin_only,
     );
     assert!(matches!(
@@ -153,14 +162,95 @@ fn matching_repo_digest_needs_a_lookup() {
     let t = target(
         "web",
         "127.0.0.1:5000/app",
-        &[format!("127.0.0.1:5000/app@{D1}")],
+        &classic(&[format!("127.0.0.1:5000/app@{D1}")]),
         &origin_only,
     );
-    let Target::Remote { reference, current } = t else {
+    let Target::Remote {
+        reference,
+        current,
+        confirm,
+    } = t
+    else {
         panic!("{t:?}")
     };
     assert_eq!(reference.to_string(), "127.0.0.1:5000/app:latest");
     assert_eq!(current, vec![D1.to_string()]);
+    assert_eq!(
+        confirm, None,
+        "the classic store records where digests came from"
+    );
+}
+
+#[test]
+fn containerd_store_image_that_lost_its_tag_is_still_checked_by_its_id() {
+    // The containerd store reports no RepoDigests once `app:latest` moved to another image,
+    // though the container runs what was pulled as D1 (its image id).
+    let running = RunningImage {
+        id: D1,
+        repo_digests: &[],
+        store: ImageStore::Containerd,
+    };
+    let t = target("web", "127.0.0.1:5000/app:latest", &running, &origin_only);
+    let Target::Remote {
+        current, confirm, ..
+    } = t
+    else {
+        panic!("{t:?}")
+    };
+    assert_eq!(current, vec![D1.to_string()]);
+    assert_eq!(confirm.as_deref(), Some(D1));
+}
+
+#[test]
+fn containerd_store_local_build_is_unknown_once_the_registry_denies_its_digest() {
+    // A local build has a made-up repo digest of its own manifest on this store: only the
+    // registry can tell it from a pulled image.
+    let digests = [format!("127.0.0.1:5000/app@{D1}")];
+    let running = RunningImage {
+        id: D1,
+        repo_digests: &digests,
+        store: ImageStore::Containerd,
+    };
+    let Target::Remote {
+        current, confirm, ..
+    } = target("web", "127.0.0.1:5000/app:latest", &running, &origin_only)
+    else {
+        panic!("expected a registry lookup")
+    };
+    let row = CheckRow {
+        container: "web".into(),
+        image: "127.0.0.1:5000/app:latest".into(),
+        current_digest: Some(current[0].clone()),
+        available_digest: Some(D2.into()),
+        status: Status::UpdateAvailable,
+        detail: None,
+    };
+    let denied = confirmed(row.clone(), false, "127.0.0.1:5000/app");
+    assert_eq!(denied.status, Status::Unknown);
+    assert!(denied
+        .detail
+        .as_deref()
+        .unwrap_or_default()
+        .contains("built locally"));
+    assert_eq!(confirm.as_deref(), Some(D1));
+    // Held by the registry: a pulled image whose tag moved on, so an update.
+    assert_eq!(
+        confirmed(row, true, "127.0.0.1:5000/app").status,
+        Status::UpdateAvailable
+    );
+}
+
+#[test]
+fn containerd_store_up_to_date_rows_need_no_confirmation() {
+    let row = CheckRow {
+        container: "web".into(),
+        image: "app".into(),
+        current_digest: Some(D1.into()),
+        available_digest: Some(D1.into()),
+        status: Status::UpToDate,
+        detail: None,
+    };
+    assert_eq!(confirmed(row.clone(), false, "app"), row);
 }
 
 #[test]
@@ -264,7 +354,7 @@ fn digest_recorded_under_a_mirror_counts_for_the_origin() {
     let t = target(
         "web",
         "127.0.0.1:5000/app:latest",
-        &[format!("127.0.0.1:5001/app@{D1}")],
+        &classic(&[format!("127.0.0.1:5001/app@{D1}")]),
         &mirror,
     );
     assert!(matches!(t, Target::Remote { ref current, .. } if current == &[D1.to_string()]));
