@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Applier, StepOutcome, StepResult};
-use crate::engine::{EngineError, Health, Observed};
+use crate::engine::{EngineError, Flavor, Health, Observed};
 use crate::image_ref::ImageRef;
 use crate::labels;
-use crate::plan::recreate::{recreate_spec, ApiVersion};
+use crate::plan::recreate::{recreate_spec, ApiVersion, EngineSide};
 use crate::plan::update::{PlannedStep, Reason};
 use crate::state::{JournalEntry, JournalId, NewRecreate, Outcome, StateError, Step};
 
@@ -296,11 +296,7 @@ impl Applier<'_> {
             // A namespace sharer keeps its own image.
             _ => None,
         };
-        let old_image = self
-            .engine
-            .inspect_image_defaults(&old.image_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let old_image = self.old_image(old).await?;
         let (major, minor) = self.engine.api_version();
         let api = ApiVersion::new(major as u32, minor as u32);
         let resolve = |id: &str| -> Option<String> {
@@ -310,15 +306,22 @@ impl Applier<'_> {
                 .map(|(_, name)| name.clone())
         };
         let flavor = self.engine.flavor();
-        let mut spec = recreate_spec(
-            &old.inspect,
-            &old_image,
-            target_image,
+        // Podman records no chosen MAC (see `user_mac`), so it is not asked.
+        let chosen_mac = match flavor {
+            Flavor::Docker => self
+                .engine
+                .chosen_mac(&old.id)
+                .await
+                .map_err(|e| e.to_string())?,
+            Flavor::Podman => None,
+        };
+        let engine = EngineSide {
             api,
             flavor,
-            &resolve,
-        )
-        .map_err(|e| e.to_string())?;
+            chosen_mac: chosen_mac.as_deref(),
+        };
+        let mut spec = recreate_spec(&old.inspect, &old_image, target_image, engine, &resolve)
+            .map_err(|e| e.to_string())?;
         // Compose v2 records the image id it created the container from; keep it truthful so
         // a later `docker compose up` sees the container as current.
         if let Some(labels) = spec.body.labels.as_mut() {
@@ -328,6 +331,32 @@ impl Applier<'_> {
             super::compose::refresh_config_hash(labels).await;
         }
         Ok((spec.body, spec.connect_after_create))
+    }
+
+    /// The image `old` runs, with its defaults (which the new container must not inherit as
+    /// settings). On the containerd store a build or pull that moved the tag can have deleted
+    /// its record while the container still runs its content; the image id is then the
+    /// manifest digest, and pulling it by digest brings the record back (the content is
+    /// local, so little moves), for its defaults now and for a rollback later.
+    async fn old_image(&self, old: &Observed) -> Result<bollard::models::ImageInspect, String> {
+        let missing = match self.engine.inspect_image_defaults(&old.image_id).await {
+            Ok(image) => return Ok(image),
+            Err(e) if e.is_not_found() => e,
+            Err(e) => return Err(e.to_string()),
+        };
+        let Ok(reference) = ImageRef::parse(&old.image) else {
+            return Err(missing.to_string());
+        };
+        let sources = self.registry.pull_sources(&reference).await;
+        self.engine
+            .restore_by_digest(&reference, &old.image_id, &sources)
+            .await
+            .map_err(|e| format!("{missing}; pulling it back by digest: {e}"))?;
+        tracing::info!(container = %old.name, image = %old.image_id, "pulled the running image back by digest");
+        self.engine
+            .inspect_image_defaults(&old.image_id)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     pub(super) async fn advance(&self, id: JournalId, step: Step) {

@@ -98,6 +98,8 @@ impl FromStr for ApiVersion {
 /// carry).
 const MULTI_NETWORK_CREATE: ApiVersion = ApiVersion::new(1, 44);
 const ENDPOINT_MAC: ApiVersion = ApiVersion::new(1, 44);
+/// From 1.48 (Docker 28) the engine makes up random MAC addresses instead of `02:42:…` ones.
+const RANDOM_MACS: ApiVersion = ApiVersion::new(1, 48);
 /// Mount options the engine refuses below the version that introduced them.
 const MOUNT_RO_FORCE_RECURSIVE: ApiVersion = ApiVersion::new(1, 44);
 const MOUNT_VOLUME_SUBPATH: ApiVersion = ApiVersion::new(1, 45);
@@ -106,6 +108,30 @@ const MOUNT_TYPE_IMAGE: ApiVersion = ApiVersion::new(1, 48);
 /// given per endpoint (accepted since 1.46, migrated by the engine itself from 1.46 to 1.47).
 const ENDPOINT_SYSCTLS_REQUIRED: ApiVersion = ApiVersion::new(1, 48);
 const ENDPOINT_SYSCTLS_OPT: &str = "com.docker.network.endpoint.sysctls";
+
+/// What the engine says besides the inspect: which API it speaks, whose it is, and what the
+/// inspect model leaves out.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSide<'a> {
+    /// The negotiated API version.
+    pub api: ApiVersion,
+    /// Docker's engine or Podman's service.
+    pub flavor: Flavor,
+    /// `Config.MacAddress` as the engine recorded it: the MAC the user asked for on the
+    /// primary network, `None` when the engine picked one.
+    pub chosen_mac: Option<&'a str>,
+}
+
+impl EngineSide<'_> {
+    /// An engine at `api` of `flavor` that recorded no chosen MAC address.
+    pub fn new(api: ApiVersion, flavor: Flavor) -> EngineSide<'static> {
+        EngineSide {
+            api,
+            flavor,
+            chosen_mac: None,
+        }
+    }
+}
 
 /// The request that recreates a container: the create body, plus the networks that have to be
 /// connected separately on engines that take only one network at create.
@@ -205,10 +231,14 @@ pub fn recreate_spec(
     old: &ContainerInspectResponse,
     old_image: &ImageInspect,
     new_image_ref: &str,
-    api: ApiVersion,
-    flavor: Flavor,
+    engine: EngineSide<'_>,
     names: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RecreateSpec, SpecError> {
+    let EngineSide {
+        api,
+        flavor,
+        chosen_mac,
+    } = engine;
     let cx = Cx {
         container: old
             .name
@@ -220,6 +250,7 @@ pub fn recreate_spec(
             .to_owned(),
         api,
         flavor,
+        chosen_mac,
         names,
     };
     let config = old.config.as_ref().ok_or_else(|| cx.missing("Config"))?;
@@ -260,6 +291,7 @@ struct Cx<'a> {
     container: String,
     api: ApiVersion,
     flavor: Flavor,
+    chosen_mac: Option<&'a str>,
     names: &'a dyn Fn(&str) -> Option<String>,
 }
 
@@ -956,6 +988,8 @@ fn plan_networks(
             })
             .cloned()
     };
+    let mode_is_primary = (default_mode && endpoints.contains_key("bridge"))
+        || (!default_mode && endpoints.contains_key(mode));
     let primary = if default_mode && endpoints.contains_key("bridge") {
         "bridge".to_owned()
     } else if !default_mode && endpoints.contains_key(mode) {
@@ -968,6 +1002,18 @@ fn plan_networks(
         plan.mode = Some(primary.clone());
         primary
     };
+    for (network, endpoint) in endpoints.iter_mut() {
+        let is_primary = *network == primary;
+        // The chosen MAC belongs to the network in the old mode; if the container left that
+        // network, it has no endpoint to go to.
+        let chosen = is_primary && mode_is_primary;
+        endpoint.mac_address = user_mac(cx, chosen, is_primary, endpoint.mac_address.take());
+        if endpoint.mac_address.is_some() {
+            cx.require(ENDPOINT_MAC, || {
+                format!("NetworkSettings.Networks[{network:?}].MacAddress")
+            })?;
+        }
+    }
 
     if cx.api >= MULTI_NETWORK_CREATE {
         plan.at_create.extend(endpoints);
@@ -1043,10 +1089,8 @@ fn endpoint_for_create(
             .collect()
     }));
 
-    let mac_address = non_empty(mac_address).filter(|mac| !is_engine_generated_mac(cx.flavor, mac));
-    if mac_address.is_some() {
-        cx.require(ENDPOINT_MAC, || field("MacAddress"))?;
-    }
+    // Which MAC is the user's depends on which endpoint is primary: see `plan_networks`.
+    let mac_address = non_empty(mac_address);
 
     Ok(EndpointSettings {
         ipam_config,
@@ -1059,19 +1103,39 @@ fn endpoint_for_create(
     })
 }
 
-/// Inspect reports the MAC address in use, which is the user's only if they set one. Every MAC
-/// the engine makes up (from the IPv4 address before Docker 28, at random since) is locally
-/// administered with the prefix `02:42`, so anything else was set by the user. A user who picked
-/// an `02:42` address themselves loses it; nothing in inspect tells the two apart.
+/// The MAC address the user set on an endpoint, given the one inspect reports in use there.
 ///
-/// Podman's network backends (netavark, CNI) pick a random MAC with no fixed prefix, and neither
-/// its compat nor its own inspect says whether `--mac-address` chose it, so under Podman every MAC
-/// counts as generated: a user-chosen one is lost rather than every recreate refused.
-fn is_engine_generated_mac(flavor: Flavor, mac: &str) -> bool {
-    flavor == Flavor::Podman
-        || mac
-            .get(..6)
+/// For the primary network the engine records the request itself (`Config.MacAddress`, see
+/// [`EngineSide::chosen_mac`]), on 20.10 and on 28.x alike, so the address in use is never
+/// guessed at: a Docker 28 engine's random, locally administered MACs (`86:11:…`, `e6:bd:…`)
+/// are not pinned, and a user's `02:42:…` address is kept.
+///
+/// For other networks inspect keeps no request. Engines before API 1.48 (Docker 27 and older)
+/// derive the MACs they make from `02:42`, so any other address there was chosen; from 1.48
+/// the engine picks random ones, and a MAC chosen for a second network cannot be told from
+/// them: it is left for the engine to pick again (README, "Engines").
+///
+/// Podman's network backends pick a random MAC with no fixed prefix and record no request, so
+/// under Podman every MAC counts as generated: a user-chosen one is lost rather than every
+/// recreate refused.
+fn user_mac(cx: &Cx<'_>, chosen: bool, is_primary: bool, in_use: Option<String>) -> Option<String> {
+    if cx.flavor == Flavor::Podman {
+        return None;
+    }
+    if is_primary {
+        return if chosen {
+            cx.chosen_mac.map(str::to_owned)
+        } else {
+            None
+        };
+    }
+    if cx.api >= RANDOM_MACS {
+        return None;
+    }
+    in_use.filter(|mac| {
+        !mac.get(..6)
             .is_some_and(|prefix| prefix.eq_ignore_ascii_case("02:42:"))
+    })
 }
 
 /// Moves `net.*.*.eth0.*` sysctls, which engines from API 1.48 refuse in `HostConfig.Sysctls`, to
@@ -1248,7 +1312,14 @@ mod tests {
         image: &ImageInspect,
         api: ApiVersion,
     ) -> RecreateSpec {
-        recreate_spec(old, image, NEW_IMAGE, api, Flavor::Docker, &names).expect("spec")
+        recreate_spec(
+            old,
+            image,
+            NEW_IMAGE,
+            EngineSide::new(api, Flavor::Docker),
+            &names,
+        )
+        .expect("spec")
     }
 
     fn spec(old: &ContainerInspectResponse, image: &ImageInspect) -> RecreateSpec {
@@ -1834,8 +1905,7 @@ mod tests {
             &old,
             &image(ImageConfig::default()),
             NEW_IMAGE,
-            ApiVersion::new(1, 47),
-            Flavor::Docker,
+            EngineSide::new(ApiVersion::new(1, 47), Flavor::Docker),
             &no_names,
         )
         .expect_err("vanished container");
@@ -1933,8 +2003,7 @@ mod tests {
             &old,
             &image(ImageConfig::default()),
             NEW_IMAGE,
-            ApiVersion::new(1, 47),
-            Flavor::Docker,
+            EngineSide::new(ApiVersion::new(1, 47), Flavor::Docker),
             &names,
         )
         .expect_err("malformed link");
@@ -2145,29 +2214,118 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_engine_generated_mac_is_dropped_and_a_user_mac_kept() {
+    /// A container on `networks` whose mode names `mode`, and the spec at `api` for an engine
+    /// that recorded `chosen` as its `Config.MacAddress`.
+    fn mac_spec(
+        mode: &str,
+        networks: &[(&str, EndpointSettings)],
+        api: ApiVersion,
+        chosen: Option<&str>,
+    ) -> Result<RecreateSpec, SpecError> {
         let old = with_networks(
-            container(ContainerConfig::default(), HostConfig::default()),
-            &[
-                (
-                    "generated",
-                    engine_endpoint("1", "10.0.0.2", "02:42:0A:00:00:02"),
-                ),
-                (
-                    "chosen",
-                    engine_endpoint("2", "10.1.0.2", "92:20:de:b0:6b:61"),
-                ),
-            ],
+            container(
+                ContainerConfig::default(),
+                HostConfig {
+                    network_mode: Some(mode.to_owned()),
+                    ..Default::default()
+                },
+            ),
+            networks,
         );
+        let engine = EngineSide {
+            api,
+            flavor: Flavor::Docker,
+            chosen_mac: chosen,
+        };
+        recreate_spec(&old, &app_image(), NEW_IMAGE, engine, &names)
+    }
 
-        let spec = spec_at(&old, &app_image(), ApiVersion::new(1, 44));
+    #[test]
+    fn docker_28s_random_mac_is_not_pinned_on_the_new_container() {
+        // Seen on docker.io 28.5.2: nobody chose a MAC, the engine made up `86:11:…`.
+        let spec = mac_spec(
+            "bridge",
+            &[(
+                "bridge",
+                engine_endpoint("1", "172.17.0.2", "86:11:a9:81:c6:cd"),
+            )],
+            ApiVersion::new(1, 51),
+            None,
+        )
+        .expect("spec");
 
-        assert_eq!(endpoints(&spec)["generated"].mac_address, None);
+        assert_eq!(endpoints(&spec)["bridge"].mac_address, None);
+    }
+
+    #[test]
+    fn the_mac_the_user_chose_for_the_primary_network_is_kept_whatever_its_prefix() {
+        for (api, mac) in [
+            (ApiVersion::new(1, 51), "92:d0:c6:0a:29:33"),
+            (ApiVersion::new(1, 51), "02:42:ac:11:00:05"),
+            (ApiVersion::new(1, 44), "02:42:ac:11:00:05"),
+        ] {
+            let spec = mac_spec(
+                "front",
+                &[
+                    ("front", engine_endpoint("1", "10.0.0.2", mac)),
+                    (
+                        "back",
+                        engine_endpoint("2", "10.1.0.2", "02:42:0a:01:00:02"),
+                    ),
+                ],
+                api,
+                Some(mac),
+            )
+            .expect("spec");
+
+            assert_eq!(
+                endpoints(&spec)["front"].mac_address.as_deref(),
+                Some(mac),
+                "{api}"
+            );
+            assert_eq!(endpoints(&spec)["back"].mac_address, None, "{api}");
+        }
+    }
+
+    #[test]
+    fn before_docker_28_a_mac_without_the_engine_prefix_on_a_second_network_was_chosen() {
+        let networks = [
+            (
+                "front",
+                engine_endpoint("1", "10.0.0.2", "02:42:0A:00:00:02"),
+            ),
+            (
+                "back",
+                engine_endpoint("2", "10.1.0.2", "92:20:de:b0:6b:61"),
+            ),
+        ];
+
+        let spec = mac_spec("front", &networks, ApiVersion::new(1, 47), None).expect("spec");
+        assert_eq!(endpoints(&spec)["front"].mac_address, None);
         assert_eq!(
-            endpoints(&spec)["chosen"].mac_address.as_deref(),
+            endpoints(&spec)["back"].mac_address.as_deref(),
             Some("92:20:de:b0:6b:61")
         );
+
+        // From Docker 28 the engine's own MACs are random too: nothing tells them apart.
+        let spec = mac_spec("front", &networks, ApiVersion::new(1, 48), None).expect("spec");
+        assert_eq!(endpoints(&spec)["back"].mac_address, None);
+    }
+
+    #[test]
+    fn a_chosen_mac_of_a_network_the_container_left_goes_nowhere() {
+        let spec = mac_spec(
+            "bridge",
+            &[(
+                "back",
+                engine_endpoint("2", "10.1.0.2", "8a:20:de:b0:6b:61"),
+            )],
+            ApiVersion::new(1, 51),
+            Some("92:d0:c6:0a:29:33"),
+        )
+        .expect("spec");
+
+        assert_eq!(endpoints(&spec)["back"].mac_address, None);
     }
 
     #[test]
@@ -2213,8 +2371,7 @@ mod tests {
             &old,
             &image,
             NEW_IMAGE,
-            ApiVersion::new(1, 41),
-            Flavor::Podman,
+            EngineSide::new(ApiVersion::new(1, 41), Flavor::Podman),
             &names,
         )
         .expect("spec");
@@ -2251,8 +2408,7 @@ mod tests {
             &old,
             &app_image(),
             NEW_IMAGE,
-            ApiVersion::new(1, 41),
-            Flavor::Podman,
+            EngineSide::new(ApiVersion::new(1, 41), Flavor::Podman),
             &names,
         )
         .expect("spec");
@@ -2267,21 +2423,14 @@ mod tests {
 
     #[test]
     fn a_user_mac_before_api_1_44_is_an_error_rather_than_silently_lost() {
-        let old = with_networks(
-            container(ContainerConfig::default(), HostConfig::default()),
+        let err = mac_spec(
+            "bridge",
             &[(
                 "bridge",
                 engine_endpoint("1", "172.17.0.2", "92:20:de:b0:6b:61"),
             )],
-        );
-
-        let err = recreate_spec(
-            &old,
-            &app_image(),
-            NEW_IMAGE,
             ApiVersion::new(1, 43),
-            Flavor::Docker,
-            &names,
+            Some("92:20:de:b0:6b:61"),
         )
         .expect_err("mac needs 1.44");
 
@@ -2514,8 +2663,7 @@ mod tests {
             &old,
             &app_image(),
             NEW_IMAGE,
-            ApiVersion::new(1, 47),
-            Flavor::Docker,
+            EngineSide::new(ApiVersion::new(1, 47), Flavor::Docker),
             &names,
         )
         .expect_err("image mount");
@@ -2525,8 +2673,7 @@ mod tests {
             &old,
             &app_image(),
             NEW_IMAGE,
-            ApiVersion::new(1, 48),
-            Flavor::Docker,
+            EngineSide::new(ApiVersion::new(1, 48), Flavor::Docker),
             &names
         )
         .is_ok());
@@ -2543,8 +2690,7 @@ mod tests {
             &old,
             &app_image(),
             NEW_IMAGE,
-            ApiVersion::new(1, 47),
-            Flavor::Docker,
+            EngineSide::new(ApiVersion::new(1, 47), Flavor::Docker),
             &names,
         )
         .expect_err("no config");
