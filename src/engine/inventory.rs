@@ -134,11 +134,20 @@ fn observe(
     images: &HashMap<String, Result<ImageInspect, String>>,
 ) -> Observed {
     let image_id = c.image.clone().unwrap_or_default();
+    // On the containerd store a build or pull that moves a tag can delete the image record
+    // while a container still runs its content; from API 1.48 the container itself names the
+    // manifest it runs and its platform, which is all detection needs.
+    let descriptor = c
+        .image_manifest_descriptor
+        .as_ref()
+        .filter(|d| d.digest.as_deref() == Some(image_id.as_str()));
     let (image, problem) = match images.get(&image_id) {
         Some(Ok(image)) => (Some(image), None),
+        Some(Err(_)) if descriptor.is_some() => (None, None),
         Some(Err(e)) => (None, Some(e.clone())),
         None => (None, Some(format!("image {image_id} was not inspected"))),
     };
+    let described = descriptor.and_then(|d| d.platform.as_ref());
     let config = c.config.as_ref();
     Observed {
         kind: Kind::Container,
@@ -154,12 +163,17 @@ fn observe(
             .and_then(|i| i.repo_digests.clone())
             .unwrap_or_default(),
         platform: Platform {
-            os: image.and_then(|i| i.os.clone()).unwrap_or_default(),
+            os: image
+                .and_then(|i| i.os.clone())
+                .or_else(|| described.and_then(|p| p.os.clone()))
+                .unwrap_or_default(),
             architecture: image
                 .and_then(|i| i.architecture.clone())
+                .or_else(|| described.and_then(|p| p.architecture.clone()))
                 .unwrap_or_default(),
             variant: image
                 .and_then(|i| i.variant.clone())
+                .or_else(|| described.and_then(|p| p.variant.clone()))
                 .filter(|v| !v.is_empty()),
         },
         labels: config

@@ -30,6 +30,27 @@ impl Engine {
         digest: &str,
         sources: &[(ImageRef, Option<Credentials>)],
     ) -> Result<String, EngineError> {
+        self.pull_digest(reference, digest, sources, true).await
+    }
+
+    /// Pulls `digest` of `reference`'s repository like [`Engine::pull_by_digest`], leaving the
+    /// tag where it is: to bring back the record of an image a container still runs.
+    pub async fn restore_by_digest(
+        &self,
+        reference: &ImageRef,
+        digest: &str,
+        sources: &[(ImageRef, Option<Credentials>)],
+    ) -> Result<String, EngineError> {
+        self.pull_digest(reference, digest, sources, false).await
+    }
+
+    async fn pull_digest(
+        &self,
+        reference: &ImageRef,
+        digest: &str,
+        sources: &[(ImageRef, Option<Credentials>)],
+        tag: bool,
+    ) -> Result<String, EngineError> {
         let origin = [(reference.clone(), None)];
         let sources = if sources.is_empty() {
             &origin[..]
@@ -61,7 +82,9 @@ impl Engine {
                 Ok(()) => {
                     let image = self.inspect_image(&by_digest).await?;
                     let id = image.id.unwrap_or_default();
-                    self.tag(&id, reference).await?;
+                    if tag {
+                        self.tag(&id, reference).await?;
+                    }
                     return Ok(id);
                 }
                 Err(e) => {
