@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::{
-    pull, push, repo_digests, scratch_dir, tag, tidewatch, Outcome, Registry, Status, TestBed,
+    pull, push, repo_digests, scratch_dir, tag, tidewatch, Engine, Outcome, Registry, Status,
+    TestBed,
 };
 
 /// A dead registry may cost a connect or read timeout, but a check must still end well inside
@@ -203,23 +204,95 @@ fn a_container_on_an_oci_media_type_image_is_up_to_date() {
 }
 
 #[test]
-fn a_locally_built_image_is_unknown() {
+fn a_locally_built_image_is_unknown_and_update_leaves_it_alone() {
     let bed = TestBed::new("check-local-image");
     let registry = Registry::start();
-    // On the test registry's host so that nothing is looked up off the machine; never pushed.
+    // On the test registry's host so that nothing is looked up off the machine. The registry
+    // has another image under the same tag, which a false positive would replace it with.
     let image = registry.image("local", "dev");
+    bed.build_app(&image, "pushed");
+    push(&image);
     bed.build_local(&image);
-    assert!(repo_digests(&image).is_empty(), "precondition");
+    if Engine::containerd_store() {
+        // The trap: this store makes up a repo digest from the local manifest and the name.
+        assert_eq!(repo_digests(&image).len(), 1, "precondition");
+    } else {
+        assert!(repo_digests(&image).is_empty(), "precondition");
+    }
     bed.run("dev", &image, &[]);
+    let container = bed.container_id("dev");
+    let agent = bed.agent(&[registry.host()]);
 
-    let check = bed.agent(&[registry.host()]).check(&[]);
+    let check = agent.check(&[]);
 
     check.assert_exit(0);
     let row = check.row("dev");
     assert_eq!(row.status, Status::Unknown, "{check}");
     assert_eq!(
         row.current_digest, None,
-        "a local image has no repo digest; {check}"
+        "a local image has no digest of the repository's; {check}"
+    );
+
+    let update = bed.updater_of(&agent).update(&[]);
+    assert_eq!(update.outcome.code, 0, "{update:#?}");
+    assert_eq!(bed.container_id("dev"), container, "{update:?}");
+}
+
+#[test]
+fn only_a_reference_whose_digest_moved_may_cost_a_second_head() {
+    // On the containerd store the running digest is the image id, which a local build has too:
+    // where the tag moved, one HEAD of `repo@<image id>` tells a pulled image from a local one.
+    let bed = TestBed::new("check-confirm-count");
+    let registry = Registry::start();
+    let repos = ["moved", "same"];
+    for repo in repos {
+        let image = registry.image(repo, "v1");
+        bed.build_app(&image, repo);
+        push(&image);
+        for n in 0..3 {
+            bed.run(&format!("{repo}-{n}"), &image, &[]);
+        }
+    }
+    // A new digest from this engine: the running image loses its tag here, as with CI's push
+    // followed by a `docker pull` or a local build.
+    let moved = registry.image("moved", "v1");
+    bed.build_app(&moved, "moved-again");
+    push(&moved);
+    let agent = bed.agent(&[registry.host()]);
+    let heads = |repo: &str| registry.manifest_requests("HEAD", repo);
+    let before: Vec<usize> = repos.iter().map(|r| heads(r)).collect();
+
+    let check = agent.check(&[]);
+
+    check.assert_exit(0);
+    for n in 0..3 {
+        assert_eq!(
+            check.row(&format!("moved-{n}")).status,
+            Status::UpdateAvailable,
+            "{check}"
+        );
+        assert_eq!(
+            check.row(&format!("same-{n}")).status,
+            Status::UpToDate,
+            "{check}"
+        );
+    }
+    let added: Vec<usize> = repos
+        .iter()
+        .zip(&before)
+        .map(|(r, b)| heads(r) - b)
+        .collect();
+    let expected = if Engine::containerd_store() {
+        [2, 1]
+    } else {
+        [1, 1]
+    };
+    assert_eq!(
+        added,
+        expected,
+        "HEADs per reference (containerd store: {}); registry requests: {:#?}",
+        Engine::containerd_store(),
+        registry.requests()
     );
 }
 

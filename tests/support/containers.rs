@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use super::bed::{TestBed, IMAGE_LABEL, SCOPE_LABEL, TEST_LABEL};
-use super::docker::{docker, try_docker};
+use super::docker::{build, docker, try_docker};
 use super::images::APP_PORT;
 
 /// The static busybox the test images are made of (see `images.rs`).
@@ -76,15 +76,11 @@ impl TestBed {
             panic!("cannot copy {BUSYBOX} into the build context: {error} (run scripts/test-env)")
         });
         write(&context.join("Dockerfile"), dockerfile);
-        docker(&[
-            "build",
-            "--quiet",
-            "--label",
-            &format!("{IMAGE_LABEL}={}", self.id()),
-            "--tag",
+        build(
+            &["--label", &format!("{IMAGE_LABEL}={}", self.id())],
             image,
-            &context.to_string_lossy(),
-        ])
+            &context,
+        )
     }
 
     /// Builds a broken image as `image`; `tag` goes into a label so that every build is a new

@@ -12,6 +12,23 @@ pub fn docker(args: &[&str]) -> String {
     try_docker(args).unwrap_or_else(|error| panic!("{error}"))
 }
 
+/// Runs `docker build --quiet ARGS... --tag IMAGE CONTEXT` and returns the id of the image the
+/// engine now knows as `image`. Not what the build printed: BuildKit prints the config digest,
+/// while on the containerd store an image's id is its manifest digest.
+pub fn build(args: &[&str], image: &str, context: &Path) -> String {
+    let context = context.to_string_lossy();
+    let mut all = vec!["build", "--quiet"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--tag", image, &context]);
+    docker(&all);
+    image_id(image)
+}
+
+/// The id of the image the engine knows as `image` now.
+pub fn image_id(image: &str) -> String {
+    docker(&["image", "inspect", "--format", "{{.Id}}", image])
+}
+
 /// Runs `docker ARGS`; the error names the command and carries its stderr. For cleanup paths,
 /// which must not panic.
 pub fn try_docker(args: &[&str]) -> Result<String, String> {
@@ -28,10 +45,22 @@ pub fn try_docker_with(config_dir: Option<&Path>, args: &[&str]) -> Result<Strin
     }
     docker
         .args(args)
-        // BuildKit is not part of the docker.io 20.10 engine on the test machines; the legacy
-        // builder is enough for `FROM scratch` images.
-        .env("DOCKER_BUILDKIT", "0");
+        .env("DOCKER_BUILDKIT", buildkit())
+        // A test image is one plain manifest: BuildKit would add a provenance attestation and
+        // push an index where the tests expect what they built.
+        .env("BUILDX_NO_DEFAULT_ATTESTATIONS", "1");
     stdout_of(docker, &command, "run scripts/test-env")
+}
+
+/// `DOCKER_BUILDKIT` for the test bed's builds: off on Debian 12's engine (20.10 has no BuildKit
+/// client on the test machines, and the legacy builder is enough for `FROM scratch` images);
+/// on for a lane that says so (`TIDEWATCH_TEST_BUILDKIT=1`, scripts/lane), since the legacy
+/// builder on the containerd image store loses intermediate images under parallel builds.
+fn buildkit() -> &'static str {
+    match std::env::var("TIDEWATCH_TEST_BUILDKIT").as_deref() {
+        Ok("1") => "1",
+        _ => "0",
+    }
 }
 
 /// Runs `command` (shown as `shown`) and returns its trimmed stdout; the error names it and
@@ -58,6 +87,16 @@ impl Engine {
     /// else the default socket.
     pub fn host() -> String {
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
+    }
+
+    /// Whether the engine keeps images in the containerd image store (Docker 29's default),
+    /// where an image id is its manifest digest and repo digests follow its current names.
+    pub fn containerd_store() -> bool {
+        static STORE: OnceLock<bool> = OnceLock::new();
+        *STORE.get_or_init(|| {
+            docker(&["info", "--format", "{{json .DriverStatus}}"])
+                .contains("io.containerd.snapshotter")
+        })
     }
 
     /// Panics unless the engine answers. Asked once per test process: a missing engine is a

@@ -17,7 +17,7 @@ use oci_client::{Client, Reference};
 use serde_json::{json, Value};
 
 use super::bed::{TestBed, IMAGE_LABEL};
-use super::docker::docker;
+use super::docker::{build, docker};
 use super::registry::Registry;
 
 /// The static busybox that `scripts/test-env` installs (package busybox-static). Static, because
@@ -66,16 +66,11 @@ impl TestBed {
         write_app_context(&context, version, entrypoint);
         // No cache: a cached step is an image shared with other builds, possibly in another
         // test process, whose cleanup can delete it mid-build ("unknown parent image ID").
-        docker(&[
-            "build",
-            "--no-cache",
-            "--quiet",
-            "--label",
-            &format!("{IMAGE_LABEL}={}", self.id()),
-            "--tag",
+        build(
+            &["--no-cache", "--label", &format!("{IMAGE_LABEL}={}", self.id())],
             image,
-            &context.to_string_lossy(),
-        ])
+            &context,
+        )
     }
 
     /// Builds the app as `image` and never pushes it, so the engine has no repo digest for it:
@@ -101,7 +96,9 @@ impl TestBed {
 
         let index = block_on(async {
             let oci = Oci::new(registry, repo);
-            let (manifest, amd64_size) = oci.manifest(&amd64, IMAGE_MANIFEST_MEDIA_TYPE).await;
+            let (manifest, amd64_size) = oci.manifest(&amd64).await;
+            // Docker's v2 manifest from the classic store, an OCI one from the containerd store.
+            let manifest_type = json_str(&manifest, &["mediaType"]);
 
             // arm64 config: the amd64 one with another architecture, hence another digest.
             let config_digest = json_str(&manifest, &["config", "digest"]);
@@ -114,7 +111,7 @@ impl TestBed {
             arm64_manifest["config"]["digest"] = json!(arm64_config);
             arm64_manifest["config"]["size"] = json!(arm64_config_size);
             let (arm64, arm64_size) = oci
-                .push_manifest(json_bytes(&arm64_manifest), IMAGE_MANIFEST_MEDIA_TYPE, None)
+                .push_manifest(json_bytes(&arm64_manifest), &manifest_type, None)
                 .await;
 
             let index = json!({
@@ -122,13 +119,13 @@ impl TestBed {
                 "mediaType": OCI_IMAGE_INDEX_MEDIA_TYPE,
                 "manifests": [
                     {
-                        "mediaType": IMAGE_MANIFEST_MEDIA_TYPE,
+                        "mediaType": manifest_type,
                         "digest": amd64,
                         "size": amd64_size,
                         "platform": { "architecture": "amd64", "os": "linux" },
                     },
                     {
-                        "mediaType": IMAGE_MANIFEST_MEDIA_TYPE,
+                        "mediaType": manifest_type,
                         "digest": arm64,
                         "size": arm64_size,
                         "platform": { "architecture": "arm64", "os": "linux", "variant": "v8" },
@@ -148,8 +145,9 @@ impl TestBed {
     }
 
     /// Publishes the app at `repo:tag` with OCI media types (OCI manifest, OCI config, OCI
-    /// layer), which `docker push` never produces: the app is pushed by docker at
-    /// `repo:tag-docker`, and its blobs are re-published under an OCI manifest. Returns the OCI
+    /// layer), which `docker push` from the classic store never produces: the app is pushed by
+    /// docker at `repo:tag-docker`, and its blobs are re-published under an OCI manifest (of
+    /// its own bytes, hence its own digest, also where the containerd store pushed OCI types). Returns the OCI
     /// manifest digest. Call [`TestBed::forget`] first to pull it afresh.
     pub fn push_oci(&self, registry: &Registry, repo: &str, tag: &str) -> String {
         let docker_tag = format!("{tag}-docker");
@@ -159,7 +157,7 @@ impl TestBed {
 
         let digest = block_on(async {
             let oci = Oci::new(registry, repo);
-            let (manifest, _) = oci.manifest(&pushed, IMAGE_MANIFEST_MEDIA_TYPE).await;
+            let (manifest, _) = oci.manifest(&pushed).await;
             // The blobs are byte-for-byte valid OCI content already; only the media types in
             // the manifest change.
             let mut config = manifest["config"].clone();
@@ -169,7 +167,14 @@ impl TestBed {
                 .unwrap_or_else(|| panic!("manifest {pushed} has no layers: {manifest}"))
                 .iter()
                 .map(|layer| {
-                    assert_eq!(layer["mediaType"], IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE);
+                    assert!(
+                        [
+                            IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE,
+                            IMAGE_LAYER_GZIP_MEDIA_TYPE
+                        ]
+                        .contains(&layer["mediaType"].as_str().unwrap_or_default()),
+                        "not a gzip layer: {layer}"
+                    );
                     let mut layer = layer.clone();
                     layer["mediaType"] = json!(IMAGE_LAYER_GZIP_MEDIA_TYPE);
                     layer
@@ -323,14 +328,15 @@ impl Oci {
             .unwrap_or_else(|error| panic!("bad reference {text}: {error}"))
     }
 
-    /// The manifest at `digest` as JSON, and its size in bytes.
-    async fn manifest(&self, digest: &str, media_type: &str) -> (Value, usize) {
+    /// The image manifest at `digest` (Docker's or OCI's media type) as JSON, and its size in
+    /// bytes.
+    async fn manifest(&self, digest: &str) -> (Value, usize) {
         let (body, served) = self
             .client
             .pull_manifest_raw(
                 &self.reference(digest),
                 &RegistryAuth::Anonymous,
-                &[media_type],
+                &[IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE],
             )
             .await
             .unwrap_or_else(|error| panic!("GET manifest {digest} from {}: {error}", self.host));

@@ -4,7 +4,7 @@
 use std::fs;
 
 use super::bed::{TestBed, IMAGE_LABEL};
-use super::docker::docker;
+use super::docker::{build, docker, image_id};
 use super::images::push;
 
 /// Builds the test app at `version` as `image` (see [`TestBed::build_app`]), with a `VOLUME` for
@@ -22,29 +22,39 @@ pub fn build_app_declaring(bed: &TestBed, image: &str, version: &str, volumes: &
         .iter()
         .map(|path| format!("VOLUME {path}\n"))
         .collect::<String>();
-    fs::write(&dockerfile, format!("FROM {app}\n{declared}"))
+    // By name, not id: BuildKit reads `FROM sha256:…` as an image on Docker Hub.
+    fs::write(&dockerfile, format!("FROM {image}\n{declared}"))
         .unwrap_or_else(|error| panic!("cannot write {}: {error}", dockerfile.display()));
-    docker(&[
-        "build",
-        "--quiet",
-        "--label",
-        &format!("{IMAGE_LABEL}={}", bed.id()),
-        "--tag",
+    build(
+        &["--label", &format!("{IMAGE_LABEL}={}", bed.id())],
         image,
-        &context.to_string_lossy(),
-    ])
+        &context,
+    )
 }
 
 /// Publishes a new version of `image` as CI elsewhere would: `build` builds it here under the
 /// `image` tag, it is pushed, and then the engine is put back as a server that never built it:
 /// the tag points at the image it pointed at before, and the new image is deleted. Returns the
 /// digest the registry now serves for `image`.
+///
+/// The previous image holds a second name meanwhile: on the containerd store, a build that
+/// moves an image's only name deletes the image, even under a running container.
 pub fn push_from_elsewhere(image: &str, build: impl FnOnce() -> String) -> String {
-    let previous = docker(&["image", "inspect", "--format", "{{.Id}}", image]);
+    let previous = image_id(image);
+    let keep = format!("{}-kept-{}", image, short(&previous));
+    docker(&["tag", &previous, &keep]);
     let built = build();
     assert_ne!(built, previous, "the new version built the same image");
     let digest = push(image);
-    docker(&["tag", &previous, image]);
-    docker(&["rmi", &built]);
+    docker(&["rmi", "--force", &built]);
+    docker(&["tag", &keep, image]);
+    // Only the name goes: `image` names the previous image again.
+    docker(&["rmi", &keep]);
     digest
+}
+
+/// The hex of a digest, shortened, for a tag.
+fn short(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..12.min(hex.len())]
 }
