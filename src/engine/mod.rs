@@ -1,9 +1,11 @@
 //! The bollard adapter: everything tidewatch asks of the Docker Engine goes through here.
 //!
-//! The API version is negotiated at connect time, so the same binary speaks to Debian 12's
-//! engine (API 1.41) and to current ones, and to Podman's Docker-compatible service (which
-//! reports API 1.41 too, and whose answers differ from Docker's in places: see [`Flavor`]).
+//! The API version is negotiated at connect time ([`api_version`]), so the same binary speaks to
+//! Debian 12's engine (API 1.41) and to current ones (Docker 29 refuses anything below 1.44), and
+//! to Podman's Docker-compatible service (which reports API 1.41 too, and whose answers differ
+//! from Docker's in places: see [`Flavor`]).
 
+pub mod api_version;
 mod health;
 mod inventory;
 mod libpod;
@@ -15,9 +17,10 @@ pub use health::Health;
 
 use std::fmt;
 
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 
 use crate::config::DockerConfig;
+use api_version::{ApiVersion, ApiVersionError};
 
 pub use crate::plan::recreate::Flavor;
 pub use inventory::{Kind, Observed, Platform};
@@ -50,6 +53,14 @@ pub enum EngineError {
     /// The journal that says which containers to act on could not be read.
     #[error("journal: {0}")]
     Journal(String),
+    /// The engine and tidewatch have no API version in common.
+    #[error("engine at {host}: no API version in common")]
+    ApiVersion {
+        /// The address.
+        host: String,
+        /// Which versions each side speaks.
+        source: ApiVersionError,
+    },
     /// A request about one object failed.
     #[error("{what}: {source}")]
     Request {
@@ -89,7 +100,8 @@ impl fmt::Debug for Engine {
 
 impl Engine {
     /// Connects to the engine named by `[docker] host`, else `DOCKER_HOST`, else the default
-    /// socket, and negotiates the API version.
+    /// socket, and settles the API version from one `GET /version`, which also tells Docker from
+    /// Podman.
     pub async fn connect(config: &DockerConfig) -> Result<Engine, EngineError> {
         let host = config
             .host
@@ -102,16 +114,36 @@ impl Engine {
         };
         // Pulls of large images can take minutes; per-request deadlines are set by callers.
         const TIMEOUT_SECS: u64 = 600;
-        let docker = if let Some(path) = host.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, TIMEOUT_SECS, API_DEFAULT_VERSION)
-        } else if host.starts_with("tcp://") || host.starts_with("http://") {
-            Docker::connect_with_http(&host, TIMEOUT_SECS, API_DEFAULT_VERSION)
-        } else {
+        let client = |version: &ClientVersion| {
+            if let Some(path) = host.strip_prefix("unix://") {
+                Docker::connect_with_unix(path, TIMEOUT_SECS, version)
+            } else if host.starts_with("tcp://") || host.starts_with("http://") {
+                Docker::connect_with_http(&host, TIMEOUT_SECS, version)
+            } else {
+                Err(bollard::errors::Error::UnsupportedURISchemeError { uri: host.clone() })
+            }
+        };
+        if !["unix://", "tcp://", "http://"]
+            .iter()
+            .any(|scheme| host.starts_with(scheme))
+        {
             return Err(EngineError::BadHost { host });
         }
-        .map_err(unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
-        let version = docker.version().await.map_err(unreachable)?;
+        // bollard has no way to change a client's version but its own negotiation, which takes
+        // the engine's newest version whatever its minimum: the probe asks, and the client that
+        // is kept is made with the version chosen from the answer.
+        let probe = client(API_DEFAULT_VERSION).map_err(unreachable)?;
+        let version = probe.version().await.map_err(unreachable)?;
+        let api = api_version::negotiate(
+            version.api_version.as_deref(),
+            version.min_api_version.as_deref(),
+            ApiVersion::from(API_DEFAULT_VERSION),
+        )
+        .map_err(|source| EngineError::ApiVersion {
+            host: host.clone(),
+            source,
+        })?;
+        let docker = client(&api.into()).map_err(unreachable)?;
         // Podman's service names itself among the components of `GET /version`; Docker's
         // components are "Engine", "containerd", "runc"...
         let podman = version
@@ -127,6 +159,7 @@ impl Engine {
         tracing::debug!(
             %host,
             api = %docker.client_version(),
+            min_api = version.min_api_version.as_deref().unwrap_or("?"),
             ?flavor,
             version = version.version.as_deref().unwrap_or("?"),
             "connected to the engine"
