@@ -38,6 +38,13 @@ impl Engine {
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("GET {path}: {e}"))?;
         let host = self.host();
+        // These requests go over a bare connection, without the TLS of bollard's client: to a
+        // TLS engine they are not sent at all, rather than in plain text.
+        if self.tls {
+            return Err(format!(
+                "GET {path} on {host}: libpod requests over TLS are not supported"
+            ));
+        }
         let connect_error = |e: std::io::Error| format!("connecting to {host}: {e}");
         if let Some(socket) = host.strip_prefix("unix://") {
             let stream = tokio::net::UnixStream::connect(socket)
