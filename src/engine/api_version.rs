@@ -81,7 +81,7 @@ pub enum ApiVersionError {
 
 /// The version to speak with an engine that answered `GET /version` with `server_max`
 /// (`ApiVersion`) and `server_min` (`MinAPIVersion`; engines before API 1.25 leave it out),
-/// when tidewatch speaks at most `client_max`: the newer both sides know.
+/// when tidewatch speaks at most `client_max`: the newest version both sides speak.
 pub fn negotiate(
     server_max: Option<&str>,
     server_min: Option<&str>,
