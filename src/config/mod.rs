@@ -4,6 +4,7 @@
 //! every rule is unit-tested on literals. Every error carries `file:line:col` and what was expected.
 
 mod api;
+mod docker;
 mod notify;
 mod raw;
 mod swarm;
@@ -19,6 +20,7 @@ use croner::Cron;
 use toml::Spanned;
 
 pub use api::ApiConfig;
+pub use docker::{ClientCert, DockerConfig, TlsFiles};
 pub use notify::{redacted, EmailConfig, NotifyConfig, NotifyKind, SmtpSecurity};
 pub use swarm::{SwarmConfig, SwarmFailureAction, SwarmOrder};
 
@@ -69,14 +71,6 @@ pub struct AgentConfig {
     pub jitter: Duration,
     /// Where the journal, history and locks live.
     pub state_dir: PathBuf,
-}
-
-/// `[docker]`: how to reach the engine.
-#[derive(Debug, Clone, Default)]
-pub struct DockerConfig {
-    /// The engine address (`unix:///var/run/docker.sock`, `tcp://host:2375`); `None` means
-    /// `DOCKER_HOST`, then the default socket.
-    pub host: Option<String>,
 }
 
 /// What tidewatch does about a container whose image has a new digest.
@@ -446,9 +440,7 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
     };
     Ok(Config {
         agent,
-        docker: DockerConfig {
-            host: raw.docker.host,
-        },
+        docker: docker::validate(raw.docker, at)?,
         api: api::validate(raw.api, at)?,
         watch: WatchConfig {
             scope: raw.watch.scope.filter(|s| !s.is_empty()),

@@ -40,7 +40,11 @@ pub(super) struct RawAgent {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDocker {
-    pub host: Option<String>,
+    pub host: Option<Spanned<String>>,
+    pub tls_ca: Option<Spanned<PathBuf>>,
+    pub tls_cert: Option<Spanned<PathBuf>>,
+    pub tls_key: Option<Spanned<PathBuf>>,
+    pub insecure: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

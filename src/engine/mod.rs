@@ -1,9 +1,12 @@
 //! The bollard adapter: everything tidewatch asks of the Docker Engine goes through here.
 //!
-//! The API version is negotiated at connect time, so the same binary speaks to Debian 12's
-//! engine (API 1.41) and to current ones, and to Podman's Docker-compatible service (which
-//! reports API 1.41 too, and whose answers differ from Docker's in places: see [`Flavor`]).
+//! The API version is negotiated at connect time ([`api_version`]), so the same binary speaks to
+//! Debian 12's engine (API 1.41) and to current ones (Docker 29 refuses anything below 1.44), and
+//! to Podman's Docker-compatible service (which reports API 1.41 too, and whose answers differ
+//! from Docker's in places: see [`Flavor`]). A remote engine is reached over TLS ([`tls`]).
 
+pub mod api_version;
+pub mod endpoint;
 mod facts;
 mod health;
 mod inventory;
@@ -12,15 +15,22 @@ mod ops;
 mod own;
 mod raw;
 mod swarm;
+pub mod tls;
 
 pub use facts::EngineFacts;
 pub use health::Health;
 
 use std::fmt;
+use std::sync::Arc;
 
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::{BollardRequest, ClientVersion, Docker, API_DEFAULT_VERSION};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 
 use crate::config::DockerConfig;
+use api_version::{ApiVersion, ApiVersionError};
+use endpoint::{Endpoint, Transport};
+use tls::TlsFileError;
 
 pub use crate::plan::recreate::Flavor;
 pub use inventory::{Kind, Observed, Platform};
@@ -44,11 +54,51 @@ pub enum EngineError {
     },
     /// The engine address is not one we can use.
     #[error(
-        "docker host {host:?} is not supported: use unix:///path/to/docker.sock or tcp://host:port"
+        "docker host {host:?} is not supported: use unix:///path/to/docker.sock, tcp://host:port or https://host:port"
     )]
     BadHost {
         /// The address as configured.
         host: String,
+    },
+    /// TLS files with an http:// address, or an https:// address without them.
+    #[error(
+        "docker host {host}: https:// needs TLS files (DOCKER_TLS_VERIFY with DOCKER_CERT_PATH, or [docker] tls_ca), and http:// is plain HTTP: use tcp:// or https:// with them"
+    )]
+    BadTls {
+        /// The address as configured.
+        host: String,
+    },
+    /// Plain HTTP to an engine on another machine, not allowed by `[docker] insecure = true`.
+    #[error(
+        "docker host {host} is another machine, and plain tcp:// to it lets anyone on the way drive its engine: use TLS (DOCKER_TLS_VERIFY=1 with DOCKER_CERT_PATH, or [docker] tls_ca, tls_cert and tls_key), or set [docker] insecure = true to accept that"
+    )]
+    PlainToRemote {
+        /// The address as configured.
+        host: String,
+    },
+    /// `DOCKER_TLS_VERIFY` is set but `DOCKER_CERT_PATH` does not have what it needs.
+    #[error("TLS for the engine at {host}: {problem}")]
+    EnvTls {
+        /// The address.
+        host: String,
+        /// What is missing.
+        problem: String,
+    },
+    /// A TLS file could not be used.
+    #[error("TLS for the engine at {host}")]
+    TlsFile {
+        /// The address.
+        host: String,
+        /// The file and why.
+        source: TlsFileError,
+    },
+    /// The engine and tidewatch have no API version in common.
+    #[error("engine at {host}: no API version in common")]
+    ApiVersion {
+        /// The address.
+        host: String,
+        /// Which versions each side speaks.
+        source: ApiVersionError,
     },
     /// The journal that says which containers to act on could not be read.
     #[error("journal: {0}")]
@@ -100,6 +150,9 @@ pub struct Engine {
     docker: Docker,
     host: String,
     flavor: Flavor,
+    /// How to reach the engine, for the requests made outside bollard (`raw.rs`): over the
+    /// same TLS as bollard's, never in plain text.
+    connector: Arc<Connector>,
 }
 
 impl fmt::Debug for Engine {
@@ -108,35 +161,38 @@ impl fmt::Debug for Engine {
             .field("host", &self.host)
             .field("api", &self.api_version())
             .field("flavor", &self.flavor)
+            .field("tls", &self.connector.is_tls())
             .finish()
     }
 }
 
 impl Engine {
-    /// Connects to the engine named by `[docker] host`, else `DOCKER_HOST`, else the default
-    /// socket, and negotiates the API version.
+    /// Connects to the engine named by `[docker] host`, else `DOCKER_HOST` (with
+    /// `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`), else the default socket, and settles the
+    /// API version from one `GET /version`, which also tells Docker from Podman.
     pub async fn connect(config: &DockerConfig) -> Result<Engine, EngineError> {
-        let host = config
-            .host
-            .clone()
-            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| DEFAULT_SOCKET.to_string());
+        let endpoint = Endpoint::resolve(config, &|name| std::env::var(name).ok())?;
+        let host = endpoint.host.clone();
+        let client = Connector::new(&endpoint)?;
         let unreachable = |source| EngineError::Unreachable {
             host: host.clone(),
             source,
         };
-        // Pulls of large images can take minutes; per-request deadlines are set by callers.
-        const TIMEOUT_SECS: u64 = 600;
-        let docker = if let Some(path) = host.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, TIMEOUT_SECS, API_DEFAULT_VERSION)
-        } else if host.starts_with("tcp://") || host.starts_with("http://") {
-            Docker::connect_with_http(&host, TIMEOUT_SECS, API_DEFAULT_VERSION)
-        } else {
-            return Err(EngineError::BadHost { host });
-        }
-        .map_err(unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
-        let version = docker.version().await.map_err(unreachable)?;
+        // bollard has no way to change a client's version but its own negotiation, which takes
+        // the engine's newest version whatever its minimum: the probe asks, and the client that
+        // is kept is made with the version chosen from the answer.
+        let probe = client.docker(API_DEFAULT_VERSION).map_err(unreachable)?;
+        let version = probe.version().await.map_err(unreachable)?;
+        let api = api_version::negotiate(
+            version.api_version.as_deref(),
+            version.min_api_version.as_deref(),
+            ApiVersion::from(API_DEFAULT_VERSION),
+        )
+        .map_err(|source| EngineError::ApiVersion {
+            host: host.clone(),
+            source,
+        })?;
+        let docker = client.docker(&api.into()).map_err(unreachable)?;
         // Podman's service names itself among the components of `GET /version`; Docker's
         // components are "Engine", "containerd", "runc"...
         let podman = version
@@ -152,6 +208,8 @@ impl Engine {
         tracing::debug!(
             %host,
             api = %docker.client_version(),
+            min_api = version.min_api_version.as_deref().unwrap_or("?"),
+            tls = client.is_tls(),
             ?flavor,
             version = version.version.as_deref().unwrap_or("?"),
             "connected to the engine"
@@ -160,6 +218,7 @@ impl Engine {
             docker,
             host,
             flavor,
+            connector: Arc::new(client),
         })
     }
 
@@ -182,5 +241,79 @@ impl Engine {
     /// The bollard client, for the modules of this adapter.
     pub(crate) fn docker(&self) -> &Docker {
         &self.docker
+    }
+}
+
+/// Pulls of large images can take minutes; per-request deadlines are set by callers.
+const TIMEOUT_SECS: u64 = 600;
+
+/// Makes bollard clients for one endpoint, with the TLS files read once.
+pub(crate) enum Connector {
+    Unix(String),
+    Http(String),
+    Tls {
+        authority: String,
+        config: Box<rustls::ClientConfig>,
+    },
+}
+
+impl Connector {
+    fn new(endpoint: &Endpoint) -> Result<Connector, EngineError> {
+        Ok(match &endpoint.transport {
+            Transport::Unix(path) => Connector::Unix(path.clone()),
+            Transport::Http(authority) => Connector::Http(authority.clone()),
+            Transport::Tls {
+                authority, files, ..
+            } => Connector::Tls {
+                authority: authority.clone(),
+                config: Box::new(tls::client_config(files).map_err(|source| {
+                    EngineError::TlsFile {
+                        host: endpoint.host.clone(),
+                        source,
+                    }
+                })?),
+            },
+        })
+    }
+
+    fn is_tls(&self) -> bool {
+        matches!(self, Connector::Tls { .. })
+    }
+
+    /// A client speaking API `version`. Nothing is sent yet.
+    fn docker(&self, version: &ClientVersion) -> Result<Docker, bollard::errors::Error> {
+        match self {
+            Connector::Unix(path) => Docker::connect_with_unix(path, TIMEOUT_SECS, version),
+            Connector::Http(authority) => {
+                Docker::connect_with_http(authority, TIMEOUT_SECS, version)
+            }
+            Connector::Tls { authority, config } => {
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(rustls::ClientConfig::clone(config))
+                    .https_only()
+                    .enable_http1()
+                    .build();
+                // No idle connections are kept, as bollard's own clients do not keep them:
+                // the same behaviour on every transport, at the price of a handshake a request.
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(0)
+                    .build(https);
+                let transport = move |request: BollardRequest| {
+                    let client = client.clone();
+                    async move {
+                        client
+                            .request(request)
+                            .await
+                            .map_err(bollard::errors::Error::from)
+                    }
+                };
+                Docker::connect_with_custom_transport(
+                    transport,
+                    Some(format!("https://{authority}")),
+                    TIMEOUT_SECS,
+                    version,
+                )
+            }
+        }
     }
 }

@@ -8,7 +8,11 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Engine, EngineError};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::{Connector, Engine, EngineError};
+use crate::error_chain::error_chain;
 
 /// The largest answer read: a container inspect is a few KiB; anything near this is not one.
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -49,32 +53,50 @@ impl Engine {
             .filter(|mac| !mac.is_empty()))
     }
 
-    /// `GET path` on the engine's address; the body of a 200 answer.
+    /// `GET path` on the engine's address, over the same transport as bollard's client (TLS
+    /// included); the body of a 200 answer.
     pub(super) async fn raw_get(&self, path: &str) -> Result<Bytes, String> {
-        let request = hyper::Request::get(path)
-            .header(hyper::header::HOST, "podman")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("GET {path}: {e}"))?;
         let host = self.host();
         let connect_error = |e: std::io::Error| format!("connecting to {host}: {e}");
-        if let Some(socket) = host.strip_prefix("unix://") {
-            let stream = tokio::net::UnixStream::connect(socket)
-                .await
-                .map_err(connect_error)?;
-            get(stream, request).await
-        } else {
-            let address = host
-                .strip_prefix("tcp://")
-                .or_else(|| host.strip_prefix("http://"))
-                .unwrap_or(host)
-                .trim_end_matches('/');
-            let stream = tokio::net::TcpStream::connect(address)
-                .await
-                .map_err(connect_error)?;
-            get(stream, request).await
+        match &*self.connector {
+            Connector::Unix(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(connect_error)?;
+                get(stream, request(path, "docker")?).await
+            }
+            Connector::Http(authority) => {
+                let stream = tokio::net::TcpStream::connect(authority.as_str())
+                    .await
+                    .map_err(connect_error)?;
+                get(stream, request(path, authority)?).await
+            }
+            Connector::Tls { authority, config } => {
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(rustls::ClientConfig::clone(config))
+                    .https_only()
+                    .enable_http1()
+                    .build();
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(0)
+                    .build(https);
+                let response = client
+                    .request(request(&format!("https://{authority}{path}"), authority)?)
+                    .await
+                    .map_err(|e| error_chain(&e))?;
+                read(response).await
+            }
         }
         .map_err(|e| format!("GET {path} on {host}: {e}"))
     }
+}
+
+/// A GET of `uri` with `host` as its Host header.
+fn request(uri: &str, host: &str) -> Result<hyper::Request<Empty<Bytes>>, String> {
+    hyper::Request::get(uri)
+        .header(hyper::header::HOST, host)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("GET {uri}: {e}"))
 }
 
 /// Sends `request` over `stream` (one request per connection) and returns the body of a 200.
@@ -90,6 +112,19 @@ where
         .send_request(request)
         .await
         .map_err(|e| e.to_string())?;
+    let body = read(response).await;
+    drop(sender);
+    // The connection ends with the sender; its own error, if any, says no more than the above.
+    let _ = connection.await;
+    body
+}
+
+/// The body of a 200 answer, at most [`MAX_BODY`] bytes.
+async fn read<B>(response: hyper::Response<B>) -> Result<Bytes, String>
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let status = response.status();
     // Bounded: whatever answers on the engine's address is not trusted to stop talking.
     let body = Limited::new(response.into_body(), MAX_BODY)
@@ -97,9 +132,6 @@ where
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    drop(sender);
-    // The connection ends with the sender; its own error, if any, says no more than the above.
-    let _ = connection.await;
     if status != hyper::StatusCode::OK {
         return Err(format!(
             "{status}: {}",

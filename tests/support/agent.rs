@@ -197,27 +197,33 @@ impl TestBed {
             .iter()
             .map(|host| RegistryEntry::new(host).insecure(true))
             .collect();
-        self.agent_config(&Engine::host(), &entries, label_enable)
+        self.agent_config(&host_table(&Engine::host()), &entries, label_enable)
     }
 
     /// Like [`TestBed::agent`], for the engine at `host` (`[docker] host`) instead of docker.
     pub fn agent_on(&self, host: &str, registries: &[String]) -> Agent {
+        self.agent_with_docker(&host_table(host), registries)
+    }
+
+    /// Like [`TestBed::agent`], with `docker` as the body of the `[docker]` table (`host`,
+    /// `tls_ca`... lines; empty: the environment decides, as without the table).
+    pub fn agent_with_docker(&self, docker: &str, registries: &[String]) -> Agent {
         let entries: Vec<RegistryEntry> = registries
             .iter()
             .map(|host| RegistryEntry::new(host).insecure(true))
             .collect();
-        self.agent_config(host, &entries, false)
+        self.agent_config(docker, &entries, false)
     }
 
     /// An agent with the `[[registry]]` tables `registries`, written as they are (no key
     /// added).
     pub fn agent_for(&self, registries: &[RegistryEntry]) -> Agent {
-        self.agent_config(&Engine::host(), registries, false)
+        self.agent_config(&host_table(&Engine::host()), registries, false)
     }
 
     fn agent_config(
         &self,
-        engine: &str,
+        docker: &str,
         registries: &[RegistryEntry],
         label_enable: bool,
     ) -> Agent {
@@ -227,13 +233,12 @@ impl TestBed {
              state_dir = {state_dir:?}\n\
              \n\
              [docker]\n\
-             host = {docker:?}\n\
+             {docker}\
              \n\
              [watch]\n\
              scope = {scope:?}\n\
              label_enable = {label_enable}\n",
             state_dir = self.dir().join("state").to_string_lossy(),
-            docker = engine,
             scope = self.scope(),
         );
         for registry in registries {
@@ -255,6 +260,11 @@ impl TestBed {
             env: Vec::new(),
         }
     }
+}
+
+/// The body of a `[docker]` table naming `host`.
+fn host_table(host: &str) -> String {
+    format!("host = {host:?}\n")
 }
 
 impl Agent {
