@@ -149,18 +149,36 @@ esac
     }
 }
 
+/// `errno` for "Text file busy": an executable open for writing.
+const ETXTBSY: i32 = 26;
+
 #[test]
 fn a_credential_helper_answers_its_host_only() {
     let dir = super::scratch_dir("selftest-");
     let helper = CredentialHelper::install(dir.path(), "selftest", "127.0.0.1:5999", "ci", "pw");
-    let run = |server: &str| {
-        let mut child = std::process::Command::new("docker-credential-selftest")
+    let spawn = || {
+        std::process::Command::new("docker-credential-selftest")
             .arg("get")
             .env("PATH", helper.path_env())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .unwrap_or_else(|error| panic!("cannot run the helper: {error}"));
+    };
+    let run = |server: &str| {
+        // A process another test thread forks while the helper is being written holds it open
+        // for writing until that child execs, and running it meanwhile fails with ETXTBSY.
+        // That lasts a moment; later runs (by docker or tidewatch) are long past it.
+        let mut attempts = 0;
+        let mut child = loop {
+            match spawn() {
+                Err(error) if error.raw_os_error() == Some(ETXTBSY) && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                spawned => break spawned,
+            }
+        }
+        .unwrap_or_else(|error| panic!("cannot run the helper: {error}"));
         use std::io::Write as _;
         let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("no stdin"));
         writeln!(stdin, "{server}").unwrap_or_else(|error| panic!("{error}"));

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use super::registry::Registry;
-use super::serve::{HttpServer, Reply, ServerRequest};
+use super::serve::{is_engine_agent, HttpServer, Reply, ServerRequest};
 
 /// How long the origin may take over one forwarded request (blobs included).
 const ORIGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,7 +56,7 @@ pub struct Seen {
     pub method: String,
     /// The path, without the query.
     pub path: String,
-    /// The client's `User-Agent`: `tidewatch/...` or `docker/...`.
+    /// The client's `User-Agent`: `tidewatch/...`, `docker/...` or `containerd/...`.
     pub user_agent: String,
     /// The status answered, `None` when the answer was not HTTP.
     pub status: Option<u16>,
@@ -67,6 +67,11 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// True for a request the container engine sent (dockerd, or containerd for it).
+    pub fn is_from_engine(&self) -> bool {
+        is_engine_agent(&self.user_agent)
+    }
+
     /// True for `METHOD /v2/<repo>/manifests/...`.
     pub fn is_manifest(&self, method: &str, repo: &str) -> bool {
         self.method == method && self.path.starts_with(&format!("/v2/{repo}/manifests/"))
@@ -181,6 +186,20 @@ impl FlakyServer {
     /// Every request so far, in order of arrival.
     pub fn seen(&self) -> Vec<Seen> {
         lock(&self.state.seen).clone()
+    }
+
+    /// How many requests have arrived so far: a mark for [`FlakyServer::seen_since`].
+    pub fn mark(&self) -> usize {
+        lock(&self.state.seen).len()
+    }
+
+    /// The requests that arrived after `mark`, in order: those of one run, without the
+    /// engine's pushes before it (containerd's pusher asks for manifests too).
+    pub fn seen_since(&self, mark: usize) -> Vec<Seen> {
+        lock(&self.state.seen)
+            .get(mark..)
+            .unwrap_or_default()
+            .to_vec()
     }
 
     /// The `METHOD /v2/<repo>/manifests/...` requests so far.

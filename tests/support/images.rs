@@ -67,7 +67,11 @@ impl TestBed {
         // No cache: a cached step is an image shared with other builds, possibly in another
         // test process, whose cleanup can delete it mid-build ("unknown parent image ID").
         build(
-            &["--no-cache", "--label", &format!("{IMAGE_LABEL}={}", self.id())],
+            &[
+                "--no-cache",
+                "--label",
+                &format!("{IMAGE_LABEL}={}", self.id()),
+            ],
             image,
             &context,
         )

@@ -45,7 +45,7 @@ pub use agent_image::{AgentContainer, CYCLE_FINISHED};
 pub use bed::{TestBed, TEST_LABEL};
 pub use containers::{Broken, Event, QUICK_STOP};
 pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
-pub use docker::{docker, try_docker, Engine};
+pub use docker::{docker, image_id, try_docker, Engine};
 pub use docker_config::{CredentialHelper, DockerConfig};
 pub use engine_tls::TlsEngine;
 pub use flaky_server::{Fault, FlakyServer, Requests, Seen};

@@ -22,6 +22,7 @@ use tempfile::TempDir;
 
 use super::htpasswd;
 use super::http;
+use super::serve::is_engine_agent;
 use super::tls::TestCa;
 use super::token_server::{self, Access, TokenIssuer, TokenServer};
 
@@ -226,6 +227,17 @@ pub struct Request {
     pub method: String,
     /// The request URI as logged: path and query.
     pub uri: String,
+    /// The status answered, when the line says.
+    pub status: Option<u16>,
+    /// The client's `User-Agent`, empty when the line does not say.
+    pub user_agent: String,
+}
+
+impl Request {
+    /// True for a request the container engine sent (dockerd, or containerd for it).
+    pub fn is_from_engine(&self) -> bool {
+        is_engine_agent(&self.user_agent)
+    }
 }
 
 impl Registry {
@@ -521,6 +533,8 @@ fn parse_request(line: &str) -> Option<Request> {
     Some(Request {
         method: logfmt_value(line, "http.request.method")?,
         uri: logfmt_value(line, "http.request.uri")?,
+        status: logfmt_value(line, "http.response.status").and_then(|s| s.parse().ok()),
+        user_agent: logfmt_value(line, "http.request.useragent").unwrap_or_default(),
     })
 }
 
@@ -659,23 +673,32 @@ fn registry_log_lines_parse_into_requests() {
     // Verbatim from docker-registry 2.8.2 (Debian bookworm), shortened only in the middle.
     let ok = r#"time="2026-11-26T12:26:42.861343589Z" level=info msg="response completed" go.version=go1.19.8 http.request.host="127.0.0.1:5999" http.request.method=GET http.request.remoteaddr="127.0.0.1:34632" http.request.uri=/v2/ http.response.status=200"#;
     let failed = r#"time="2026-11-26T12:26:42.874600246Z" level=error msg="response completed with error" err.code="manifest unknown" http.request.method=HEAD http.request.uri=/v2/foo/manifests/latest http.response.status=404"#;
-    let by_digest = r#"time="2026-11-26T12:28:44Z" level=info msg="response completed" http.request.method=HEAD http.request.uri="/v2/team/app/manifests/sha256:ae04217b" http.response.status=200"#;
+    let by_digest = r#"time="2026-11-26T12:28:44Z" level=info msg="response completed" http.request.method=HEAD http.request.uri="/v2/team/app/manifests/sha256:ae04217b" http.request.useragent="docker/28.5.2+dfsg4 go/go1.27.1 containerd-client/2.1.9+unknown" http.response.status=200"#;
     let access =
         r#"127.0.0.1 - - [26/Nov/2026:12:26:42 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1""#;
 
-    let request = |method: &str, uri: &str| Request {
+    let request = |method: &str, uri: &str, status: u16, user_agent: &str| Request {
         method: method.to_owned(),
         uri: uri.to_owned(),
+        status: Some(status),
+        user_agent: user_agent.to_owned(),
     };
-    assert_eq!(parse_request(ok), Some(request("GET", "/v2/")));
+    assert_eq!(parse_request(ok), Some(request("GET", "/v2/", 200, "")));
     assert_eq!(
         parse_request(failed),
-        Some(request("HEAD", "/v2/foo/manifests/latest"))
+        Some(request("HEAD", "/v2/foo/manifests/latest", 404, ""))
     );
+    let engine = "docker/28.5.2+dfsg4 go/go1.27.1 containerd-client/2.1.9+unknown";
     assert_eq!(
         parse_request(by_digest),
-        Some(request("HEAD", "/v2/team/app/manifests/sha256:ae04217b"))
+        Some(request(
+            "HEAD",
+            "/v2/team/app/manifests/sha256:ae04217b",
+            200,
+            engine
+        ))
     );
+    assert!(parse_request(by_digest).is_some_and(|request| request.is_from_engine()));
     // The Apache-style access line repeats the request; counting it too would double-count.
     assert_eq!(parse_request(access), None);
 }
@@ -829,7 +852,7 @@ mod variants {
         config.auth(&registry.host(), "ci", "s3cret");
         let digest = config.push(&image);
         assert_eq!(registry.manifest_digest("app", "v1"), digest);
-        let docker_asked = tokens.requests_from("docker/");
+        let docker_asked = tokens.requests_from_engine();
         assert!(
             docker_asked
                 .iter()

@@ -50,13 +50,46 @@ impl ServerRequest {
         let Some((_, query)) = self.target.split_once('?') else {
             return Vec::new();
         };
-        query
-            .split('&')
-            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-            .filter(|(name, _)| percent_decode(name) == key)
-            .map(|(_, value)| percent_decode(value))
-            .collect()
+        urlencoded_values(query, key)
     }
+
+    /// Every value of the field `key` of an `application/x-www-form-urlencoded` body,
+    /// percent-decoded, in order; nothing when the body is of another type. OAuth2 clients
+    /// (containerd's token fetcher) send their grants this way.
+    pub fn form_values(&self, key: &str) -> Vec<String> {
+        let is_form = self.header("Content-Type").is_some_and(|value| {
+            value
+                .split(';')
+                .next()
+                .is_some_and(|kind| kind.trim().eq_ignore_ascii_case(FORM_TYPE))
+        });
+        if !is_form {
+            return Vec::new();
+        }
+        urlencoded_values(&String::from_utf8_lossy(&self.body), key)
+    }
+}
+
+/// Whether `user_agent` is the container engine's: dockerd's own client (`docker/20.10.24
+/// go/go1.19.8 ...`), or containerd's (`containerd/2.1.9`), which pushes and pulls for dockerd
+/// when it keeps its images in the containerd image store.
+pub fn is_engine_agent(user_agent: &str) -> bool {
+    ["docker/", "containerd/"]
+        .iter()
+        .any(|engine| user_agent.starts_with(engine))
+}
+
+/// The media type of an HTML form body.
+const FORM_TYPE: &str = "application/x-www-form-urlencoded";
+
+/// The values of `key` in `name=value&name=value` text (a query string or a form body).
+fn urlencoded_values(text: &str, key: &str) -> Vec<String> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .filter(|(name, _)| percent_decode(name) == key)
+        .map(|(_, value)| percent_decode(value))
+        .collect()
 }
 
 /// What the handler answers.
@@ -155,12 +188,39 @@ impl Drop for HttpServer {
     }
 }
 
+/// The first byte of a TLS record that carries a handshake (a ClientHello, when it opens a
+/// connection).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// How long a connection answered [`BAD_REQUEST`] waits for its client to hang up.
+const TLS_LINGER: Duration = Duration::from_millis(500);
+
+/// What Go's net/http server answers bytes that are not an HTTP request, a TLS ClientHello
+/// included.
+const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+    Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
+
 fn serve_one(stream: TcpStream, handler: &Handler) -> io::Result<()> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let mut reader = BufReader::new(stream.try_clone()?);
+    let mut stream = stream;
+    // A client that tries TLS first (containerd's resolver does, for a registry on loopback)
+    // falls back to plain HTTP only when its handshake is answered in HTTP ("server gave HTTP
+    // response to HTTPS client"), as a Go registry answers it. Closing instead is an EOF to
+    // that client, which it reports as the push's error.
+    if reader.fill_buf()?.first() == Some(&TLS_HANDSHAKE) {
+        stream.write_all(BAD_REQUEST)?;
+        stream.flush()?;
+        // Closing with the rest of the hello unread would reset the connection, and a reset
+        // can overtake the answer; so, like Go, close our side and read until the client hangs
+        // up (it does once it has read the answer), for a moment at most.
+        stream.shutdown(std::net::Shutdown::Write)?;
+        stream.set_read_timeout(Some(TLS_LINGER))?;
+        let _ = io::copy(&mut reader, &mut io::sink());
+        return Ok(());
+    }
     let request = read_request(&mut reader)?;
     let reply = handler(&request);
-    let mut stream = stream;
     match reply {
         Reply::Raw(bytes) => stream.write_all(&bytes)?,
         Reply::Http {
@@ -336,4 +396,47 @@ fn a_chunked_body_is_read_whole() {
     let request = read_request(&mut &raw[..]).unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(request.method, "PATCH");
     assert_eq!(request.body, b"hello, world");
+}
+
+#[test]
+fn form_fields_are_read_from_a_form_body_only() {
+    let form = |content_type: &str| ServerRequest {
+        method: "POST".to_owned(),
+        target: "/token?scope=from-query".to_owned(),
+        headers: vec![("content-type".to_owned(), content_type.to_owned())],
+        body: b"grant_type=password&scope=repository%3Aapp%3Apull+repository%3Aapp%3Apull%2Cpush"
+            .to_vec(),
+    };
+    let request = form("application/x-www-form-urlencoded; charset=utf-8");
+    assert_eq!(request.form_values("grant_type"), ["password"]);
+    assert_eq!(
+        request.form_values("scope"),
+        ["repository:app:pull repository:app:pull,push"]
+    );
+    assert!(form("application/json").form_values("scope").is_empty());
+}
+
+#[test]
+fn a_tls_client_hello_is_answered_in_plain_http_as_go_servers_do() {
+    let server = HttpServer::start(|_| Reply::status(200, &[]));
+    let mut stream = TcpStream::connect(server.host()).unwrap_or_else(|error| panic!("{error}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap_or_else(|error| panic!("{error}"));
+    // A record header (handshake, TLS 1.0 record version) and the start of a ClientHello: the
+    // server answers on the first byte, without waiting for a line end that never comes.
+    stream
+        .write_all(&[
+            0x16, 0x03, 0x01, 0x00, 0xf4, 0x01, 0x00, 0x00, 0xf0, 0x03, 0x03,
+        ])
+        .unwrap_or_else(|error| panic!("{error}"));
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400 "),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }

@@ -7,6 +7,11 @@
 //! `rootcertbundle`; the certificate travels in the token's `x5c` header, which distribution
 //! verifies against that bundle. Every request is recorded with its scopes, its user and its
 //! client, so tests can count what tidewatch asked for.
+//!
+//! Both ways of asking that distribution's token specification describes are served: `GET` with
+//! the scopes in the query and basic credentials (Docker's classic engine, tidewatch), and the
+//! OAuth2 `POST` with a form body, grant type `password` or `refresh_token` (containerd, and so
+//! Docker with the containerd image store, whenever it holds a password).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -22,7 +27,7 @@ use base64::Engine as _;
 use rcgen::{CertificateParams, DnType, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256};
 use serde_json::{json, Value};
 
-use super::serve::{HttpServer, Reply, ServerRequest};
+use super::serve::{is_engine_agent, HttpServer, Reply, ServerRequest};
 
 /// The `service` the registry names in its challenge and expects as the token's audience.
 pub const SERVICE: &str = "tidewatch-test-registry";
@@ -168,6 +173,8 @@ struct State {
     users: HashMap<String, String>,
     public: Mutex<HashSet<String>>,
     requests: Mutex<Vec<TokenRequest>>,
+    /// Refresh tokens handed out (OAuth2 `access_type=offline`), each with its user.
+    refresh_tokens: Mutex<HashMap<String, String>>,
     issuer: TokenIssuer,
 }
 
@@ -190,6 +197,7 @@ impl TokenServer {
                 .collect(),
             public: Mutex::default(),
             requests: Mutex::default(),
+            refresh_tokens: Mutex::default(),
             issuer: TokenIssuer::new(),
         });
         let handling = Arc::clone(&state);
@@ -225,6 +233,15 @@ impl TokenServer {
             .collect()
     }
 
+    /// The requests made by the container engine (dockerd, or the containerd under it),
+    /// whichever of them fetches tokens for its pushes and pulls.
+    pub fn requests_from_engine(&self) -> Vec<TokenRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|request| is_engine_agent(&request.user_agent))
+            .collect()
+    }
+
     /// How many requests clients whose `User-Agent` starts with `agent` made for each scope.
     pub fn scope_counts(&self, agent: &str) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
@@ -241,39 +258,145 @@ fn handle(state: &State, request: &ServerRequest) -> Reply {
     if request.path() != "/token" {
         return Reply::status(404, &[]);
     }
-    let scopes: Vec<String> = request
-        .query_values("scope")
-        .iter()
-        // One parameter may carry several scopes separated by spaces.
-        .flat_map(|value| value.split(' ').map(str::to_owned).collect::<Vec<_>>())
-        .filter(|scope| !scope.is_empty())
-        .collect();
-    let user_agent = request.header("User-Agent").unwrap_or_default().to_owned();
-    let credentials = request.header("Authorization").and_then(basic_credentials);
+    match request.method.as_str() {
+        "GET" => get_token(state, request),
+        "POST" => post_token(state, request),
+        _ => Reply::status(405, &[("Allow", "GET, POST")]),
+    }
+}
 
-    let mut record = TokenRequest {
-        scopes: scopes.clone(),
-        user: credentials.as_ref().map(|(user, _)| user.clone()),
-        user_agent,
-        token: None,
-        granted: Vec::new(),
-    };
+/// `GET /token?service=..&scope=..`, with basic credentials or none.
+fn get_token(state: &State, request: &ServerRequest) -> Reply {
+    let scopes = split_scopes(&request.query_values("scope"));
+    let credentials = request.header("Authorization").and_then(basic_credentials);
+    let mut record = new_record(request, scopes, credentials.as_ref().map(|(user, _)| user));
     let authenticated = match &credentials {
         Some((user, password)) => {
             if state.users.get(user) != Some(password) {
-                lock(&state.requests).push(record);
-                return Reply::json(
-                    401,
-                    &json!({"errors": [{"code": "UNAUTHORIZED", "message": "invalid username or password"}]}),
-                );
+                return refuse(state, record, "invalid username or password");
             }
             true
         }
         None => false,
     };
+    let token = grant(state, &mut record, authenticated);
+    lock(&state.requests).push(record);
+    Reply::json(
+        200,
+        &json!({ "token": token, "access_token": token, "expires_in": TOKEN_LIFETIME_SECS }),
+    )
+}
 
+/// `POST /token` with an OAuth2 form: `grant_type=password` with `username` and `password`, or
+/// `grant_type=refresh_token` with a `refresh_token` this server handed out; `scope` holds the
+/// scopes separated by spaces. With `access_type=offline` the answer carries a refresh token.
+/// A refused grant is a 401, on which containerd falls back to `GET` with basic credentials.
+fn post_token(state: &State, request: &ServerRequest) -> Reply {
+    let field = |name: &str| request.form_values(name).into_iter().next();
+    let scopes = split_scopes(&request.form_values("scope"));
+    let invalid = |error: &str, description: &str| {
+        Reply::json(
+            400,
+            &json!({ "error": error, "error_description": description }),
+        )
+    };
+    if field("client_id").is_none_or(|id| id.is_empty()) {
+        return invalid("invalid_request", "client_id is required");
+    }
+    let user = match field("grant_type").as_deref() {
+        Some("password") => {
+            let user = field("username").unwrap_or_default();
+            let password = field("password").unwrap_or_default();
+            if state.users.get(&user) != Some(&password) {
+                let record = new_record(request, scopes, Some(&user));
+                return refuse(state, record, "invalid username or password");
+            }
+            user
+        }
+        Some("refresh_token") => {
+            let presented = field("refresh_token").unwrap_or_default();
+            let known = lock(&state.refresh_tokens).get(&presented).cloned();
+            match known {
+                Some(user) => user,
+                None => {
+                    let record = new_record(request, scopes, None);
+                    return refuse(state, record, "unknown refresh token");
+                }
+            }
+        }
+        _ => {
+            return invalid(
+                "unsupported_grant_type",
+                "grant_type is password or refresh_token",
+            )
+        }
+    };
+
+    let mut record = new_record(request, scopes, Some(&user));
+    let token = grant(state, &mut record, true);
+    let granted_scopes: Vec<String> = record
+        .granted
+        .iter()
+        .map(|access| {
+            format!(
+                "{}:{}:{}",
+                access.kind,
+                access.name,
+                access.actions.join(",")
+            )
+        })
+        .collect();
+    let mut answer = json!({
+        "access_token": token,
+        "scope": granted_scopes.join(" "),
+        "expires_in": TOKEN_LIFETIME_SECS,
+    });
+    if field("access_type").as_deref() == Some("offline") {
+        let refresh = format!("tidewatch-test-refresh-{}", unique());
+        lock(&state.refresh_tokens).insert(refresh.clone(), user);
+        answer["refresh_token"] = json!(refresh);
+    }
+    lock(&state.requests).push(record);
+    Reply::json(200, &answer)
+}
+
+/// Scopes as sent: each parameter or field may carry several, separated by spaces.
+fn split_scopes(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|value| value.split(' '))
+        .filter(|scope| !scope.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The record of a request not yet answered.
+fn new_record(request: &ServerRequest, scopes: Vec<String>, user: Option<&String>) -> TokenRequest {
+    TokenRequest {
+        scopes,
+        user: user.cloned(),
+        user_agent: request.header("User-Agent").unwrap_or_default().to_owned(),
+        token: None,
+        granted: Vec::new(),
+    }
+}
+
+/// Records a refused request and answers it 401.
+fn refuse(state: &State, record: TokenRequest, why: &str) -> Reply {
+    lock(&state.requests).push(record);
+    Reply::json(
+        401,
+        &json!({"errors": [{"code": "UNAUTHORIZED", "message": why}]}),
+    )
+}
+
+/// Fills in what `record` is granted and mints the token: an authenticated user every scope it
+/// asks for, as a token server grants a repository's owner; anyone else pull on public
+/// repositories only.
+fn grant(state: &State, record: &mut TokenRequest, authenticated: bool) -> String {
     let public = lock(&state.public).clone();
-    record.granted = scopes
+    record.granted = record
+        .scopes
         .iter()
         .filter_map(|scope| Access::parse_scope(scope))
         .filter_map(|mut access| {
@@ -287,11 +410,13 @@ fn handle(state: &State, request: &ServerRequest) -> Reply {
     let subject = record.user.clone().unwrap_or_default();
     let token = state.issuer.mint(&subject, &record.granted);
     record.token = Some(token.clone());
-    lock(&state.requests).push(record);
-    Reply::json(
-        200,
-        &json!({ "token": token, "access_token": token, "expires_in": TOKEN_LIFETIME_SECS }),
-    )
+    token
+}
+
+/// A number no other call in this process gets.
+fn unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// `Basic base64(user:password)` → (user, password).
@@ -412,4 +537,84 @@ fn the_token_server_grants_users_what_they_ask_and_anonymous_only_public_pulls()
         Some(&3)
     );
     assert!(requests.iter().all(|r| r.user_agent == "self-test/1"));
+}
+
+#[test]
+fn the_token_server_takes_oauth2_password_and_refresh_token_grants_as_containerd_posts_them() {
+    let server = TokenServer::start(&[("ci", "s3cret")]);
+    let host = server
+        .realm()
+        .trim_start_matches("http://")
+        .replace("/token", "");
+    let post = |form: &str| {
+        let response = super::http::send(
+            &host,
+            "POST",
+            "/token",
+            &[
+                ("User-Agent", "containerd/2.1.9"),
+                (
+                    "Content-Type",
+                    "application/x-www-form-urlencoded; charset=utf-8",
+                ),
+            ],
+            format!("client_id=containerd-client&service={SERVICE}&{form}").as_bytes(),
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap_or_else(|error| panic!("token request: {error}"));
+        let body: Value = serde_json::from_str(&response.body).unwrap_or(Value::Null);
+        (response.status, body)
+    };
+    let scope = "scope=repository%3Aapp%3Apull+repository%3Aapp%3Apull%2Cpush";
+
+    let (status, answer) = post(&format!(
+        "grant_type=password&username=ci&password=s3cret&access_type=offline&{scope}"
+    ));
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["access_token"].is_string(), "{answer}");
+    assert_eq!(
+        answer["scope"], "repository:app:pull repository:app:pull,push",
+        "{answer}"
+    );
+    let refresh = answer["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !refresh.is_empty(),
+        "offline access gets a refresh token: {answer}"
+    );
+
+    let (status, answer) = post(&format!(
+        "grant_type=password&username=ci&password=wrong&{scope}"
+    ));
+    assert_eq!(status, 401, "{answer}");
+    let (status, answer) = post(&format!(
+        "grant_type=refresh_token&refresh_token={refresh}&{scope}"
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = post(&format!(
+        "grant_type=refresh_token&refresh_token=forged&{scope}"
+    ));
+    assert_eq!(status, 401, "{answer}");
+    let (status, answer) = post("grant_type=client_credentials");
+    assert_eq!(status, 400, "{answer}");
+
+    let requests = server.requests_from_engine();
+    let users: Vec<Option<&str>> = requests.iter().map(|r| r.user.as_deref()).collect();
+    assert_eq!(users, [Some("ci"), Some("ci"), Some("ci"), None]);
+    let granted: Vec<bool> = requests.iter().map(|r| r.token.is_some()).collect();
+    assert_eq!(granted, [true, false, true, false]);
+    assert_eq!(
+        requests[2].granted,
+        [
+            Access::pull("app"),
+            Access {
+                kind: "repository".to_owned(),
+                name: "app".to_owned(),
+                actions: vec!["pull".to_owned(), "push".to_owned()],
+            }
+        ],
+        "a refresh token grants what its user may"
+    );
 }
