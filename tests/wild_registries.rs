@@ -204,6 +204,40 @@ fn one_token_request_per_repository_scope_per_cycle_however_many_containers_use_
     );
 }
 
+#[test]
+fn a_token_endpoint_answering_the_largest_expires_in_does_not_crash_check_or_update() {
+    let bed = TestBed::new("wild-token-expiry");
+    let tokens = TokenServer::start(&[(USER, PASSWORD)]);
+    tokens.answer_expires_in(TIDEWATCH_AGENT, u64::MAX);
+    let registry = Registry::options().token_auth(&tokens).start();
+    let pusher = pusher(&bed, &registry.host());
+    let image = registry.image("app", "stable");
+    let published = publish_and_run(&bed, &image, "web", |image| pusher.push(image));
+    let agent = bed
+        .agent_for(&[RegistryEntry::new(&registry.host())
+            .insecure(true)
+            .username(USER)
+            .password_file(&password_file(&bed, "registry-password", PASSWORD))])
+        .env("DOCKER_CONFIG", empty_docker_config(&bed));
+
+    let check = agent.check(&[]);
+    check.assert_exit(0);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::UpdateAvailable, "{check}");
+    assert_eq!(
+        row.available_digest.as_deref(),
+        Some(published.v2.as_str()),
+        "{check}"
+    );
+
+    let update = agent.update(&[]);
+    assert_eq!(update.outcome.code, 0, "{update}");
+    let result = update
+        .result("web")
+        .unwrap_or_else(|| panic!("web was not updated; {update}"));
+    assert_eq!(result.outcome, "updated", "{update}");
+}
+
 /// How many of `requests` asked for each scope.
 fn scope_counts(requests: &[TokenRequest]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();

@@ -169,6 +169,9 @@ struct State {
     public: Mutex<HashSet<String>>,
     requests: Mutex<Vec<TokenRequest>>,
     issuer: TokenIssuer,
+    /// `(User-Agent prefix, expires_in)`: what clients of that agent are told about a token's
+    /// lifetime (the token itself still expires as minted).
+    expires_in_for: Mutex<Option<(String, u64)>>,
 }
 
 /// A running token server. Users authenticate with basic credentials and get what they ask
@@ -191,6 +194,7 @@ impl TokenServer {
             public: Mutex::default(),
             requests: Mutex::default(),
             issuer: TokenIssuer::new(),
+            expires_in_for: Mutex::default(),
         });
         let handling = Arc::clone(&state);
         let server = HttpServer::start(move |request| handle(&handling, request));
@@ -210,6 +214,13 @@ impl TokenServer {
     /// Lets anonymous clients pull `repository`.
     pub fn make_public(&self, repository: &str) {
         lock(&self.state.public).insert(repository.to_owned());
+    }
+
+    /// Tells clients whose `User-Agent` starts with `agent` that tokens last `seconds`
+    /// (`expires_in`), whatever the tokens say: a hostile or buggy token endpoint. Others (the
+    /// engine, whose Go client refuses numbers beyond `int64`) are told the truth.
+    pub fn answer_expires_in(&self, agent: &str, seconds: u64) {
+        *lock(&self.state.expires_in_for) = Some((agent.to_owned(), seconds));
     }
 
     /// Every request so far, in order.
@@ -287,10 +298,15 @@ fn handle(state: &State, request: &ServerRequest) -> Reply {
     let subject = record.user.clone().unwrap_or_default();
     let token = state.issuer.mint(&subject, &record.granted);
     record.token = Some(token.clone());
+    let user_agent = record.user_agent.clone();
     lock(&state.requests).push(record);
+    let expires_in = match &*lock(&state.expires_in_for) {
+        Some((agent, seconds)) if user_agent.starts_with(agent.as_str()) => *seconds,
+        _ => TOKEN_LIFETIME_SECS,
+    };
     Reply::json(
         200,
-        &json!({ "token": token, "access_token": token, "expires_in": TOKEN_LIFETIME_SECS }),
+        &json!({ "token": token, "access_token": token, "expires_in": expires_in }),
     )
 }
 
