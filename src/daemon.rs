@@ -57,7 +57,7 @@ pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
         // Counted from the end of a scheduled cycle; a triggered one leaves the schedule be.
         if let Reason::Scheduled = reason {
             let delay = next_delay(&agent.config.agent, Local::now(), random_fraction());
-            next_tick = Instant::now() + delay;
+            next_tick = crate::clock::after(Instant::now(), delay);
         }
         if shutdown.is_triggered() {
             break;
@@ -228,7 +228,7 @@ pub fn next_delay(agent: &AgentConfig, now: DateTime<Local>, fraction: f64) -> D
             // No next occurrence (an impossible date): check again in an hour.
             .unwrap_or(Duration::from_secs(3600)),
     };
-    base + agent.jitter.mul_f64(fraction.clamp(0.0, 1.0))
+    base.saturating_add(agent.jitter.mul_f64(fraction.clamp(0.0, 1.0)))
 }
 
 /// A number in `[0, 1)` that differs between calls and processes; jitter needs no more.
@@ -266,6 +266,18 @@ mod tests {
         let a = agent("[agent]\nschedule = \"*/5 * * * *\"\n");
         let now = Local.with_ymd_and_hms(2026, 3, 10, 12, 2, 30).unwrap();
         assert_eq!(next_delay(&a, now, 0.0), Duration::from_secs(150));
+    }
+
+    #[test]
+    fn a_huge_interval_and_jitter_saturate_instead_of_panicking() {
+        // Validation refuses these; the arithmetic must not panic on them regardless.
+        let mut a = agent("");
+        a.trigger = Trigger::Interval(Duration::MAX);
+        a.jitter = Duration::MAX;
+        let delay = next_delay(&a, Local::now(), 0.5);
+        assert_eq!(delay, Duration::MAX);
+        let now = Instant::now();
+        assert!(crate::clock::after(now, delay) > now);
     }
 
     #[test]

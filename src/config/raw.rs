@@ -87,7 +87,7 @@ pub(super) struct RawSwarm {
     pub order: Option<Spanned<String>>,
     pub failure_action: Option<Spanned<String>>,
     pub monitor: Option<Spanned<String>>,
-    pub parallelism: Option<u64>,
+    pub parallelism: Option<Spanned<u64>>,
     pub delay: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
 }

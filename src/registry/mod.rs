@@ -454,7 +454,11 @@ impl RegistryClient {
             .unwrap_or_else(|| self.http.clone());
         let state = Arc::new(RegistryState {
             http,
-            limit: Arc::new(Semaphore::new(settings.concurrency)),
+            // Validation bounds `concurrency` far below the limit; an unlisted registry's
+            // default is small. The `min` keeps `Semaphore::new` from panicking regardless.
+            limit: Arc::new(Semaphore::new(
+                settings.concurrency.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             settings,
             credentials,
             backoff_until: Mutex::new(None),
