@@ -206,6 +206,10 @@ pub struct RegistryConfig {
     /// When the registry says fewer pulls than this remain (`RateLimit-Remaining`), its checks
     /// are deferred for the cycle rather than eat into the pull quota.
     pub rate_limit_reserve: u64,
+    /// Tag tracking reads at most this many tags of a repository; the rest are not seen.
+    pub max_tags: usize,
+    /// ... and follows at most this many pages (`Link: rel="next"`) of its tag list.
+    pub max_tag_pages: usize,
 }
 
 impl RegistryConfig {
@@ -219,6 +223,8 @@ impl RegistryConfig {
             mirrors: Vec::new(),
             concurrency: DEFAULT_REGISTRY_CONCURRENCY,
             rate_limit_reserve: DEFAULT_RATE_LIMIT_RESERVE,
+            max_tags: DEFAULT_MAX_TAGS,
+            max_tag_pages: DEFAULT_MAX_TAG_PAGES,
         }
     }
 }
@@ -227,6 +233,15 @@ impl RegistryConfig {
 pub const DEFAULT_REGISTRY_CONCURRENCY: usize = 6;
 /// Default `[[registry]] rate_limit_reserve`.
 pub const DEFAULT_RATE_LIMIT_RESERVE: u64 = 10;
+
+/// Default `[[registry]] max_tags`.
+pub const DEFAULT_MAX_TAGS: usize = 10_000;
+/// Default `[[registry]] max_tag_pages`.
+pub const DEFAULT_MAX_TAG_PAGES: usize = 50;
+/// The most `max_tags` (a tag list that long is megabytes per repository and cycle).
+pub const MAX_MAX_TAGS: usize = 1_000_000;
+/// The most `max_tag_pages`.
+pub const MAX_MAX_TAG_PAGES: usize = 10_000;
 
 /// One (humantime) year: the longest `interval`, window `length` and `min_age`. Values beyond
 /// the bounds below are typos, not settings, and once added to a clock they overflowed it and
@@ -418,6 +433,8 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
             Some(c) => *c.get_ref(),
             None => DEFAULT_REGISTRY_CONCURRENCY,
         };
+        let max_tags = count(&r.max_tags, "max_tags", MAX_MAX_TAGS, at)?;
+        let max_tag_pages = count(&r.max_tag_pages, "max_tag_pages", MAX_MAX_TAG_PAGES, at)?;
         let ca_file = match r.ca_file {
             Some(path) => {
                 if let Err(e) = std::fs::metadata(path.get_ref()) {
@@ -440,6 +457,8 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
                 mirrors,
                 concurrency,
                 rate_limit_reserve: r.rate_limit_reserve.unwrap_or(DEFAULT_RATE_LIMIT_RESERVE),
+                max_tags: max_tags.unwrap_or(DEFAULT_MAX_TAGS),
+                max_tag_pages: max_tag_pages.unwrap_or(DEFAULT_MAX_TAG_PAGES),
             },
         );
     }
@@ -613,6 +632,23 @@ fn validate_agent(raw: raw::RawAgent, at: &Locator<'_>) -> Result<AgentConfig, C
             .state_dir
             .unwrap_or_else(|| PathBuf::from("/var/lib/tidewatch")),
     })
+}
+
+/// An optional count from 1 to `max`; `key` names it in the error.
+fn count(
+    value: &Option<Spanned<usize>>,
+    key: &str,
+    max: usize,
+    at: &Locator<'_>,
+) -> Result<Option<usize>, ConfigError> {
+    match value {
+        Some(v) if !(1..=max).contains(v.get_ref()) => Err(at.error(
+            v.span(),
+            format!("{key} {} is out of range: 1 to {max}", v.get_ref()),
+        )),
+        Some(v) => Ok(Some(*v.get_ref())),
+        None => Ok(None),
+    }
 }
 
 /// An optional duration of at most `max`; `key` names it in the error.

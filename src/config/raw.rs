@@ -107,6 +107,8 @@ pub(super) struct RawRegistry {
     pub mirror: Vec<Spanned<String>>,
     pub concurrency: Option<Spanned<usize>>,
     pub rate_limit_reserve: Option<u64>,
+    pub max_tags: Option<Spanned<usize>>,
+    pub max_tag_pages: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

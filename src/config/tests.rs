@@ -345,3 +345,26 @@ fn a_window_whose_cron_never_fires_is_refused_instead_of_meaning_always_open() {
     )
     .unwrap();
 }
+
+#[test]
+fn tag_list_caps_are_read_per_registry_and_bounded() {
+    let c = Config::parse(
+        "[[registry]]\nhost = \"ghcr.io\"\nmax_tags = 500\nmax_tag_pages = 3\n",
+        "agent.toml",
+    )
+    .unwrap();
+    let r = c.registry("ghcr.io").unwrap();
+    assert_eq!((r.max_tags, r.max_tag_pages), (500, 3));
+    let unlisted = c.registry_or_default("docker.io");
+    assert_eq!((unlisted.max_tags, unlisted.max_tag_pages), (10_000, 50));
+    let e = err("[[registry]]\nhost = \"ghcr.io\"\nmax_tags = 0\n");
+    assert!(
+        e.starts_with("agent.toml:3:12: ") && e.contains("max_tags"),
+        "{e}"
+    );
+    let e = err("[[registry]]\nhost = \"ghcr.io\"\nmax_tag_pages = 100000\n");
+    assert!(
+        e.starts_with("agent.toml:3:17: ") && e.contains("1 to 10000"),
+        "{e}"
+    );
+}

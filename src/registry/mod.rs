@@ -145,6 +145,15 @@ pub enum RegistryError {
         /// Pulls left, as the registry last said.
         remaining: u64,
     },
+    /// An HTTPS registry named a plain-HTTP token endpoint: asking it would send the
+    /// credentials, and the token, in clear.
+    #[error("registry {registry} names a token endpoint over plain HTTP ({realm}); refusing to downgrade from HTTPS")]
+    InsecureRealm {
+        /// The registry host.
+        registry: String,
+        /// The token endpoint it named.
+        realm: String,
+    },
     /// The answer made no sense (no digest, unreadable body).
     #[error("registry {registry} sent an unusable answer: {reason}")]
     Protocol {
@@ -571,6 +580,16 @@ impl RegistryClient {
                         service,
                         scope: asked,
                     }) => {
+                        let credentials = if realm_gets_credentials(url, &realm, registry)? {
+                            credentials.as_ref()
+                        } else {
+                            tracing::warn!(
+                                registry,
+                                realm,
+                                "the token endpoint is on another host over plain HTTP; asking it without credentials"
+                            );
+                            None
+                        };
                         let refused = match &authorization {
                             Authorization::Bearer(t) => Some(t.as_str()),
                             _ => None,
@@ -586,7 +605,7 @@ impl RegistryClient {
                                     asked.as_deref().unwrap_or(&scope),
                                 ),
                                 &scope,
-                                credentials.as_ref(),
+                                credentials,
                                 refused,
                             )
                             .await
@@ -645,6 +664,46 @@ impl RegistryClient {
             ));
         }
     }
+}
+
+/// Whether the token endpoint `realm`, named by the registry answering `request_url`, may be
+/// sent the registry's credentials. Its own origin may, and any host over HTTPS; a plain-HTTP
+/// realm on another host only when registry and realm are both on loopback (a local test or
+/// development registry). A plain-HTTP realm named by an HTTPS registry is a downgrade, and
+/// an error.
+fn realm_gets_credentials(
+    request_url: &str,
+    realm: &str,
+    registry: &str,
+) -> Result<bool, RegistryError> {
+    let protocol = |reason: String| RegistryError::Protocol {
+        registry: registry.to_string(),
+        reason,
+    };
+    let request = reqwest::Url::parse(request_url)
+        .map_err(|e| protocol(format!("request URL {request_url}: {e}")))?;
+    let realm_url = reqwest::Url::parse(realm)
+        .map_err(|e| protocol(format!("token endpoint {realm:?} is not a URL: {e}")))?;
+    match realm_url.scheme() {
+        "https" => return Ok(true),
+        "http" if request.scheme() == "https" => {
+            return Err(RegistryError::InsecureRealm {
+                registry: registry.to_string(),
+                realm: realm.to_string(),
+            })
+        }
+        "http" => {}
+        other => {
+            return Err(protocol(format!(
+                "token endpoint {realm:?} has scheme {other:?}, not https"
+            )))
+        }
+    }
+    if realm_url.origin() == request.origin() {
+        return Ok(true);
+    }
+    let on_loopback = |url: &reqwest::Url| url.host_str().is_some_and(is_loopback);
+    Ok(on_loopback(&request) && on_loopback(&realm_url))
 }
 
 /// Up to `max`, different on each call.
@@ -721,6 +780,38 @@ mod tests {
         assert!(!is_loopback("ghcr.io"));
         assert!(!is_loopback("10.0.0.1:5000"));
         assert!(!is_loopback("registry.tailnet.ts.net:5000"));
+    }
+
+    #[test]
+    fn credentials_go_to_a_realm_on_the_same_origin_or_over_https_only() {
+        let gets = |request: &str, realm: &str| realm_gets_credentials(request, realm, "reg");
+        let https = "https://ghcr.io/v2/o/app/manifests/1";
+        assert!(gets(https, "https://ghcr.io/token").unwrap());
+        assert!(gets(https, "https://auth.example/token").unwrap());
+        let downgrade = gets(https, "http://auth.example/token").unwrap_err();
+        assert!(
+            matches!(&downgrade, RegistryError::InsecureRealm { registry, .. } if registry == "reg"),
+            "{downgrade}"
+        );
+        assert!(
+            gets(https, "http://ghcr.io/token").is_err(),
+            "same host, still a downgrade"
+        );
+        assert!(gets(https, "ftp://ghcr.io/token").is_err());
+
+        let http = "http://10.0.0.5:5000/v2/app/manifests/1";
+        assert!(
+            gets(http, "http://10.0.0.5:5000/token").unwrap(),
+            "its own origin"
+        );
+        assert!(
+            !gets(http, "http://10.0.0.6/token").unwrap(),
+            "another host in clear"
+        );
+        let loopback = "http://127.0.0.1:5000/v2/app/manifests/1";
+        assert!(gets(loopback, "http://127.0.0.1:5001/token").unwrap());
+        assert!(gets(loopback, "http://localhost:5001/token").unwrap());
+        assert!(!gets(loopback, "http://10.0.0.6/token").unwrap());
     }
 
     #[test]

@@ -84,6 +84,7 @@ struct Rule {
 struct Behaviour {
     rules: Vec<Rule>,
     manifest_headers: Vec<(String, String)>,
+    tag_list_headers: Vec<(String, String)>,
     manifest_delay: Duration,
 }
 
@@ -172,6 +173,16 @@ impl FlakyServer {
         );
     }
 
+    /// Adds `headers` to every tag list (`/v2/<repo>/tags/list`) passed from the origin: a
+    /// `Link` of the front's choosing, say.
+    pub fn add_tag_list_headers(&self, headers: &[(&str, &str)]) {
+        lock(&self.state.behaviour).tag_list_headers.extend(
+            headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
+        );
+    }
+
     /// Holds every manifest request for `delay` before answering it, so concurrent requests
     /// overlap long enough to be counted.
     pub fn delay_manifests(&self, delay: Duration) {
@@ -206,9 +217,15 @@ fn handle(state: &State, request: &ServerRequest) -> Reply {
     let manifest = manifest_reference(request.path());
     let arrived = SystemTime::now();
     let fault = take_fault(state, manifest);
+    let tag_list = request.path().ends_with("/tags/list");
     let (delay, extra_headers) = {
         let behaviour = lock(&state.behaviour);
-        (behaviour.manifest_delay, behaviour.manifest_headers.clone())
+        let headers = if tag_list {
+            behaviour.tag_list_headers.clone()
+        } else {
+            behaviour.manifest_headers.clone()
+        };
+        (behaviour.manifest_delay, headers)
     };
 
     if manifest.is_some() {
@@ -223,7 +240,9 @@ fn handle(state: &State, request: &ServerRequest) -> Reply {
         None => {
             let reply = forward(&state.origin, request);
             match reply {
-                Reply::Raw(raw) if manifest.is_some() && !extra_headers.is_empty() => {
+                Reply::Raw(raw)
+                    if (manifest.is_some() || tag_list) && !extra_headers.is_empty() =>
+                {
                     Reply::Raw(with_headers(raw, &extra_headers))
                 }
                 reply => reply,
