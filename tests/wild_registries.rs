@@ -328,6 +328,64 @@ fn an_https_registry_naming_a_plain_http_token_endpoint_gets_no_credentials_and_
     );
 }
 
+// --- bounded answers --------------------------------------------------------------------------
+
+#[test]
+fn a_tag_list_larger_than_its_limit_fails_the_row_naming_the_registry_and_repository() {
+    let bed = TestBed::new("wild-huge-tags");
+    let origin = Registry::start();
+    let front = FlakyServer::front(&origin);
+    let current = front.image("app", "1.0.0");
+    bed.build_app(&current, "1.0.0");
+    push(&current);
+    bed.run("web", &current, &[("tidewatch.track", "semver:^1")]);
+    front.fail_always(
+        Requests::TagLists,
+        Fault::HugeTagList {
+            bytes: 6 * 1024 * 1024,
+        },
+    );
+
+    let check = bed.agent(&[front.host()]).check(&[]);
+
+    check.assert_exit(1);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::Error, "{check}");
+    let detail = row.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.contains(&front.host()) && detail.contains("app") && detail.contains("bytes"),
+        "the error names the registry, the repository and the limit; {check}"
+    );
+}
+
+#[test]
+fn a_token_answer_larger_than_64_kib_is_refused_naming_the_registry() {
+    let bed = TestBed::new("wild-huge-token");
+    let tokens = TokenServer::start(&[(USER, PASSWORD)]);
+    tokens.pad_answers(TIDEWATCH_AGENT, 128 * 1024);
+    let registry = Registry::options().token_auth(&tokens).start();
+    let pusher = pusher(&bed, &registry.host());
+    let image = registry.image("app", "stable");
+    publish_and_run(&bed, &image, "web", |image| pusher.push(image));
+    let agent = bed
+        .agent_for(&[RegistryEntry::new(&registry.host())
+            .insecure(true)
+            .username(USER)
+            .password_file(&password_file(&bed, "registry-password", PASSWORD))])
+        .env("DOCKER_CONFIG", empty_docker_config(&bed));
+
+    let check = agent.check(&[]);
+
+    check.assert_exit(1);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::Error, "{check}");
+    let detail = row.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.contains(&registry.host()) && detail.contains("65536 bytes"),
+        "the error names the registry and the limit; {check}"
+    );
+}
+
 // --- basic auth and where credentials come from ----------------------------------------------
 
 /// A basic-auth registry with `app:stable` at v2 while the bed's `web` runs v1.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::RegistryError;
+use super::{read_capped, RegistryError, MAX_TOKEN_ANSWER_BYTES};
 
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,10 +232,13 @@ impl TokenCache {
                 detail: format!("token endpoint {realm} answered {status}"),
             });
         }
-        let body: TokenResponse = response.json().await.map_err(|e| RegistryError::Protocol {
-            registry: registry.to_string(),
-            reason: format!("token endpoint {realm} sent an unreadable answer: {e}"),
-        })?;
+        let what = format!("the token for {scope} from {realm}");
+        let body = read_capped(response, MAX_TOKEN_ANSWER_BYTES, registry, &what).await?;
+        let body: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+                registry: registry.to_string(),
+                reason: format!("token endpoint {realm} sent an unreadable answer: {e}"),
+            })?;
         let value = body
             .token
             .or(body.access_token)

@@ -53,6 +53,14 @@ const RATE_LIMIT_TRIES: u32 = 3;
 /// next cycle tries again.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 
+/// The largest manifest or index read: distribution's own limit for a manifest it accepts.
+const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// The largest token endpoint answer read: a token is a few kilobytes at most.
+const MAX_TOKEN_ANSWER_BYTES: usize = 64 * 1024;
+/// The largest page of a tag list read: ten thousand tags of the longest length allowed (128)
+/// fit comfortably, in JSON.
+const MAX_TAG_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// What a registry says a reference currently points to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteManifest {
@@ -154,6 +162,17 @@ pub enum RegistryError {
         /// The token endpoint it named.
         realm: String,
     },
+    /// An answer was larger than anything a well-behaved registry sends; reading stopped at
+    /// `limit` bytes.
+    #[error("registry {registry} sent more than {limit} bytes for {what}; refusing to read it")]
+    TooLarge {
+        /// The registry host.
+        registry: String,
+        /// What was being read: `manifest <reference>`, `tag list of <repository>`...
+        what: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The answer made no sense (no digest, unreadable body).
     #[error("registry {registry} sent an unusable answer: {reason}")]
     Protocol {
@@ -180,6 +199,38 @@ impl RegistryError {
             }
         }
     }
+}
+
+/// The body of `response`, read chunk by chunk and refused as soon as it exceeds `limit`
+/// bytes (or says it will, in `Content-Length`), so a hostile registry cannot make the agent
+/// buffer what it likes. `what` names the object in the error.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+    registry: &str,
+    what: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let too_large = || RegistryError::TooLarge {
+        registry: registry.to_string(),
+        what: what.to_string(),
+        limit,
+    };
+    let declared = response.content_length().unwrap_or(0);
+    if usize::try_from(declared).map_or(true, |n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| RegistryError::transport(registry, e))?
+    {
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Counters of requests sent, for logs, benchmarks and metrics.
@@ -417,10 +468,13 @@ impl RegistryClient {
         let _permit = state.limit.clone().acquire_owned().await.ok();
         let url = self.manifest_url(reference, digest);
         let response = self.send(Method::GET, &url, reference, &state).await?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| RegistryError::transport(reference.registry(), e))?;
+        let body = read_capped(
+            response,
+            MAX_MANIFEST_BYTES,
+            reference.registry(),
+            &format!("index {digest} of {}", reference.name()),
+        )
+        .await?;
         let entries = Arc::new(
             index::parse(&body).map_err(|reason| RegistryError::Protocol {
                 registry: reference.registry().to_string(),

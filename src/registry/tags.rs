@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, Url};
 use serde::Deserialize;
 
-use super::{index, RegistryClient, RegistryError};
+use super::{
+    index, read_capped, RegistryClient, RegistryError, MAX_MANIFEST_BYTES, MAX_TAG_PAGE_BYTES,
+};
 use crate::engine::Platform;
 use crate::image_ref::ImageRef;
 
@@ -67,10 +69,10 @@ impl RegistryClient {
                 .get("link")
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let page: TagList = response
-                .json()
-                .await
-                .map_err(|e| protocol(format!("tag list of {}: {e}", reference.name())))?;
+            let what = format!("tag list of {}", reference.name());
+            let body = read_capped(response, MAX_TAG_PAGE_BYTES, registry, &what).await?;
+            let page: TagList =
+                serde_json::from_slice(&body).map_err(|e| protocol(format!("{what}: {e}")))?;
             tags.extend(page.tags.unwrap_or_default());
             if tags.len() >= max_tags {
                 if tags.len() > max_tags || next.is_some() {
@@ -136,10 +138,9 @@ impl RegistryClient {
                 );
                 let _permit = state.limit.clone().acquire_owned().await.ok();
                 let response = self.send(Method::GET, &url, reference, &state).await?;
-                response
-                    .bytes()
-                    .await
-                    .map_err(|e| RegistryError::transport(reference.registry(), e))
+                // Image configs are manifests' size too; the same limit bounds both.
+                let what = format!("{path} of {}", reference.name());
+                read_capped(response, MAX_MANIFEST_BYTES, reference.registry(), &what).await
             }
         };
         let mut body = get(format!("manifests/{digest}")).await?;

@@ -36,6 +36,9 @@ pub enum Fault {
     /// `200 OK` with an HTML sign-in page and no digest, as a captive portal or a misrouted
     /// proxy answers.
     HtmlPage,
+    /// `200 OK` with a JSON tag list of about `bytes` bytes, without `Content-Length` (the body
+    /// ends when the connection closes), so only reading it tells how large it is.
+    HugeTagList { bytes: usize },
 }
 
 /// Which requests a fault applies to.
@@ -45,6 +48,8 @@ pub enum Requests {
     Manifests,
     /// `/v2/<repo>/manifests/<tag>`: tag lookups only, digests still pass.
     ManifestsByTag,
+    /// `/v2/<repo>/tags/list`.
+    TagLists,
     /// Everything, `/v2/` included.
     All,
 }
@@ -216,8 +221,8 @@ impl FlakyServer {
 fn handle(state: &State, request: &ServerRequest) -> Reply {
     let manifest = manifest_reference(request.path());
     let arrived = SystemTime::now();
-    let fault = take_fault(state, manifest);
     let tag_list = request.path().ends_with("/tags/list");
+    let fault = take_fault(state, manifest, tag_list);
     let (delay, extra_headers) = {
         let behaviour = lock(&state.behaviour);
         let headers = if tag_list {
@@ -272,11 +277,12 @@ fn manifest_reference(path: &str) -> Option<&str> {
 }
 
 /// The fault that answers this request, if any, using up one of its answers.
-fn take_fault(state: &State, manifest: Option<&str>) -> Option<Fault> {
+fn take_fault(state: &State, manifest: Option<&str>, tag_list: bool) -> Option<Fault> {
     let mut behaviour = lock(&state.behaviour);
     let rule = behaviour.rules.iter_mut().find(|rule| {
         let applies = match rule.requests {
             Requests::All => true,
+            Requests::TagLists => tag_list,
             Requests::Manifests => manifest.is_some(),
             Requests::ManifestsByTag => manifest.is_some_and(|r| !r.starts_with("sha256:")),
         };
@@ -314,6 +320,17 @@ fn fault_reply(fault: Fault) -> Reply {
             headers: vec![json_type],
             body: error("UNKNOWN", "unknown error"),
         },
+        Fault::HugeTagList { bytes } => {
+            let tags: Vec<String> = (0..bytes / 12).map(|n| format!("t{n:08}")).collect();
+            let body = json!({ "name": "app", "tags": tags }).to_string();
+            Reply::Raw(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Connection: close\r\n\r\n{body}"
+                )
+                .into_bytes(),
+            )
+        }
         Fault::NotHttp => Reply::Raw(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n".to_vec()),
         Fault::HtmlPage => Reply::Http {
             status: 200,

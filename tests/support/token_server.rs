@@ -172,6 +172,8 @@ struct State {
     /// `(User-Agent prefix, expires_in)`: what clients of that agent are told about a token's
     /// lifetime (the token itself still expires as minted).
     expires_in_for: Mutex<Option<(String, u64)>>,
+    /// `(User-Agent prefix, bytes)`: answers to that agent carry this much padding.
+    padding_for: Mutex<Option<(String, usize)>>,
 }
 
 /// A running token server. Users authenticate with basic credentials and get what they ask
@@ -195,6 +197,7 @@ impl TokenServer {
             requests: Mutex::default(),
             issuer: TokenIssuer::new(),
             expires_in_for: Mutex::default(),
+            padding_for: Mutex::default(),
         });
         let handling = Arc::clone(&state);
         let server = HttpServer::start(move |request| handle(&handling, request));
@@ -221,6 +224,12 @@ impl TokenServer {
     /// engine, whose Go client refuses numbers beyond `int64`) are told the truth.
     pub fn answer_expires_in(&self, agent: &str, seconds: u64) {
         *lock(&self.state.expires_in_for) = Some((agent.to_owned(), seconds));
+    }
+
+    /// Pads the answers to clients whose `User-Agent` starts with `agent` with `bytes` bytes of
+    /// an extra field: an endpoint that sends far more than a token.
+    pub fn pad_answers(&self, agent: &str, bytes: usize) {
+        *lock(&self.state.padding_for) = Some((agent.to_owned(), bytes));
     }
 
     /// Every request so far, in order.
@@ -304,9 +313,13 @@ fn handle(state: &State, request: &ServerRequest) -> Reply {
         Some((agent, seconds)) if user_agent.starts_with(agent.as_str()) => *seconds,
         _ => TOKEN_LIFETIME_SECS,
     };
+    let padding = match &*lock(&state.padding_for) {
+        Some((agent, bytes)) if user_agent.starts_with(agent.as_str()) => "x".repeat(*bytes),
+        _ => String::new(),
+    };
     Reply::json(
         200,
-        &json!({ "token": token, "access_token": token, "expires_in": expires_in }),
+        &json!({ "token": token, "access_token": token, "expires_in": expires_in, "padding": padding }),
     )
 }
 
