@@ -38,6 +38,48 @@ enum Reason {
     Triggered(ApiTrigger),
 }
 
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Scheduled => f.write_str("scheduled"),
+            Reason::Triggered(t) => write!(f, "triggered ({t:?})"),
+        }
+    }
+}
+
+/// Runs one cycle, catching a panic at the cycle boundary: it is logged with the cycle's
+/// reason, counted (`cycle_failed`), and the daemon carries on with the next cycle instead of
+/// dying with it. An update it interrupted is in the journal, and the next cycle recovers it
+/// as after a crash. `false` (no handover) for a cycle that panicked.
+async fn guarded(
+    cycle: impl std::future::Future<Output = bool>,
+    reason: &Reason,
+    metrics: &Metrics,
+) -> bool {
+    use futures_util::FutureExt;
+    let clock = Instant::now();
+    // AssertUnwindSafe: what a cycle shares with the daemon is behind tokio mutexes (which do
+    // not poison) or std mutexes read with `into_inner` on poison; the journal, not memory,
+    // says what a cut-off update left behind.
+    match std::panic::AssertUnwindSafe(cycle).catch_unwind().await {
+        Ok(handed_over) => handed_over,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_string());
+            metrics.record_cycle_failed(clock.elapsed());
+            tracing::error!(
+                cycle = %reason,
+                panic = %message,
+                "cycle panicked and was abandoned; the next cycle runs as scheduled"
+            );
+            false
+        }
+    }
+}
+
 /// Runs cycles until `shutdown` fires.
 pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
     tracing::info!(engine = %agent.engine.host(), "tidewatch running");
@@ -47,7 +89,8 @@ pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
         let Some(lock) = lock(agent, &mut shutdown).await else {
             break;
         };
-        let handed_over = run_one(agent, &surface, &reason).await;
+        let handed_over =
+            guarded(run_one(agent, &surface, &reason), &reason, &surface.metrics).await;
         drop(lock);
         if handed_over {
             tracing::info!("self-update: the successor agent took over; exiting");
@@ -278,6 +321,24 @@ mod tests {
         assert_eq!(delay, Duration::MAX);
         let now = Instant::now();
         assert!(crate::clock::after(now, delay) > now);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_cycle_is_caught_counted_and_the_loop_goes_on() {
+        let metrics = Metrics::new();
+        let panicking = async {
+            if metrics.encode().is_ok() {
+                panic!("index out of bounds in a cycle");
+            }
+            true
+        };
+        assert!(!guarded(panicking, &Reason::Scheduled, &metrics).await);
+        assert!(guarded(async { true }, &Reason::Scheduled, &metrics).await);
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains("tidewatch_cycle_failed_total 1"),
+            "one cycle failed:\n{text}"
+        );
     }
 
     #[test]
