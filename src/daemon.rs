@@ -38,6 +38,48 @@ enum Reason {
     Triggered(ApiTrigger),
 }
 
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Scheduled => f.write_str("scheduled"),
+            Reason::Triggered(t) => write!(f, "triggered ({t:?})"),
+        }
+    }
+}
+
+/// Runs one cycle, catching a panic at the cycle boundary: it is logged with the cycle's
+/// reason, counted (`cycle_failed`), and the daemon carries on with the next cycle instead of
+/// dying with it. An update it interrupted is in the journal, and the next cycle recovers it
+/// as after a crash. `false` (no handover) for a cycle that panicked.
+async fn guarded(
+    cycle: impl std::future::Future<Output = bool>,
+    reason: &Reason,
+    metrics: &Metrics,
+) -> bool {
+    use futures_util::FutureExt;
+    let clock = Instant::now();
+    // AssertUnwindSafe: what a cycle shares with the daemon is behind tokio mutexes (which do
+    // not poison) or std mutexes read with `into_inner` on poison; the journal, not memory,
+    // says what a cut-off update left behind.
+    match std::panic::AssertUnwindSafe(cycle).catch_unwind().await {
+        Ok(handed_over) => handed_over,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_string());
+            metrics.record_cycle_failed(clock.elapsed());
+            tracing::error!(
+                cycle = %reason,
+                panic = %message,
+                "cycle panicked and was abandoned; the next cycle runs as scheduled"
+            );
+            false
+        }
+    }
+}
+
 /// Runs cycles until `shutdown` fires.
 pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
     tracing::info!(engine = %agent.engine.host(), "tidewatch running");
@@ -47,7 +89,8 @@ pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
         let Some(lock) = lock(agent, &mut shutdown).await else {
             break;
         };
-        let handed_over = run_one(agent, &surface, &reason).await;
+        let handed_over =
+            guarded(run_one(agent, &surface, &reason), &reason, &surface.metrics).await;
         drop(lock);
         if handed_over {
             tracing::info!("self-update: the successor agent took over; exiting");
@@ -57,7 +100,7 @@ pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
         // Counted from the end of a scheduled cycle; a triggered one leaves the schedule be.
         if let Reason::Scheduled = reason {
             let delay = next_delay(&agent.config.agent, Local::now(), random_fraction());
-            next_tick = Instant::now() + delay;
+            next_tick = crate::clock::after(Instant::now(), delay);
         }
         if shutdown.is_triggered() {
             break;
@@ -228,7 +271,7 @@ pub fn next_delay(agent: &AgentConfig, now: DateTime<Local>, fraction: f64) -> D
             // No next occurrence (an impossible date): check again in an hour.
             .unwrap_or(Duration::from_secs(3600)),
     };
-    base + agent.jitter.mul_f64(fraction.clamp(0.0, 1.0))
+    base.saturating_add(agent.jitter.mul_f64(fraction.clamp(0.0, 1.0)))
 }
 
 /// A number in `[0, 1)` that differs between calls and processes; jitter needs no more.
@@ -266,6 +309,36 @@ mod tests {
         let a = agent("[agent]\nschedule = \"*/5 * * * *\"\n");
         let now = Local.with_ymd_and_hms(2026, 3, 10, 12, 2, 30).unwrap();
         assert_eq!(next_delay(&a, now, 0.0), Duration::from_secs(150));
+    }
+
+    #[test]
+    fn a_huge_interval_and_jitter_saturate_instead_of_panicking() {
+        // Validation refuses these; the arithmetic must not panic on them regardless.
+        let mut a = agent("");
+        a.trigger = Trigger::Interval(Duration::MAX);
+        a.jitter = Duration::MAX;
+        let delay = next_delay(&a, Local::now(), 0.5);
+        assert_eq!(delay, Duration::MAX);
+        let now = Instant::now();
+        assert!(crate::clock::after(now, delay) > now);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_cycle_is_caught_counted_and_the_loop_goes_on() {
+        let metrics = Metrics::new();
+        let panicking = async {
+            if metrics.encode().is_ok() {
+                panic!("index out of bounds in a cycle");
+            }
+            true
+        };
+        assert!(!guarded(panicking, &Reason::Scheduled, &metrics).await);
+        assert!(guarded(async { true }, &Reason::Scheduled, &metrics).await);
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains("tidewatch_cycle_failed_total 1"),
+            "one cycle failed:\n{text}"
+        );
     }
 
     #[test]

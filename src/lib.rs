@@ -8,6 +8,7 @@ pub mod api;
 pub mod apply;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod cycle;

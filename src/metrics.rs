@@ -65,6 +65,7 @@ pub struct Metrics {
     registry: Arc<Registry>,
     checks: Counter,
     cycle_errors: Counter,
+    cycle_failed: Counter,
     updates: Family<OutcomeLabels, Counter>,
     rollbacks: Counter,
     registry_requests: Family<RegistryLabels, Counter>,
@@ -95,6 +96,7 @@ impl Metrics {
             registry: Arc::default(),
             checks: Counter::default(),
             cycle_errors: Counter::default(),
+            cycle_failed: Counter::default(),
             updates: Family::default(),
             rollbacks: Counter::default(),
             registry_requests: Family::default(),
@@ -122,6 +124,11 @@ impl Metrics {
             "cycle_errors",
             "Cycles that could not run (e.g. the engine was unreachable)",
             m.cycle_errors.clone(),
+        );
+        r.register(
+            "cycle_failed",
+            "Cycles that panicked and were abandoned (the agent carries on with the next)",
+            m.cycle_failed.clone(),
         );
         r.register(
             "updates",
@@ -191,6 +198,13 @@ impl Metrics {
     pub fn record_cycle_error(&self, duration: Duration) {
         self.checks.inc();
         self.cycle_errors.inc();
+        self.cycle_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Records a cycle that panicked: caught at the cycle boundary, logged, and abandoned.
+    pub fn record_cycle_failed(&self, duration: Duration) {
+        self.checks.inc();
+        self.cycle_failed.inc();
         self.cycle_duration.observe(duration.as_secs_f64());
     }
 
@@ -277,6 +291,7 @@ mod tests {
         for name in [
             "tidewatch_checks_total",
             "tidewatch_cycle_errors_total",
+            "tidewatch_cycle_failed_total",
             "tidewatch_updates_total{outcome=\"rolled_back\"}",
             "tidewatch_rollbacks_total",
             "tidewatch_cycle_duration_seconds_count",

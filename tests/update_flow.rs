@@ -674,3 +674,36 @@ fn the_watchtower_stop_signal_label_is_what_stops_the_old_container() {
     assert_ne!(bed.container_id("usr1"), old, "replaced");
     assert!(bed.is_running("usr1"), "the new container runs");
 }
+
+/// Issue #13: a stop timeout read from the engine met the clock unchecked, and `i64::MAX`
+/// seconds (which the Engine API accepts) panicked the cycle mid-recreate.
+#[test]
+fn a_stop_signal_label_with_the_largest_stop_timeout_still_updates_the_container() {
+    let bed = TestBed::new("flow-stop-timeout-max");
+    let registry = Registry::start();
+    let image = registry.image("usr1", "stable");
+    bed.build_dockerfile(&image, &usr1_only("one"));
+    push(&image);
+    let out = bed.dir().join("out");
+    std::fs::create_dir_all(&out).expect("create the signal directory");
+    let mount = format!("{}:/out", out.display());
+    let old = bed.run_with_stop_timeout(
+        "usr1",
+        &image,
+        i64::MAX,
+        &[&mount],
+        &[("tidewatch.stop-signal", "SIGUSR1")],
+    );
+    let updater = bed.updater(&[registry.host()]);
+    bed.build_dockerfile(&image, &usr1_only("two"));
+    push(&image);
+
+    let update = updater.update(&[]);
+
+    update.assert_exit(0);
+    assert_eq!(update.result("usr1").outcome, "updated", "{update:#?}");
+    let signalled = std::fs::read_to_string(out.join("signal")).unwrap_or_default();
+    assert_eq!(signalled.trim(), "one", "stopped by SIGUSR1; {update:#?}");
+    assert_ne!(bed.container_id("usr1"), old, "replaced");
+    assert!(bed.is_running("usr1"), "the new container runs");
+}

@@ -228,6 +228,40 @@ fn one_token_request_per_repository_scope_per_cycle_however_many_containers_use_
     );
 }
 
+#[test]
+fn a_token_endpoint_answering_the_largest_expires_in_does_not_crash_check_or_update() {
+    let bed = TestBed::new("wild-token-expiry");
+    let tokens = TokenServer::start(&[(USER, PASSWORD)]);
+    tokens.answer_expires_in(TIDEWATCH_AGENT, u64::MAX);
+    let registry = Registry::options().token_auth(&tokens).start();
+    let pusher = pusher(&bed, &registry.host());
+    let image = registry.image("app", "stable");
+    let published = publish_and_run(&bed, &image, "web", |image| pusher.push(image));
+    let agent = bed
+        .agent_for(&[RegistryEntry::new(&registry.host())
+            .insecure(true)
+            .username(USER)
+            .password_file(&password_file(&bed, "registry-password", PASSWORD))])
+        .env("DOCKER_CONFIG", empty_docker_config(&bed));
+
+    let check = agent.check(&[]);
+    check.assert_exit(0);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::UpdateAvailable, "{check}");
+    assert_eq!(
+        row.available_digest.as_deref(),
+        Some(published.v2.as_str()),
+        "{check}"
+    );
+
+    let update = agent.update(&[]);
+    assert_eq!(update.outcome.code, 0, "{update}");
+    let result = update
+        .result("web")
+        .unwrap_or_else(|| panic!("web was not updated; {update}"));
+    assert_eq!(result.outcome, "updated", "{update}");
+}
+
 /// How many of `requests` asked for each scope.
 fn scope_counts(requests: &[TokenRequest]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
@@ -235,6 +269,145 @@ fn scope_counts(requests: &[TokenRequest]) -> BTreeMap<String, usize> {
         *counts.entry(scope.clone()).or_insert(0) += 1;
     }
     counts
+}
+
+// --- credentials stay with their registry -----------------------------------------------------
+
+#[test]
+fn a_tag_list_link_to_another_host_is_not_followed_and_tracking_uses_the_pages_seen() {
+    let bed = TestBed::new("wild-link-origin");
+    let origin = Registry::start();
+    let front = FlakyServer::front(&origin);
+    // Where a hostile registry would send the agent, with its token and then its credentials.
+    let elsewhere = FlakyServer::front(&Registry::start());
+    let current = front.image("app", "1.0.0");
+    bed.build_app(&current, "1.0.0");
+    push(&current);
+    let newer = front.image("app", "1.1.0");
+    bed.build_app(&newer, "1.1.0");
+    let newer_digest = push(&newer);
+    bed.run("web", &current, &[("tidewatch.track", "semver:^1")]);
+    let link = format!(
+        "<{}/v2/app/tags/list?n=1000&last=1.1.0>; rel=\"next\"",
+        elsewhere.url()
+    );
+    front.add_tag_list_headers(&[("Link", &link)]);
+
+    let check = bed.agent(&[front.host(), elsewhere.host()]).check(&[]);
+
+    let followed: Vec<_> = elsewhere
+        .seen()
+        .into_iter()
+        .filter(|seen| seen.user_agent.starts_with(TIDEWATCH_AGENT))
+        .collect();
+    assert!(
+        followed.is_empty(),
+        "tidewatch followed a Link to another host: {followed:#?}; {check}"
+    );
+    check.assert_exit(0);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::UpdateAvailable, "{check}");
+    assert_eq!(
+        row.available_digest.as_deref(),
+        Some(newer_digest.as_str()),
+        "the first page's 1.1.0 is still chosen; {check}"
+    );
+}
+
+#[test]
+fn an_https_registry_naming_a_plain_http_token_endpoint_gets_no_credentials_and_an_error() {
+    let bed = TestBed::new("wild-realm-downgrade");
+    let ca = TestCa::new("wild-realm-downgrade");
+    let tokens = TokenServer::start(&[(USER, PASSWORD)]);
+    assert!(tokens.realm().starts_with("http://"), "precondition");
+    let registry = Registry::options().tls(&ca).token_auth(&tokens).start();
+    let _trust = EngineTrust::install(&ca, &registry.host());
+    let pusher = pusher(&bed, &registry.host());
+    let image = registry.image("app", "stable");
+    publish_and_run(&bed, &image, "web", |image| pusher.push(image));
+    let ca_file = ca.write_cert(&bed.dir().join("registry-ca.pem"));
+    let agent = bed
+        .agent_for(&[RegistryEntry::new(&registry.host())
+            .insecure(false)
+            .ca_file(&ca_file)
+            .username(USER)
+            .password_file(&password_file(&bed, "registry-password", PASSWORD))])
+        .env("DOCKER_CONFIG", empty_docker_config(&bed));
+
+    let check = agent.check(&[]);
+
+    let asked = tokens.requests_from(TIDEWATCH_AGENT);
+    assert!(
+        asked.is_empty(),
+        "tidewatch asked the plain-HTTP realm (user {:?}); {check}",
+        asked.iter().map(|r| r.user.clone()).collect::<Vec<_>>()
+    );
+    check.assert_exit(1);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::Error, "{check}");
+    let detail = row.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.contains(&registry.host()) && detail.contains("plain HTTP"),
+        "the error names the registry and the downgrade; {check}"
+    );
+}
+
+// --- bounded answers --------------------------------------------------------------------------
+
+#[test]
+fn a_tag_list_larger_than_its_limit_fails_the_row_naming_the_registry_and_repository() {
+    let bed = TestBed::new("wild-huge-tags");
+    let origin = Registry::start();
+    let front = FlakyServer::front(&origin);
+    let current = front.image("app", "1.0.0");
+    bed.build_app(&current, "1.0.0");
+    push(&current);
+    bed.run("web", &current, &[("tidewatch.track", "semver:^1")]);
+    front.fail_always(
+        Requests::TagLists,
+        Fault::HugeTagList {
+            bytes: 6 * 1024 * 1024,
+        },
+    );
+
+    let check = bed.agent(&[front.host()]).check(&[]);
+
+    check.assert_exit(1);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::Error, "{check}");
+    let detail = row.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.contains(&front.host()) && detail.contains("app") && detail.contains("bytes"),
+        "the error names the registry, the repository and the limit; {check}"
+    );
+}
+
+#[test]
+fn a_token_answer_larger_than_64_kib_is_refused_naming_the_registry() {
+    let bed = TestBed::new("wild-huge-token");
+    let tokens = TokenServer::start(&[(USER, PASSWORD)]);
+    tokens.pad_answers(TIDEWATCH_AGENT, 128 * 1024);
+    let registry = Registry::options().token_auth(&tokens).start();
+    let pusher = pusher(&bed, &registry.host());
+    let image = registry.image("app", "stable");
+    publish_and_run(&bed, &image, "web", |image| pusher.push(image));
+    let agent = bed
+        .agent_for(&[RegistryEntry::new(&registry.host())
+            .insecure(true)
+            .username(USER)
+            .password_file(&password_file(&bed, "registry-password", PASSWORD))])
+        .env("DOCKER_CONFIG", empty_docker_config(&bed));
+
+    let check = agent.check(&[]);
+
+    check.assert_exit(1);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::Error, "{check}");
+    let detail = row.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.contains(&registry.host()) && detail.contains("65536 bytes"),
+        "the error names the registry and the limit; {check}"
+    );
 }
 
 // --- basic auth and where credentials come from ----------------------------------------------

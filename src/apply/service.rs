@@ -132,7 +132,7 @@ impl Applier<'_> {
         service: &str,
         started_before: Option<&str>,
     ) -> (StepOutcome, String) {
-        let deadline = Instant::now() + self.swarm.timeout;
+        let deadline = crate::clock::after(Instant::now(), self.swarm.timeout);
         let mut last = Convergence::Rolling;
         loop {
             match self.engine.service(service).await {

@@ -118,7 +118,11 @@ impl Window {
         let length = chrono::Duration::from_std(self.length).unwrap_or(chrono::Duration::MAX);
         // The latest opening at or before now, if it is still open.
         if let Ok(opened) = self.schedule.find_previous_occurrence(&now, true) {
-            if now < opened + length {
+            // Past the end of time, the window is still open.
+            if opened
+                .checked_add_signed(length)
+                .is_none_or(|end| now < end)
+            {
                 return None;
             }
         }
@@ -196,6 +200,10 @@ pub struct RegistryConfig {
     /// When the registry says fewer pulls than this remain (`RateLimit-Remaining`), its checks
     /// are deferred for the cycle rather than eat into the pull quota.
     pub rate_limit_reserve: u64,
+    /// Tag tracking reads at most this many tags of a repository; the rest are not seen.
+    pub max_tags: usize,
+    /// ... and follows at most this many pages (`Link: rel="next"`) of its tag list.
+    pub max_tag_pages: usize,
 }
 
 impl RegistryConfig {
@@ -209,6 +217,8 @@ impl RegistryConfig {
             mirrors: Vec::new(),
             concurrency: DEFAULT_REGISTRY_CONCURRENCY,
             rate_limit_reserve: DEFAULT_RATE_LIMIT_RESERVE,
+            max_tags: DEFAULT_MAX_TAGS,
+            max_tag_pages: DEFAULT_MAX_TAG_PAGES,
         }
     }
 }
@@ -217,6 +227,28 @@ impl RegistryConfig {
 pub const DEFAULT_REGISTRY_CONCURRENCY: usize = 6;
 /// Default `[[registry]] rate_limit_reserve`.
 pub const DEFAULT_RATE_LIMIT_RESERVE: u64 = 10;
+
+/// Default `[[registry]] max_tags`.
+pub const DEFAULT_MAX_TAGS: usize = 10_000;
+/// Default `[[registry]] max_tag_pages`.
+pub const DEFAULT_MAX_TAG_PAGES: usize = 50;
+/// The most `max_tags` (a tag list that long is megabytes per repository and cycle).
+pub const MAX_MAX_TAGS: usize = 1_000_000;
+/// The most `max_tag_pages`.
+pub const MAX_MAX_TAG_PAGES: usize = 10_000;
+
+/// One (humantime) year: the longest `interval`, window `length` and `min_age`. Values beyond
+/// the bounds below are typos, not settings, and once added to a clock they overflowed it and
+/// panicked the daemon mid-cycle; they are refused at start-up instead.
+pub const MAX_LONG_DURATION: Duration = Duration::from_secs(31_557_600);
+/// One day: the longest `jitter`, `min_running`, `health_timeout` and `[swarm]` durations.
+pub const MAX_SHORT_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most `[[registry]] concurrency`: far beyond what any registry accepts from one client,
+/// far below tokio's semaphore limit.
+pub const MAX_REGISTRY_CONCURRENCY: usize = 64;
+/// How far ahead a window's (or `[agent] schedule`'s) next occurrence is looked for: a cron
+/// expression that never fires within it (`0 3 30 2 *`, February 30th) is refused.
+const SCHEDULE_HORIZON_YEARS: i32 = 5;
 
 /// `[update]`: how a recreate is gated.
 #[derive(Debug, Clone)]
@@ -383,9 +415,20 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
             Some(c) if *c.get_ref() == 0 => {
                 return Err(at.error(c.span(), "concurrency must be at least 1"))
             }
+            Some(c) if *c.get_ref() > MAX_REGISTRY_CONCURRENCY => {
+                return Err(at.error(
+                    c.span(),
+                    format!(
+                        "concurrency {} is too high: at most {MAX_REGISTRY_CONCURRENCY}",
+                        c.get_ref()
+                    ),
+                ))
+            }
             Some(c) => *c.get_ref(),
             None => DEFAULT_REGISTRY_CONCURRENCY,
         };
+        let max_tags = count(&r.max_tags, "max_tags", MAX_MAX_TAGS, at)?;
+        let max_tag_pages = count(&r.max_tag_pages, "max_tag_pages", MAX_MAX_TAG_PAGES, at)?;
         let ca_file = match r.ca_file {
             Some(path) => {
                 if let Err(e) = std::fs::metadata(path.get_ref()) {
@@ -408,6 +451,8 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
                 mirrors,
                 concurrency,
                 rate_limit_reserve: r.rate_limit_reserve.unwrap_or(DEFAULT_RATE_LIMIT_RESERVE),
+                max_tags: max_tags.unwrap_or(DEFAULT_MAX_TAGS),
+                max_tag_pages: max_tag_pages.unwrap_or(DEFAULT_MAX_TAG_PAGES),
             },
         );
     }
@@ -427,14 +472,26 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
                 depends_on: s.depends_on,
                 policy: s.policy.map(|p| parse_policy(&p, at)).transpose()?,
                 window: s.window.map(|w| parse_window(w, at)).transpose()?,
-                min_age: duration(s.min_age, at)?,
+                min_age: bounded(s.min_age, "min_age", MAX_LONG_DURATION, at)?,
             },
         );
     }
     let update = UpdateConfig::default();
     let update = UpdateConfig {
-        min_running: duration(raw.update.min_running, at)?.unwrap_or(update.min_running),
-        health_timeout: duration(raw.update.health_timeout, at)?.unwrap_or(update.health_timeout),
+        min_running: bounded(
+            raw.update.min_running,
+            "min_running",
+            MAX_SHORT_DURATION,
+            at,
+        )?
+        .unwrap_or(update.min_running),
+        health_timeout: bounded(
+            raw.update.health_timeout,
+            "health_timeout",
+            MAX_SHORT_DURATION,
+            at,
+        )?
+        .unwrap_or(update.health_timeout),
         keep_images: raw.update.keep_images.unwrap_or(update.keep_images),
         self_update: raw.update.self_update,
     };
@@ -452,7 +509,8 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
                 .transpose()?
                 .unwrap_or_default(),
             window: raw.watch.window.map(|w| parse_window(w, at)).transpose()?,
-            min_age: duration(raw.watch.min_age, at)?.unwrap_or_default(),
+            min_age: bounded(raw.watch.min_age, "min_age", MAX_LONG_DURATION, at)?
+                .unwrap_or_default(),
             include_stopped: raw.watch.include_stopped,
         },
         registries,
@@ -548,29 +606,72 @@ fn validate_agent(raw: raw::RawAgent, at: &Locator<'_>) -> Result<AgentConfig, C
             ))
         }
         (Some(interval), None) => {
-            let d = parse_duration(&interval, at)?;
+            let d = at_most(&interval, "interval", MAX_LONG_DURATION, at)?;
             if d.is_zero() {
                 return Err(at.error(interval.span(), "interval must be longer than zero"));
             }
             Trigger::Interval(d)
         }
-        (None, Some(schedule)) => Trigger::Schedule(Box::new(parse_schedule(&schedule, at)?)),
+        (None, Some(schedule)) => {
+            Trigger::Schedule(Box::new(parse_firing_schedule(&schedule, at)?))
+        }
         (None, None) => Trigger::Interval(Duration::from_secs(300)),
     };
     Ok(AgentConfig {
         trigger,
-        jitter: duration(raw.jitter, at)?.unwrap_or_default(),
+        jitter: bounded(raw.jitter, "jitter", MAX_SHORT_DURATION, at)?.unwrap_or_default(),
         state_dir: raw
             .state_dir
             .unwrap_or_else(|| PathBuf::from("/var/lib/tidewatch")),
     })
 }
 
-fn duration(
+/// An optional count from 1 to `max`; `key` names it in the error.
+fn count(
+    value: &Option<Spanned<usize>>,
+    key: &str,
+    max: usize,
+    at: &Locator<'_>,
+) -> Result<Option<usize>, ConfigError> {
+    match value {
+        Some(v) if !(1..=max).contains(v.get_ref()) => Err(at.error(
+            v.span(),
+            format!("{key} {} is out of range: 1 to {max}", v.get_ref()),
+        )),
+        Some(v) => Ok(Some(*v.get_ref())),
+        None => Ok(None),
+    }
+}
+
+/// An optional duration of at most `max`; `key` names it in the error.
+fn bounded(
     value: Option<Spanned<String>>,
+    key: &str,
+    max: Duration,
     at: &Locator<'_>,
 ) -> Result<Option<Duration>, ConfigError> {
-    value.map(|v| parse_duration(&v, at)).transpose()
+    value.map(|v| at_most(&v, key, max, at)).transpose()
+}
+
+/// A duration of at most `max`; `key` names it in the error.
+fn at_most(
+    value: &Spanned<String>,
+    key: &str,
+    max: Duration,
+    at: &Locator<'_>,
+) -> Result<Duration, ConfigError> {
+    let d = parse_duration(value, at)?;
+    if d > max {
+        return Err(at.error(
+            value.span(),
+            format!(
+                "{key} {:?} is too long: at most {}",
+                value.get_ref(),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_duration(value: &Spanned<String>, at: &Locator<'_>) -> Result<Duration, ConfigError> {
@@ -598,7 +699,7 @@ fn parse_policy(value: &Spanned<String>, at: &Locator<'_>) -> Result<Policy, Con
 }
 
 fn parse_window(raw: raw::RawWindow, at: &Locator<'_>) -> Result<Window, ConfigError> {
-    let length = parse_duration(&raw.length, at)?;
+    let length = at_most(&raw.length, "a window's length", MAX_LONG_DURATION, at)?;
     if length.is_zero() {
         return Err(at.error(
             raw.length.span(),
@@ -606,7 +707,7 @@ fn parse_window(raw: raw::RawWindow, at: &Locator<'_>) -> Result<Window, ConfigE
         ));
     }
     Ok(Window {
-        schedule: Box::new(parse_schedule(&raw.schedule, at)?),
+        schedule: Box::new(parse_firing_schedule(&raw.schedule, at)?),
         length,
         expression: raw.schedule.get_ref().clone(),
     })
@@ -631,6 +732,30 @@ fn parse_schedule(value: &Spanned<String>, at: &Locator<'_>) -> Result<Cron, Con
             ),
         )
     })
+}
+
+/// A cron expression that fires at least once in the next [`SCHEDULE_HORIZON_YEARS`]: one that
+/// never does (February 30th) would otherwise mean a window that is never open, or worse, is
+/// taken for "no window" (always open) by code that finds no occurrence.
+fn parse_firing_schedule(value: &Spanned<String>, at: &Locator<'_>) -> Result<Cron, ConfigError> {
+    let cron = parse_schedule(value, at)?;
+    let now = chrono::Local::now();
+    let horizon = now
+        .checked_add_months(chrono::Months::new(
+            12 * SCHEDULE_HORIZON_YEARS.unsigned_abs(),
+        ))
+        .unwrap_or(now);
+    match cron.find_next_occurrence(&now, false) {
+        Ok(next) if next <= horizon => Ok(cron),
+        _ => Err(at.error(
+            value.span(),
+            format!(
+                "cron expression {:?} never fires in the next {SCHEDULE_HORIZON_YEARS} years \
+                 (an impossible date such as February 30th?)",
+                value.get_ref()
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

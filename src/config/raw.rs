@@ -91,7 +91,7 @@ pub(super) struct RawSwarm {
     pub order: Option<Spanned<String>>,
     pub failure_action: Option<Spanned<String>>,
     pub monitor: Option<Spanned<String>>,
-    pub parallelism: Option<u64>,
+    pub parallelism: Option<Spanned<u64>>,
     pub delay: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
 }
@@ -111,6 +111,8 @@ pub(super) struct RawRegistry {
     pub mirror: Vec<Spanned<String>>,
     pub concurrency: Option<Spanned<usize>>,
     pub rate_limit_reserve: Option<u64>,
+    pub max_tags: Option<Spanned<usize>>,
+    pub max_tag_pages: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

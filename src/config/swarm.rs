@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{duration, raw, ConfigError, Locator};
+use super::{bounded, raw, ConfigError, Locator, MAX_SHORT_DURATION};
+
+/// The most tasks updated at once: Swarm takes an `i64`, and no cluster has more.
+const MAX_PARALLELISM: u64 = 1_000_000;
 
 /// `[swarm]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,14 +100,29 @@ pub(super) fn validate(raw: raw::RawSwarm, at: &Locator<'_>) -> Result<SwarmConf
         Some(t) if super::parse_duration(t, at)?.is_zero() => {
             return Err(at.error(t.span(), "timeout must be longer than zero"))
         }
-        _ => duration(raw.timeout, at)?.unwrap_or(defaults.timeout),
+        _ => bounded(raw.timeout, "timeout", MAX_SHORT_DURATION, at)?.unwrap_or(defaults.timeout),
     };
+    if let Some(p) = &raw.parallelism {
+        if *p.get_ref() > MAX_PARALLELISM {
+            return Err(at.error(
+                p.span(),
+                format!(
+                    "parallelism {} is too high: at most {MAX_PARALLELISM} (0 is all at once)",
+                    p.get_ref()
+                ),
+            ));
+        }
+    }
     Ok(SwarmConfig {
         order,
         failure_action,
-        monitor: duration(raw.monitor, at)?.unwrap_or(defaults.monitor),
-        parallelism: raw.parallelism.unwrap_or(defaults.parallelism),
-        delay: duration(raw.delay, at)?.unwrap_or(defaults.delay),
+        monitor: bounded(raw.monitor, "monitor", MAX_SHORT_DURATION, at)?
+            .unwrap_or(defaults.monitor),
+        parallelism: raw
+            .parallelism
+            .map(Spanned::into_inner)
+            .unwrap_or(defaults.parallelism),
+        delay: bounded(raw.delay, "delay", MAX_SHORT_DURATION, at)?.unwrap_or(defaults.delay),
         timeout,
     })
 }

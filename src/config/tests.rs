@@ -255,3 +255,116 @@ fn section_of<'a>(text: &'a str, table: &str) -> String {
     assert!(!out.is_empty(), "agent.toml has no {table} section");
     out
 }
+
+/// Issue #13: values that passed validation and then overflowed a clock or a semaphore.
+#[test]
+fn durations_and_counts_beyond_sane_bounds_are_refused_with_their_place() {
+    let cases = [
+        (
+            "[agent]\ninterval = \"500000000000years\"\n",
+            "2:12",
+            "interval",
+        ),
+        ("[agent]\njitter = \"2days\"\n", "2:10", "jitter"),
+        (
+            "[watch]\nwindow = { schedule = \"0 2 * * *\", length = \"300000years\" }\n",
+            "2:45",
+            "length",
+        ),
+        ("[watch]\nmin_age = \"2years\"\n", "2:11", "min_age"),
+        (
+            "[[service]]\nname = \"web\"\nmin_age = \"100000years\"\n",
+            "3:11",
+            "min_age",
+        ),
+        (
+            "[update]\nhealth_timeout = \"1000years\"\n",
+            "2:18",
+            "health_timeout",
+        ),
+        ("[update]\nmin_running = \"25h\"\n", "2:15", "min_running"),
+        ("[swarm]\ntimeout = \"300000years\"\n", "2:11", "timeout"),
+        ("[swarm]\nmonitor = \"2days\"\n", "2:11", "monitor"),
+        ("[swarm]\ndelay = \"2days\"\n", "2:9", "delay"),
+        (
+            "[swarm]\nparallelism = 9223372036854775808\n",
+            "2:15",
+            "parallelism",
+        ),
+        (
+            "[[registry]]\nhost = \"ghcr.io\"\nconcurrency = 4611686018427387904\n",
+            "3:15",
+            "concurrency",
+        ),
+        (
+            "[[registry]]\nhost = \"ghcr.io\"\nconcurrency = 65\n",
+            "3:15",
+            "concurrency",
+        ),
+    ];
+    for (toml, place, key) in cases {
+        let e = err(toml);
+        assert!(
+            e.starts_with(&format!("agent.toml:{place}: ")),
+            "{toml:?} → {e}"
+        );
+        assert!(e.contains(key) && e.contains("at most"), "{toml:?} → {e}");
+    }
+}
+
+#[test]
+fn values_at_the_bounds_are_accepted() {
+    let c = Config::parse(
+        "[agent]\ninterval = \"1year\"\njitter = \"1day\"\n\
+         [watch]\nmin_age = \"1year\"\nwindow = { schedule = \"0 2 * * *\", length = \"1year\" }\n\
+         [update]\nhealth_timeout = \"24h\"\nmin_running = \"24h\"\n\
+         [swarm]\ntimeout = \"24h\"\n\
+         [[registry]]\nhost = \"ghcr.io\"\nconcurrency = 64\n",
+        "agent.toml",
+    )
+    .unwrap();
+    assert_eq!(c.update.health_timeout, Duration::from_secs(86_400));
+    assert_eq!(c.registry("ghcr.io").unwrap().concurrency, 64);
+}
+
+#[test]
+fn a_window_whose_cron_never_fires_is_refused_instead_of_meaning_always_open() {
+    let e = err("[watch]\nwindow = { schedule = \"0 3 30 2 *\", length = \"1h\" }\n");
+    assert!(e.starts_with("agent.toml:2:23: "), "{e}");
+    assert!(e.contains("never fires"), "{e}");
+    let e = err(
+        "[[service]]\nname = \"db\"\nwindow = { schedule = \"0 0 31 4 *\", length = \"1h\" }\n",
+    );
+    assert!(e.starts_with("agent.toml:3:23: "), "{e}");
+    let e = err("[agent]\nschedule = \"0 3 30 2 *\"\n");
+    assert!(e.starts_with("agent.toml:2:12: "), "{e}");
+    // Rare is not never: February 29th comes within the horizon.
+    Config::parse(
+        "[watch]\nwindow = { schedule = \"0 3 29 2 *\", length = \"1h\" }\n",
+        "agent.toml",
+    )
+    .unwrap();
+}
+
+#[test]
+fn tag_list_caps_are_read_per_registry_and_bounded() {
+    let c = Config::parse(
+        "[[registry]]\nhost = \"ghcr.io\"\nmax_tags = 500\nmax_tag_pages = 3\n",
+        "agent.toml",
+    )
+    .unwrap();
+    let r = c.registry("ghcr.io").unwrap();
+    assert_eq!((r.max_tags, r.max_tag_pages), (500, 3));
+    let unlisted = c.registry_or_default("docker.io");
+    assert_eq!((unlisted.max_tags, unlisted.max_tag_pages), (10_000, 50));
+    let e = err("[[registry]]\nhost = \"ghcr.io\"\nmax_tags = 0\n");
+    assert!(
+        e.starts_with("agent.toml:3:12: ") && e.contains("max_tags"),
+        "{e}"
+    );
+    let e = err("[[registry]]\nhost = \"ghcr.io\"\nmax_tag_pages = 100000\n");
+    assert!(
+        e.starts_with("agent.toml:3:17: ") && e.contains("1 to 10000"),
+        "{e}"
+    );
+}

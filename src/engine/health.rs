@@ -32,7 +32,7 @@ impl Engine {
         shutdown: &Shutdown,
     ) -> Result<Health, EngineError> {
         let mut shutdown = shutdown.clone();
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::after(Instant::now(), timeout);
         let mut first_restart_count = None;
         let mut running_since: Option<Instant> = None;
         // Whether the last look found a healthcheck that has not run even once.

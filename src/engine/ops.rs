@@ -231,7 +231,7 @@ impl Engine {
 
     /// Waits up to `grace` for a container to stop running; returns early once it has.
     async fn wait_stopped(&self, container: &str, grace: Duration) -> Result<(), EngineError> {
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline = crate::clock::after_tokio(tokio::time::Instant::now(), grace);
         loop {
             let running = self
                 .inspect_container(container)

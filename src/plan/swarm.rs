@@ -60,7 +60,9 @@ pub fn update_config(
     let own = own.cloned().unwrap_or_default();
     let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
     ServiceSpecUpdateConfig {
-        parallelism: own.parallelism.or(Some(defaults.parallelism as i64)),
+        parallelism: own.parallelism.or(Some(
+            i64::try_from(defaults.parallelism).unwrap_or(i64::MAX),
+        )),
         delay: own.delay.or(Some(nanos(defaults.delay))),
         failure_action: own
             .failure_action

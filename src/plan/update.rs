@@ -256,7 +256,10 @@ fn held_by_rules(c: &Candidate, moment: Moment) -> Option<String> {
             .to_std()
             .unwrap_or_default();
         if age < c.min_age {
-            let until = first_seen + chrono::Duration::from_std(c.min_age).unwrap_or_default();
+            let until = chrono::Duration::from_std(c.min_age)
+                .ok()
+                .and_then(|min_age| first_seen.checked_add_signed(min_age))
+                .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
             return Some(format!(
                 "digest first seen {} ago; min_age {} lets it go at {}",
                 humantime::format_duration(Duration::from_secs(age.as_secs())),

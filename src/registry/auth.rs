@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::RegistryError;
+use super::{read_capped, RegistryError, MAX_TOKEN_ANSWER_BYTES};
 
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +124,24 @@ struct TokenResponse {
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 /// Lifetime assumed when the token endpoint does not say (the distribution spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest a token is kept, whatever `expires_in` says: hosted registries hand out tokens
+/// for minutes, and a token endpoint's number must not reach the clock unbounded (a huge
+/// `expires_in` overflowed `Instant` and panicked the cycle).
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// When a token fetched at `now` with `expires_in` (seconds, as the token endpoint said) is
+/// dropped from the cache: a little before it expires, at most [`MAX_TOKEN_LIFETIME`] away.
+fn token_expiry(now: Instant, expires_in: Option<u64>) -> Instant {
+    let lifetime = expires_in
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+        .min(MAX_TOKEN_LIFETIME)
+        .saturating_sub(EXPIRY_MARGIN)
+        .max(Duration::from_secs(1));
+    // Within a day of now cannot overflow on any platform tokio runs on; if it did, a token
+    // that is not cached is only asked for again.
+    now.checked_add(lifetime).unwrap_or(now)
+}
 
 impl TokenCache {
     /// A cached, unexpired token for `registry` and `scope`.
@@ -214,10 +232,13 @@ impl TokenCache {
                 detail: format!("token endpoint {realm} answered {status}"),
             });
         }
-        let body: TokenResponse = response.json().await.map_err(|e| RegistryError::Protocol {
-            registry: registry.to_string(),
-            reason: format!("token endpoint {realm} sent an unreadable answer: {e}"),
-        })?;
+        let what = format!("the token for {scope} from {realm}");
+        let body = read_capped(response, MAX_TOKEN_ANSWER_BYTES, registry, &what).await?;
+        let body: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+                registry: registry.to_string(),
+                reason: format!("token endpoint {realm} sent an unreadable answer: {e}"),
+            })?;
         let value = body
             .token
             .or(body.access_token)
@@ -226,14 +247,7 @@ impl TokenCache {
                 registry: registry.to_string(),
                 reason: format!("token endpoint {realm} sent no token"),
             })?;
-        let lifetime = body
-            .expires_in
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
-        let expires = Instant::now()
-            + lifetime
-                .saturating_sub(EXPIRY_MARGIN)
-                .max(Duration::from_secs(1));
+        let expires = token_expiry(Instant::now(), body.expires_in);
         self.tokens.lock().await.insert(
             (registry.to_string(), scope.to_string()),
             CachedToken {
@@ -287,6 +301,18 @@ mod tests {
             None,
             "realm is required"
         );
+    }
+
+    #[test]
+    fn a_huge_expires_in_is_capped_at_a_day_instead_of_overflowing_the_clock() {
+        let now = Instant::now();
+        assert_eq!(
+            token_expiry(now, Some(u64::MAX)),
+            now + MAX_TOKEN_LIFETIME - EXPIRY_MARGIN
+        );
+        assert_eq!(token_expiry(now, Some(300)), now + Duration::from_secs(290));
+        assert_eq!(token_expiry(now, None), now + Duration::from_secs(50));
+        assert_eq!(token_expiry(now, Some(0)), now + Duration::from_secs(1));
     }
 
     #[test]

@@ -53,6 +53,14 @@ const RATE_LIMIT_TRIES: u32 = 3;
 /// next cycle tries again.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 
+/// The largest manifest or index read: distribution's own limit for a manifest it accepts.
+const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// The largest token endpoint answer read: a token is a few kilobytes at most.
+const MAX_TOKEN_ANSWER_BYTES: usize = 64 * 1024;
+/// The largest page of a tag list read: ten thousand tags of the longest length allowed (128)
+/// fit comfortably, in JSON.
+const MAX_TAG_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// What a registry says a reference currently points to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteManifest {
@@ -145,6 +153,26 @@ pub enum RegistryError {
         /// Pulls left, as the registry last said.
         remaining: u64,
     },
+    /// An HTTPS registry named a plain-HTTP token endpoint: asking it would send the
+    /// credentials, and the token, in clear.
+    #[error("registry {registry} names a token endpoint over plain HTTP ({realm}); refusing to downgrade from HTTPS")]
+    InsecureRealm {
+        /// The registry host.
+        registry: String,
+        /// The token endpoint it named.
+        realm: String,
+    },
+    /// An answer was larger than anything a well-behaved registry sends; reading stopped at
+    /// `limit` bytes.
+    #[error("registry {registry} sent more than {limit} bytes for {what}; refusing to read it")]
+    TooLarge {
+        /// The registry host.
+        registry: String,
+        /// What was being read: `manifest <reference>`, `tag list of <repository>`...
+        what: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The answer made no sense (no digest, unreadable body).
     #[error("registry {registry} sent an unusable answer: {reason}")]
     Protocol {
@@ -171,6 +199,38 @@ impl RegistryError {
             }
         }
     }
+}
+
+/// The body of `response`, read chunk by chunk and refused as soon as it exceeds `limit`
+/// bytes (or says it will, in `Content-Length`), so a hostile registry cannot make the agent
+/// buffer what it likes. `what` names the object in the error.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+    registry: &str,
+    what: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let too_large = || RegistryError::TooLarge {
+        registry: registry.to_string(),
+        what: what.to_string(),
+        limit,
+    };
+    let declared = response.content_length().unwrap_or(0);
+    if usize::try_from(declared).map_or(true, |n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| RegistryError::transport(registry, e))?
+    {
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Counters of requests sent, for logs, benchmarks and metrics.
@@ -418,10 +478,13 @@ impl RegistryClient {
         let _permit = state.limit.clone().acquire_owned().await.ok();
         let url = self.manifest_url(reference, digest);
         let response = self.send(Method::GET, &url, reference, &state).await?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| RegistryError::transport(reference.registry(), e))?;
+        let body = read_capped(
+            response,
+            MAX_MANIFEST_BYTES,
+            reference.registry(),
+            &format!("index {digest} of {}", reference.name()),
+        )
+        .await?;
         let entries = Arc::new(
             index::parse(&body).map_err(|reason| RegistryError::Protocol {
                 registry: reference.registry().to_string(),
@@ -464,7 +527,11 @@ impl RegistryClient {
             .unwrap_or_else(|| self.http.clone());
         let state = Arc::new(RegistryState {
             http,
-            limit: Arc::new(Semaphore::new(settings.concurrency)),
+            // Validation bounds `concurrency` far below the limit; an unlisted registry's
+            // default is small. The `min` keeps `Semaphore::new` from panicking regardless.
+            limit: Arc::new(Semaphore::new(
+                settings.concurrency.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             settings,
             credentials,
             backoff_until: Mutex::new(None),
@@ -577,6 +644,16 @@ impl RegistryClient {
                         service,
                         scope: asked,
                     }) => {
+                        let credentials = if realm_gets_credentials(url, &realm, registry)? {
+                            credentials.as_ref()
+                        } else {
+                            tracing::warn!(
+                                registry,
+                                realm,
+                                "the token endpoint is on another host over plain HTTP; asking it without credentials"
+                            );
+                            None
+                        };
                         let refused = match &authorization {
                             Authorization::Bearer(t) => Some(t.as_str()),
                             _ => None,
@@ -592,7 +669,7 @@ impl RegistryClient {
                                     asked.as_deref().unwrap_or(&scope),
                                 ),
                                 &scope,
-                                credentials.as_ref(),
+                                credentials,
                                 refused,
                             )
                             .await
@@ -651,6 +728,46 @@ impl RegistryClient {
             ));
         }
     }
+}
+
+/// Whether the token endpoint `realm`, named by the registry answering `request_url`, may be
+/// sent the registry's credentials. Its own origin may, and any host over HTTPS; a plain-HTTP
+/// realm on another host only when registry and realm are both on loopback (a local test or
+/// development registry). A plain-HTTP realm named by an HTTPS registry is a downgrade, and
+/// an error.
+fn realm_gets_credentials(
+    request_url: &str,
+    realm: &str,
+    registry: &str,
+) -> Result<bool, RegistryError> {
+    let protocol = |reason: String| RegistryError::Protocol {
+        registry: registry.to_string(),
+        reason,
+    };
+    let request = reqwest::Url::parse(request_url)
+        .map_err(|e| protocol(format!("request URL {request_url}: {e}")))?;
+    let realm_url = reqwest::Url::parse(realm)
+        .map_err(|e| protocol(format!("token endpoint {realm:?} is not a URL: {e}")))?;
+    match realm_url.scheme() {
+        "https" => return Ok(true),
+        "http" if request.scheme() == "https" => {
+            return Err(RegistryError::InsecureRealm {
+                registry: registry.to_string(),
+                realm: realm.to_string(),
+            })
+        }
+        "http" => {}
+        other => {
+            return Err(protocol(format!(
+                "token endpoint {realm:?} has scheme {other:?}, not https"
+            )))
+        }
+    }
+    if realm_url.origin() == request.origin() {
+        return Ok(true);
+    }
+    let on_loopback = |url: &reqwest::Url| url.host_str().is_some_and(is_loopback);
+    Ok(on_loopback(&request) && on_loopback(&realm_url))
 }
 
 /// Up to `max`, different on each call.
@@ -727,6 +844,38 @@ mod tests {
         assert!(!is_loopback("ghcr.io"));
         assert!(!is_loopback("10.0.0.1:5000"));
         assert!(!is_loopback("registry.tailnet.ts.net:5000"));
+    }
+
+    #[test]
+    fn credentials_go_to_a_realm_on_the_same_origin_or_over_https_only() {
+        let gets = |request: &str, realm: &str| realm_gets_credentials(request, realm, "reg");
+        let https = "https://ghcr.io/v2/o/app/manifests/1";
+        assert!(gets(https, "https://ghcr.io/token").unwrap());
+        assert!(gets(https, "https://auth.example/token").unwrap());
+        let downgrade = gets(https, "http://auth.example/token").unwrap_err();
+        assert!(
+            matches!(&downgrade, RegistryError::InsecureRealm { registry, .. } if registry == "reg"),
+            "{downgrade}"
+        );
+        assert!(
+            gets(https, "http://ghcr.io/token").is_err(),
+            "same host, still a downgrade"
+        );
+        assert!(gets(https, "ftp://ghcr.io/token").is_err());
+
+        let http = "http://10.0.0.5:5000/v2/app/manifests/1";
+        assert!(
+            gets(http, "http://10.0.0.5:5000/token").unwrap(),
+            "its own origin"
+        );
+        assert!(
+            !gets(http, "http://10.0.0.6/token").unwrap(),
+            "another host in clear"
+        );
+        let loopback = "http://127.0.0.1:5000/v2/app/manifests/1";
+        assert!(gets(loopback, "http://127.0.0.1:5001/token").unwrap());
+        assert!(gets(loopback, "http://localhost:5001/token").unwrap());
+        assert!(!gets(loopback, "http://10.0.0.6/token").unwrap());
     }
 
     #[test]

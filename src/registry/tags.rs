@@ -4,17 +4,17 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use reqwest::Method;
+use reqwest::{Method, Url};
 use serde::Deserialize;
 
-use super::{index, RegistryClient, RegistryError};
+use super::{
+    index, read_capped, RegistryClient, RegistryError, MAX_MANIFEST_BYTES, MAX_TAG_PAGE_BYTES,
+};
 use crate::engine::Platform;
 use crate::image_ref::ImageRef;
 
-/// Tags asked for per page.
+/// Tags asked for per page (fewer when `max_tags` is lower).
 const PAGE: usize = 1000;
-/// Pages followed at most, so a misbehaving `Link` cannot loop forever.
-const MAX_PAGES: usize = 50;
 
 #[derive(Deserialize)]
 struct TagList {
@@ -38,35 +38,76 @@ struct ImageConfig {
 }
 
 impl RegistryClient {
-    /// Every tag of `reference`'s repository, following the registry's pagination.
+    /// The tags of `reference`'s repository, following the registry's pagination on the
+    /// registry's own origin only, up to its `max_tags` and `max_tag_pages`. A page that
+    /// points elsewhere, or a cap reached, ends the list with a warning: tag tracking then
+    /// chooses among the tags seen.
     pub async fn list_tags(&self, reference: &ImageRef) -> Result<Vec<String>, RegistryError> {
-        let state = self.state(reference.registry()).await;
-        let base = format!(
-            "{}://{}",
-            self.scheme(reference.registry()),
-            reference.api_host()
+        let registry = reference.registry();
+        let state = self.state(registry).await;
+        let (max_tags, max_pages) = (state.settings.max_tags, state.settings.max_tag_pages);
+        let protocol = |reason: String| RegistryError::Protocol {
+            registry: registry.to_string(),
+            reason,
+        };
+        let first = format!(
+            "{}://{}/v2/{}/tags/list?n={}",
+            self.scheme(registry),
+            reference.api_host(),
+            reference.repository(),
+            PAGE.min(max_tags)
         );
-        let mut url = format!("{base}/v2/{}/tags/list?n={PAGE}", reference.repository());
+        let mut url = Url::parse(&first).map_err(|e| protocol(format!("{first}: {e}")))?;
         let mut tags = Vec::new();
-        for _ in 0..MAX_PAGES {
+        for _ in 0..max_pages {
             let _permit = state.limit.clone().acquire_owned().await.ok();
-            let response = self.send(Method::GET, &url, reference, &state).await?;
+            let response = self
+                .send(Method::GET, url.as_str(), reference, &state)
+                .await?;
             let next = response
                 .headers()
                 .get("link")
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let page: TagList = response.json().await.map_err(|e| RegistryError::Protocol {
-                registry: reference.registry().to_string(),
-                reason: format!("tag list of {}: {e}", reference.name()),
-            })?;
+            let what = format!("tag list of {}", reference.name());
+            let body = read_capped(response, MAX_TAG_PAGE_BYTES, registry, &what).await?;
+            let page: TagList =
+                serde_json::from_slice(&body).map_err(|e| protocol(format!("{what}: {e}")))?;
             tags.extend(page.tags.unwrap_or_default());
-            match next {
-                Some(path) if path.starts_with('/') => url = format!("{base}{path}"),
-                Some(absolute) => url = absolute,
-                None => return Ok(tags),
+            if tags.len() >= max_tags {
+                if tags.len() > max_tags || next.is_some() {
+                    tracing::warn!(
+                        registry,
+                        repository = reference.repository(),
+                        max_tags,
+                        "tag list cut at max_tags; later tags are not considered"
+                    );
+                }
+                tags.truncate(max_tags);
+                return Ok(tags);
+            }
+            let Some(next) = next else {
+                return Ok(tags);
+            };
+            match same_origin_page(&url, &next) {
+                Some(page) => url = page,
+                None => {
+                    tracing::warn!(
+                        registry,
+                        repository = reference.repository(),
+                        link = next,
+                        "the tag list's next page is on another origin; not following it"
+                    );
+                    return Ok(tags);
+                }
             }
         }
+        tracing::warn!(
+            registry,
+            repository = reference.repository(),
+            max_tag_pages = max_pages,
+            "tag list cut at max_tag_pages; later tags are not considered"
+        );
         Ok(tags)
     }
 
@@ -97,10 +138,9 @@ impl RegistryClient {
                 );
                 let _permit = state.limit.clone().acquire_owned().await.ok();
                 let response = self.send(Method::GET, &url, reference, &state).await?;
-                response
-                    .bytes()
-                    .await
-                    .map_err(|e| RegistryError::transport(reference.registry(), e))
+                // Image configs are manifests' size too; the same limit bounds both.
+                let what = format!("{path} of {}", reference.name());
+                read_capped(response, MAX_MANIFEST_BYTES, reference.registry(), &what).await
             }
         };
         let mut body = get(format!("manifests/{digest}")).await?;
@@ -145,6 +185,14 @@ fn next_link(header: &str) -> Option<String> {
     })
 }
 
+/// The next page `link` names, resolved against the page `current`, when it has the same
+/// scheme, host and port: requests carry the registry's token, and a 401 from another host
+/// would be answered with the registry's credentials.
+fn same_origin_page(current: &Url, link: &str) -> Option<Url> {
+    let next = current.join(link).ok()?;
+    (next.origin() == current.origin()).then_some(next)
+}
+
 /// Cache of image creation times by digest.
 pub(super) type CreatedCache = HashMap<String, Option<DateTime<Utc>>>;
 
@@ -159,5 +207,27 @@ mod tests {
             Some("/v2/app/tags/list?last=b&n=2")
         );
         assert_eq!(next_link(r#"</x>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn only_next_pages_on_the_same_scheme_host_and_port_are_followed() {
+        let current = Url::parse("https://ghcr.io/v2/o/app/tags/list?n=1000").unwrap();
+        let follow = |link: &str| same_origin_page(&current, link).map(String::from);
+        assert_eq!(
+            follow("/v2/o/app/tags/list?n=1000&last=b").as_deref(),
+            Some("https://ghcr.io/v2/o/app/tags/list?n=1000&last=b")
+        );
+        assert_eq!(
+            follow("https://ghcr.io/v2/o/app/tags/list?last=b").as_deref(),
+            Some("https://ghcr.io/v2/o/app/tags/list?last=b")
+        );
+        assert_eq!(follow("https://evil.example/v2/o/app/tags/list"), None);
+        assert_eq!(
+            follow("http://ghcr.io/v2/o/app/tags/list"),
+            None,
+            "downgrade"
+        );
+        assert_eq!(follow("https://ghcr.io:8443/v2/o/app/tags/list"), None);
+        assert_eq!(follow("//evil.example/v2/o/app/tags/list"), None);
     }
 }

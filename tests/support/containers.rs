@@ -309,3 +309,78 @@ fn write(path: &Path, contents: &str) {
     fs::write(path, contents)
         .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
 }
+
+impl TestBed {
+    /// Creates and starts the bed's container `name` through the Engine API itself, with a
+    /// `StopTimeout` (seconds) the docker CLI cannot express (it takes a 32-bit number; the
+    /// API takes 64 bits), `binds` as `-v` takes them, and `labels`. Returns the container id.
+    pub fn run_with_stop_timeout(
+        &self,
+        name: &str,
+        image: &str,
+        stop_timeout: i64,
+        binds: &[&str],
+        labels: &[(&str, &str)],
+    ) -> String {
+        let mut all = serde_json::Map::new();
+        for (key, value) in [(TEST_LABEL, self.id()), (SCOPE_LABEL, self.scope())]
+            .iter()
+            .chain(labels)
+        {
+            all.insert((*key).to_owned(), serde_json::Value::from(*value));
+        }
+        let body = serde_json::json!({
+            "Image": image,
+            "Labels": all,
+            "StopTimeout": stop_timeout,
+            "HostConfig": { "Binds": binds },
+        });
+        let (status, answer) = engine_api(
+            "POST",
+            &format!("/containers/create?name={}", self.name(name)),
+            Some(&body),
+        );
+        assert_eq!(status, 201, "creating {name} through the API: {answer}");
+        let id = serde_json::from_str::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|created| created["Id"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("the engine created {name} without an id: {answer}"));
+        let (status, answer) = engine_api("POST", &format!("/containers/{id}/start"), None);
+        assert_eq!(status, 204, "starting {name}: {answer}");
+        id
+    }
+}
+
+/// One request to the engine's unix socket (HTTP/1.0: the engine answers, then closes).
+fn engine_api(method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = super::docker::Engine::host();
+    let socket = host
+        .strip_prefix("unix://")
+        .unwrap_or_else(|| panic!("the Engine API helper speaks to a unix socket, not {host}"));
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|error| panic!("cannot connect to {socket}: {error}"));
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .unwrap_or_else(|error| panic!("writing to {socket}: {error}"));
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .unwrap_or_else(|error| panic!("reading from {socket}: {error}"));
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer from {socket}: {answer}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

@@ -36,6 +36,9 @@ pub enum Fault {
     /// `200 OK` with an HTML sign-in page and no digest, as a captive portal or a misrouted
     /// proxy answers.
     HtmlPage,
+    /// `200 OK` with a JSON tag list of about `bytes` bytes, without `Content-Length` (the body
+    /// ends when the connection closes), so only reading it tells how large it is.
+    HugeTagList { bytes: usize },
 }
 
 /// Which requests a fault applies to.
@@ -45,6 +48,8 @@ pub enum Requests {
     Manifests,
     /// `/v2/<repo>/manifests/<tag>`: tag lookups only, digests still pass.
     ManifestsByTag,
+    /// `/v2/<repo>/tags/list`.
+    TagLists,
     /// Everything, `/v2/` included.
     All,
 }
@@ -89,6 +94,7 @@ struct Rule {
 struct Behaviour {
     rules: Vec<Rule>,
     manifest_headers: Vec<(String, String)>,
+    tag_list_headers: Vec<(String, String)>,
     manifest_delay: Duration,
 }
 
@@ -177,6 +183,16 @@ impl FlakyServer {
         );
     }
 
+    /// Adds `headers` to every tag list (`/v2/<repo>/tags/list`) passed from the origin: a
+    /// `Link` of the front's choosing, say.
+    pub fn add_tag_list_headers(&self, headers: &[(&str, &str)]) {
+        lock(&self.state.behaviour).tag_list_headers.extend(
+            headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
+        );
+    }
+
     /// Holds every manifest request for `delay` before answering it, so concurrent requests
     /// overlap long enough to be counted.
     pub fn delay_manifests(&self, delay: Duration) {
@@ -224,10 +240,16 @@ impl FlakyServer {
 fn handle(state: &State, request: &ServerRequest) -> Reply {
     let manifest = manifest_reference(request.path());
     let arrived = SystemTime::now();
-    let fault = take_fault(state, manifest);
+    let tag_list = request.path().ends_with("/tags/list");
+    let fault = take_fault(state, manifest, tag_list);
     let (delay, extra_headers) = {
         let behaviour = lock(&state.behaviour);
-        (behaviour.manifest_delay, behaviour.manifest_headers.clone())
+        let headers = if tag_list {
+            behaviour.tag_list_headers.clone()
+        } else {
+            behaviour.manifest_headers.clone()
+        };
+        (behaviour.manifest_delay, headers)
     };
 
     if manifest.is_some() {
@@ -242,7 +264,9 @@ fn handle(state: &State, request: &ServerRequest) -> Reply {
         None => {
             let reply = forward(&state.origin, request);
             match reply {
-                Reply::Raw(raw) if manifest.is_some() && !extra_headers.is_empty() => {
+                Reply::Raw(raw)
+                    if (manifest.is_some() || tag_list) && !extra_headers.is_empty() =>
+                {
                     Reply::Raw(with_headers(raw, &extra_headers))
                 }
                 reply => reply,
@@ -272,11 +296,12 @@ fn manifest_reference(path: &str) -> Option<&str> {
 }
 
 /// The fault that answers this request, if any, using up one of its answers.
-fn take_fault(state: &State, manifest: Option<&str>) -> Option<Fault> {
+fn take_fault(state: &State, manifest: Option<&str>, tag_list: bool) -> Option<Fault> {
     let mut behaviour = lock(&state.behaviour);
     let rule = behaviour.rules.iter_mut().find(|rule| {
         let applies = match rule.requests {
             Requests::All => true,
+            Requests::TagLists => tag_list,
             Requests::Manifests => manifest.is_some(),
             Requests::ManifestsByTag => manifest.is_some_and(|r| !r.starts_with("sha256:")),
         };
@@ -314,6 +339,17 @@ fn fault_reply(fault: Fault) -> Reply {
             headers: vec![json_type],
             body: error("UNKNOWN", "unknown error"),
         },
+        Fault::HugeTagList { bytes } => {
+            let tags: Vec<String> = (0..bytes / 12).map(|n| format!("t{n:08}")).collect();
+            let body = json!({ "name": "app", "tags": tags }).to_string();
+            Reply::Raw(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Connection: close\r\n\r\n{body}"
+                )
+                .into_bytes(),
+            )
+        }
         Fault::NotHttp => Reply::Raw(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n".to_vec()),
         Fault::HtmlPage => Reply::Http {
             status: 200,

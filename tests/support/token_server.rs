@@ -176,6 +176,11 @@ struct State {
     /// Refresh tokens handed out (OAuth2 `access_type=offline`), each with its user.
     refresh_tokens: Mutex<HashMap<String, String>>,
     issuer: TokenIssuer,
+    /// `(User-Agent prefix, expires_in)`: what clients of that agent are told about a token's
+    /// lifetime (the token itself still expires as minted).
+    expires_in_for: Mutex<Option<(String, u64)>>,
+    /// `(User-Agent prefix, bytes)`: answers to that agent carry this much padding.
+    padding_for: Mutex<Option<(String, usize)>>,
 }
 
 /// A running token server. Users authenticate with basic credentials and get what they ask
@@ -199,6 +204,8 @@ impl TokenServer {
             requests: Mutex::default(),
             refresh_tokens: Mutex::default(),
             issuer: TokenIssuer::new(),
+            expires_in_for: Mutex::default(),
+            padding_for: Mutex::default(),
         });
         let handling = Arc::clone(&state);
         let server = HttpServer::start(move |request| handle(&handling, request));
@@ -218,6 +225,19 @@ impl TokenServer {
     /// Lets anonymous clients pull `repository`.
     pub fn make_public(&self, repository: &str) {
         lock(&self.state.public).insert(repository.to_owned());
+    }
+
+    /// Tells clients whose `User-Agent` starts with `agent` that tokens last `seconds`
+    /// (`expires_in`), whatever the tokens say: a hostile or buggy token endpoint. Others (the
+    /// engine, whose Go client refuses numbers beyond `int64`) are told the truth.
+    pub fn answer_expires_in(&self, agent: &str, seconds: u64) {
+        *lock(&self.state.expires_in_for) = Some((agent.to_owned(), seconds));
+    }
+
+    /// Pads the answers to clients whose `User-Agent` starts with `agent` with `bytes` bytes of
+    /// an extra field: an endpoint that sends far more than a token.
+    pub fn pad_answers(&self, agent: &str, bytes: usize) {
+        *lock(&self.state.padding_for) = Some((agent.to_owned(), bytes));
     }
 
     /// Every request so far, in order.
@@ -280,10 +300,11 @@ fn get_token(state: &State, request: &ServerRequest) -> Reply {
         None => false,
     };
     let token = grant(state, &mut record, authenticated);
+    let (expires_in, padding) = quirks(state, &record.user_agent);
     lock(&state.requests).push(record);
     Reply::json(
         200,
-        &json!({ "token": token, "access_token": token, "expires_in": TOKEN_LIFETIME_SECS }),
+        &json!({ "token": token, "access_token": token, "expires_in": expires_in, "padding": padding }),
     )
 }
 
@@ -346,10 +367,12 @@ fn post_token(state: &State, request: &ServerRequest) -> Reply {
             )
         })
         .collect();
+    let (expires_in, padding) = quirks(state, &record.user_agent);
     let mut answer = json!({
         "access_token": token,
         "scope": granted_scopes.join(" "),
-        "expires_in": TOKEN_LIFETIME_SECS,
+        "expires_in": expires_in,
+        "padding": padding,
     });
     if field("access_type").as_deref() == Some("offline") {
         let refresh = format!("tidewatch-test-refresh-{}", unique());
@@ -411,6 +434,20 @@ fn grant(state: &State, record: &mut TokenRequest, authenticated: bool) -> Strin
     let token = state.issuer.mint(&subject, &record.granted);
     record.token = Some(token.clone());
     token
+}
+
+/// What clients of `user_agent` are told of a token's lifetime, and the padding their answers
+/// carry: what [`TokenServer::answer_expires_in`] and its padding sibling set up.
+fn quirks(state: &State, user_agent: &str) -> (u64, String) {
+    let expires_in = match &*lock(&state.expires_in_for) {
+        Some((agent, seconds)) if user_agent.starts_with(agent.as_str()) => *seconds,
+        _ => TOKEN_LIFETIME_SECS,
+    };
+    let padding = match &*lock(&state.padding_for) {
+        Some((agent, bytes)) if user_agent.starts_with(agent.as_str()) => "x".repeat(*bytes),
+        _ => String::new(),
+    };
+    (expires_in, padding)
 }
 
 /// A number no other call in this process gets.
