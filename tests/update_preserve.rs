@@ -292,8 +292,12 @@ volumes:
         object(&inspect["Config"]["Labels"])
             .iter()
             .filter(|(key, _)| key.starts_with("com.docker.compose."))
-            // The hash names the image the tag points to: it is refreshed, checked below.
-            .filter(|(key, _)| key.as_str() != "com.docker.compose.config-hash")
+            // The hash names the image the tag points to: it is refreshed, checked below. So
+            // does Compose v2's image label, which names the new image, also checked below.
+            .filter(|(key, _)| {
+                !["com.docker.compose.config-hash", "com.docker.compose.image"]
+                    .contains(&key.as_str())
+            })
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect()
     };
@@ -306,6 +310,12 @@ volumes:
         new["Name"], old["Name"],
         "the container keeps compose's name"
     );
+    if let Some(label) = new["Config"]["Labels"]["com.docker.compose.image"].as_str() {
+        assert_eq!(
+            label, v2_image,
+            "Compose v2's image label names the new image"
+        );
+    }
 
     let hash_on_v2 = compose.config_hash("web");
     let label = new["Config"]["Labels"]["com.docker.compose.config-hash"].clone();
@@ -317,7 +327,7 @@ volumes:
     let after = compose.container_id("web");
 
     assert!(
-        after == updated && !printed.contains("Recreating"),
+        after == updated && !printed.contains("Recreat"),
         "`docker-compose up -d` recreated the container tidewatch had updated \
          ({updated} -> {after}).\n\
          compose's config hash of `web`: {hash_on_v1} while the tag named v1 (image {v1_image}), \
@@ -329,6 +339,91 @@ volumes:
         text(&inspect_container(&after)["Image"]),
         v2_image,
         "the service runs v2"
+    );
+}
+
+#[test]
+fn lane2_compose_v2_depends_on_orders_the_update_and_compose_then_finds_both_services_current() {
+    assert!(
+        Compose::is_v2(),
+        "needs Compose v2: run it with `scripts/lane current exec` (scripts/test does)"
+    );
+    let bed = TestBed::new("preserve-compose-v2");
+    let registry = Registry::start();
+    let (db, web) = (
+        registry.image("db", "stable"),
+        registry.image("web", "stable"),
+    );
+    bed.build_app(&db, "db1");
+    push(&db);
+    bed.build_app(&web, "web1");
+    push(&web);
+    let compose = Compose::new(
+        &bed,
+        &format!(
+            r#"services:
+  db:
+    image: {db}
+    init: true
+    labels:{{labels}}
+  web:
+    image: {web}
+    init: true
+    depends_on:
+      db:
+        condition: service_healthy
+    labels:{{labels}}
+"#
+        ),
+    );
+    compose.up();
+    let (db_before, web_before) = (compose.container_id("db"), compose.container_id("web"));
+    wait_healthy(&web_before);
+    let depends_on =
+        &inspect_container(&web_before)["Config"]["Labels"]["com.docker.compose.depends_on"];
+    assert_eq!(
+        depends_on.as_str(),
+        Some("db:service_healthy:false"),
+        "precondition: Compose v2 records depends_on"
+    );
+
+    // Names sort web before db: only depends_on puts db first.
+    push_from_elsewhere(&web, || bed.build_app(&web, "web2"));
+    push_from_elsewhere(&db, || bed.build_app(&db, "db2"));
+    let update = run_agent(&agent(&bed, &registry), &["update", "--json"]);
+
+    assert_eq!(update.code, 0, "update failed: {update:#?}");
+    let report: Value = serde_json::from_str(&update.stdout)
+        .unwrap_or_else(|error| panic!("not JSON ({error}): {update:#?}"));
+    let order: Vec<String> = array(&report["results"])
+        .iter()
+        .filter(|result| result["outcome"] == "updated")
+        .map(|result| text(&result["container"]).to_owned())
+        .collect();
+    assert_eq!(
+        order,
+        vec![bed.name("db-1"), bed.name("web-1")],
+        "db, which web depends on, goes first: {report:#}"
+    );
+    let (db_after, web_after) = (compose.container_id("db"), compose.container_id("web"));
+    assert!(
+        db_after != db_before && web_after != web_before,
+        "{report:#}"
+    );
+    wait_healthy(&web_after);
+
+    let printed = compose.up();
+
+    assert_eq!(
+        (compose.container_id("db"), compose.container_id("web")),
+        (db_after, web_after.clone()),
+        "`docker compose up -d` recreated what tidewatch had updated:\n{printed}"
+    );
+    assert!(!printed.contains("Recreat"), "{printed}");
+    assert_eq!(
+        compose.state("web"),
+        ("running".to_owned(), "healthy".to_owned()),
+        "`docker compose ps` of web"
     );
 }
 

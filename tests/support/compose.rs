@@ -1,5 +1,7 @@
-//! A docker-compose (v1, Debian's `docker-compose`) project in a test bed: its file in the bed's
-//! directory, the bed id as project name, and `down` on drop.
+//! A compose project in a test bed: its file in the bed's directory, the bed id as project name,
+//! and `down` on drop. Compose v1 (Debian 12's `docker-compose`) on the 20.10 lane; Compose v2
+//! where the lane names its program (`TIDEWATCH_TEST_COMPOSE`, scripts/lane), run standalone
+//! with the same arguments.
 
 use std::fs;
 use std::path::PathBuf;
@@ -66,13 +68,31 @@ impl Compose {
             .to_owned()
     }
 
-    /// Runs `docker-compose -p PROJECT -f FILE ARGS`; returns its stdout and stderr.
+    /// Whether this is Compose v2.
+    pub fn is_v2() -> bool {
+        std::env::var_os("TIDEWATCH_TEST_COMPOSE").is_some()
+    }
+
+    /// `compose ps --format json` of `service`: its container's `State` and `Health`.
+    pub fn state(&self, service: &str) -> (String, String) {
+        let (printed, _) = self
+            .run(&["ps", "--format", "json", service])
+            .unwrap_or_else(|error| panic!("{error}"));
+        let row: serde_json::Value = serde_json::from_str(printed.lines().next().unwrap_or(""))
+            .unwrap_or_else(|error| panic!("not compose's JSON ({error}): {printed}"));
+        let field = |name: &str| row[name].as_str().unwrap_or_default().to_owned();
+        (field("State"), field("Health"))
+    }
+
+    /// Runs `COMPOSE -p PROJECT -f FILE ARGS`; returns its stdout and stderr.
     fn run(&self, args: &[&str]) -> Result<(String, String), String> {
         let file = self.file.to_string_lossy();
         let mut all = vec!["--ansi", "never", "-p", &self.project, "-f", &file];
         all.extend_from_slice(args);
-        let command = format!("docker-compose {}", all.join(" "));
-        let output = Command::new("docker-compose")
+        let program =
+            std::env::var("TIDEWATCH_TEST_COMPOSE").unwrap_or_else(|_| "docker-compose".to_owned());
+        let command = format!("{program} {}", all.join(" "));
+        let output = Command::new(&program)
             .args(&all)
             .output()
             .map_err(|error| format!("cannot run `{command}`: {error} (run scripts/test-env)"))?;
