@@ -92,7 +92,8 @@ fn downtime() {
         PROBE_EVERY.as_millis()
     );
     let tw = summary("tidewatch update", &tidewatch);
-    let dc = summary("docker-compose up -d", &compose_gaps);
+    let compose_name = format!("{} up -d", compose_program());
+    let dc = summary(&compose_name, &compose_gaps);
     println!(
         "  ratio tidewatch/compose: median {:.2}, min {:.2} (target: <= 1)",
         tw.median / dc.median,
@@ -281,7 +282,13 @@ impl Probe {
     }
 }
 
-/// A one-service docker-compose (v1) project for the bench's compose side.
+/// The compose program: v1's `docker-compose`, or Compose v2 where the lane names it
+/// (`TIDEWATCH_TEST_COMPOSE`, scripts/lane), run standalone with the same arguments.
+fn compose_program() -> String {
+    std::env::var("TIDEWATCH_TEST_COMPOSE").unwrap_or_else(|_| "docker-compose".to_owned())
+}
+
+/// A one-service compose project for the bench's compose side.
 struct Compose {
     dir: PathBuf,
     project: String,
@@ -311,7 +318,7 @@ impl Compose {
     }
 
     fn run(&self, args: &[&str]) {
-        let output = Command::new("docker-compose")
+        let output = Command::new(compose_program())
             .arg("--project-name")
             .arg(&self.project)
             .args(args)
@@ -332,7 +339,7 @@ impl Compose {
 
 impl Drop for Compose {
     fn drop(&mut self) {
-        let _ = Command::new("docker-compose")
+        let _ = Command::new(compose_program())
             .arg("--project-name")
             .arg(&self.project)
             .args(["down", "--timeout", "1"])
