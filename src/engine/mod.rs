@@ -247,6 +247,26 @@ impl Engine {
 /// Pulls of large images can take minutes; per-request deadlines are set by callers.
 const TIMEOUT_SECS: u64 = 600;
 
+/// An HTTPS client trusting what `config` trusts, for bollard and for `raw.rs`. No idle
+/// connections are kept, as bollard's own clients do not keep them: the same behaviour on every
+/// transport, at the price of a handshake a request.
+fn https_client<B>(
+    config: &rustls::ClientConfig,
+) -> Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, B>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.clone())
+        .https_only()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(https)
+}
+
 /// Makes bollard clients for one endpoint, with the TLS files read once.
 pub(crate) enum Connector {
     Unix(String),
@@ -288,16 +308,7 @@ impl Connector {
                 Docker::connect_with_http(authority, TIMEOUT_SECS, version)
             }
             Connector::Tls { authority, config } => {
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(rustls::ClientConfig::clone(config))
-                    .https_only()
-                    .enable_http1()
-                    .build();
-                // No idle connections are kept, as bollard's own clients do not keep them:
-                // the same behaviour on every transport, at the price of a handshake a request.
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_max_idle_per_host(0)
-                    .build(https);
+                let client = https_client(config);
                 let transport = move |request: BollardRequest| {
                     let client = client.clone();
                     async move {

@@ -8,10 +8,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-
-use super::{Connector, Engine, EngineError};
+use super::{https_client, Connector, Engine, EngineError};
 use crate::error_chain::error_chain;
 
 /// The largest answer read: a container inspect is a few KiB; anything near this is not one.
@@ -72,14 +69,7 @@ impl Engine {
                 get(stream, request(path, authority)?).await
             }
             Connector::Tls { authority, config } => {
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(rustls::ClientConfig::clone(config))
-                    .https_only()
-                    .enable_http1()
-                    .build();
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_max_idle_per_host(0)
-                    .build(https);
+                let client = https_client(config);
                 let response = client
                     .request(request(&format!("https://{authority}{path}"), authority)?)
                     .await
