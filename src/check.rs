@@ -293,30 +293,50 @@ async fn retarget_tracked(
     moved
 }
 
-/// The tag among `tags` whose image was built last (ties: the later tag in the list).
+/// The tag among `tags` whose image was built last. At most the registry's
+/// `max_track_candidates` tags are looked up, the likely newest names first, its
+/// `concurrency` at a time (ties: the likelier newest name).
 async fn newest_by_creation(
     registry: &RegistryClient,
     reference: &ImageRef,
     platform: &crate::engine::Platform,
     tags: Vec<&str>,
 ) -> Option<String> {
-    let mut best: Option<(chrono::DateTime<chrono::Utc>, String)> = None;
-    for tag in tags {
-        let candidate = reference.with_tag(tag);
-        let Ok(manifest) = registry.current(&candidate).await else {
-            continue;
-        };
-        let Ok(Some(created)) = registry
-            .created(&candidate, &manifest.digest, platform)
-            .await
-        else {
-            continue;
-        };
-        if best.as_ref().is_none_or(|(b, _)| created >= *b) {
-            best = Some((created, tag.to_string()));
-        }
+    use futures_util::stream::{self, StreamExt};
+    let settings = registry.settings(reference.registry());
+    let matching = tags.len();
+    let mut candidates = track::likely_newest_first(tags);
+    if matching > settings.max_track_candidates {
+        tracing::warn!(
+            %reference,
+            matching,
+            max_track_candidates = settings.max_track_candidates,
+            "more tags match than are looked up per cycle; the likely newest names are"
+        );
+        candidates.truncate(settings.max_track_candidates);
     }
-    best.map(|(_, tag)| tag)
+    let created: Vec<(usize, Option<chrono::DateTime<chrono::Utc>>)> =
+        stream::iter(candidates.iter().enumerate())
+            .map(|(rank, tag)| async move {
+                let candidate = reference.with_tag(tag);
+                let Ok(manifest) = registry.current(&candidate).await else {
+                    return (rank, None);
+                };
+                let created = registry
+                    .created(&candidate, &manifest.digest, platform)
+                    .await
+                    .ok()
+                    .flatten();
+                (rank, created)
+            })
+            .buffer_unordered(settings.concurrency.max(1))
+            .collect()
+            .await;
+    created
+        .into_iter()
+        .filter_map(|(rank, created)| Some((created?, std::cmp::Reverse(rank))))
+        .max()
+        .map(|(_, std::cmp::Reverse(rank))| candidates[rank].to_string())
 }
 
 /// Rows for names asked for on the command line that are not running in scope.

@@ -15,6 +15,7 @@ use crate::config::{AgentConfig, Trigger};
 use crate::cycle::{Agent, CycleReport};
 use crate::image_ref::ImageRef;
 use crate::metrics::Metrics;
+use crate::notify::{Event, EventKind};
 use crate::shutdown::Shutdown;
 use crate::state::{CycleLock, StateError, Wait};
 
@@ -47,36 +48,54 @@ impl std::fmt::Display for Reason {
     }
 }
 
-/// Runs one cycle, catching a panic at the cycle boundary: it is logged with the cycle's
-/// reason, counted (`cycle_failed`), and the daemon carries on with the next cycle instead of
-/// dying with it. An update it interrupted is in the journal, and the next cycle recovers it
-/// as after a crash. `false` (no handover) for a cycle that panicked.
-async fn guarded(
-    cycle: impl std::future::Future<Output = bool>,
-    reason: &Reason,
-    metrics: &Metrics,
-) -> bool {
+/// Runs one cycle, catching a panic at the cycle boundary, so the daemon carries on with the
+/// next cycle instead of dying with it: `Err` with the panic's message. An update it
+/// interrupted is in the journal, and the next cycle recovers it as after a crash.
+async fn guarded<T>(cycle: impl std::future::Future<Output = T>) -> Result<T, String> {
     use futures_util::FutureExt;
-    let clock = Instant::now();
     // AssertUnwindSafe: what a cycle shares with the daemon is behind tokio mutexes (which do
     // not poison) or std mutexes read with `into_inner` on poison; the journal, not memory,
     // says what a cut-off update left behind.
-    match std::panic::AssertUnwindSafe(cycle).catch_unwind().await {
-        Ok(handed_over) => handed_over,
-        Err(panic) => {
-            let message = panic
+    std::panic::AssertUnwindSafe(cycle)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(no message)".to_string());
-            metrics.record_cycle_failed(clock.elapsed());
-            tracing::error!(
-                cycle = %reason,
-                panic = %message,
-                "cycle panicked and was abandoned; the next cycle runs as scheduled"
-            );
-            false
-        }
+                .unwrap_or_else(|| "(no message)".to_string())
+        })
+}
+
+/// Reports a cycle that panicked: logged with why it ran, counted (`cycle_failed`), and
+/// announced as a `failed` event of `tidewatch` itself to the notifiers that want failures.
+fn cycle_panicked(
+    agent: &Agent,
+    surface: &Surface,
+    reason: &Reason,
+    panic: &str,
+    elapsed: Duration,
+) {
+    surface.metrics.record_cycle_failed(elapsed);
+    tracing::error!(
+        cycle = %reason,
+        panic,
+        "cycle panicked and was abandoned; the next cycle runs as scheduled"
+    );
+    if agent.notifications.wants(EventKind::Failed) {
+        let event = Event {
+            container: "tidewatch".to_string(),
+            image: format!("{reason} cycle"),
+            event: EventKind::Failed,
+            from_digest: None,
+            to_digest: None,
+            detail: format!(
+                "panicked and was abandoned: {panic}; the next cycle runs as scheduled"
+            ),
+        };
+        // Sent in the background, like a cycle's own notifications.
+        drop(agent.notifications.dispatch(&agent.host, vec![event]));
     }
 }
 
@@ -89,8 +108,14 @@ pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
         let Some(lock) = lock(agent, &mut shutdown).await else {
             break;
         };
-        let handed_over =
-            guarded(run_one(agent, &surface, &reason), &reason, &surface.metrics).await;
+        let clock = Instant::now();
+        let handed_over = match guarded(run_one(agent, &surface, &reason)).await {
+            Ok(handed_over) => handed_over,
+            Err(panic) => {
+                cycle_panicked(agent, &surface, &reason, &panic, clock.elapsed());
+                false
+            }
+        };
         drop(lock);
         if handed_over {
             tracing::info!("self-update: the successor agent took over; exiting");
@@ -324,21 +349,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_panicking_cycle_is_caught_counted_and_the_loop_goes_on() {
-        let metrics = Metrics::new();
+    async fn a_panicking_cycle_is_caught_with_its_message_and_the_next_one_runs() {
+        let n = 3;
         let panicking = async {
-            if metrics.encode().is_ok() {
-                panic!("index out of bounds in a cycle");
-            }
-            true
+            let v: Vec<u8> = Vec::new();
+            v[n]
         };
-        assert!(!guarded(panicking, &Reason::Scheduled, &metrics).await);
-        assert!(guarded(async { true }, &Reason::Scheduled, &metrics).await);
+        let caught = guarded(panicking).await.unwrap_err();
+        assert!(caught.contains("index out of bounds"), "{caught}");
+        let formatted = guarded(async { panic!("cycle {n} broke") }).await;
+        assert_eq!(formatted, Err("cycle 3 broke".to_string()));
+        assert_eq!(guarded(async { true }).await, Ok(true));
+    }
+
+    #[test]
+    fn a_panicked_cycle_is_counted_apart_from_errors() {
+        let metrics = Metrics::new();
+        metrics.record_cycle_failed(Duration::from_millis(5));
         let text = metrics.encode().unwrap();
-        assert!(
-            text.contains("tidewatch_cycle_failed_total 1"),
-            "one cycle failed:\n{text}"
-        );
+        assert!(text.contains("tidewatch_cycle_failed_total 1"), "{text}");
+        assert!(text.contains("tidewatch_cycle_errors_total 0"), "{text}");
     }
 
     #[test]

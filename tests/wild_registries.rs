@@ -410,6 +410,60 @@ fn a_token_answer_larger_than_64_kib_is_refused_naming_the_registry() {
     );
 }
 
+#[test]
+fn regex_tracking_looks_up_the_likely_newest_tags_only_and_several_at_a_time() {
+    let bed = TestBed::new("wild-regex-bound");
+    let origin = Registry::start();
+    let front = FlakyServer::front(&origin);
+    let mut digests = Vec::new();
+    for build in 1..=5 {
+        let image = front.image("app", &format!("build-{build}"));
+        bed.build_app(&image, &format!("build-{build}"));
+        digests.push(push(&image));
+    }
+    bed.run(
+        "web",
+        &front.image("app", "build-1"),
+        &[("tidewatch.track", "regex:build-[0-9]+")],
+    );
+    front.delay_manifests(Duration::from_millis(400));
+    front.reset_max_in_flight();
+    let agent = bed.agent_for(&[RegistryEntry::new(&front.host())
+        .insecure(true)
+        .concurrency(4)
+        .max_track_candidates(3)]);
+
+    let check = agent.check(&[]);
+
+    check.assert_exit(0);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::UpdateAvailable, "{check}");
+    assert_eq!(
+        row.available_digest.as_deref(),
+        Some(digests[4].as_str()),
+        "build-5, built last, wins; {check}"
+    );
+    let looked_up: Vec<String> = front
+        .seen()
+        .into_iter()
+        .filter(|seen| seen.method == "HEAD" && seen.user_agent.starts_with(TIDEWATCH_AGENT))
+        .map(|seen| seen.path)
+        .collect();
+    for old in ["build-1", "build-2"] {
+        assert!(
+            !looked_up
+                .iter()
+                .any(|path| path.ends_with(&format!("/{old}"))),
+            "{old} is beyond the 3 likely newest candidates: {looked_up:#?}; {check}"
+        );
+    }
+    let most = front.max_in_flight();
+    assert!(
+        most >= 2,
+        "candidates were looked up one at a time ({most} in flight) with concurrency 4; {check}"
+    );
+}
+
 // --- basic auth and where credentials come from ----------------------------------------------
 
 /// A basic-auth registry with `app:stable` at v2 while the bed's `web` runs v1.

@@ -204,6 +204,10 @@ pub struct RegistryConfig {
     pub max_tags: usize,
     /// ... and follows at most this many pages (`Link: rel="next"`) of its tag list.
     pub max_tag_pages: usize,
+    /// `tidewatch.track=regex:` evaluates (one HEAD, and GETs for the creation time of a
+    /// digest not seen before) at most this many matching tags per repository and cycle, the
+    /// likely newest first.
+    pub max_track_candidates: usize,
 }
 
 impl RegistryConfig {
@@ -219,6 +223,7 @@ impl RegistryConfig {
             rate_limit_reserve: DEFAULT_RATE_LIMIT_RESERVE,
             max_tags: DEFAULT_MAX_TAGS,
             max_tag_pages: DEFAULT_MAX_TAG_PAGES,
+            max_track_candidates: DEFAULT_MAX_TRACK_CANDIDATES,
         }
     }
 }
@@ -232,6 +237,10 @@ pub const DEFAULT_RATE_LIMIT_RESERVE: u64 = 10;
 pub const DEFAULT_MAX_TAGS: usize = 10_000;
 /// Default `[[registry]] max_tag_pages`.
 pub const DEFAULT_MAX_TAG_PAGES: usize = 50;
+/// Default `[[registry]] max_track_candidates`.
+pub const DEFAULT_MAX_TRACK_CANDIDATES: usize = 20;
+/// The most `max_track_candidates`.
+pub const MAX_MAX_TRACK_CANDIDATES: usize = 1_000;
 /// The most `max_tags` (a tag list that long is megabytes per repository and cycle).
 pub const MAX_MAX_TAGS: usize = 1_000_000;
 /// The most `max_tag_pages`.
@@ -429,6 +438,12 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         };
         let max_tags = count(&r.max_tags, "max_tags", MAX_MAX_TAGS, at)?;
         let max_tag_pages = count(&r.max_tag_pages, "max_tag_pages", MAX_MAX_TAG_PAGES, at)?;
+        let max_track_candidates = count(
+            &r.max_track_candidates,
+            "max_track_candidates",
+            MAX_MAX_TRACK_CANDIDATES,
+            at,
+        )?;
         let ca_file = match r.ca_file {
             Some(path) => {
                 if let Err(e) = std::fs::metadata(path.get_ref()) {
@@ -453,6 +468,7 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
                 rate_limit_reserve: r.rate_limit_reserve.unwrap_or(DEFAULT_RATE_LIMIT_RESERVE),
                 max_tags: max_tags.unwrap_or(DEFAULT_MAX_TAGS),
                 max_tag_pages: max_tag_pages.unwrap_or(DEFAULT_MAX_TAG_PAGES),
+                max_track_candidates: max_track_candidates.unwrap_or(DEFAULT_MAX_TRACK_CANDIDATES),
             },
         );
     }

@@ -113,6 +113,7 @@ pub(super) struct RawRegistry {
     pub rate_limit_reserve: Option<u64>,
     pub max_tags: Option<Spanned<usize>>,
     pub max_tag_pages: Option<Spanned<usize>>,
+    pub max_track_candidates: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

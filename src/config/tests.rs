@@ -355,11 +355,17 @@ fn tag_list_caps_are_read_per_registry_and_bounded() {
     .unwrap();
     let r = c.registry("ghcr.io").unwrap();
     assert_eq!((r.max_tags, r.max_tag_pages), (500, 3));
+    assert_eq!(r.max_track_candidates, 20);
     let unlisted = c.registry_or_default("docker.io");
     assert_eq!((unlisted.max_tags, unlisted.max_tag_pages), (10_000, 50));
     let e = err("[[registry]]\nhost = \"ghcr.io\"\nmax_tags = 0\n");
     assert!(
         e.starts_with("agent.toml:3:12: ") && e.contains("max_tags"),
+        "{e}"
+    );
+    let e = err("[[registry]]\nhost = \"ghcr.io\"\nmax_track_candidates = 0\n");
+    assert!(
+        e.starts_with("agent.toml:3:24: ") && e.contains("1 to 1000"),
         "{e}"
     );
     let e = err("[[registry]]\nhost = \"ghcr.io\"\nmax_tag_pages = 100000\n");

@@ -72,12 +72,74 @@ pub fn matching<'a>(tags: &'a [String], pattern: &Regex) -> Vec<&'a str> {
         .collect()
 }
 
+/// `tags` with the likely newest first: by name, numbers compared as numbers, descending
+/// (`build-10` before `build-9`, `2024-06-02` before `2024-06-01`). Only a guess for names
+/// that carry no order (`main-<sha>`); the creation time decides among the tags evaluated.
+pub fn likely_newest_first(mut tags: Vec<&str>) -> Vec<&str> {
+    tags.sort_by(|a, b| natural_cmp(b, a));
+    tags
+}
+
+/// Compares names run by run: digit runs as numbers, the rest as text.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn runs(s: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[i - 1].is_ascii_digit() {
+                out.push(&s[start..i]);
+                start = i;
+            }
+        }
+        out
+    }
+    let (ra, rb) = (runs(a), runs(b));
+    for (x, y) in ra.iter().zip(&rb) {
+        let both_digits = x.as_bytes()[0].is_ascii_digit() && y.as_bytes()[0].is_ascii_digit();
+        let order = if both_digits {
+            let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+            x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+        } else {
+            x.cmp(y)
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    ra.len().cmp(&rb.len()).then_with(|| a.cmp(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn tags(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn likely_newest_names_come_first_with_numbers_compared_as_numbers() {
+        let t = tags(&[
+            "build-9",
+            "build-10",
+            "build-100",
+            "build-010x",
+            "2024-06-01",
+            "2024-06-02",
+        ]);
+        let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+        assert_eq!(
+            likely_newest_first(refs),
+            [
+                "build-100",
+                "build-010x",
+                "build-10",
+                "build-9",
+                "2024-06-02",
+                "2024-06-01"
+            ]
+        );
     }
 
     #[test]

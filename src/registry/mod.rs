@@ -498,6 +498,11 @@ impl RegistryClient {
         Ok(entries)
     }
 
+    /// The settings of registry `host` (its `[[registry]]` table, or the defaults).
+    pub fn settings(&self, host: &str) -> RegistryConfig {
+        self.config.registry_or_default(host)
+    }
+
     /// The credentials tidewatch uses for `host`, and where they came from.
     pub async fn credentials(&self, host: &str) -> Found {
         self.state(host).await.credentials.clone()

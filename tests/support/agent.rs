@@ -174,6 +174,11 @@ impl RegistryEntry {
         self.key("concurrency", n.to_string())
     }
 
+    /// `max_track_candidates = <n>`.
+    pub fn max_track_candidates(self, n: usize) -> RegistryEntry {
+        self.key("max_track_candidates", n.to_string())
+    }
+
     fn toml(&self) -> String {
         let mut table = format!("\n[[registry]]\nhost = {:?}\n", self.host);
         for line in &self.keys {
