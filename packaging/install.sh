@@ -106,7 +106,7 @@ install_package() {
             if [ -z "$sha256" ]; then
                 download "$url.sha256" "$tmp/checksum" ||
                     die "no --sha256 given, and no checksum could be downloaded from $url.sha256"
-                sha256=$(head -n 1 "$tmp/checksum" | cut -d' ' -f1)
+                sha256=$(head -n 1 "$tmp/checksum" | tr -d '\r' | cut -d' ' -f1)
                 is_sha256 "$sha256" || die "$url.sha256 holds no SHA-256"
             fi
             download "$url" "$package" || die "cannot download $url"
