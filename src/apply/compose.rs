@@ -10,6 +10,7 @@
 //! recreates the service once, onto the same new image.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -53,7 +54,12 @@ async fn refresh_config_hash_with(program: &str, labels: &mut HashMap<String, St
         return;
     };
     let mut command = Command::new(program);
-    command.current_dir(dir).arg("--project-name").arg(project);
+    command
+        .env_clear()
+        .envs(compose_env(std::env::vars_os()))
+        .current_dir(dir)
+        .arg("--project-name")
+        .arg(project);
     for file in files.split(',').filter(|f| !f.is_empty()) {
         command.arg("--file").arg(file);
     }
@@ -94,6 +100,23 @@ async fn refresh_config_hash_with(program: &str, labels: &mut HashMap<String, St
     }
 }
 
+/// The environment compose runs with, out of tidewatch's own `vars`: `PATH` and `HOME` to find
+/// itself and the user's Docker config, and the `DOCKER_*` and `COMPOSE_*` variables that may
+/// point it at the engine or be part of its project's settings. Nothing else: tidewatch's
+/// environment may hold a registry's `password_env` and other secrets that compose has no use
+/// for (and a compose file could interpolate into a container it starts).
+fn compose_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<(OsString, OsString)> {
+    vars.into_iter()
+        .filter(|(name, _)| {
+            name.to_str().is_some_and(|name| {
+                matches!(name, "PATH" | "HOME")
+                    || name.starts_with("DOCKER_")
+                    || name.starts_with("COMPOSE_")
+            })
+        })
+        .collect()
+}
+
 /// `SERVICE HASH` lines, as `docker-compose config --hash` prints them.
 fn parse_hash(stdout: &str, service: &str) -> Option<String> {
     stdout.lines().find_map(|line| {
@@ -111,6 +134,74 @@ mod tests {
         let out = "db 1111\nweb 94cbfb56aa\n";
         assert_eq!(parse_hash(out, "web").as_deref(), Some("94cbfb56aa"));
         assert_eq!(parse_hash(out, "cache"), None);
+    }
+
+    #[test]
+    fn compose_gets_path_home_and_docker_and_compose_variables_only() {
+        let vars = [
+            ("PATH", "/usr/local/bin:/usr/bin"),
+            ("HOME", "/root"),
+            ("DOCKER_HOST", "unix:///run/docker.sock"),
+            ("DOCKER_CONFIG", "/etc/tidewatch/docker"),
+            ("COMPOSE_PROJECT_NAME", "shop"),
+            ("REGISTRY_PASSWORD", "hunter2"),
+            ("TIDEWATCH_CONFIG", "/etc/tidewatch/agent.toml"),
+            ("AWS_SECRET_ACCESS_KEY", "hunter3"),
+            ("NOTIFY_SOCKET", "/run/systemd/notify"),
+            ("MY_DOCKER_HOST", "tcp://elsewhere:2375"),
+            ("PATHEXT", ".x"),
+        ]
+        .map(|(name, value)| (OsString::from(name), OsString::from(value)));
+        let names: Vec<OsString> = compose_env(vars).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "PATH",
+                "HOME",
+                "DOCKER_HOST",
+                "DOCKER_CONFIG",
+                "COMPOSE_PROJECT_NAME"
+            ]
+            .map(OsString::from)
+        );
+    }
+
+    #[tokio::test]
+    async fn compose_runs_without_the_rest_of_tidewatchs_environment() {
+        use std::os::unix::fs::PermissionsExt;
+        // A "compose" that answers with the names of its environment as the service's hash.
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("docker-compose");
+        std::fs::write(
+            &program,
+            "#!/bin/sh\nprintf 'web %s\\n' \"$(env | cut -d= -f1 | sort | paste -sd+ -)\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut labels = HashMap::from([
+            (label::VERSION.to_string(), "1.29.2".to_string()),
+            (label::PROJECT.to_string(), "shop".to_string()),
+            (label::SERVICE.to_string(), "web".to_string()),
+            (
+                label::WORKING_DIR.to_string(),
+                dir.path().display().to_string(),
+            ),
+            (label::CONFIG_FILES.to_string(), "compose.yml".to_string()),
+            (label::CONFIG_HASH.to_string(), "old-hash".to_string()),
+        ]);
+        refresh_config_hash_with(&program.display().to_string(), &mut labels).await;
+        let names = &labels[label::CONFIG_HASH];
+        assert_ne!(names, "old-hash", "the fake compose did not run");
+        // What the shell adds itself is allowed too.
+        let others: Vec<&str> = names
+            .split('+')
+            .filter(|n| {
+                !(matches!(*n, "PATH" | "HOME" | "PWD" | "OLDPWD" | "SHLVL" | "_")
+                    || n.starts_with("DOCKER_")
+                    || n.starts_with("COMPOSE_"))
+            })
+            .collect();
+        assert!(others.is_empty(), "compose was given {others:?}");
     }
 
     #[tokio::test]

@@ -4,10 +4,12 @@
 //! The old agent, after the cycle's other steps: journal -> pull by digest -> rename its own
 //! container aside (it keeps running) -> create the successor under the original name with the
 //! same settings and [`REPLACES_ENV`] naming the old container -> start it. The successor, on
-//! start-up, stops the old agent (which takes the stop as the handover and exits), then closes
-//! the journal entry and removes the old container ([`Applier::finish_takeover`]). When the
-//! successor is not running, or has not stopped the old agent, within `[update]
-//! health_timeout`, the old agent removes it, takes its name back and quarantines the digest.
+//! start-up, stops the old agent, then closes the journal entry and removes the old container
+//! ([`Applier::finish_takeover`]) once the old agent has exited. The old agent takes that stop
+//! as the handover only once the successor has passed the health gate and still runs
+//! ([`judge`]); when the successor fails the gate (also after it stopped the old agent), or has
+//! not stopped the old agent within `[update] health_timeout`, the old agent removes it, takes
+//! its name back and quarantines the digest.
 //!
 //! A crash at any point is left to recovery, which reads the old container, its aside name
 //! and the successor from the entry. An old agent that runs again (a restart policy) never
@@ -17,10 +19,12 @@
 //! already gone, the next cycle's recovery commits it (the successor holds the name).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use super::{Applier, StepOutcome, StepResult};
 use crate::engine::{EngineError, Health, Observed};
 use crate::plan::update::PlannedStep;
+use crate::shutdown;
 use crate::state::{Outcome, Step};
 
 /// The environment variable that tells a successor agent which container it replaces.
@@ -37,6 +41,73 @@ pub enum Handover {
     TakenOver,
     /// This agent goes on in its own container; the result says why.
     Kept(StepResult),
+}
+
+/// What the old agent knows of its successor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Successor {
+    /// It passed the health gate (its HEALTHCHECK, or running for `min_running`).
+    Healthy,
+    /// Healthy, and seen running and healthy again once this agent was asked to stop.
+    Confirmed,
+    /// It failed the gate: exited, restarted, unhealthy, or not healthy in time.
+    Unhealthy(String),
+    /// The engine could not say.
+    Unknown(String),
+}
+
+impl From<Result<Health, EngineError>> for Successor {
+    fn from(health: Result<Health, EngineError>) -> Successor {
+        match health {
+            Ok(Health::Healthy) => Successor::Healthy,
+            Ok(Health::Unhealthy(why)) => Successor::Unhealthy(why),
+            // Only with a shutdown to wait on, which the gate here is not given.
+            Ok(Health::Interrupted) => {
+                Successor::Unknown("the health check was interrupted".into())
+            }
+            Err(e) => Successor::Unknown(e.to_string()),
+        }
+    }
+}
+
+/// What the old agent concludes while it waits for its successor to take over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Takeover {
+    /// The successor runs, healthy, and this agent was asked to stop: exit, it finishes.
+    HandedOver,
+    /// Asked to stop, with a successor that was healthy: look once more that it still is.
+    Confirm,
+    /// Keep waiting (for the stop request, until the deadline).
+    Wait,
+    /// Undo the update: why, and whether the new image is to blame (quarantine).
+    Failed(String, bool),
+}
+
+/// The handover rule. A stop request (`asked_to_stop`, which the successor sends as soon as
+/// it starts) counts only for a successor that passed its health gate and, looked at again
+/// then, still runs healthy ([`Successor::Confirmed`]); one that failed the gate is undone
+/// whether or not it stopped this agent; a healthy one that has not asked this agent to stop
+/// by the deadline (`out_of_time`, `timeout` after it was started) is undone too.
+pub(super) fn judge(
+    successor: &Successor,
+    asked_to_stop: bool,
+    out_of_time: bool,
+    timeout: Duration,
+) -> Takeover {
+    match successor {
+        Successor::Unhealthy(why) => Takeover::Failed(format!("the successor agent {why}"), true),
+        Successor::Unknown(why) => Takeover::Failed(why.clone(), false),
+        Successor::Confirmed if asked_to_stop => Takeover::HandedOver,
+        Successor::Healthy if asked_to_stop => Takeover::Confirm,
+        Successor::Healthy | Successor::Confirmed if out_of_time => Takeover::Failed(
+            format!(
+                "the successor agent runs but did not take over within {}",
+                humantime::format_duration(timeout)
+            ),
+            true,
+        ),
+        Successor::Healthy | Successor::Confirmed => Takeover::Wait,
+    }
 }
 
 impl Applier<'_> {
@@ -128,34 +199,52 @@ impl Applier<'_> {
     }
 
     /// Waits for the started successor `new_id` to take over: it stops this agent as soon as
-    /// it is up, and that stop (SIGTERM, the shutdown) is the handover. `Err` with why (and
-    /// whether the new image is to blame) when it is not running, or has not taken over,
-    /// within `[update] health_timeout`.
+    /// it is up, but that stop (SIGTERM, the shutdown) is the handover only once the successor
+    /// has passed the health gate and still runs (see [`judge`]): a stop while it is starting
+    /// (or from someone else) waits for its health, and a successor that fails the gate is
+    /// undone even after it stopped this agent. `Err` with why (and whether the new image is
+    /// to blame) when it is not healthy, or has not taken over, within `[update]
+    /// health_timeout`.
+    ///
+    /// The engine kills this agent once its container's stop timeout is over; a gate still
+    /// running then is left to the successor, which commits the update once this agent's cycle
+    /// lock is free.
     pub(super) async fn await_takeover(&self, new_id: &str) -> Result<(), (String, bool)> {
         let timeout = self.settings.health_timeout;
-        let started = std::time::Instant::now();
+        let deadline = crate::clock::after(Instant::now(), timeout);
+        // The gate is not cut short by the shutdown: that is what the successor sends. Its own
+        // shutdown never fires while `_keep` lives.
+        let (_keep, no_shutdown) = shutdown::channel();
         let health = self
             .engine
-            .wait_healthy(new_id, self.settings.min_running, timeout, &self.shutdown)
+            .wait_healthy(new_id, self.settings.min_running, timeout, &no_shutdown)
             .await;
-        match health {
-            Ok(Health::Interrupted) => Ok(()),
-            Ok(Health::Healthy) => {
-                let mut shutdown = self.shutdown.clone();
-                let left = timeout.saturating_sub(started.elapsed());
-                tokio::select! {
-                    _ = shutdown.wait() => Ok(()),
-                    _ = tokio::time::sleep(left) => Err((
-                        format!(
-                            "the successor agent runs but did not take over within {}",
-                            humantime::format_duration(timeout)
-                        ),
-                        true,
-                    )),
+        let mut successor = Successor::from(health);
+        let mut shutdown = self.shutdown.clone();
+        let mut asked_to_stop = shutdown.is_triggered();
+        loop {
+            let out_of_time = Instant::now() >= deadline;
+            match judge(&successor, asked_to_stop, out_of_time, timeout) {
+                Takeover::Confirm => {
+                    // One look: running, and healthy (or without a healthcheck).
+                    let look = self
+                        .engine
+                        .wait_healthy(new_id, Duration::ZERO, Duration::ZERO, &no_shutdown)
+                        .await;
+                    successor = match Successor::from(look) {
+                        Successor::Healthy => Successor::Confirmed,
+                        other => other,
+                    };
+                }
+                Takeover::HandedOver => return Ok(()),
+                Takeover::Failed(why, quarantine) => return Err((why, quarantine)),
+                Takeover::Wait => {
+                    tokio::select! {
+                        _ = shutdown.wait() => asked_to_stop = true,
+                        _ = tokio::time::sleep_until(deadline.into()) => {}
+                    }
                 }
             }
-            Ok(Health::Unhealthy(why)) => Err((format!("the successor agent {why}"), true)),
-            Err(e) => Err((e.to_string(), false)),
         }
     }
 
@@ -216,5 +305,78 @@ impl Applier<'_> {
             outcome,
             detail: format!("self-update: {detail}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(120);
+
+    #[test]
+    fn a_stop_is_the_handover_only_once_the_healthy_successor_is_confirmed() {
+        // Healthy by the gate, then asked to stop: one more look first.
+        assert_eq!(
+            judge(&Successor::Healthy, true, false, TIMEOUT),
+            Takeover::Confirm
+        );
+        assert_eq!(
+            judge(&Successor::Confirmed, true, false, TIMEOUT),
+            Takeover::HandedOver
+        );
+        // The stop may come just after the deadline: a healthy successor that sent it counts.
+        assert_eq!(
+            judge(&Successor::Confirmed, true, true, TIMEOUT),
+            Takeover::HandedOver
+        );
+    }
+
+    #[test]
+    fn a_successor_that_stopped_this_agent_but_failed_its_health_gate_is_undone() {
+        // Before #13, any SIGTERM while the gate ran counted as the handover.
+        let failed = Successor::Unhealthy("exited with code 1".into());
+        assert_eq!(
+            judge(&failed, true, false, TIMEOUT),
+            Takeover::Failed("the successor agent exited with code 1".into(), true)
+        );
+        // Likewise when the last look, after the stop, finds it gone or unhealthy.
+        let gone = Successor::Unhealthy("the container disappeared".into());
+        assert!(matches!(
+            judge(&gone, true, false, TIMEOUT),
+            Takeover::Failed(_, true)
+        ));
+        // An engine that cannot say is no reason to blame the image.
+        let unknown = Successor::Unknown("the engine is gone".into());
+        assert_eq!(
+            judge(&unknown, true, false, TIMEOUT),
+            Takeover::Failed("the engine is gone".into(), false)
+        );
+    }
+
+    #[test]
+    fn a_healthy_successor_is_waited_for_until_it_stops_this_agent_or_time_is_up() {
+        assert_eq!(
+            judge(&Successor::Healthy, false, false, TIMEOUT),
+            Takeover::Wait
+        );
+        assert_eq!(
+            judge(&Successor::Healthy, false, true, TIMEOUT),
+            Takeover::Failed(
+                "the successor agent runs but did not take over within 2m".into(),
+                true
+            )
+        );
+    }
+
+    #[test]
+    fn an_interrupted_health_check_is_no_verdict_on_the_successor() {
+        let successor = Successor::from(Ok(Health::Interrupted));
+        assert!(matches!(successor, Successor::Unknown(_)), "{successor:?}");
+        assert!(matches!(
+            judge(&successor, true, false, TIMEOUT),
+            Takeover::Failed(_, false)
+        ));
+        assert_eq!(Successor::from(Ok(Health::Healthy)), Successor::Healthy);
     }
 }

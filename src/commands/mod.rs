@@ -68,7 +68,10 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                 .config
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-            Config::load(&path)?;
+            let (_, warnings) = Config::load(&path)?;
+            for warning in &warnings {
+                eprintln!("tidewatch: warning: {warning}");
+            }
             println!("{}: ok", path.display());
             Ok(Exit::Success)
         }
@@ -143,9 +146,10 @@ async fn cycle_lock(state_dir: &Path) -> anyhow::Result<CycleLock> {
 }
 
 /// Loads the configuration. Without `-c`/`TIDEWATCH_CONFIG`, a missing default file means the
-/// defaults, so `tidewatch check` works on a server that never had a configuration.
+/// defaults, so `tidewatch check` works on a server that never had a configuration. Warnings
+/// (a secret file others can read) are logged once, here.
 fn load_config(explicit: Option<&Path>) -> Result<Arc<Config>, ConfigError> {
-    let config = match explicit {
+    let (config, warnings) = match explicit {
         Some(path) => Config::load(path)?,
         None => {
             let path = Path::new(DEFAULT_CONFIG_PATH);
@@ -153,9 +157,12 @@ fn load_config(explicit: Option<&Path>) -> Result<Arc<Config>, ConfigError> {
                 Config::load(path)?
             } else {
                 tracing::info!("no {DEFAULT_CONFIG_PATH}: using the defaults");
-                Config::default()
+                (Config::default(), Vec::new())
             }
         }
     };
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
     Ok(Arc::new(config))
 }

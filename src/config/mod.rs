@@ -7,6 +7,7 @@ mod api;
 mod docker;
 mod notify;
 mod raw;
+mod secret_files;
 mod swarm;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use toml::Spanned;
 pub use api::ApiConfig;
 pub use docker::{ClientCert, DockerConfig, TlsFiles};
 pub use notify::{redacted, EmailConfig, NotifyConfig, NotifyKind, SmtpSecurity};
+pub use secret_files::ConfigWarning;
 pub use swarm::{SwarmConfig, SwarmFailureAction, SwarmOrder};
 
 /// Where the configuration is read from when neither `-c` nor `TIDEWATCH_CONFIG` says otherwise.
@@ -330,23 +332,20 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// Reads and validates `path`, with a warning for each file holding a secret that users
+    /// other than its owner can read (`path` itself when it holds one): see [`ConfigWarning`].
+    pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        let (config, secrets) = parse(&text, &path.display().to_string())?;
+        Ok((config, secrets.warnings(Some(path))))
     }
 
     /// Parses and validates `text`; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let at = Locator { text, file };
-        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            at.error(span, e.message().trim_end().to_string())
-        })?;
-        validate(raw, &at)
+        parse(text, file).map(|(config, _)| config)
     }
 
     /// The registry settings for `host`, if any.
@@ -361,6 +360,17 @@ impl Config {
             .cloned()
             .unwrap_or_else(|| RegistryConfig::unlisted(host))
     }
+}
+
+/// [`Config::parse`], and where the file keeps its secrets.
+fn parse(text: &str, file: &str) -> Result<(Config, secret_files::SecretPlaces), ConfigError> {
+    let at = Locator { text, file };
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        at.error(span, e.message().trim_end().to_string())
+    })?;
+    let secrets = secret_files::SecretPlaces::of(&raw);
+    Ok((validate(raw, &at)?, secrets))
 }
 
 /// Turns byte spans into `file:line:col` errors.

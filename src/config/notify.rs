@@ -2,6 +2,7 @@
 //! from the rest of the configuration because it has rules of its own per kind of service.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::Path;
 
 use lettre::message::Mailbox;
@@ -208,6 +209,21 @@ fn validate_one(n: RawNotify, at: &Locator<'_>) -> Result<NotifyConfig, ConfigEr
         }
         None => None,
     };
+    // SMTP refuses a password over a plain connection (see `email`); ntfy and Gotify tokens
+    // get the same rule, except for a server on this machine.
+    let has_credentials = token.is_some() || !url.username().is_empty() || url.password().is_some();
+    if matches!(kind, NotifyKind::Ntfy | NotifyKind::Gotify)
+        && has_credentials
+        && url.scheme() == "http"
+        && !crate::registry::is_loopback(url.host_str().unwrap_or_default())
+    {
+        return Err(at.error(
+            url_span(&n),
+            format!(
+                "kind = \"{kind}\" sends its token with every message, and plain http:// to another machine shows it to anyone on the way: use https:// (http:// only to a loopback address)"
+            ),
+        ));
+    }
     let email = match kind {
         NotifyKind::Email => Some(email(&n, &url, at)?),
         _ => None,
@@ -277,13 +293,17 @@ fn url(n: &RawNotify, at: &Locator<'_>) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-fn email(n: &RawNotify, url: &Url, at: &Locator<'_>) -> Result<EmailConfig, ConfigError> {
-    let span = n
-        .url
+/// Where the URL was given: `url`, else `url_file`, else the notifier's `kind`.
+fn url_span(n: &RawNotify) -> Range<usize> {
+    n.url
         .as_ref()
         .map(|u| u.span())
         .or_else(|| n.url_file.as_ref().map(|f| f.span()))
-        .unwrap_or_else(|| n.kind.span());
+        .unwrap_or_else(|| n.kind.span())
+}
+
+fn email(n: &RawNotify, url: &Url, at: &Locator<'_>) -> Result<EmailConfig, ConfigError> {
+    let span = url_span(n);
     if !url.username().is_empty() || url.password().is_some() {
         return Err(at.error(
             span,

@@ -63,12 +63,23 @@ pub(crate) fn http_message(
             body: serde_json::to_vec(&WebhookPayload { host, events })?,
         },
         Format::Slack => {
-            let body = body(events, SLACK_LIMIT.saturating_sub(title.len()));
-            json(json!({ "text": format!("*{}*\n{}", slack_escape(&title), slack_escape(&body)) }))
+            let title = self::title(&slack_escape(host), events);
+            let body = body_with(
+                events,
+                SLACK_LIMIT.saturating_sub(title.len()),
+                slack_escape,
+            );
+            json(json!({ "text": format!("*{title}*\n{body}") }))
         }
         Format::Discord => {
-            let body = body(events, DISCORD_LIMIT.saturating_sub(title.len() + 8));
-            // No @everyone or role pings, whatever a container's name or an error says.
+            let title = self::title(&discord_escape(host), events);
+            let body = body_with(
+                events,
+                DISCORD_LIMIT.saturating_sub(title.len() + 8),
+                discord_escape,
+            );
+            // No @everyone or role pings, whatever a container's name or an error says: the
+            // text is escaped, and Discord is told to parse no mentions besides.
             json(json!({
                 "content": format!("**{title}**\n{body}"),
                 "allowed_mentions": { "parse": [] },
@@ -155,13 +166,19 @@ pub(crate) fn title(host: &str, events: &[Event]) -> String {
 
 /// One line per event, worst first, cut to `limit` bytes with a count of what was left out.
 pub(crate) fn body(events: &[Event], limit: usize) -> String {
+    body_with(events, limit, str::to_string)
+}
+
+/// [`body`], with the text that came from containers, engines and registries passed through
+/// `escape` (for a chat service's markup) before it is measured.
+fn body_with(events: &[Event], limit: usize, escape: fn(&str) -> String) -> String {
     let mut sorted: Vec<&Event> = events.iter().collect();
     sorted.sort_by_key(|e| severity(e.event));
     // Room for the "... and N more" line.
     let budget = limit.saturating_sub(24);
     let mut out = String::new();
     for (i, e) in sorted.iter().enumerate() {
-        let line = cut(line(e), budget);
+        let line = cut(line(e, escape), budget);
         if i > 0 && out.len() + 1 + line.len() > budget {
             out.push_str(&format!("\n... and {} more", sorted.len() - i));
             return out;
@@ -187,15 +204,17 @@ fn cut(mut text: String, max: usize) -> String {
     text
 }
 
-/// `web updated: ghcr.io/acme/web:1 sha256:c7542392269d -> sha256:c255ade3adbb (healthy)`.
-pub(crate) fn line(e: &Event) -> String {
+/// `web updated: ghcr.io/acme/web:1 sha256:c7542392269d -> sha256:c255ade3adbb (healthy)`, with
+/// the container's name, its image and the detail passed through `escape`: they come from the
+/// engine and the registry, and must not become a chat service's markup or mentions.
+pub(crate) fn line(e: &Event, escape: fn(&str) -> String) -> String {
     let what = match e.event {
         EventKind::Updated => "updated",
         EventKind::RolledBack => "rolled back",
         EventKind::Failed => "failed to update",
         EventKind::UpdateAvailable => "has an update",
     };
-    let mut line = format!("{} {what}: {}", e.container, e.image);
+    let mut line = format!("{} {what}: {}", escape(&e.container), escape(&e.image));
     match (&e.from_digest, &e.to_digest) {
         (Some(from), Some(to)) => line.push_str(&format!(" {} -> {}", short(from), short(to))),
         (None, Some(to)) => line.push_str(&format!(" -> {}", short(to))),
@@ -203,7 +222,7 @@ pub(crate) fn line(e: &Event) -> String {
         (None, None) => {}
     }
     if !e.detail.is_empty() {
-        line.push_str(&format!(" ({})", e.detail));
+        line.push_str(&format!(" ({})", escape(&e.detail)));
     }
     line
 }
@@ -216,11 +235,51 @@ fn short(digest: &str) -> String {
     }
 }
 
-/// Slack reads `&`, `<` and `>` as markup and asks for them escaped.
-fn slack_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// An invisible character that keeps a markup character from pairing up.
+const ZERO_WIDTH_SPACE: char = '\u{200B}';
+
+/// Text for Slack's mrkdwn, on one line: `&`, `<` and `>` as the entities Slack asks for (so
+/// `<!channel>` or `<https://evil|a link>` stay text), and `*`, `_`, `~` and `` ` `` between
+/// zero-width spaces, which Slack has no escape for: a marker inside a word formats nothing.
+pub(crate) fn slack_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '*' | '_' | '~' | '`' => {
+                out.push(ZERO_WIDTH_SPACE);
+                out.push(c);
+                out.push(ZERO_WIDTH_SPACE);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for Discord's markdown, on one line: its markup characters (`*_~`|>`, the backslash
+/// itself, `<` of mentions and `[`/`]` of masked links) escaped with a backslash, and
+/// `@everyone`/`@here` broken by a zero-width space, so that a registry's message cannot
+/// format, link or ping.
+pub(crate) fn discord_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '<' | '[' | ']' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    for mention in ["@everyone", "@here"] {
+        out = out.replace(mention, &format!("@{ZERO_WIDTH_SPACE}{}", &mention[1..]));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -265,7 +324,7 @@ mod tests {
         let mut e = event("web", EventKind::RolledBack);
         e.detail = "new container exited with code 3".into();
         assert_eq!(
-            line(&e),
+            line(&e, str::to_string),
             "web rolled back: 127.0.0.1:5000/web:latest sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb (new container exited with code 3)"
         );
     }
@@ -339,9 +398,85 @@ mod tests {
     }
 
     #[test]
+    fn slack_markup_in_registry_text_is_neutralised() {
+        assert_eq!(
+            slack_escape("a & <!channel> > b"),
+            "a &amp; &lt;!channel&gt; &gt; b"
+        );
+        assert_eq!(
+            slack_escape("*bold* _it_ ~del~ `code`"),
+            "\u{200B}*\u{200B}bold\u{200B}*\u{200B} \u{200B}_\u{200B}it\u{200B}_\u{200B} \
+             \u{200B}~\u{200B}del\u{200B}~\u{200B} \u{200B}`\u{200B}code\u{200B}`\u{200B}"
+        );
+        assert_eq!(slack_escape("line one\n> quoted"), "line one &gt; quoted");
+        assert_eq!(slack_escape("ghcr.io/acme/web:1.2"), "ghcr.io/acme/web:1.2");
+    }
+
+    #[test]
+    fn discord_markup_and_mentions_in_registry_text_are_neutralised() {
+        assert_eq!(
+            discord_escape(r"*b* _i_ ~~s~~ `c` ||spoiler|| > q \ <@123> [x](https://evil)"),
+            r"\*b\* \_i\_ \~\~s\~\~ \`c\` \|\|spoiler\|\| \> q \\ \<@123\> \[x\](https://evil)"
+        );
+        assert_eq!(
+            discord_escape("ping @everyone and @here"),
+            "ping @\u{200B}everyone and @\u{200B}here"
+        );
+        assert_eq!(discord_escape("a\n# heading"), "a # heading");
+        assert_eq!(
+            discord_escape("ghcr.io/acme/web:1.2"),
+            "ghcr.io/acme/web:1.2"
+        );
+    }
+
+    #[test]
+    fn chat_messages_escape_the_registry_text_but_keep_their_own_markup() {
+        let mut e = event("web_1", EventKind::Failed);
+        e.detail = "denied: *everyone* @everyone <!channel>".into();
+        let slack = http_message(
+            Format::Slack,
+            &url("https://hooks.slack.com/x"),
+            "box1",
+            &[e.clone()],
+        )
+        .unwrap();
+        let text = body_json(&slack)["text"].as_str().unwrap().to_string();
+        assert!(
+            text.starts_with(
+                "*tidewatch on box1: 1 failed*\nweb\u{200B}_\u{200B}1 failed to update: "
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "(denied: \u{200B}*\u{200B}everyone\u{200B}*\u{200B} @everyone &lt;!channel&gt;)"
+            ),
+            "{text}"
+        );
+
+        let discord = http_message(
+            Format::Discord,
+            &url("https://discord.com/api/webhooks/1/x"),
+            "box1",
+            &[e],
+        )
+        .unwrap();
+        let content = body_json(&discord)["content"].as_str().unwrap().to_string();
+        assert!(
+            content.starts_with("**tidewatch on box1: 1 failed**\nweb\\_1 failed to update: "),
+            "{content}"
+        );
+        assert!(
+            content.ends_with("(denied: \\*everyone\\* @\u{200B}everyone \\<!channel\\>)"),
+            "{content}"
+        );
+    }
+
+    #[test]
     fn discord_stays_under_its_limit_and_pings_no_one() {
+        // Underscores, escaped, take two characters each: the limit still holds.
         let events: Vec<Event> = (0..100)
-            .map(|i| event(&format!("container-{i}"), EventKind::Updated))
+            .map(|i| event(&format!("container_{i}"), EventKind::Updated))
             .collect();
         let m = http_message(
             Format::Discord,

@@ -210,6 +210,7 @@ impl Notifications {
         } else {
             let http = reqwest::Client::builder()
                 .user_agent(concat!("tidewatch/", env!("CARGO_PKG_VERSION")))
+                .redirect(send::same_origin_redirects())
                 .build()
                 .map_err(|e| NotifyError::Http(e.without_url()))?;
             configs

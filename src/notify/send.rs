@@ -9,12 +9,12 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::{StatusCode, Url};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use reqwest::{redirect, StatusCode, Url};
 
 use super::message::{self, Format};
 use super::{Event, EventKind, Retry};
-use crate::config::{NotifyConfig, NotifyKind, Secret, SmtpSecurity};
+use crate::config::{redacted, NotifyConfig, NotifyKind, Secret, SmtpSecurity};
 use crate::error_chain::error_chain;
 
 /// Why one attempt to send a message failed.
@@ -23,6 +23,15 @@ pub enum NotifyError {
     /// The HTTP request did not complete (connection, TLS). Its URL is stripped.
     #[error("{}", error_chain(.0))]
     Http(reqwest::Error),
+    /// The service answered with a redirect to another scheme, host or port, which is not
+    /// followed: the message and its token are for the configured server only.
+    #[error("answered {status}, a redirect to {to}, which is not followed: point url at the server itself")]
+    Redirected {
+        /// The status.
+        status: StatusCode,
+        /// `scheme://host[:port]` of where it pointed (the rest may hold a secret).
+        to: String,
+    },
     /// The service answered with an error status.
     #[error("answered {status}{}", if .body.is_empty() { String::new() } else { format!(": {}", .body) })]
     Status {
@@ -55,7 +64,7 @@ impl NotifyError {
             }
             NotifyError::Smtp(e) => !(e.is_permanent() || e.is_client() || e.is_tls()),
             NotifyError::Timeout(_) => true,
-            NotifyError::Build(_) => false,
+            NotifyError::Build(_) | NotifyError::Redirected { .. } => false,
         }
     }
 }
@@ -193,6 +202,16 @@ impl Notifier {
                 if status.is_success() {
                     return Ok(());
                 }
+                if status.is_redirection() {
+                    // Only a redirect the policy stopped ends here (see `same_origin_redirects`).
+                    let to = response
+                        .headers()
+                        .get(LOCATION)
+                        .and_then(|l| l.to_str().ok())
+                        .and_then(|l| response.url().join(l).ok())
+                        .map_or_else(|| "nowhere".to_string(), |u| redacted(&u));
+                    return Err(NotifyError::Redirected { status, to });
+                }
                 let text = response.text().await.unwrap_or_default();
                 let body: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
                 Err(NotifyError::Status {
@@ -223,6 +242,36 @@ impl Notifier {
             }
         }
     }
+}
+
+/// The redirect policy of the notifiers' HTTP client: a redirect is followed (up to 10) only
+/// on the scheme, host and port the notifier was configured with. reqwest drops
+/// `Authorization` on a redirect to another host, but not Gotify's `X-Gotify-Key`, and the
+/// message itself is for the configured server only; such a redirect ends the attempt with
+/// [`NotifyError::Redirected`].
+pub(super) fn same_origin_redirects() -> redirect::Policy {
+    redirect::Policy::custom(|attempt| {
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| same_origin(first, attempt.url()));
+        if !same {
+            attempt.stop()
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// As many redirects as reqwest's default policy follows.
+const MAX_REDIRECTS: usize = 10;
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// Sends `events` through `notifier` under `retry`, and logs the outcome. Returns whether it

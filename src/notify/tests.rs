@@ -102,20 +102,30 @@ struct HttpReceiver {
     seen: Arc<Mutex<Vec<Received>>>,
 }
 
+/// `(path, Location)`: a request for `path` is answered `307` to `Location`.
+type Redirects = Arc<Vec<(String, String)>>;
+
 impl HttpReceiver {
     async fn start(statuses: &[u16]) -> HttpReceiver {
+        HttpReceiver::start_with(statuses, Vec::new()).await
+    }
+
+    /// [`HttpReceiver::start`], redirecting requests for the given paths.
+    async fn start_with(statuses: &[u16], redirects: Vec<(String, String)>) -> HttpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let statuses = Arc::new(Mutex::new(
             statuses.iter().copied().collect::<VecDeque<_>>(),
         ));
+        let redirects: Redirects = Arc::new(redirects);
         let recorded = seen.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (seen, statuses) = (recorded.clone(), statuses.clone());
+                let (seen, statuses, redirects) =
+                    (recorded.clone(), statuses.clone(), redirects.clone());
                 tokio::spawn(async move {
-                    let _ = serve_http(stream, seen, statuses).await;
+                    let _ = serve_http(stream, seen, statuses, redirects).await;
                 });
             }
         });
@@ -135,6 +145,7 @@ async fn serve_http(
     stream: TcpStream,
     seen: Arc<Mutex<Vec<Received>>>,
     statuses: Arc<Mutex<VecDeque<u16>>>,
+    redirects: Redirects,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
@@ -161,17 +172,23 @@ async fn serve_http(
         .unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body).await?;
+    let answer = match redirects.iter().find(|(from, _)| *from == path) {
+        Some((_, to)) => format!("307 Moved\r\nlocation: {to}"),
+        None => format!(
+            "{} Test",
+            statuses.lock().unwrap().pop_front().unwrap_or(200)
+        ),
+    };
     seen.lock().unwrap().push(Received {
         method,
         path,
         headers,
         body,
     });
-    let status = statuses.lock().unwrap().pop_front().unwrap_or(200);
     let stream = reader.get_mut();
     stream
         .write_all(
-            format!("HTTP/1.1 {status} Test\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            format!("HTTP/1.1 {answer}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
                 .as_bytes(),
         )
         .await?;
@@ -445,6 +462,89 @@ token_file = "{gotify_token}"
     assert_eq!(gotify.path, "/message", "the token is not in the URL");
     assert_eq!(gotify.header("x-gotify-key"), Some("AbCdEf123"));
     assert_eq!(gotify.json()["priority"], 8);
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_server_is_not_followed_and_gets_no_token() {
+    // Two servers on loopback, told apart by their port: the second must see nothing.
+    let elsewhere = HttpReceiver::start(&[]).await;
+    let receiver = HttpReceiver::start_with(
+        &[],
+        vec![
+            ("/message".to_string(), elsewhere.url("/message")),
+            ("/ops".to_string(), elsewhere.url("/ops")),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "AbCdEf123\n").unwrap();
+    let n = notifications(&format!(
+        "[[notify]]\nkind = \"gotify\"\nurl = \"{gotify}\"\ntoken_file = \"{token}\"\n\
+         [[notify]]\nkind = \"ntfy\"\nurl = \"{ntfy}\"\ntoken_file = \"{token}\"\n",
+        gotify = receiver.url("/"),
+        ntfy = receiver.url("/ops"),
+        token = token.display(),
+    ));
+    n.dispatch("box1", vec![event("web", EventKind::Updated)])
+        .await
+        .unwrap();
+
+    let leaked: Vec<(String, bool)> = elsewhere
+        .requests()
+        .into_iter()
+        .map(|r| {
+            let token = r.header("x-gotify-key").is_some() || r.header("authorization").is_some();
+            (r.path, token)
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "(path, with a token) sent elsewhere: {leaked:?}"
+    );
+    // Asked once each: a redirect elsewhere needs a person, not another try.
+    let mut paths: Vec<String> = receiver.requests().into_iter().map(|r| r.path).collect();
+    paths.sort();
+    assert_eq!(paths, ["/message", "/ops"]);
+
+    // What the log says: where it pointed, as scheme://host:port only.
+    let e = n.notifiers[0]
+        .send("box1", &[event("web", EventKind::Updated)])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, NotifyError::Redirected { .. }), "{e}");
+    assert!(!e.is_transient());
+    let to = format!("http://{}", elsewhere.addr);
+    assert!(
+        e.to_string().contains(&format!("a redirect to {to},")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_on_the_same_server_is_followed_with_the_token() {
+    let receiver = HttpReceiver::start_with(
+        &[],
+        vec![("/old/message".to_string(), "/new/message".to_string())],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "AbCdEf123\n").unwrap();
+    let n = notifications(&format!(
+        "[[notify]]\nkind = \"gotify\"\nurl = \"{url}\"\ntoken_file = \"{token}\"\n",
+        url = receiver.url("/old"),
+        token = token.display(),
+    ));
+    n.dispatch("box1", vec![event("web", EventKind::Updated)])
+        .await
+        .unwrap();
+
+    let requests = receiver.requests();
+    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/old/message", "/new/message"]);
+    assert_eq!(requests[1].header("x-gotify-key"), Some("AbCdEf123"));
+    assert_eq!(requests[1].json()["title"], "tidewatch on box1: 1 updated");
 }
 
 #[tokio::test]

@@ -230,3 +230,45 @@ fn smtp_credentials_need_an_encrypted_connection() {
     );
     assert!(!format!("{n:?}").contains("hunter2"));
 }
+
+#[test]
+fn ntfy_and_gotify_tokens_are_refused_over_plain_http_to_another_machine() {
+    let (_dir, path) = secret_file("AbC123\n");
+    for kind in ["gotify", "ntfy"] {
+        let e = err(&format!(
+            "[[notify]]\nkind = \"{kind}\"\nurl = \"http://push.example/ops\"\ntoken_file = \"{path}\"\n"
+        ));
+        assert!(e.starts_with("agent.toml:3:7:"), "{e}");
+        assert!(e.contains("https://") && e.contains(kind), "{e}");
+        assert!(!e.contains("AbC123"), "{e}");
+
+        // Loopback may stay plain, like SMTP's relay on the host; https is always fine.
+        for url in [
+            "http://127.0.0.1:8080/ops",
+            "http://localhost/ops",
+            "http://[::1]:80/ops",
+            "https://push.example/ops",
+        ] {
+            let n = notify(&format!(
+                "[[notify]]\nkind = \"{kind}\"\nurl = \"{url}\"\ntoken_file = \"{path}\"\n"
+            ));
+            assert_eq!(n.len(), 1, "{url}");
+        }
+    }
+
+    // ntfy without a token may be plain; with a password in its URL it may not.
+    notify("[[notify]]\nkind = \"ntfy\"\nurl = \"http://ntfy.lan/ops\"\n");
+    let e = err("[[notify]]\nkind = \"ntfy\"\nurl = \"http://tw:hunter2@ntfy.lan/ops\"\n");
+    assert!(
+        e.starts_with("agent.toml:3:7:") && !e.contains("hunter2"),
+        "{e}"
+    );
+
+    // A URL from url_file is pointed at by url_file.
+    let (_url_dir, url_path) = secret_file("http://push.example\n");
+    let e = err(&format!(
+        "[[notify]]\nkind = \"gotify\"\nurl_file = \"{url_path}\"\ntoken_file = \"{path}\"\n"
+    ));
+    assert!(e.starts_with("agent.toml:3:12:"), "{e}");
+    assert!(!e.contains("push.example"), "{e}");
+}
