@@ -12,11 +12,15 @@
 //! | `GET /v1/status` | [`StatusSnapshot`] as JSON |
 //! | `POST /v1/update[?container=NAME][&force=true]` | token: `202`, sends [`Trigger::Cycle`] |
 //! | `POST /v1/hooks/registry` | hook secret: `202`, sends [`Trigger::Images`] |
+//!
+//! Each connection has [`ApiConfig::header_read_timeout`] to send a request head, and at most
+//! [`ApiConfig::max_connections`] are served at once (#13).
 
 mod auth;
 mod hook;
 mod status;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -27,10 +31,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::Semaphore;
 
 use crate::config::{ApiConfig, Secret};
 use crate::image_ref::ImageRef;
@@ -49,6 +58,10 @@ pub const HOOK_BODY_LIMIT: usize = 1024 * 1024;
 
 /// How long requests still being answered at shutdown may take before [`serve`] returns anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The pause after a failed `accept` (out of descriptors, most likely) before the next: the
+/// failure repeats at once, and a tight loop would take a core while it lasts.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// A request for the daemon to run a cycle sooner than its schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +97,7 @@ pub fn trigger_channel() -> (mpsc::Sender<Trigger>, mpsc::Receiver<Trigger>) {
     mpsc::channel(TRIGGER_QUEUE)
 }
 
-/// What the handlers share. Cheap to clone.
+/// What the handlers share, and the limits [`serve`] applies. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
     triggers: mpsc::Sender<Trigger>,
@@ -92,6 +105,9 @@ pub struct ApiState {
     metrics: Metrics,
     token: Option<Secret>,
     hook_secret: Option<Secret>,
+    /// How [`serve`] serves connections: `[api] header_read_timeout` and `max_connections`.
+    header_read_timeout: Duration,
+    max_connections: usize,
 }
 
 impl ApiState {
@@ -109,6 +125,8 @@ impl ApiState {
             metrics,
             token: config.token.clone(),
             hook_secret: config.hook_secret.clone(),
+            header_read_timeout: config.header_read_timeout,
+            max_connections: config.max_connections,
         }
     }
 
@@ -147,6 +165,12 @@ pub fn router(state: ApiState) -> Router {
 
 /// Answers on `listener` until `shutdown` fires, then lets open requests finish for a few
 /// seconds. The caller binds, so a busy port fails at start-up with the daemon's context.
+///
+/// At most `max_connections` connections are served at once: beyond that, `accept` waits, so
+/// further clients wait in the kernel's backlog (holding no descriptor of the agent's) until
+/// a connection closes. A connection that sends no complete request head within
+/// `header_read_timeout` (from when it opens, or since the last response) is closed, so a
+/// slot is never held for long by a client that sends nothing.
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
@@ -155,20 +179,50 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP API listening");
     }
-    let mut graceful = shutdown.clone();
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { graceful.wait().await });
-    let mut deadline = shutdown;
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(state.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(state.max_connections));
+    let service = TowerToHyperService::new(router(state));
+    let open = GracefulShutdown::new();
+    let mut stop = shutdown;
+    loop {
+        let slot = tokio::select! {
+            _ = stop.wait() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // Never closed; were it, no connection could be served.
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = stop.wait() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("HTTP API: accepting a connection: {e}");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+        };
+        let connection = open.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("HTTP API connection: {e}");
+            }
+            drop(slot);
+        });
+    }
+    // No new connections from here; those open finish the request they are answering.
+    drop(listener);
     tokio::select! {
-        result = server => result,
-        _ = async {
-            deadline.wait().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => {
+        _ = open.shutdown() => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::warn!("HTTP API: requests still open at shutdown were cut off");
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// A JSON error body: `{"error": "..."}`.

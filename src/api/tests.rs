@@ -39,12 +39,25 @@ impl Served {
 }
 
 async fn serve_with(token: Option<&str>, hook_secret: Option<&str>) -> Served {
+    serve_configured(token, hook_secret, |_| {}).await
+}
+
+/// Served on 127.0.0.1 with the configuration `adjust` leaves.
+async fn serve_configured(
+    token: Option<&str>,
+    hook_secret: Option<&str>,
+    adjust: impl FnOnce(&mut ApiConfig),
+) -> Served {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = ApiConfig {
-        listen: listener.local_addr().unwrap(),
+    let bound = listener.local_addr().unwrap();
+    let mut config = ApiConfig {
+        listen: bound,
         token: token.map(Secret::new),
         hook_secret: hook_secret.map(Secret::new),
+        header_read_timeout: crate::config::DEFAULT_HEADER_READ_TIMEOUT,
+        max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
     };
+    adjust(&mut config);
     let (tx, triggers) = trigger_channel();
     let board = StatusBoard::default();
     let metrics = Metrics::new();
@@ -52,7 +65,7 @@ async fn serve_with(token: Option<&str>, hook_secret: Option<&str>) -> Served {
     let (stop, shutdown) = shutdown::channel();
     let server = tokio::spawn(serve(listener, state, shutdown));
     Served {
-        base: format!("http://{}", config.listen),
+        base: format!("http://{bound}"),
         // A proxy from the environment must not see loopback test traffic.
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
         triggers,
@@ -252,6 +265,142 @@ async fn ci_can_name_the_image_with_the_secret_in_the_query() {
     assert_eq!(
         s.triggers.try_recv().ok(),
         Some(Trigger::Images(vec!["ghcr.io/org/app:main".into()]))
+    );
+}
+
+/// A raw connection that has sent `sent` and nothing more.
+async fn connect_and_send(s: &Served, sent: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(sent.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Reads until the server closes `stream` and returns how long that took, or `None` when it
+/// is still open after `bound`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, bound: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = tokio::time::Instant::now();
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(bound, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
+}
+
+/// Reads one answer's head and its short body (`Content-Length` only) from `stream`, within
+/// `bound`; `None` when nothing complete came.
+async fn answer_within(stream: &mut tokio::net::TcpStream, bound: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(bound, async {
+        loop {
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return Some(text);
+                }
+            }
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// #13: 200 half-sent requests all stayed open past 40 s.
+#[tokio::test]
+async fn half_sent_requests_are_closed_after_the_header_read_timeout() {
+    let s = serve_configured(None, None, |config| {
+        config.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(connect_and_send(&s, "GET /healthz HTTP/1.1\r\nHost: x\r\n").await);
+    }
+    // And one that never sends a byte.
+    held.push(connect_and_send(&s, "").await);
+    for stream in &mut held {
+        let closed = closed_within(stream, Duration::from_secs(5)).await;
+        assert!(
+            closed.is_some(),
+            "still open 5 s after a 1 s header timeout"
+        );
+    }
+    let r = s.http.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the API still answers");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let s = serve_configured(None, None, |config| {
+        config.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut stream = connect_and_send(&s, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let answer = answer_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+        "{answer:?}"
+    );
+    let closed = closed_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "an idle connection still open after 5 s");
+}
+
+/// #13: without a cap, anyone reaching the port could take every descriptor the agent shares
+/// with the engine socket, SQLite and registry connections.
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let s = serve_configured(None, None, |config| {
+        config.max_connections = 2;
+        config.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let first = connect_and_send(&s, "GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    let _second = connect_and_send(&s, "GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    // Let the server take both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut third = connect_and_send(
+        &s,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let early = answer_within(&mut third, Duration::from_secs(1)).await;
+    assert_eq!(early, None, "served beyond max_connections = 2");
+
+    drop(first);
+    let answer = answer_within(&mut third, Duration::from_secs(5)).await;
+    assert!(
+        answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+        "served once a slot is free: {answer:?}"
     );
 }
 
