@@ -356,6 +356,74 @@ fn the_registry_hook_takes_its_secret_in_the_query_refuses_garbage_and_ignores_p
     assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
 }
 
+/// #13: a web page can make its visitor's browser send a `text/plain` POST to a loopback API
+/// without a preflight; without a token configured, that queued a forced cycle which went
+/// through the closed maintenance window.
+#[test]
+fn a_cross_site_post_cannot_force_an_update_through_a_closed_window() {
+    let bed = TestBed::new("ops-api-cross-site");
+    let (_registry, updater, old, _) = web_with_v2_pushed(&bed, &[]);
+    let closed = (now_hour() + 12) % 24;
+    settings::watch(
+        &updater,
+        &format!("window = {{ schedule = \"0 {closed} * * *\", length = \"1m\" }}"),
+    );
+    settings::set_interval(&updater, "1h");
+    let host = settings::open_api(&updater, "");
+    let mut daemon = start_daemon_on(&updater, &host);
+    let post = |headers: &[(&str, &str)]| {
+        http::send(
+            &host,
+            "POST",
+            "/v1/update?force=true",
+            headers,
+            b"{}",
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|error| panic!("POST /v1/update on {host}: {error}"))
+    };
+
+    // What fetch(..., {method: "POST", mode: "no-cors", body: "{}"}) sends from a page.
+    let from_a_page = post(&[
+        ("Origin", "http://attacker.example"),
+        ("Content-Type", "text/plain;charset=UTF-8"),
+    ]);
+    let text_plain = post(&[("Content-Type", "text/plain")]);
+    let json_without_token = post(&[("Content-Type", "application/json")]);
+    thread::sleep(QUIET);
+
+    assert_eq!(from_a_page.status, 403, "{from_a_page:?}");
+    assert_eq!(text_plain.status, 415, "{text_plain:?}");
+    assert_eq!(json_without_token.status, 403, "{json_without_token:?}");
+    assert!(
+        json_without_token.body.contains("[api] token_file"),
+        "says what to configure: {json_without_token:?}"
+    );
+    assert_eq!(bed.container_id("web"), old, "the window held");
+    assert_eq!(
+        daemon.stderr().matches("cycle finished").count(),
+        1,
+        "no cycle was queued; stderr:\n{}",
+        daemon.stderr()
+    );
+
+    // Unforced, a local caller may still ask for a cycle: the update waits for the window.
+    let unforced = http::send(
+        &host,
+        "POST",
+        "/v1/update",
+        &[],
+        b"",
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|error| panic!("POST /v1/update on {host}: {error}"));
+    assert_eq!(unforced.status, 202, "{unforced:?}");
+    daemon.wait_for_log("cycle finished", 2, Duration::from_secs(60));
+    assert_eq!(bed.container_id("web"), old, "the window held");
+    let (code, _) = daemon.terminate(Duration::from_secs(15));
+    assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
+}
+
 /// #13: 200 half-sent requests all stayed open past 40 s, each holding a descriptor of the
 /// agent's. Now each is cut off after `header_read_timeout`, and at most `max_connections`
 /// are accepted at once (the rest wait in the kernel's backlog).

@@ -13,10 +13,12 @@
 //! | `POST /v1/update[?container=NAME][&force=true]` | token: `202`, sends [`Trigger::Cycle`] |
 //! | `POST /v1/hooks/registry` | hook secret: `202`, sends [`Trigger::Images`] |
 //!
-//! Each connection has [`ApiConfig::header_read_timeout`] to send a request head, and at most
+//! A `POST` from another origin is refused, and its body must be JSON ([`forgery`]). Each
+//! connection has [`ApiConfig::header_read_timeout`] to send a request head, and at most
 //! [`ApiConfig::max_connections`] are served at once (#13).
 
 mod auth;
+mod forgery;
 mod hook;
 mod status;
 
@@ -144,15 +146,21 @@ impl ApiState {
 
 /// The routes, for [`serve`] and for tests that drive them directly.
 pub fn router(state: ApiState) -> Router {
-    let update = post(post_update).route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
+    // Layers added later run first: the origin, then the secret, then the body's type.
+    let update = post(post_update)
+        .route_layer(middleware::from_fn(forgery::json_body))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .route_layer(middleware::from_fn(forgery::same_origin));
     let hook = post(post_registry_hook)
+        .route_layer(middleware::from_fn(forgery::json_body))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_hook_secret,
         ))
+        .route_layer(middleware::from_fn(forgery::same_origin))
         .layer(DefaultBodyLimit::max(HOOK_BODY_LIMIT));
     Router::new()
         .route("/healthz", get(get_healthz))
@@ -285,6 +293,14 @@ async fn post_update(
         }
         c => c,
     };
+    // Forcing lets updates through closed maintenance windows: not for whoever can reach a
+    // loopback port. With a token configured, `auth::require_token` has already checked it.
+    if params.force && state.token.is_none() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "force=true needs the API token: set [api] token_file and send it as `Authorization: Bearer <token>`",
+        );
+    }
     tracing::info!(container = ?container, force = params.force, "update requested over the API");
     let trigger = Trigger::Cycle {
         container: container.clone(),

@@ -257,6 +257,7 @@ async fn ci_can_name_the_image_with_the_secret_in_the_query() {
     let r = s
         .http
         .post(s.url(&format!("/v1/hooks/registry?secret={HOOK_SECRET}")))
+        .header("content-type", "application/json")
         .body(r#"{"image": "ghcr.io/org/app:main"}"#)
         .send()
         .await
@@ -404,6 +405,111 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     );
 }
 
+/// #13: a web page may POST `text/plain` (no preflight) to a loopback API; a JSON body must
+/// say so, which a page can only do after a CORS preflight the API never grants.
+#[tokio::test]
+async fn a_body_that_is_not_declared_json_is_415_and_sends_nothing() {
+    let mut s = serve_with(None, None).await;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonx"),
+        None,
+    ] {
+        for path in ["/v1/update", "/v1/hooks/registry"] {
+            let mut request = s
+                .http
+                .post(s.url(path))
+                .body(r#"{"image": "ghcr.io/org/app:main"}"#);
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 415, "{path} {content_type:?}");
+            let text = r.text().await.unwrap();
+            assert!(text.contains("application/json"), "{text}");
+        }
+    }
+    s.assert_nothing_sent();
+    for content_type in [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/vnd.docker.distribution.events.v1+json",
+    ] {
+        let r = s
+            .http
+            .post(s.url("/v1/hooks/registry"))
+            .header("content-type", content_type)
+            .body(r#"{"image": "ghcr.io/org/app:main"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{content_type}");
+        assert!(s.triggers.try_recv().is_ok());
+    }
+}
+
+/// #13: a browser names the page's origin; only the API's own may change anything.
+#[tokio::test]
+async fn a_post_from_another_origin_is_403_and_sends_nothing() {
+    let mut s = serve_with(None, None).await;
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+    for origin in [
+        "http://evil.example".to_string(),
+        "https://evil.example".to_string(),
+        format!("http://evil.example:{port}"),
+        format!("http://127.0.0.1:{}", port.parse::<u32>().unwrap() + 1),
+        format!("https://127.0.0.1:{port}"),
+        "null".to_string(),
+        "not an origin".to_string(),
+    ] {
+        for path in ["/v1/update", "/v1/hooks/registry"] {
+            let r = s
+                .http
+                .post(s.url(path))
+                .header("origin", &origin)
+                .header("content-type", "application/json")
+                .body(r#"{"image": "ghcr.io/org/app:main"}"#)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{path} from {origin}");
+        }
+    }
+    s.assert_nothing_sent();
+    // The API's own origin (a page it served, were there one) is fine.
+    let r = s
+        .http
+        .post(s.url("/v1/update"))
+        .header("origin", &s.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(s.triggers.try_recv().is_ok());
+}
+
+/// #13: `force=true` lets updates through closed maintenance windows; on a loopback API
+/// without a token, any local process (or a web page) could ask for that.
+#[tokio::test]
+async fn force_without_a_configured_token_is_403_and_says_to_configure_one() {
+    let mut s = serve_with(None, None).await;
+    let r = s
+        .http
+        .post(s.url("/v1/update?container=web&force=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("[api] token_file"), "{text}");
+    s.assert_nothing_sent();
+    // Without force, loopback callers still may.
+    let r = s.http.post(s.url("/v1/update")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+}
+
 #[tokio::test]
 async fn hook_with_a_wrong_or_missing_secret_is_401_and_sends_nothing() {
     let mut s = serve_guarded().await;
@@ -449,6 +555,7 @@ async fn malformed_hook_body_is_400_and_sends_nothing() {
             .http
             .post(s.url("/v1/hooks/registry"))
             .bearer_auth(HOOK_SECRET)
+            .header("content-type", "application/json")
             .body(body)
             .send()
             .await
@@ -470,6 +577,7 @@ async fn oversized_hook_body_is_413_and_sends_nothing() {
         .http
         .post(s.url("/v1/hooks/registry"))
         .bearer_auth(HOOK_SECRET)
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await
@@ -487,6 +595,7 @@ async fn pull_events_are_acknowledged_without_a_trigger() {
         .http
         .post(s.url("/v1/hooks/registry"))
         .bearer_auth(HOOK_SECRET)
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await

@@ -35,7 +35,8 @@ const MAX_MAX_CONNECTIONS: usize = 512;
 pub struct ApiConfig {
     /// The address to listen on.
     pub listen: SocketAddr,
-    /// The bearer token `POST /v1/update` requires. `None` (loopback only): no token needed.
+    /// The bearer token `POST /v1/update` requires. `None` (loopback only): no token needed,
+    /// and `force=true` refused.
     pub token: Option<Secret>,
     /// The shared secret `POST /v1/hooks/registry` requires: `hook_secret_file`, else the
     /// token. `None` (loopback only): no secret needed.
