@@ -1,5 +1,6 @@
-//! Who may call the `POST` endpoints: the bearer token for `/v1/update`, the shared secret for
-//! the registry webhook (as a bearer token, or `?secret=` for senders that cannot set headers).
+//! Who may call what: the bearer token for `/v1/update` (and, beyond loopback, for
+//! `/v1/status` and `/metrics`), the shared secret for the registry webhook (as a bearer token,
+//! or `?secret=` for senders that cannot set headers).
 //! Secrets are compared in constant time and never logged.
 
 use axum::extract::{Query, Request, State};
@@ -23,6 +24,23 @@ pub(super) async fn require_token(
         next.run(request).await
     } else {
         refuse("a bearer token from [api] token_file is required")
+    }
+}
+
+/// Middleware: `/v1/status` and `/metrics` need the API token when the API listens beyond
+/// loopback (unless `[api] public_read`): they name containers, images, digests and errors.
+pub(super) async fn require_read_token(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if allowed(
+        state.read_token.as_ref(),
+        bearer(request.headers()).as_deref(),
+    ) {
+        next.run(request).await
+    } else {
+        refuse("a bearer token from [api] token_file is required (the API listens beyond loopback; [api] public_read = true opens this to everyone)")
     }
 }
 

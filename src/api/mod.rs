@@ -8,8 +8,8 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /healthz` | `200 ok` |
-//! | `GET /metrics` | Prometheus text |
-//! | `GET /v1/status` | [`StatusSnapshot`] as JSON |
+//! | `GET /metrics` | Prometheus text (token beyond loopback, unless `public_read`) |
+//! | `GET /v1/status` | [`StatusSnapshot`] as JSON (token beyond loopback, unless `public_read`) |
 //! | `POST /v1/update[?container=NAME][&force=true]` | token: `202`, sends [`Trigger::Cycle`] |
 //! | `POST /v1/hooks/registry` | hook secret: `202`, sends [`Trigger::Images`] |
 //!
@@ -106,6 +106,9 @@ pub struct ApiState {
     board: StatusBoard,
     metrics: Metrics,
     token: Option<Secret>,
+    /// The token `GET /v1/status` and `/metrics` need: `None` on loopback or with
+    /// `public_read`.
+    read_token: Option<Secret>,
     hook_secret: Option<Secret>,
     /// How [`serve`] serves connections: `[api] header_read_timeout` and `max_connections`.
     header_read_timeout: Duration,
@@ -126,6 +129,11 @@ impl ApiState {
             board,
             metrics,
             token: config.token.clone(),
+            read_token: if config.listen.ip().is_loopback() || config.public_read {
+                None
+            } else {
+                config.token.clone()
+            },
             hook_secret: config.hook_secret.clone(),
             header_read_timeout: config.header_read_timeout,
             max_connections: config.max_connections,
@@ -162,10 +170,16 @@ pub fn router(state: ApiState) -> Router {
         ))
         .route_layer(middleware::from_fn(forgery::same_origin))
         .layer(DefaultBodyLimit::max(HOOK_BODY_LIMIT));
+    let read = |handler: axum::routing::MethodRouter<ApiState>| {
+        handler.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_read_token,
+        ))
+    };
     Router::new()
         .route("/healthz", get(get_healthz))
-        .route("/metrics", get(get_metrics))
-        .route("/v1/status", get(get_status))
+        .route("/metrics", read(get(get_metrics)))
+        .route("/v1/status", read(get(get_status)))
         .route("/v1/update", update)
         .route("/v1/hooks/registry", hook)
         .with_state(state)

@@ -42,6 +42,13 @@ async fn serve_with(token: Option<&str>, hook_secret: Option<&str>) -> Served {
     serve_configured(token, hook_secret, |_| {}).await
 }
 
+/// Served on loopback, with `[api] listen` saying `ip` (the port the test binds is kept): the
+/// API decides what is public from the configured address.
+async fn serve_as(token: Option<&str>, hook_secret: Option<&str>, ip: &str) -> Served {
+    let ip: std::net::IpAddr = ip.parse().unwrap();
+    serve_configured(token, hook_secret, |config| config.listen.set_ip(ip)).await
+}
+
 /// Served on 127.0.0.1 with the configuration `adjust` leaves.
 async fn serve_configured(
     token: Option<&str>,
@@ -54,6 +61,7 @@ async fn serve_configured(
         listen: bound,
         token: token.map(Secret::new),
         hook_secret: hook_secret.map(Secret::new),
+        public_read: false,
         header_read_timeout: crate::config::DEFAULT_HEADER_READ_TIMEOUT,
         max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
     };
@@ -267,6 +275,22 @@ async fn ci_can_name_the_image_with_the_secret_in_the_query() {
         s.triggers.try_recv().ok(),
         Some(Trigger::Images(vec!["ghcr.io/org/app:main".into()]))
     );
+}
+
+#[tokio::test]
+async fn public_read_opens_status_and_metrics_beyond_loopback_but_not_the_posts() {
+    let mut s = serve_configured(Some(TOKEN), Some(HOOK_SECRET), |config| {
+        config.listen.set_ip("0.0.0.0".parse().unwrap());
+        config.public_read = true;
+    })
+    .await;
+    for path in ["/v1/status", "/metrics"] {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let r = s.http.post(s.url("/v1/update")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    s.assert_nothing_sent();
 }
 
 /// A raw connection that has sent `sent` and nothing more.
@@ -508,6 +532,42 @@ async fn force_without_a_configured_token_is_403_and_says_to_configure_one() {
     // Without force, loopback callers still may.
     let r = s.http.post(s.url("/v1/update")).send().await.unwrap();
     assert_eq!(r.status(), 202);
+}
+
+/// #13: status and metrics name containers, images, digests and error details.
+#[tokio::test]
+async fn status_and_metrics_need_the_token_when_listening_beyond_loopback() {
+    for ip in ["0.0.0.0", "192.168.1.5", "::"] {
+        let s = serve_as(Some(TOKEN), Some(HOOK_SECRET), ip).await;
+        for path in ["/v1/status", "/metrics"] {
+            let r = s.http.get(s.url(path)).send().await.unwrap();
+            assert_eq!(r.status(), 401, "{path} on {ip}");
+            assert!(r.headers().contains_key("www-authenticate"));
+            let r = s
+                .http
+                .get(s.url(path))
+                .bearer_auth(HOOK_SECRET)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                401,
+                "{path} on {ip}: the hook secret is not the token"
+            );
+            let r = s
+                .http
+                .get(s.url(path))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path} on {ip}");
+        }
+        // Health checks need no secret anywhere.
+        let r = s.http.get(s.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! `[api]`: where the HTTP API listens, the secrets that guard its `POST` endpoints, and the
-//! limits that keep slow or numerous clients from holding its connections.
+//! `[api]`: where the HTTP API listens, the secrets that guard it, and the limits that keep
+//! slow or numerous clients from holding its connections.
 //!
 //! The secrets are read here, at start-up, so a missing or empty file fails before anything
 //! listens; they are held as [`Secret`]s and never appear in `Debug` output or errors.
@@ -35,12 +35,15 @@ const MAX_MAX_CONNECTIONS: usize = 512;
 pub struct ApiConfig {
     /// The address to listen on.
     pub listen: SocketAddr,
-    /// The bearer token `POST /v1/update` requires. `None` (loopback only): no token needed,
-    /// and `force=true` refused.
+    /// The bearer token `POST /v1/update` requires (and `GET /v1/status` and `/metrics` beyond
+    /// loopback). `None` (loopback only): no token needed, and `force=true` refused.
     pub token: Option<Secret>,
     /// The shared secret `POST /v1/hooks/registry` requires: `hook_secret_file`, else the
     /// token. `None` (loopback only): no secret needed.
     pub hook_secret: Option<Secret>,
+    /// `public_read = true`: `GET /v1/status` and `/metrics` need no token even when `listen`
+    /// is not a loopback address. They always need none on loopback.
+    pub public_read: bool,
     /// How long a connection may take to send a request head, counted from when it opens or
     /// from the end of the previous response (so it is the keep-alive idle timeout too).
     pub header_read_timeout: Duration,
@@ -109,6 +112,7 @@ pub(super) fn validate(
         listen,
         hook_secret: hook_secret.or_else(|| token.clone()),
         token,
+        public_read: raw.public_read.unwrap_or(false),
         header_read_timeout,
         max_connections,
     }))
@@ -269,14 +273,16 @@ mod tests {
             .unwrap();
         assert_eq!(api.header_read_timeout, super::DEFAULT_HEADER_READ_TIMEOUT);
         assert_eq!(api.max_connections, super::DEFAULT_MAX_CONNECTIONS);
+        assert!(!api.public_read);
         let api = parse(
-            "[api]\nlisten = \"127.0.0.1:8787\"\nheader_read_timeout = \"2s\"\nmax_connections = 3\n",
+            "[api]\nlisten = \"127.0.0.1:8787\"\nheader_read_timeout = \"2s\"\nmax_connections = 3\npublic_read = true\n",
         )
         .unwrap()
         .api
         .unwrap();
         assert_eq!(api.header_read_timeout, std::time::Duration::from_secs(2));
         assert_eq!(api.max_connections, 3);
+        assert!(api.public_read);
         for (line, expected) in [
             ("header_read_timeout = \"500ms\"", "at least 1s"),
             ("header_read_timeout = \"10m\"", "at most 5m"),
