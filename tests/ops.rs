@@ -301,8 +301,10 @@ fn status_row<'a>(status: &'a Value, container: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row for {container} in {status:#}"))
 }
 
+/// Until #13 the hook also took its secret as `?secret=`, which proxies and access logs keep;
+/// now only the header is accepted, and the query form is told so.
 #[test]
-fn the_registry_hook_takes_its_secret_in_the_query_refuses_garbage_and_ignores_pulls() {
+fn the_registry_hook_refuses_its_secret_in_the_url_refuses_garbage_and_ignores_pulls() {
     let bed = TestBed::new("ops-hook-forms");
     let (registry, updater, old, _) = web_with_v2_pushed(&bed, &[]);
     settings::set_interval(&updater, "1h");
@@ -328,12 +330,20 @@ fn the_registry_hook_takes_its_secret_in_the_query_refuses_garbage_and_ignores_p
         }]})
         .to_string()
     };
-    let with_secret = format!("/v1/hooks/registry?secret={}", api.hook_secret);
+    let hook = "/v1/hooks/registry";
+    let in_the_url = format!("{hook}?secret={}", api.hook_secret);
 
-    let garbage = call(&api, "POST", &with_secret, None, "{not json");
-    let pull = call(&api, "POST", &with_secret, None, &event("pull"));
+    let query = call(&api, "POST", &in_the_url, None, &event("push"));
+    let garbage = call(&api, "POST", hook, Some(&api.hook_secret), "{not json");
+    let pull = call(&api, "POST", hook, Some(&api.hook_secret), &event("pull"));
     thread::sleep(QUIET);
 
+    assert_eq!(query.status, 400, "{query:?}");
+    assert!(
+        query.body.contains("Authorization: Bearer"),
+        "says where the secret goes: {query:?}"
+    );
+    assert!(!query.body.contains(&api.hook_secret), "{query:?}");
     assert_eq!(garbage.status, 400, "{garbage:?}");
     assert_eq!(
         pull.status, 200,
@@ -342,12 +352,16 @@ fn the_registry_hook_takes_its_secret_in_the_query_refuses_garbage_and_ignores_p
     assert_eq!(
         daemon.stderr().matches("cycle finished").count(),
         1,
-        "neither queued a cycle; stderr:\n{}",
+        "none queued a cycle; stderr:\n{}",
         daemon.stderr()
     );
     assert!(bed.serves("web").contains(&page("2")));
+    assert!(
+        !daemon.stderr().contains(&api.hook_secret),
+        "the secret is not logged"
+    );
 
-    let pushed = call(&api, "POST", &with_secret, None, &event("push"));
+    let pushed = call(&api, "POST", hook, Some(&api.hook_secret), &event("push"));
 
     assert_eq!(pushed.status, 202, "{pushed:?}");
     bed.wait_until_serving("web", &page("3"), WEBHOOK_LAG_BOUND);

@@ -260,11 +260,12 @@ async fn registry_push_notification_queues_a_check_of_the_pushed_tag() {
 }
 
 #[tokio::test]
-async fn ci_can_name_the_image_with_the_secret_in_the_query() {
+async fn ci_can_name_the_image_with_the_secret_in_the_header() {
     let mut s = serve_guarded().await;
     let r = s
         .http
-        .post(s.url(&format!("/v1/hooks/registry?secret={HOOK_SECRET}")))
+        .post(s.url("/v1/hooks/registry"))
+        .bearer_auth(HOOK_SECRET)
         .header("content-type", "application/json")
         .body(r#"{"image": "ghcr.io/org/app:main"}"#)
         .send()
@@ -275,6 +276,53 @@ async fn ci_can_name_the_image_with_the_secret_in_the_query() {
         s.triggers.try_recv().ok(),
         Some(Trigger::Images(vec!["ghcr.io/org/app:main".into()]))
     );
+}
+
+/// #13: a secret in the URL ends up in proxies' and servers' access logs.
+#[tokio::test]
+async fn the_hook_secret_in_the_query_is_refused_with_a_pointer_to_the_header() {
+    let mut s = serve_guarded().await;
+    for query in [
+        format!("?secret={HOOK_SECRET}"),
+        "?secret=hook-0123456789abcdeX".to_string(),
+    ] {
+        let r = s
+            .http
+            .post(s.url(&format!("/v1/hooks/registry{query}")))
+            .header("content-type", "application/json")
+            .body(r#"{"image": "ghcr.io/org/app:main"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("Authorization: Bearer"), "{text}");
+        assert!(!text.contains(HOOK_SECRET), "{text}");
+    }
+    // Refused even alongside the right header, and when no secret is configured: the URL is
+    // what must not carry it.
+    let r = s
+        .http
+        .post(s.url(&format!("/v1/hooks/registry?secret={HOOK_SECRET}")))
+        .bearer_auth(HOOK_SECRET)
+        .header("content-type", "application/json")
+        .body(r#"{"image": "ghcr.io/org/app:main"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    s.assert_nothing_sent();
+    let mut open = serve_with(None, None).await;
+    let r = open
+        .http
+        .post(open.url("/v1/hooks/registry?secret=anything-at-all-here"))
+        .header("content-type", "application/json")
+        .body(r#"{"image": "ghcr.io/org/app:main"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    open.assert_nothing_sent();
 }
 
 #[tokio::test]
@@ -584,7 +632,9 @@ async fn hook_with_a_wrong_or_missing_secret_is_401_and_sends_nothing() {
     assert_eq!(r.status(), 401);
     let r = s
         .http
-        .post(s.url("/v1/hooks/registry?secret=hook-0123456789abcdeX"))
+        .post(s.url("/v1/hooks/registry"))
+        .bearer_auth("hook-0123456789abcdeX")
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await
@@ -594,6 +644,7 @@ async fn hook_with_a_wrong_or_missing_secret_is_401_and_sends_nothing() {
         .http
         .post(s.url("/v1/hooks/registry"))
         .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await

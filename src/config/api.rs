@@ -128,8 +128,8 @@ fn read_secret(
     let text = std::fs::read_to_string(file.get_ref())
         .map_err(|e| at.error(file.span(), format!("{key} {path}: {e}")))?;
     let secret = text.trim_end_matches(['\n', '\r']);
-    // The secret travels in an `Authorization` header or a query parameter: only visible ASCII
-    // can match there, so anything else would lock every client out.
+    // The secret travels in an `Authorization` header: only visible ASCII can match there, so
+    // anything else would lock every client out.
     if !secret.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(at.error(
             file.span(),
