@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -60,6 +60,11 @@ pub const HOOK_BODY_LIMIT: usize = 1024 * 1024;
 
 /// How long requests still being answered at shutdown may take before [`serve`] returns anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a webhook body may take to arrive once its head has (408 beyond). A registry's
+/// notification is a few KiB; even the largest body accepted needs only ~35 KiB/s. Without
+/// it, a caller past the secret could hold a connection open by sending a byte at a time.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The pause after a failed `accept` (out of descriptors, most likely) before the next: the
 /// failure repeats at once, and a tight loop would take a core while it lasts.
@@ -113,6 +118,8 @@ pub struct ApiState {
     /// How [`serve`] serves connections: `[api] header_read_timeout` and `max_connections`.
     header_read_timeout: Duration,
     max_connections: usize,
+    /// [`BODY_READ_TIMEOUT`], shorter in tests.
+    body_read_timeout: Duration,
 }
 
 impl ApiState {
@@ -137,7 +144,15 @@ impl ApiState {
             hook_secret: config.hook_secret.clone(),
             header_read_timeout: config.header_read_timeout,
             max_connections: config.max_connections,
+            body_read_timeout: BODY_READ_TIMEOUT,
         }
+    }
+
+    /// This state with another [`BODY_READ_TIMEOUT`], so that a test need not wait for it.
+    #[cfg(test)]
+    fn with_body_read_timeout(mut self, timeout: Duration) -> ApiState {
+        self.body_read_timeout = timeout;
+        self
     }
 
     /// Queues `trigger` without waiting: a full queue already holds cycles that will run.
@@ -330,13 +345,22 @@ async fn post_update(
         .into_response()
 }
 
-async fn post_registry_hook(
-    State(state): State<ApiState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn post_registry_hook(State(state): State<ApiState>, request: Request) -> Response {
+    // Read here rather than by an extractor, to bound how long it may take.
+    let body = tokio::time::timeout(
+        state.body_read_timeout,
+        Bytes::from_request(request, &state),
+    )
+    .await;
     let body = match body {
-        Ok(b) => b,
-        Err(e) => return error(e.status(), &e.body_text()),
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return error(e.status(), &e.body_text()),
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            )
+        }
     };
     let found = match parse_hook(&body) {
         Ok(found) => found,

@@ -69,7 +69,8 @@ async fn serve_configured(
     let (tx, triggers) = trigger_channel();
     let board = StatusBoard::default();
     let metrics = Metrics::new();
-    let state = ApiState::new(&config, tx, board.clone(), metrics.clone());
+    let state = ApiState::new(&config, tx, board.clone(), metrics.clone())
+        .with_body_read_timeout(Duration::from_secs(1));
     let (stop, shutdown) = shutdown::channel();
     let server = tokio::spawn(serve(listener, state, shutdown));
     Served {
@@ -616,6 +617,31 @@ async fn status_and_metrics_need_the_token_when_listening_beyond_loopback() {
         let r = s.http.get(s.url("/healthz")).send().await.unwrap();
         assert_eq!(r.status(), 200);
     }
+}
+
+/// A caller past the secret (or anyone, on a loopback API without one) must not hold a
+/// connection by sending the body a byte at a time. (The tests' body timeout is 1 s.)
+#[tokio::test]
+async fn a_hook_body_that_does_not_arrive_is_408_and_the_connection_closed() {
+    let mut s = serve_guarded().await;
+    let mut stream = connect_and_send(
+        &s,
+        &format!(
+            "POST /v1/hooks/registry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {HOOK_SECRET}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        ),
+    )
+    .await;
+    let answer = answer_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 408")),
+        "{answer:?}"
+    );
+    let closed = closed_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "still open after the 408");
+    s.assert_nothing_sent();
 }
 
 #[tokio::test]
