@@ -2,6 +2,8 @@
 //! takes), the HTTP API, notifications, and the policies, windows, cooldowns and tag tracking
 //! that decide what an update cycle may touch.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -49,18 +51,22 @@ fn call(api: &ApiSettings, method: &str, path: &str, auth: Option<&str>, body: &
 
 /// Starts `run` and waits for its start-up cycle and its API.
 fn start_daemon(updater: &Updater, api: &ApiSettings) -> Daemon {
+    start_daemon_on(updater, &api.host)
+}
+
+/// Starts `run` and waits for its start-up cycle and its API on `host`.
+fn start_daemon_on(updater: &Updater, host: &str) -> Daemon {
     let mut daemon = updater.spawn_run();
     daemon.wait_for_log("cycle finished", 1, Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let probe = http::request(&api.host, "GET", "/healthz", &[], Duration::from_secs(2));
+        let probe = http::request(host, "GET", "/healthz", &[], Duration::from_secs(2));
         if matches!(&probe, Ok(response) if response.status == 200) {
             return daemon;
         }
         assert!(
             Instant::now() < deadline,
-            "the API on {} does not answer: {probe:?}; stderr:\n{}",
-            api.host,
+            "the API on {host} does not answer: {probe:?}; stderr:\n{}",
             daemon.stderr()
         );
         thread::sleep(Duration::from_millis(100));
@@ -295,8 +301,10 @@ fn status_row<'a>(status: &'a Value, container: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row for {container} in {status:#}"))
 }
 
+/// Until #13 the hook also took its secret as `?secret=`, which proxies and access logs keep;
+/// now only the header is accepted, and the query form is told so.
 #[test]
-fn the_registry_hook_takes_its_secret_in_the_query_refuses_garbage_and_ignores_pulls() {
+fn the_registry_hook_refuses_its_secret_in_the_url_refuses_garbage_and_ignores_pulls() {
     let bed = TestBed::new("ops-hook-forms");
     let (registry, updater, old, _) = web_with_v2_pushed(&bed, &[]);
     settings::set_interval(&updater, "1h");
@@ -322,12 +330,20 @@ fn the_registry_hook_takes_its_secret_in_the_query_refuses_garbage_and_ignores_p
         }]})
         .to_string()
     };
-    let with_secret = format!("/v1/hooks/registry?secret={}", api.hook_secret);
+    let hook = "/v1/hooks/registry";
+    let in_the_url = format!("{hook}?secret={}", api.hook_secret);
 
-    let garbage = call(&api, "POST", &with_secret, None, "{not json");
-    let pull = call(&api, "POST", &with_secret, None, &event("pull"));
+    let query = call(&api, "POST", &in_the_url, None, &event("push"));
+    let garbage = call(&api, "POST", hook, Some(&api.hook_secret), "{not json");
+    let pull = call(&api, "POST", hook, Some(&api.hook_secret), &event("pull"));
     thread::sleep(QUIET);
 
+    assert_eq!(query.status, 400, "{query:?}");
+    assert!(
+        query.body.contains("Authorization: Bearer"),
+        "says where the secret goes: {query:?}"
+    );
+    assert!(!query.body.contains(&api.hook_secret), "{query:?}");
     assert_eq!(garbage.status, 400, "{garbage:?}");
     assert_eq!(
         pull.status, 200,
@@ -336,16 +352,165 @@ fn the_registry_hook_takes_its_secret_in_the_query_refuses_garbage_and_ignores_p
     assert_eq!(
         daemon.stderr().matches("cycle finished").count(),
         1,
-        "neither queued a cycle; stderr:\n{}",
+        "none queued a cycle; stderr:\n{}",
         daemon.stderr()
     );
     assert!(bed.serves("web").contains(&page("2")));
+    assert!(
+        !daemon.stderr().contains(&api.hook_secret),
+        "the secret is not logged"
+    );
 
-    let pushed = call(&api, "POST", &with_secret, None, &event("push"));
+    let pushed = call(&api, "POST", hook, Some(&api.hook_secret), &event("push"));
 
     assert_eq!(pushed.status, 202, "{pushed:?}");
     bed.wait_until_serving("web", &page("3"), WEBHOOK_LAG_BOUND);
     daemon.wait_for_log("cycle finished", 2, Duration::from_secs(30));
+    let (code, _) = daemon.terminate(Duration::from_secs(15));
+    assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
+}
+
+/// #13: a web page can make its visitor's browser send a `text/plain` POST to a loopback API
+/// without a preflight; without a token configured, that queued a forced cycle which went
+/// through the closed maintenance window.
+#[test]
+fn a_cross_site_post_cannot_force_an_update_through_a_closed_window() {
+    let bed = TestBed::new("ops-api-cross-site");
+    let (_registry, updater, old, _) = web_with_v2_pushed(&bed, &[]);
+    let closed = (now_hour() + 12) % 24;
+    settings::watch(
+        &updater,
+        &format!("window = {{ schedule = \"0 {closed} * * *\", length = \"1m\" }}"),
+    );
+    settings::set_interval(&updater, "1h");
+    let host = settings::open_api(&updater, "");
+    let mut daemon = start_daemon_on(&updater, &host);
+    let post = |headers: &[(&str, &str)]| {
+        http::send(
+            &host,
+            "POST",
+            "/v1/update?force=true",
+            headers,
+            b"{}",
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|error| panic!("POST /v1/update on {host}: {error}"))
+    };
+
+    // What fetch(..., {method: "POST", mode: "no-cors", body: "{}"}) sends from a page.
+    let from_a_page = post(&[
+        ("Origin", "http://attacker.example"),
+        ("Content-Type", "text/plain;charset=UTF-8"),
+    ]);
+    let text_plain = post(&[("Content-Type", "text/plain")]);
+    let json_without_token = post(&[("Content-Type", "application/json")]);
+    thread::sleep(QUIET);
+
+    assert_eq!(from_a_page.status, 403, "{from_a_page:?}");
+    assert_eq!(text_plain.status, 415, "{text_plain:?}");
+    assert_eq!(json_without_token.status, 403, "{json_without_token:?}");
+    assert!(
+        json_without_token.body.contains("[api] token_file"),
+        "says what to configure: {json_without_token:?}"
+    );
+    assert_eq!(bed.container_id("web"), old, "the window held");
+    assert_eq!(
+        daemon.stderr().matches("cycle finished").count(),
+        1,
+        "no cycle was queued; stderr:\n{}",
+        daemon.stderr()
+    );
+
+    // Unforced, a local caller may still ask for a cycle: the update waits for the window.
+    let unforced = http::send(
+        &host,
+        "POST",
+        "/v1/update",
+        &[],
+        b"",
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|error| panic!("POST /v1/update on {host}: {error}"));
+    assert_eq!(unforced.status, 202, "{unforced:?}");
+    daemon.wait_for_log("cycle finished", 2, Duration::from_secs(60));
+    assert_eq!(bed.container_id("web"), old, "the window held");
+    let (code, _) = daemon.terminate(Duration::from_secs(15));
+    assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
+}
+
+/// #13: 200 half-sent requests all stayed open past 40 s, each holding a descriptor of the
+/// agent's. Now each is cut off after `header_read_timeout`, and at most `max_connections`
+/// are accepted at once (the rest wait in the kernel's backlog).
+#[test]
+fn half_sent_requests_are_cut_off_and_never_hold_more_than_max_connections() {
+    const HALF_SENT: usize = 200;
+    const MAX_CONNECTIONS: usize = 16;
+    let bed = TestBed::new("ops-api-half-sent");
+    let updater = bed.updater(&[]);
+    settings::set_interval(&updater, "1h");
+    let host = settings::open_api(
+        &updater,
+        &format!("header_read_timeout = \"1s\"\nmax_connections = {MAX_CONNECTIONS}\n"),
+    );
+    let mut daemon = start_daemon_on(&updater, &host);
+    let before = daemon.open_descriptors();
+
+    let started = Instant::now();
+    let mut held: Vec<TcpStream> = (0..HALF_SENT)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&host)
+                .unwrap_or_else(|error| panic!("connecting to {host}: {error}"));
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .unwrap_or_else(|error| panic!("writing to {host}: {error}"));
+            stream
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let during = daemon.open_descriptors();
+
+    // The last ones wait for HALF_SENT / MAX_CONNECTIONS rounds of the 1 s timeout.
+    let deadline = started + Duration::from_secs(40);
+    let mut still_open = 0;
+    for stream in &mut held {
+        let left = deadline.saturating_duration_since(Instant::now());
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(10))))
+            .unwrap_or_else(|error| panic!("{error}"));
+        let mut buffer = [0u8; 256];
+        let closed = loop {
+            match stream.read(&mut buffer) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(error) => {
+                    break !matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    )
+                }
+            }
+        };
+        if !closed {
+            still_open += 1;
+        }
+    }
+    let all_closed = started.elapsed();
+    eprintln!(
+        "{HALF_SENT} half-sent requests: descriptors {before} -> {during} while held, all closed after {:.1} s",
+        all_closed.as_secs_f64()
+    );
+
+    assert!(
+        during <= before + MAX_CONNECTIONS + 4,
+        "{during} descriptors open while {HALF_SENT} requests were held, {before} before; stderr:\n{}",
+        daemon.stderr()
+    );
+    assert_eq!(still_open, 0, "still open 40 s after they were sent");
+    let health = http::request(&host, "GET", "/healthz", &[], Duration::from_secs(5));
+    assert!(
+        matches!(&health, Ok(response) if response.status == 200),
+        "the API answers again: {health:?}"
+    );
     let (code, _) = daemon.terminate(Duration::from_secs(15));
     assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
 }

@@ -1,5 +1,6 @@
-//! Who may call the `POST` endpoints: the bearer token for `/v1/update`, the shared secret for
-//! the registry webhook (as a bearer token, or `?secret=` for senders that cannot set headers).
+//! Who may call what: the bearer token for `/v1/update` (and, beyond loopback, for
+//! `/v1/status` and `/metrics`), the shared secret for the registry webhook. Both travel only in
+//! `Authorization: Bearer`: a secret in the URL would land in proxies' access logs.
 //! Secrets are compared in constant time and never logged.
 
 use axum::extract::{Query, Request, State};
@@ -26,21 +27,46 @@ pub(super) async fn require_token(
     }
 }
 
-/// Middleware: the webhook needs the hook secret, as a bearer token or `?secret=`.
+/// Middleware: `/v1/status` and `/metrics` need the API token when the API listens beyond
+/// loopback (unless `[api] public_read`): they name containers, images, digests and errors.
+pub(super) async fn require_read_token(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if allowed(
+        state.read_token.as_ref(),
+        bearer(request.headers()).as_deref(),
+    ) {
+        next.run(request).await
+    } else {
+        refuse("a bearer token from [api] token_file is required (the API listens beyond loopback; [api] public_read = true opens this to everyone)")
+    }
+}
+
+/// Middleware: the webhook needs the hook secret as a bearer token. `?secret=` (accepted before
+/// #13) is refused outright, right or wrong, so that senders still using it are told to move.
 pub(super) async fn require_hook_secret(
     State(state): State<ApiState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let given = bearer(request.headers()).or_else(|| {
-        Query::<SecretParam>::try_from_uri(request.uri())
-            .ok()
-            .and_then(|q| q.0.secret)
-    });
-    if allowed(state.hook_secret.as_ref(), given.as_deref()) {
+    let in_query =
+        Query::<SecretParam>::try_from_uri(request.uri()).is_ok_and(|q| q.0.secret.is_some());
+    if in_query {
+        tracing::info!("registry webhook refused: the secret was sent in the URL");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the hook secret is not accepted in the URL (?secret=), where proxies log it: send it as `Authorization: Bearer <secret>`, and consider replacing the secret",
+        );
+    }
+    if allowed(
+        state.hook_secret.as_ref(),
+        bearer(request.headers()).as_deref(),
+    ) {
         next.run(request).await
     } else {
-        refuse("the secret from [api] hook_secret_file is required (Authorization: Bearer, or ?secret=)")
+        refuse("the secret from [api] hook_secret_file is required as `Authorization: Bearer <secret>`")
     }
 }
 

@@ -8,29 +8,40 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /healthz` | `200 ok` |
-//! | `GET /metrics` | Prometheus text |
-//! | `GET /v1/status` | [`StatusSnapshot`] as JSON |
+//! | `GET /metrics` | Prometheus text (token beyond loopback, unless `public_read`) |
+//! | `GET /v1/status` | [`StatusSnapshot`] as JSON (token beyond loopback, unless `public_read`) |
 //! | `POST /v1/update[?container=NAME][&force=true]` | token: `202`, sends [`Trigger::Cycle`] |
 //! | `POST /v1/hooks/registry` | hook secret: `202`, sends [`Trigger::Images`] |
+//!
+//! A `POST` from another origin is refused, and its body must be JSON ([`forgery`]). Each
+//! connection has [`ApiConfig::header_read_timeout`] to send a request head, and at most
+//! [`ApiConfig::max_connections`] are served at once (#13).
 
 mod auth;
+mod forgery;
 mod hook;
 mod status;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::Semaphore;
 
 use crate::config::{ApiConfig, Secret};
 use crate::image_ref::ImageRef;
@@ -49,6 +60,15 @@ pub const HOOK_BODY_LIMIT: usize = 1024 * 1024;
 
 /// How long requests still being answered at shutdown may take before [`serve`] returns anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a webhook body may take to arrive once its head has (408 beyond). A registry's
+/// notification is a few KiB; even the largest body accepted needs only ~35 KiB/s. Without
+/// it, a caller past the secret could hold a connection open by sending a byte at a time.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The pause after a failed `accept` (out of descriptors, most likely) before the next: the
+/// failure repeats at once, and a tight loop would take a core while it lasts.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// A request for the daemon to run a cycle sooner than its schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,14 +104,22 @@ pub fn trigger_channel() -> (mpsc::Sender<Trigger>, mpsc::Receiver<Trigger>) {
     mpsc::channel(TRIGGER_QUEUE)
 }
 
-/// What the handlers share. Cheap to clone.
+/// What the handlers share, and the limits [`serve`] applies. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
     triggers: mpsc::Sender<Trigger>,
     board: StatusBoard,
     metrics: Metrics,
     token: Option<Secret>,
+    /// The token `GET /v1/status` and `/metrics` need: `None` on loopback or with
+    /// `public_read`.
+    read_token: Option<Secret>,
     hook_secret: Option<Secret>,
+    /// How [`serve`] serves connections: `[api] header_read_timeout` and `max_connections`.
+    header_read_timeout: Duration,
+    max_connections: usize,
+    /// [`BODY_READ_TIMEOUT`], shorter in tests.
+    body_read_timeout: Duration,
 }
 
 impl ApiState {
@@ -108,8 +136,23 @@ impl ApiState {
             board,
             metrics,
             token: config.token.clone(),
+            read_token: if config.listen.ip().is_loopback() || config.public_read {
+                None
+            } else {
+                config.token.clone()
+            },
             hook_secret: config.hook_secret.clone(),
+            header_read_timeout: config.header_read_timeout,
+            max_connections: config.max_connections,
+            body_read_timeout: BODY_READ_TIMEOUT,
         }
+    }
+
+    /// This state with another [`BODY_READ_TIMEOUT`], so that a test need not wait for it.
+    #[cfg(test)]
+    fn with_body_read_timeout(mut self, timeout: Duration) -> ApiState {
+        self.body_read_timeout = timeout;
+        self
     }
 
     /// Queues `trigger` without waiting: a full queue already holds cycles that will run.
@@ -126,20 +169,32 @@ impl ApiState {
 
 /// The routes, for [`serve`] and for tests that drive them directly.
 pub fn router(state: ApiState) -> Router {
-    let update = post(post_update).route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
+    // Layers added later run first: the origin, then the secret, then the body's type.
+    let update = post(post_update)
+        .route_layer(middleware::from_fn(forgery::json_body))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .route_layer(middleware::from_fn(forgery::same_origin));
     let hook = post(post_registry_hook)
+        .route_layer(middleware::from_fn(forgery::json_body))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_hook_secret,
         ))
+        .route_layer(middleware::from_fn(forgery::same_origin))
         .layer(DefaultBodyLimit::max(HOOK_BODY_LIMIT));
+    let read = |handler: axum::routing::MethodRouter<ApiState>| {
+        handler.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_read_token,
+        ))
+    };
     Router::new()
         .route("/healthz", get(get_healthz))
-        .route("/metrics", get(get_metrics))
-        .route("/v1/status", get(get_status))
+        .route("/metrics", read(get(get_metrics)))
+        .route("/v1/status", read(get(get_status)))
         .route("/v1/update", update)
         .route("/v1/hooks/registry", hook)
         .with_state(state)
@@ -147,6 +202,12 @@ pub fn router(state: ApiState) -> Router {
 
 /// Answers on `listener` until `shutdown` fires, then lets open requests finish for a few
 /// seconds. The caller binds, so a busy port fails at start-up with the daemon's context.
+///
+/// At most `max_connections` connections are served at once: beyond that, `accept` waits, so
+/// further clients wait in the kernel's backlog (holding no descriptor of the agent's) until
+/// a connection closes. A connection that sends no complete request head within
+/// `header_read_timeout` (from when it opens, or since the last response) is closed, so a
+/// slot is never held for long by a client that sends nothing.
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
@@ -155,20 +216,50 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP API listening");
     }
-    let mut graceful = shutdown.clone();
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { graceful.wait().await });
-    let mut deadline = shutdown;
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(state.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(state.max_connections));
+    let service = TowerToHyperService::new(router(state));
+    let open = GracefulShutdown::new();
+    let mut stop = shutdown;
+    loop {
+        let slot = tokio::select! {
+            _ = stop.wait() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // Never closed; were it, no connection could be served.
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = stop.wait() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("HTTP API: accepting a connection: {e}");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+        };
+        let connection = open.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("HTTP API connection: {e}");
+            }
+            drop(slot);
+        });
+    }
+    // No new connections from here; those open finish the request they are answering.
+    drop(listener);
     tokio::select! {
-        result = server => result,
-        _ = async {
-            deadline.wait().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => {
+        _ = open.shutdown() => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::warn!("HTTP API: requests still open at shutdown were cut off");
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// A JSON error body: `{"error": "..."}`.
@@ -231,6 +322,14 @@ async fn post_update(
         }
         c => c,
     };
+    // Forcing lets updates through closed maintenance windows: not for whoever can reach a
+    // loopback port. With a token configured, `auth::require_token` has already checked it.
+    if params.force && state.token.is_none() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "force=true needs the API token: set [api] token_file and send it as `Authorization: Bearer <token>`",
+        );
+    }
     tracing::info!(container = ?container, force = params.force, "update requested over the API");
     let trigger = Trigger::Cycle {
         container: container.clone(),
@@ -246,13 +345,22 @@ async fn post_update(
         .into_response()
 }
 
-async fn post_registry_hook(
-    State(state): State<ApiState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn post_registry_hook(State(state): State<ApiState>, request: Request) -> Response {
+    // Read here rather than by an extractor, to bound how long it may take.
+    let body = tokio::time::timeout(
+        state.body_read_timeout,
+        Bytes::from_request(request, &state),
+    )
+    .await;
     let body = match body {
-        Ok(b) => b,
-        Err(e) => return error(e.status(), &e.body_text()),
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return error(e.status(), &e.body_text()),
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            )
+        }
     };
     let found = match parse_hook(&body) {
         Ok(found) => found,

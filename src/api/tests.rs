@@ -39,20 +39,42 @@ impl Served {
 }
 
 async fn serve_with(token: Option<&str>, hook_secret: Option<&str>) -> Served {
+    serve_configured(token, hook_secret, |_| {}).await
+}
+
+/// Served on loopback, with `[api] listen` saying `ip` (the port the test binds is kept): the
+/// API decides what is public from the configured address.
+async fn serve_as(token: Option<&str>, hook_secret: Option<&str>, ip: &str) -> Served {
+    let ip: std::net::IpAddr = ip.parse().unwrap();
+    serve_configured(token, hook_secret, |config| config.listen.set_ip(ip)).await
+}
+
+/// Served on 127.0.0.1 with the configuration `adjust` leaves.
+async fn serve_configured(
+    token: Option<&str>,
+    hook_secret: Option<&str>,
+    adjust: impl FnOnce(&mut ApiConfig),
+) -> Served {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = ApiConfig {
-        listen: listener.local_addr().unwrap(),
+    let bound = listener.local_addr().unwrap();
+    let mut config = ApiConfig {
+        listen: bound,
         token: token.map(Secret::new),
         hook_secret: hook_secret.map(Secret::new),
+        public_read: false,
+        header_read_timeout: crate::config::DEFAULT_HEADER_READ_TIMEOUT,
+        max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
     };
+    adjust(&mut config);
     let (tx, triggers) = trigger_channel();
     let board = StatusBoard::default();
     let metrics = Metrics::new();
-    let state = ApiState::new(&config, tx, board.clone(), metrics.clone());
+    let state = ApiState::new(&config, tx, board.clone(), metrics.clone())
+        .with_body_read_timeout(Duration::from_secs(1));
     let (stop, shutdown) = shutdown::channel();
     let server = tokio::spawn(serve(listener, state, shutdown));
     Served {
-        base: format!("http://{}", config.listen),
+        base: format!("http://{bound}"),
         // A proxy from the environment must not see loopback test traffic.
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
         triggers,
@@ -239,11 +261,13 @@ async fn registry_push_notification_queues_a_check_of_the_pushed_tag() {
 }
 
 #[tokio::test]
-async fn ci_can_name_the_image_with_the_secret_in_the_query() {
+async fn ci_can_name_the_image_with_the_secret_in_the_header() {
     let mut s = serve_guarded().await;
     let r = s
         .http
-        .post(s.url(&format!("/v1/hooks/registry?secret={HOOK_SECRET}")))
+        .post(s.url("/v1/hooks/registry"))
+        .bearer_auth(HOOK_SECRET)
+        .header("content-type", "application/json")
         .body(r#"{"image": "ghcr.io/org/app:main"}"#)
         .send()
         .await
@@ -253,6 +277,371 @@ async fn ci_can_name_the_image_with_the_secret_in_the_query() {
         s.triggers.try_recv().ok(),
         Some(Trigger::Images(vec!["ghcr.io/org/app:main".into()]))
     );
+}
+
+/// #13: a secret in the URL ends up in proxies' and servers' access logs.
+#[tokio::test]
+async fn the_hook_secret_in_the_query_is_refused_with_a_pointer_to_the_header() {
+    let mut s = serve_guarded().await;
+    for query in [
+        format!("?secret={HOOK_SECRET}"),
+        "?secret=hook-0123456789abcdeX".to_string(),
+    ] {
+        let r = s
+            .http
+            .post(s.url(&format!("/v1/hooks/registry{query}")))
+            .header("content-type", "application/json")
+            .body(r#"{"image": "ghcr.io/org/app:main"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("Authorization: Bearer"), "{text}");
+        assert!(!text.contains(HOOK_SECRET), "{text}");
+    }
+    // Refused even alongside the right header, and when no secret is configured: the URL is
+    // what must not carry it.
+    let r = s
+        .http
+        .post(s.url(&format!("/v1/hooks/registry?secret={HOOK_SECRET}")))
+        .bearer_auth(HOOK_SECRET)
+        .header("content-type", "application/json")
+        .body(r#"{"image": "ghcr.io/org/app:main"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    s.assert_nothing_sent();
+    let mut open = serve_with(None, None).await;
+    let r = open
+        .http
+        .post(open.url("/v1/hooks/registry?secret=anything-at-all-here"))
+        .header("content-type", "application/json")
+        .body(r#"{"image": "ghcr.io/org/app:main"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    open.assert_nothing_sent();
+}
+
+#[tokio::test]
+async fn public_read_opens_status_and_metrics_beyond_loopback_but_not_the_posts() {
+    let mut s = serve_configured(Some(TOKEN), Some(HOOK_SECRET), |config| {
+        config.listen.set_ip("0.0.0.0".parse().unwrap());
+        config.public_read = true;
+    })
+    .await;
+    for path in ["/v1/status", "/metrics"] {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let r = s.http.post(s.url("/v1/update")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    s.assert_nothing_sent();
+}
+
+/// A raw connection that has sent `sent` and nothing more.
+async fn connect_and_send(s: &Served, sent: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(sent.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Reads until the server closes `stream` and returns how long that took, or `None` when it
+/// is still open after `bound`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, bound: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = tokio::time::Instant::now();
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(bound, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
+}
+
+/// Reads one answer's head and its short body (`Content-Length` only) from `stream`, within
+/// `bound`; `None` when nothing complete came.
+async fn answer_within(stream: &mut tokio::net::TcpStream, bound: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(bound, async {
+        loop {
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return Some(text);
+                }
+            }
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// #13: 200 half-sent requests all stayed open past 40 s.
+#[tokio::test]
+async fn half_sent_requests_are_closed_after_the_header_read_timeout() {
+    let s = serve_configured(None, None, |config| {
+        config.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(connect_and_send(&s, "GET /healthz HTTP/1.1\r\nHost: x\r\n").await);
+    }
+    // And one that never sends a byte.
+    held.push(connect_and_send(&s, "").await);
+    for stream in &mut held {
+        let closed = closed_within(stream, Duration::from_secs(5)).await;
+        assert!(
+            closed.is_some(),
+            "still open 5 s after a 1 s header timeout"
+        );
+    }
+    let r = s.http.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the API still answers");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let s = serve_configured(None, None, |config| {
+        config.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut stream = connect_and_send(&s, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let answer = answer_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+        "{answer:?}"
+    );
+    let closed = closed_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "an idle connection still open after 5 s");
+}
+
+/// #13: without a cap, anyone reaching the port could take every descriptor the agent shares
+/// with the engine socket, SQLite and registry connections.
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let s = serve_configured(None, None, |config| {
+        config.max_connections = 2;
+        config.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let first = connect_and_send(&s, "GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    let _second = connect_and_send(&s, "GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    // Let the server take both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut third = connect_and_send(
+        &s,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let early = answer_within(&mut third, Duration::from_secs(1)).await;
+    assert_eq!(early, None, "served beyond max_connections = 2");
+
+    drop(first);
+    let answer = answer_within(&mut third, Duration::from_secs(5)).await;
+    assert!(
+        answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+        "served once a slot is free: {answer:?}"
+    );
+}
+
+/// #13: a web page may POST `text/plain` (no preflight) to a loopback API; a JSON body must
+/// say so, which a page can only do after a CORS preflight the API never grants.
+#[tokio::test]
+async fn a_body_that_is_not_declared_json_is_415_and_sends_nothing() {
+    let mut s = serve_with(None, None).await;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonx"),
+        None,
+    ] {
+        for path in ["/v1/update", "/v1/hooks/registry"] {
+            let mut request = s
+                .http
+                .post(s.url(path))
+                .body(r#"{"image": "ghcr.io/org/app:main"}"#);
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 415, "{path} {content_type:?}");
+            let text = r.text().await.unwrap();
+            assert!(text.contains("application/json"), "{text}");
+        }
+    }
+    s.assert_nothing_sent();
+    for content_type in [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/vnd.docker.distribution.events.v1+json",
+    ] {
+        let r = s
+            .http
+            .post(s.url("/v1/hooks/registry"))
+            .header("content-type", content_type)
+            .body(r#"{"image": "ghcr.io/org/app:main"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{content_type}");
+        assert!(s.triggers.try_recv().is_ok());
+    }
+}
+
+/// #13: a browser names the page's origin; only the API's own may change anything.
+#[tokio::test]
+async fn a_post_from_another_origin_is_403_and_sends_nothing() {
+    let mut s = serve_with(None, None).await;
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+    for origin in [
+        "http://evil.example".to_string(),
+        "https://evil.example".to_string(),
+        format!("http://evil.example:{port}"),
+        format!("http://127.0.0.1:{}", port.parse::<u32>().unwrap() + 1),
+        format!("https://127.0.0.1:{port}"),
+        "null".to_string(),
+        "not an origin".to_string(),
+    ] {
+        for path in ["/v1/update", "/v1/hooks/registry"] {
+            let r = s
+                .http
+                .post(s.url(path))
+                .header("origin", &origin)
+                .header("content-type", "application/json")
+                .body(r#"{"image": "ghcr.io/org/app:main"}"#)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{path} from {origin}");
+        }
+    }
+    s.assert_nothing_sent();
+    // The API's own origin (a page it served, were there one) is fine.
+    let r = s
+        .http
+        .post(s.url("/v1/update"))
+        .header("origin", &s.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(s.triggers.try_recv().is_ok());
+}
+
+/// #13: `force=true` lets updates through closed maintenance windows; on a loopback API
+/// without a token, any local process (or a web page) could ask for that.
+#[tokio::test]
+async fn force_without_a_configured_token_is_403_and_says_to_configure_one() {
+    let mut s = serve_with(None, None).await;
+    let r = s
+        .http
+        .post(s.url("/v1/update?container=web&force=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("[api] token_file"), "{text}");
+    s.assert_nothing_sent();
+    // Without force, loopback callers still may.
+    let r = s.http.post(s.url("/v1/update")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+/// #13: status and metrics name containers, images, digests and error details.
+#[tokio::test]
+async fn status_and_metrics_need_the_token_when_listening_beyond_loopback() {
+    for ip in ["0.0.0.0", "192.168.1.5", "::"] {
+        let s = serve_as(Some(TOKEN), Some(HOOK_SECRET), ip).await;
+        for path in ["/v1/status", "/metrics"] {
+            let r = s.http.get(s.url(path)).send().await.unwrap();
+            assert_eq!(r.status(), 401, "{path} on {ip}");
+            assert!(r.headers().contains_key("www-authenticate"));
+            let r = s
+                .http
+                .get(s.url(path))
+                .bearer_auth(HOOK_SECRET)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                401,
+                "{path} on {ip}: the hook secret is not the token"
+            );
+            let r = s
+                .http
+                .get(s.url(path))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path} on {ip}");
+        }
+        // Health checks need no secret anywhere.
+        let r = s.http.get(s.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+/// A caller past the secret (or anyone, on a loopback API without one) must not hold a
+/// connection by sending the body a byte at a time. (The tests' body timeout is 1 s.)
+#[tokio::test]
+async fn a_hook_body_that_does_not_arrive_is_408_and_the_connection_closed() {
+    let mut s = serve_guarded().await;
+    let mut stream = connect_and_send(
+        &s,
+        &format!(
+            "POST /v1/hooks/registry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {HOOK_SECRET}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        ),
+    )
+    .await;
+    let answer = answer_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 408")),
+        "{answer:?}"
+    );
+    let closed = closed_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "still open after the 408");
+    s.assert_nothing_sent();
 }
 
 #[tokio::test]
@@ -269,7 +658,9 @@ async fn hook_with_a_wrong_or_missing_secret_is_401_and_sends_nothing() {
     assert_eq!(r.status(), 401);
     let r = s
         .http
-        .post(s.url("/v1/hooks/registry?secret=hook-0123456789abcdeX"))
+        .post(s.url("/v1/hooks/registry"))
+        .bearer_auth("hook-0123456789abcdeX")
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await
@@ -279,6 +670,7 @@ async fn hook_with_a_wrong_or_missing_secret_is_401_and_sends_nothing() {
         .http
         .post(s.url("/v1/hooks/registry"))
         .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await
@@ -300,6 +692,7 @@ async fn malformed_hook_body_is_400_and_sends_nothing() {
             .http
             .post(s.url("/v1/hooks/registry"))
             .bearer_auth(HOOK_SECRET)
+            .header("content-type", "application/json")
             .body(body)
             .send()
             .await
@@ -321,6 +714,7 @@ async fn oversized_hook_body_is_413_and_sends_nothing() {
         .http
         .post(s.url("/v1/hooks/registry"))
         .bearer_auth(HOOK_SECRET)
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await
@@ -338,6 +732,7 @@ async fn pull_events_are_acknowledged_without_a_trigger() {
         .http
         .post(s.url("/v1/hooks/registry"))
         .bearer_auth(HOOK_SECRET)
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await

@@ -1,28 +1,55 @@
-//! `[api]`: where the HTTP API listens and the secrets that guard its `POST` endpoints.
+//! `[api]`: where the HTTP API listens, the secrets that guard it, and the limits that keep
+//! slow or numerous clients from holding its connections.
 //!
 //! The secrets are read here, at start-up, so a missing or empty file fails before anything
 //! listens; they are held as [`Secret`]s and never appear in `Debug` output or errors.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{raw, ConfigError, Locator, Secret};
+use super::{at_most, count, raw, ConfigError, Locator, Secret};
 
 /// A secret shorter than this is refused: it guards endpoints that recreate containers.
 const MIN_SECRET_LEN: usize = 16;
+
+/// Default `header_read_timeout`: far more than a client on any network needs to send a
+/// request head, short enough that half-sent requests do not pile up.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// `header_read_timeout` bounds: below a second a slow link fails honest clients; beyond five
+/// minutes the timeout no longer protects anything.
+const MIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default `max_connections`: a scraper, a registry and a few CI jobs at once, with room to
+/// spare, while the descriptors shared with the engine socket, SQLite and registries stay free.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// The most `max_connections`: the usual soft limit of open files is 1024, and the agent's own
+/// connections need some of them.
+const MAX_MAX_CONNECTIONS: usize = 512;
 
 /// `[api]`: the HTTP API of `tidewatch run`.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// The address to listen on.
     pub listen: SocketAddr,
-    /// The bearer token `POST /v1/update` requires. `None` (loopback only): no token needed.
+    /// The bearer token `POST /v1/update` requires (and `GET /v1/status` and `/metrics` beyond
+    /// loopback). `None` (loopback only): no token needed, and `force=true` refused.
     pub token: Option<Secret>,
     /// The shared secret `POST /v1/hooks/registry` requires: `hook_secret_file`, else the
     /// token. `None` (loopback only): no secret needed.
     pub hook_secret: Option<Secret>,
+    /// `public_read = true`: `GET /v1/status` and `/metrics` need no token even when `listen`
+    /// is not a loopback address. They always need none on loopback.
+    pub public_read: bool,
+    /// How long a connection may take to send a request head, counted from when it opens or
+    /// from the end of the previous response (so it is the keep-alive idle timeout too).
+    pub header_read_timeout: Duration,
+    /// How many connections are served at once; further ones wait, unaccepted, until one
+    /// closes.
+    pub max_connections: usize,
 }
 
 /// `None` when `listen` is absent: then there is no API, and the other keys are not read.
@@ -58,10 +85,36 @@ pub(super) fn validate(
             ),
         ));
     }
+    let header_read_timeout = match &raw.header_read_timeout {
+        Some(value) => {
+            let timeout = at_most(value, "header_read_timeout", MAX_HEADER_READ_TIMEOUT, at)?;
+            if timeout < MIN_HEADER_READ_TIMEOUT {
+                return Err(at.error(
+                    value.span(),
+                    format!(
+                        "header_read_timeout {:?} is too short: at least 1s",
+                        value.get_ref()
+                    ),
+                ));
+            }
+            timeout
+        }
+        None => DEFAULT_HEADER_READ_TIMEOUT,
+    };
+    let max_connections = count(
+        &raw.max_connections,
+        "max_connections",
+        MAX_MAX_CONNECTIONS,
+        at,
+    )?
+    .unwrap_or(DEFAULT_MAX_CONNECTIONS);
     Ok(Some(ApiConfig {
         listen,
         hook_secret: hook_secret.or_else(|| token.clone()),
         token,
+        public_read: raw.public_read.unwrap_or(false),
+        header_read_timeout,
+        max_connections,
     }))
 }
 
@@ -75,8 +128,8 @@ fn read_secret(
     let text = std::fs::read_to_string(file.get_ref())
         .map_err(|e| at.error(file.span(), format!("{key} {path}: {e}")))?;
     let secret = text.trim_end_matches(['\n', '\r']);
-    // The secret travels in an `Authorization` header or a query parameter: only visible ASCII
-    // can match there, so anything else would lock every client out.
+    // The secret travels in an `Authorization` header: only visible ASCII can match there, so
+    // anything else would lock every client out.
     if !secret.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(at.error(
             file.span(),
@@ -210,6 +263,37 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("printable ASCII"), "{e}");
         assert!(!e.contains("horse"), "{e}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_bounds() {
+        let api = parse("[api]\nlisten = \"127.0.0.1:8787\"\n")
+            .unwrap()
+            .api
+            .unwrap();
+        assert_eq!(api.header_read_timeout, super::DEFAULT_HEADER_READ_TIMEOUT);
+        assert_eq!(api.max_connections, super::DEFAULT_MAX_CONNECTIONS);
+        assert!(!api.public_read);
+        let api = parse(
+            "[api]\nlisten = \"127.0.0.1:8787\"\nheader_read_timeout = \"2s\"\nmax_connections = 3\npublic_read = true\n",
+        )
+        .unwrap()
+        .api
+        .unwrap();
+        assert_eq!(api.header_read_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(api.max_connections, 3);
+        assert!(api.public_read);
+        for (line, expected) in [
+            ("header_read_timeout = \"500ms\"", "at least 1s"),
+            ("header_read_timeout = \"10m\"", "at most 5m"),
+            ("header_read_timeout = \"soon\"", "bad duration"),
+            ("max_connections = 0", "1 to 512"),
+            ("max_connections = 100000", "1 to 512"),
+        ] {
+            let e = parse(&format!("[api]\nlisten = \"127.0.0.1:8787\"\n{line}\n")).unwrap_err();
+            assert!(e.starts_with("agent.toml:3:"), "{line}: {e}");
+            assert!(e.contains(expected), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub(super) struct RawApi {
     pub listen: Option<Spanned<String>>,
     pub token_file: Option<Spanned<PathBuf>>,
     pub hook_secret_file: Option<Spanned<PathBuf>>,
+    pub public_read: Option<bool>,
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -251,6 +251,14 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// How many file descriptors it has open now (Linux: the entries of `/proc/PID/fd`).
+    pub fn open_descriptors(&self) -> usize {
+        let dir = format!("/proc/{}/fd", self.child.id());
+        fs::read_dir(&dir)
+            .unwrap_or_else(|error| panic!("cannot list {dir}: {error}"))
+            .count()
+    }
+
     /// Its log so far.
     pub fn stderr(&self) -> String {
         fs::read_to_string(&self.stderr).unwrap_or_default()

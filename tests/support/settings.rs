@@ -106,3 +106,12 @@ pub fn api(updater: &Updater) -> ApiSettings {
     enable_api(updater, &api);
     api
 }
+
+/// Gives the agent an `[api]` table on a free loopback port without `token_file` (any local
+/// process may trigger a cycle, but not force one), with the keys of `extra` (lines of the
+/// table, may be empty); returns the "127.0.0.1:PORT" it listens on.
+pub fn open_api(updater: &Updater, extra: &str) -> String {
+    let host = format!("127.0.0.1:{}", free_port());
+    append(updater, &format!("[api]\nlisten = {host:?}\n{extra}"));
+    host
+}
