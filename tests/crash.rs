@@ -98,8 +98,9 @@ enum KillPoint {
 }
 
 impl KillPoint {
-    /// Waits until the update reaches this point; returns the event that marks it.
-    fn reach(self, service: &Service, events: &Events) -> String {
+    /// Waits until the update reaches this point; returns the event that marks it, or why the
+    /// update was already past it.
+    fn reach(self, service: &Service, events: &Events) -> Result<String, String> {
         let (old, name) = (service.old_id.as_str(), service.name.as_str());
         let event = match self {
             KillPoint::OldStopping => events.wait_for("SIGTERM to the old container", REACH, |e| {
@@ -116,15 +117,24 @@ impl KillPoint {
                     e.action == "start" && e.id != old && e.name == name
                 });
                 let health = service.inspect(&started.id, "{{.State.Health.Status}}");
-                assert_eq!(
-                    health, "starting",
-                    "the kill must land while the health gate waits, but the new container is \
-                     already {health}"
-                );
+                if health != "starting" {
+                    return Err(format!(
+                        "the kill must land while the health gate waits, but the new container \
+                         is already {health}"
+                    ));
+                }
                 started
             }
         };
-        format!("{} {}", event.action, event.name)
+        Ok(format!("{} {}", event.action, event.name))
+    }
+
+    /// Why the kill landed past this point, if it did: on a busy machine the agent can take
+    /// its next step between the event and the kill, and the run then tests another branch.
+    fn missed(self, service: &Service, found: &[Sighting]) -> Option<String> {
+        let holder = found.iter().find(|c| c.name == service.name);
+        (self == KillPoint::OldAside && holder.is_some())
+            .then(|| format!("the kill landed after the new container was created: {found:#?}"))
     }
 
     /// Checks that the engine, just after the kill, is in the state this point means, so each
@@ -142,10 +152,7 @@ impl KillPoint {
             }
             KillPoint::OldAside => {
                 assert!(old.name.contains("-tidewatch-old-"), "{shown}");
-                assert!(
-                    holder.is_none(),
-                    "the kill landed after the new container was created: {shown}"
-                );
+                assert!(holder.is_none(), "{shown}");
             }
             KillPoint::NewCreated | KillPoint::HealthGate => {
                 assert!(old.name.contains("-tidewatch-old-"), "{shown}");
@@ -159,8 +166,28 @@ impl KillPoint {
     }
 }
 
+/// How often a scenario is set up again when the kill landed past its point.
+const ATTEMPTS: usize = 3;
+
 /// Kills the first update at `point`, runs `update` again, and checks the service came through.
+/// A kill that landed past `point` (a timing race on a busy machine, not a finding) sets the
+/// scenario up again, up to [`ATTEMPTS`] times.
 fn crash_then_update(test: &str, point: KillPoint) {
+    let mut misses = Vec::new();
+    while misses.len() < ATTEMPTS {
+        match crash_attempt(test, point) {
+            Ok(()) => return,
+            Err(missed) => {
+                eprintln!("{test}: {missed}; setting the scenario up again");
+                misses.push(missed);
+            }
+        }
+    }
+    panic!("{test}: the kill never landed at {point:?} in {ATTEMPTS} attempts: {misses:#?}");
+}
+
+/// One [`crash_then_update`]; `Err` when the kill landed past `point`.
+fn crash_attempt(test: &str, point: KillPoint) -> Result<(), String> {
     let service = Service::start(test);
     let events = service.bed.follow_events();
     let monitor = service.bed.monitor();
@@ -168,7 +195,11 @@ fn crash_then_update(test: &str, point: KillPoint) {
     let first = service.agent.spawn(&["update"]);
     let reached = point.reach(&service, &events);
     let first_stderr = first.kill9();
+    let reached = reached?;
     let found = service.bed.containers();
+    if let Some(missed) = point.missed(&service, &found) {
+        return Err(missed);
+    }
     let context = format!(
         "killed at {point:?} ({reached}); first update's stderr:\n{first_stderr}\n\
          containers after the kill: {found:#?}"
@@ -199,6 +230,7 @@ fn crash_then_update(test: &str, point: KillPoint) {
         second.code,
         outcomes(&second)
     );
+    Ok(())
 }
 
 /// "recovered: OUTCOME (DETAIL); results: OUTCOME (DETAIL)" of an `update --json`.
@@ -345,7 +377,9 @@ fn killed_while_the_old_container_stops_a_restart_that_cannot_update_leaves_it_r
     let monitor = service.bed.monitor();
 
     let first = service.agent.spawn(&["update"]);
-    KillPoint::OldStopping.reach(&service, &events);
+    KillPoint::OldStopping
+        .reach(&service, &events)
+        .unwrap_or_else(|missed| panic!("{missed}"));
     let first_stderr = first.kill9();
     service.registry.stop();
     let second = service.agent.command(&["update", "--json"]);
