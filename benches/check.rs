@@ -24,8 +24,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use tidewatch::check::detect;
 use tidewatch::config::{Config, DockerConfig};
+use tidewatch::cycle::detect_on;
 use tidewatch::engine::Engine;
 use tidewatch::image_ref::ImageRef;
 use tidewatch::plan::detect::Status;
@@ -396,9 +396,11 @@ async fn time_detect(
     let registry = RegistryClient::new(config.clone()).context("creating the registry client")?;
     let logged_before = server.manifest_requests(TIDEWATCH_USER_AGENT)?;
     let start = Instant::now();
-    let (detections, _) = detect(engine, &registry, config, &[])
+    let inventory = engine
+        .inventory(config.watch.include_stopped)
         .await
-        .context("detect")?;
+        .context("inventory")?;
+    let detections = detect_on(&registry, config, &inventory, &[]).await;
     let elapsed = start.elapsed();
 
     ensure!(
@@ -442,8 +444,8 @@ async fn time_detect(
 /// containers it saw, in scope or not.
 async fn time_inventory(engine: &Engine) -> anyhow::Result<(Duration, usize)> {
     let start = Instant::now();
-    let observed = engine.inventory(false).await.context("inventory")?;
-    Ok((start.elapsed(), observed.len()))
+    let inventory = engine.inventory(false).await.context("inventory")?;
+    Ok((start.elapsed(), inventory.observed.len()))
 }
 
 /// `RegistryClient::resolve_all` on its own, with a fresh client.

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::apply::{self, Applier, StepOutcome, StepResult};
-use crate::check::{detect, observe_all, Detection};
 use crate::config::{Config, Policy};
-use crate::engine::{Engine, EngineError, Observed};
+use crate::engine::{Engine, EngineError, Inventory, Observed, SwarmRole, WORKER_NOTE};
 use crate::notify::Notifications;
-use crate::plan::detect::{self, eligibility, CheckRow, Eligibility, Status};
+use crate::plan::detect::{self, eligibility, CheckRow, Detection, Eligibility, Status};
 use crate::plan::order::{ConfigDependency, Graph, Node};
 use crate::plan::update::{self, Candidate, Marks, Moment, Plan};
 use crate::registry::RegistryClient;
@@ -124,32 +123,66 @@ impl Agent {
         } else {
             self.recover().await
         };
-        let (mut detections, _) = detect(&self.engine, &self.registry, &self.config, names).await?;
+        let inventory = self.inventory().await?;
+        self.cycle_on(inventory, recovered, names, dry_run, force)
+            .await
+    }
+
+    /// The engine's containers and services, as a cycle starts from.
+    pub async fn inventory(&self) -> Result<Inventory, EngineError> {
+        self.engine
+            .inventory(self.config.watch.include_stopped)
+            .await
+    }
+
+    /// [`Agent::cycle`] on an inventory taken already (a trigger needed it to choose `names`):
+    /// when recovery finished an interrupted update, the inventory is taken again.
+    pub async fn cycle_after(
+        &self,
+        inventory: Inventory,
+        names: &[String],
+        force: bool,
+    ) -> Result<CycleReport, EngineError> {
+        let recovered = self.recover().await;
+        let inventory = if recovered.is_empty() {
+            inventory
+        } else {
+            self.inventory().await?
+        };
+        self.cycle_on(inventory, recovered, names, false, force)
+            .await
+    }
+
+    /// The stages of a cycle: detect (targets, registry, verdicts), plan, apply.
+    async fn cycle_on(
+        &self,
+        inventory: Inventory,
+        recovered: Vec<StepResult>,
+        names: &[String],
+        dry_run: bool,
+        force: bool,
+    ) -> Result<CycleReport, EngineError> {
+        let mut detections = self.detect(&inventory, names).await;
+        let Inventory { mut observed, .. } = inventory;
         for d in &mut detections {
-            if self.is_own(&d.observed) && d.row.status == Status::UpdateAvailable {
+            let own = observed.iter().any(|o| o.name == d.name && self.is_own(o));
+            if own && d.row.status == Status::UpdateAvailable {
                 d.row.detail = Some(update::OWN_CONTAINER.into());
             }
         }
-        let mut candidates = candidates(&detections, &self.config, |o| self.is_own(o));
+        let mut candidates = candidates(&detections, &observed, &self.config, |o| self.is_own(o));
         let marks = self.marks(&mut candidates, dry_run).await;
         let containers = detections.iter().map(|d| d.row.clone()).collect();
-        // `update NAME...` checks only the named containers, but the sharers of their
-        // namespaces must follow them onto their new containers: the graph then spans every
-        // container in scope, which the engine alone can tell.
-        let observed: BTreeMap<String, Observed> = if names.is_empty() {
-            detections
-                .into_iter()
-                .map(|d| (d.observed.name.clone(), d.observed))
-                .collect()
-        } else {
-            observe_all(&self.engine, self.config.watch.include_stopped)
-                .await?
-                .0
-                .into_iter()
-                .filter(|o| in_scope(o, &self.config))
-                .map(|o| (o.name.clone(), o))
-                .collect()
-        };
+        // Only a cycle with something to update needs the containers' full settings: for the
+        // namespaces and links of the dependency graph, and for recreating them. `update
+        // NAME...` checks only the named containers, but the sharers of their namespaces must
+        // follow them onto their new containers: the graph spans every container in scope.
+        observed.retain(|o| in_scope(o, &self.config));
+        if !candidates.is_empty() {
+            self.engine.inspect_details(&mut observed, |_| true).await?;
+        }
+        let observed: BTreeMap<String, Observed> =
+            observed.into_iter().map(|o| (o.name.clone(), o)).collect();
         let graph = graph(observed.values(), &self.config);
         let images: BTreeMap<String, String> = observed
             .values()
@@ -194,6 +227,12 @@ impl Agent {
         })
     }
 
+    /// The verdicts on the containers in `inventory` (only `names` when given): which need the
+    /// registry asked what, its answers, then the pure comparison.
+    pub async fn detect(&self, inventory: &Inventory, names: &[String]) -> Vec<Detection> {
+        detect_on(&self.registry, &self.config, inventory, names).await
+    }
+
     /// Replaces the agent's own container by a successor for `step`, the plan's
     /// `self_update` (see [`apply::Handover`]).
     pub async fn replace_self(&self, step: &update::PlannedStep) -> apply::Handover {
@@ -208,7 +247,7 @@ impl Agent {
             })
         };
         // Read afresh: the cycle's other steps recreated containers this one may name.
-        let observed = match self.engine.inventory(true).await {
+        let observed = match self.engine.containers(true).await {
             Ok(observed) => observed,
             Err(e) => return failed(format!("not started: {e}")),
         };
@@ -297,8 +336,32 @@ impl Agent {
     }
 }
 
+/// The verdicts on the containers in `inventory` (only `names` when given), as `check` and a
+/// cycle give them: which need the registry asked what, its answers, then the pure
+/// comparison.
+pub async fn detect_on(
+    registry: &RegistryClient,
+    config: &Config,
+    inventory: &Inventory,
+    names: &[String],
+) -> Vec<Detection> {
+    if inventory.facts.role == SwarmRole::Worker {
+        tracing::info!("{WORKER_NOTE}");
+    }
+    let pending = detect::targets(
+        &inventory.observed,
+        inventory.facts.image_store,
+        config,
+        names,
+        &|r| registry.aliases(r),
+    );
+    let remotes = registry.resolve(&pending, &inventory.observed).await;
+    detect::verdicts(&pending, &inventory.observed, &remotes)
+}
+
 fn candidates(
     detections: &[Detection],
+    observed: &[Observed],
     config: &Config,
     is_own: impl Fn(&Observed) -> bool,
 ) -> Vec<Candidate> {
@@ -307,6 +370,7 @@ fn candidates(
         .filter(|d| d.row.status == Status::UpdateAvailable)
         .filter_map(|d| {
             let name = &d.row.container;
+            let o = observed.iter().find(|o| o.name == *name)?;
             let service = config.services.get(name);
             Some(Candidate {
                 container: name.clone(),
@@ -314,12 +378,7 @@ fn candidates(
                 from_digest: d.row.current_digest.clone(),
                 to_digest: d.row.available_digest.clone()?,
                 new_image: d.new_image.clone(),
-                policy: detect::policy_for(
-                    name,
-                    &d.observed.labels,
-                    &config.watch,
-                    &config.services,
-                ),
+                policy: detect::policy_for(name, &o.labels, &config.watch, &config.services),
                 window: service
                     .and_then(|s| s.window.clone())
                     .or_else(|| config.watch.window.clone()),
@@ -327,7 +386,7 @@ fn candidates(
                     .and_then(|s| s.min_age)
                     .unwrap_or(config.watch.min_age),
                 first_seen: None,
-                own: is_own(&d.observed),
+                own: is_own(o),
             })
         })
         .collect()
@@ -364,8 +423,14 @@ pub fn graph<'a>(observed: impl IntoIterator<Item = &'a Observed>, config: &Conf
     graph
 }
 
+/// A container's place in the graph: its labels, and from its full inspect data (when the
+/// cycle fetched it) its links, namespaces and `volumes_from`.
 fn node(o: &Observed) -> Node {
-    let host = o.inspect.host_config.clone().unwrap_or_default();
+    let host = o
+        .details
+        .as_ref()
+        .and_then(|d| d.host_config.clone())
+        .unwrap_or_default();
     Node {
         id: o.id.clone(),
         name: o.name.clone(),
@@ -398,7 +463,7 @@ mod tests {
                 .collect(),
             state: "service".into(),
             problem: None,
-            inspect: Box::default(),
+            details: None,
         }
     }
 

@@ -10,7 +10,6 @@ use tokio::sync::mpsc;
 
 use crate::api::{StatusBoard, Trigger as ApiTrigger};
 use crate::apply::{Handover, StepOutcome};
-use crate::check::observe_all;
 use crate::config::{AgentConfig, Trigger};
 use crate::cycle::{Agent, CycleReport};
 use crate::image_ref::ImageRef;
@@ -155,40 +154,42 @@ async fn recv(triggers: &mut Option<mpsc::Receiver<ApiTrigger>>) -> Option<ApiTr
 /// One cycle, narrowed to what a trigger names, then the self-update if the plan has one, all
 /// recorded everywhere. True when a successor agent took over and this one must exit.
 async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
-    let (names, force, full) = match reason {
-        Reason::Scheduled => (Vec::new(), false, true),
+    let started = Utc::now();
+    let clock = Instant::now();
+    let (result, full) = match reason {
+        Reason::Scheduled => (agent.cycle(&[], false, false).await, true),
         Reason::Triggered(t @ ApiTrigger::Cycle { container, force }) => {
             tracing::info!(?t, "cycle triggered through the API");
+            let names: Vec<String> = container.iter().cloned().collect();
             (
-                container.iter().cloned().collect(),
-                *force,
+                agent.cycle(&names, false, *force).await,
                 container.is_none(),
             )
         }
         Reason::Triggered(t @ ApiTrigger::Images(images)) => {
-            // Services too, on a Swarm manager: they follow references like containers.
-            let names = match observe_all(&agent.engine, agent.config.watch.include_stopped).await {
-                Ok((observed, _)) => observed
-                    .iter()
-                    .filter(|o| t.selects(&o.name, &o.image) || same_repository(images, &o.image))
-                    .map(|o| o.name.clone())
-                    .collect::<Vec<_>>(),
+            // The cycle goes on with the inventory that chose its containers.
+            let inventory = match agent.inventory().await {
+                Ok(inventory) => inventory,
                 Err(e) => {
                     tracing::error!("listing containers for a registry push: {e}");
                     return false;
                 }
             };
+            // Services too, on a Swarm manager: they follow references like containers.
+            let names: Vec<String> = inventory
+                .observed
+                .iter()
+                .filter(|o| t.selects(&o.name, &o.image) || same_repository(images, &o.image))
+                .map(|o| o.name.clone())
+                .collect();
             if names.is_empty() {
                 tracing::info!(?images, "registry push: no container uses these references");
                 return false;
             }
             tracing::info!(?images, containers = ?names, "registry push: checking the containers that use it");
-            (names, false, false)
+            (agent.cycle_after(inventory, &names, false).await, false)
         }
     };
-    let started = Utc::now();
-    let clock = Instant::now();
-    let result = agent.cycle(&names, false, force).await;
     for (registry, requests, errors) in agent.registry.take_registry_counts().await {
         surface.metrics.record_registry(&registry, requests, errors);
     }

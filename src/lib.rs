@@ -6,7 +6,6 @@
 
 pub mod api;
 pub mod apply;
-pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -12,13 +12,14 @@ mod recreate;
 mod self_update;
 mod service;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use serde::Serialize;
 
 use crate::config::{SwarmConfig, UpdateConfig};
-use crate::engine::{Engine, Kind, Observed};
+use crate::engine::{Engine, EngineError, Kind, Observed};
 use crate::plan::order::Graph;
 use crate::plan::update::{Plan, PlannedStep, Reason};
 use crate::registry::RegistryClient;
@@ -176,6 +177,24 @@ impl Applier<'_> {
         results
     }
 
+    /// `old` with its full inspect data, which recreating it needs: as observed when the cycle
+    /// fetched it, else read now. `None` when the container is gone.
+    pub(crate) async fn inspected<'o>(
+        &self,
+        old: &'o Observed,
+    ) -> Result<Option<Cow<'o, Observed>>, EngineError> {
+        if old.details.is_some() {
+            return Ok(Some(Cow::Borrowed(old)));
+        }
+        let details = self.engine.inspect_container(&old.id).await?;
+        Ok(details.map(|d| {
+            Cow::Owned(Observed {
+                details: Some(Box::new(d)),
+                ..old.clone()
+            })
+        }))
+    }
+
     /// A rollback stopped the old container and started it again, which gave it new network,
     /// pid and ipc namespaces: containers that share them (`container:<owner>`) are left in the
     /// dead ones, cut off from it, until they restart. Their ids do not change, so a restart
@@ -191,11 +210,7 @@ impl Applier<'_> {
         let mut owners = VecDeque::from([owner.to_string()]);
         while let Some(current) = owners.pop_front() {
             for sharer in graph.namespace_dependents(&current) {
-                let running = observed
-                    .get(&sharer)
-                    .and_then(|o| o.inspect.state.as_ref())
-                    .and_then(|state| state.running)
-                    .unwrap_or(false);
+                let running = observed.get(&sharer).is_some_and(|o| o.state == "running");
                 if !running || rejoined.contains_key(&sharer) {
                     continue;
                 }

@@ -31,6 +31,19 @@ impl Applier<'_> {
         names: &BTreeMap<String, String>,
     ) -> StepResult {
         let mut result = StepResult::of(step, &old.image, StepOutcome::Failed, String::new());
+        let old = match self.inspected(old).await {
+            Ok(Some(old)) => old,
+            Ok(None) => {
+                result.outcome = StepOutcome::Skipped;
+                result.detail = "the container is gone".into();
+                return result;
+            }
+            Err(e) => {
+                result.detail = format!("not started: {e}");
+                return result;
+            }
+        };
+        let old = old.as_ref();
         let aside = aside_name(&old.name);
         let id = match self.begin(step, old, &aside).await {
             Ok(id) => id,
@@ -187,9 +200,9 @@ impl Applier<'_> {
         match labels::stop_signal(&old.labels) {
             Some(signal) => {
                 let grace = old
-                    .inspect
-                    .config
+                    .details
                     .as_ref()
+                    .and_then(|d| d.config.as_ref())
                     .and_then(|c| c.stop_timeout)
                     .and_then(|secs| u64::try_from(secs).ok())
                     .unwrap_or(DEFAULT_STOP_TIMEOUT_SECS);
@@ -320,7 +333,11 @@ impl Applier<'_> {
             flavor,
             chosen_mac: chosen_mac.as_deref(),
         };
-        let mut spec = recreate_spec(&old.inspect, &old_image, target_image, engine, &resolve)
+        let inspect = old
+            .details
+            .as_deref()
+            .ok_or_else(|| format!("internal: {} was not inspected", old.name))?;
+        let mut spec = recreate_spec(inspect, &old_image, target_image, engine, &resolve)
             .map_err(|e| e.to_string())?;
         // Compose v2 records the image id it created the container from; keep it truthful so
         // a later `docker compose up` sees the container as current.

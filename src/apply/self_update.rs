@@ -127,6 +127,18 @@ impl Applier<'_> {
             outcome: StepOutcome::Failed,
             detail: String::new(),
         };
+        let own = match self.inspected(own).await {
+            Ok(Some(own)) => own,
+            Ok(None) => {
+                result.detail = "not started: the agent's own container is gone".into();
+                return Handover::Kept(result);
+            }
+            Err(e) => {
+                result.detail = format!("not started: {e}");
+                return Handover::Kept(result);
+            }
+        };
+        let own = own.as_ref();
         let aside = super::recreate::aside_name(&own.name);
         let id = match self.begin(step, own, &aside).await {
             Ok(id) => id,

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::{Exit, Failure};
-use crate::check::{count_by_status, detect, missing_rows, WORKER_NOTE};
 use crate::config::Config;
-use crate::engine::{Engine, SwarmRole};
+use crate::cycle::detect_on;
+use crate::engine::{Engine, SwarmRole, WORKER_NOTE};
 use crate::output;
-use crate::plan::detect::{CheckRow, Status};
+use crate::plan::detect::{count_by_status, missing_rows, CheckRow, Status};
 use crate::registry::RegistryClient;
 
 pub(super) async fn run(
@@ -21,9 +21,12 @@ pub(super) async fn run(
         .await
         .context("connecting to the docker engine")?;
     let registry = RegistryClient::new(config.clone()).context("setting up the registry client")?;
-    let (detections, role) = detect(&engine, &registry, &config, names)
+    let inventory = engine
+        .inventory(config.watch.include_stopped)
         .await
         .context("listing containers")?;
+    let role = inventory.facts.role;
+    let detections = detect_on(&registry, &config, &inventory, names).await;
     let mut rows: Vec<CheckRow> = detections.into_iter().map(|d| d.row).collect();
     let missing = missing_rows(names, &rows);
     rows.extend(missing);

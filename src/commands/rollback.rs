@@ -32,11 +32,18 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         .clone()
         .ok_or_else(|| anyhow!("{name}: the history does not record its previous image"))?;
 
-    let observed = agent
+    let mut observed = agent
         .engine
-        .inventory(true)
+        .containers(true)
         .await
         .context("listing containers")?;
+    agent
+        .engine
+        .inspect_details(&mut observed, |o| {
+            o.name == name || (o.state == "running" && cycle::in_scope(o, &agent.config))
+        })
+        .await
+        .context("inspecting containers")?;
     let container = observed
         .iter()
         .find(|o| o.name == name)

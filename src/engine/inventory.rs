@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bollard::models::{ContainerInspectResponse, ImageInspect};
+use bollard::models::{ContainerInspectResponse, ContainerSummary, ImageInspect};
 use bollard::query_parameters::ListContainersOptions;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, EngineFacts, SwarmRole};
 use crate::labels;
 
 /// How many inspect requests are in flight at once.
@@ -58,15 +58,59 @@ pub struct Observed {
     pub state: String,
     /// Why what the container runs could not be fully observed, if it could not.
     pub problem: Option<String>,
-    /// The full inspect data, which recreating the container needs.
-    pub inspect: Box<ContainerInspectResponse>,
+    /// The full inspect data, which recreating the container and its place in the dependency
+    /// graph need; `None` until [`Engine::inspect_details`] fetched it (detection needs only
+    /// the list), and always for a service.
+    pub details: Option<Box<ContainerInspectResponse>>,
+}
+
+/// What one cycle knows of the engine: its containers (and, on a Swarm manager, services),
+/// sorted by name, and the engine's facts. Taken once per cycle.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// Containers and services.
+    pub observed: Vec<Observed>,
+    /// Swarm role, platform, image store.
+    pub facts: EngineFacts,
+}
+
+impl Inventory {
+    /// The container or service named `name`.
+    pub fn get(&self, name: &str) -> Option<&Observed> {
+        self.observed.iter().find(|o| o.name == name)
+    }
 }
 
 impl Engine {
-    /// Lists running containers (all containers with `include_stopped`) and inspects each and
-    /// its image. Images shared by many containers are inspected once. The containers of Swarm
+    /// The containers (and, on a Swarm manager, services) with the engine's facts: one list
+    /// call, one inspect per distinct image, `/info`, and the services on a manager. A service
+    /// that shares its name with a container is reported, not updated: the plan and the
+    /// dependency graph know both by name.
+    pub async fn inventory(&self, include_stopped: bool) -> Result<Inventory, EngineError> {
+        let mut observed = self.containers(include_stopped).await?;
+        let facts = self.facts().await?;
+        if facts.role == SwarmRole::Manager {
+            let mut services = self.services(&facts.platform).await?;
+            for s in &mut services {
+                if observed.iter().any(|c| c.name == s.name) {
+                    s.problem = Some(format!(
+                        "a container is also named {:?}: rename one of them to have the \
+                         service updated",
+                        s.name
+                    ));
+                }
+            }
+            observed.extend(services);
+        }
+        Ok(Inventory { observed, facts })
+    }
+
+    /// Running containers (all containers with `include_stopped`) with their images, sorted by
+    /// name: one list call and one inspect per distinct image. A container is inspected only
+    /// when the list does not give the reference it was created with (the engine shows the
+    /// image id instead once that reference names another image). The containers of Swarm
     /// tasks are left out: Swarm replaces them when their service is updated.
-    pub async fn inventory(&self, include_stopped: bool) -> Result<Vec<Observed>, EngineError> {
+    pub async fn containers(&self, include_stopped: bool) -> Result<Vec<Observed>, EngineError> {
         let summaries = self
             .docker()
             .list_containers(Some(ListContainersOptions {
@@ -75,29 +119,33 @@ impl Engine {
             }))
             .await
             .map_err(EngineError::request("listing containers"))?;
+        let summaries: Vec<ContainerSummary> = summaries
+            .into_iter()
+            .filter(|s| s.id.is_some() && !is_swarm_task(s.labels.as_ref()))
+            .collect();
 
-        let inspected: Vec<ContainerInspectResponse> = stream::iter(summaries)
-            .filter(|s| std::future::ready(!is_swarm_task(s.labels.as_ref())))
-            .filter_map(|s| async move { s.id })
-            .map(|id| async move {
-                match self.inspect_container_settled(&id).await {
-                    Ok(c) => Ok(Some(c)),
-                    // Removed between list and inspect: not ours to report.
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => Ok(None),
-                    Err(e) => Err(EngineError::request(format!("inspecting container {id}"))(
-                        e,
-                    )),
-                }
-            })
-            .buffered(INSPECT_CONCURRENCY)
-            .try_filter_map(|c| async move { Ok(c) })
-            .try_collect()
-            .await?;
+        // The reference of a container whose list entry shows an image id instead.
+        let references: HashMap<String, Option<String>> = stream::iter(
+            summaries
+                .iter()
+                .filter(|s| lists_no_reference(s))
+                .filter_map(|s| s.id.clone()),
+        )
+        .map(|id| async move {
+            let reference = self
+                .inspect_container(&id)
+                .await
+                .map(|c| c.and_then(|c| c.config).and_then(|c| c.image));
+            reference.map(|r| (id, r))
+        })
+        .buffer_unordered(INSPECT_CONCURRENCY)
+        .try_collect()
+        .await?;
 
-        let mut image_ids: Vec<String> = inspected.iter().filter_map(|c| c.image.clone()).collect();
+        let mut image_ids: Vec<String> = summaries
+            .iter()
+            .filter_map(|s| s.image_id.clone())
+            .collect();
         image_ids.sort();
         image_ids.dedup();
         // One image that cannot be inspected (removed under a stopped container) makes only
@@ -115,10 +163,46 @@ impl Engine {
             .collect()
             .await;
 
-        let mut observed: Vec<Observed> =
-            inspected.into_iter().map(|c| observe(c, &images)).collect();
+        let mut observed: Vec<Observed> = summaries
+            .into_iter()
+            .filter_map(|s| {
+                let reference = match s.id.as_ref().and_then(|id| references.get(id)) {
+                    // Removed between list and inspect: not ours to report.
+                    Some(None) => return None,
+                    Some(Some(reference)) => Some(reference.clone()),
+                    None => None,
+                };
+                Some(observe(s, reference, &images))
+            })
+            .collect();
         observed.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(observed)
+    }
+
+    /// Fills in the full inspect data of the containers `wanted` picks that lack it. A
+    /// container removed since the list keeps none, and recreating it is skipped.
+    pub async fn inspect_details(
+        &self,
+        observed: &mut [Observed],
+        wanted: impl Fn(&Observed) -> bool,
+    ) -> Result<(), EngineError> {
+        let ids: Vec<String> = observed
+            .iter()
+            .filter(|o| o.kind == Kind::Container && o.details.is_none() && wanted(o))
+            .map(|o| o.id.clone())
+            .collect();
+        let mut details: HashMap<String, ContainerInspectResponse> = stream::iter(ids)
+            .map(|id| async move { self.inspect_container(&id).await.map(|c| (id, c)) })
+            .buffer_unordered(INSPECT_CONCURRENCY)
+            .try_filter_map(|(id, c)| async move { Ok(c.map(|c| (id, c))) })
+            .try_collect()
+            .await?;
+        for o in observed.iter_mut() {
+            if let Some(c) = details.remove(&o.id) {
+                o.details = Some(Box::new(c));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -129,15 +213,29 @@ fn is_swarm_task(labels: Option<&HashMap<String, String>>) -> bool {
     })
 }
 
+/// Whether the list entry shows the container's image id where its reference belongs: the
+/// engine does so once the reference names another image (a pull or build moved the tag) or
+/// none at all.
+fn lists_no_reference(s: &ContainerSummary) -> bool {
+    match (s.image.as_deref(), s.image_id.as_deref()) {
+        (None | Some(""), _) => true,
+        (Some(image), Some(id)) if image == id => true,
+        (Some(image), _) => image.starts_with("sha256:"),
+    }
+}
+
+/// An [`Observed`] from a list entry, with the reference the container was created with when
+/// the entry does not show it.
 fn observe(
-    c: ContainerInspectResponse,
+    s: ContainerSummary,
+    reference: Option<String>,
     images: &HashMap<String, Result<ImageInspect, String>>,
 ) -> Observed {
-    let image_id = c.image.clone().unwrap_or_default();
+    let image_id = s.image_id.clone().unwrap_or_default();
     // On the containerd store a build or pull that moves a tag can delete the image record
     // while a container still runs its content; from API 1.48 the container itself names the
     // manifest it runs and its platform, which is all detection needs.
-    let descriptor = c
+    let descriptor = s
         .image_manifest_descriptor
         .as_ref()
         .filter(|d| d.digest.as_deref() == Some(image_id.as_str()));
@@ -148,17 +246,17 @@ fn observe(
         None => (None, Some(format!("image {image_id} was not inspected"))),
     };
     let described = descriptor.and_then(|d| d.platform.as_ref());
-    let config = c.config.as_ref();
     Observed {
         kind: Kind::Container,
-        id: c.id.clone().unwrap_or_default(),
-        name: c
-            .name
-            .as_deref()
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_string(),
-        image: config.and_then(|c| c.image.clone()).unwrap_or_default(),
+        id: s.id.clone().unwrap_or_default(),
+        // The first name is the container's own; links add `/other/alias` names after it.
+        name: s
+            .names
+            .as_ref()
+            .and_then(|names| names.iter().find(|n| n.matches('/').count() == 1))
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default(),
+        image: reference.or(s.image.clone()).unwrap_or_default(),
         repo_digests: image
             .and_then(|i| i.repo_digests.clone())
             .unwrap_or_default(),
@@ -176,19 +274,10 @@ fn observe(
                 .or_else(|| described.and_then(|p| p.variant.clone()))
                 .filter(|v| !v.is_empty()),
         },
-        labels: config
-            .and_then(|c| c.labels.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        state: c
-            .state
-            .as_ref()
-            .and_then(|s| s.status)
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
+        labels: s.labels.unwrap_or_default().into_iter().collect(),
+        state: s.state.map(|s| s.to_string()).unwrap_or_default(),
         image_id,
         problem,
-        inspect: Box::new(c),
+        details: None,
     }
 }

@@ -33,9 +33,9 @@ use endpoint::{Endpoint, Transport};
 use tls::TlsFileError;
 
 pub use crate::plan::recreate::Flavor;
-pub use inventory::{Kind, Observed, Platform};
+pub use inventory::{Inventory, Kind, Observed, Platform};
 pub use own::{container_id_from_cgroup, container_id_from_mountinfo};
-pub use swarm::SwarmRole;
+pub use swarm::{SwarmRole, WORKER_NOTE};
 
 /// The default engine socket.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";

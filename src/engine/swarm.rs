@@ -12,6 +12,10 @@ use super::{Engine, EngineError};
 use crate::plan::swarm::split_pinned;
 use crate::registry::auth::Credentials;
 
+/// What `check` and the log say on a Swarm worker about services.
+pub const WORKER_NOTE: &str = "this node is a swarm worker: services (and their task \
+    containers) are updated by the tidewatch agent on a swarm manager";
+
 /// What this engine is in a Swarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SwarmRole {
@@ -115,6 +119,6 @@ fn observe_service(s: Service, platform: &Platform) -> Option<Observed> {
         labels: spec.labels.unwrap_or_default().into_iter().collect(),
         state: "service".into(),
         problem: None,
-        inspect: Box::default(),
+        details: None,
     })
 }

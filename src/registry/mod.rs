@@ -11,6 +11,7 @@ pub mod auth;
 pub mod credentials;
 mod index;
 mod ratelimit;
+mod resolve;
 mod tags;
 
 use std::collections::HashMap;

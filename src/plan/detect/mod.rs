@@ -333,5 +333,12 @@ fn platform_name(p: &Platform) -> String {
     }
 }
 
+mod verdict;
+
+pub use verdict::{
+    asked_reference, count_by_status, missing_rows, targets, verdicts, Detection, Lookup, Pending,
+    RemoteFailure, Remotes,
+};
+
 #[cfg(test)]
 mod tests;
