@@ -7,6 +7,7 @@
 //! healthy.
 
 mod compose;
+mod error;
 mod recover;
 mod recreate;
 mod self_update;
@@ -26,6 +27,7 @@ use crate::registry::RegistryClient;
 use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
 
+pub use error::StepError;
 pub use recover::recover;
 pub use self_update::{Handover, AGENT_LABEL, REPLACES_ENV};
 

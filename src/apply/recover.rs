@@ -4,6 +4,7 @@
 
 use super::{Applier, StepOutcome, StepResult};
 use crate::engine::{EngineError, Health};
+use crate::plan::recover::{decide, Decision, Interrupted, Progress};
 use crate::state::{JournalEntry, Outcome, Step};
 
 /// Finishes every unfinished journal entry: keeps a replacement that runs healthy, else puts
@@ -54,44 +55,33 @@ async fn recover_one(
     let holder = engine.inspect_container(name).await?;
     let holder_id = holder.as_ref().and_then(|c| c.id.clone());
     let replacement = holder_id.filter(|h| *h != entry.old_id);
-
-    let finish = |outcome: Outcome, reason: String| async move {
-        let r = reason.clone();
-        if let Err(e) = applier.store.with(move |s| s.finish(id, outcome, &r)).await {
-            tracing::warn!(journal = %id, "journal: {e}");
-        }
-        reason
-    };
-
-    // This agent's own self-update, with the agent running again before its successor took
-    // over (it would have stopped this agent first): stopping the old container, as for
-    // others, would stop the agent itself.
-    let own = applier.own_container == Some(entry.old_id.as_str());
-    match (old, replacement) {
-        // The old container is gone: it is only removed after its replacement was healthy.
-        (None, Some(_)) => {
+    let decision = decide(&Interrupted {
+        container: name,
+        progress: progress(&entry.step),
+        was_running: entry.was_running,
+        own: applier.own_container == Some(entry.old_id.as_str()),
+        old_name: old.as_ref().map(|c| c.name.as_deref().unwrap_or_default()),
+        replacement: replacement.as_deref(),
+    });
+    match decision {
+        Decision::Committed => {
             applier.advance(id, Step::Healthy).await;
             applier.advance(id, Step::Committed).await;
-            let why = finish(
-                Outcome::Updated,
-                "recovered: the replacement had been committed".into(),
-            )
-            .await;
-            Ok((StepOutcome::Updated, why))
+            let why = "recovered: the replacement had been committed";
+            applier.finish(id, Outcome::Updated, why).await;
+            Ok((StepOutcome::Updated, why.into()))
         }
-        (None, None) => {
-            let why = finish(
-                Outcome::Failed,
-                format!(
-                    "recovered: neither the old container {} nor a replacement exists; recreate {name} by hand",
-                    entry.old_id
-                ),
-            )
-            .await;
+        Decision::Lost => {
+            let why = format!(
+                "recovered: neither the old container {} nor a replacement exists; recreate \
+                 {name} by hand",
+                entry.old_id
+            );
+            applier.finish(id, Outcome::Failed, &why).await;
             Ok((StepOutcome::Failed, why))
         }
-        // The agent's successor exists: started, it takes over, and finishes the entry.
-        (Some(_), Some(new_id)) if own && entry.step != Step::RollingBack => {
+        // Started, the successor takes over, and finishes the entry.
+        Decision::AwaitSuccessor(new_id) => {
             engine.start(&new_id).await?;
             match applier.await_takeover(&new_id).await {
                 Ok(()) => Ok((
@@ -103,15 +93,12 @@ async fn recover_one(
                 }
             }
         }
-        // A replacement exists beside the aside old container: keep it only if it proves healthy
-        // now, on the digest being rolled out, and the update was not already being undone.
-        // A stopped container's replacement is never started: existing is all it proves.
-        (Some(_), Some(_)) if !entry.was_running && entry.step != Step::RollingBack => {
+        Decision::KeepStopped => {
             applier.advance(id, Step::Healthy).await;
             let (outcome, detail) = applier.commit(id, &entry.old_id, Outcome::Updated).await;
             Ok((outcome, format!("recovered: {detail}")))
         }
-        (Some(_), Some(new_id)) if entry.step != Step::RollingBack => {
+        Decision::ProveHealthy(new_id) => {
             engine.start(&new_id).await?;
             let health = engine
                 .wait_healthy(
@@ -132,17 +119,10 @@ async fn recover_one(
             };
             restore(applier, entry, Some(&new_id), why).await
         }
-        (Some(old), None)
-            if !own
-                && matches!(entry.step, Step::Planned | Step::Pulled)
-                && old.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name) =>
-        {
-            // `Pulled` is journalled just before the stop request, so the engine may still be
-            // carrying out a stop the dead agent asked for; it goes on without its client and
-            // would stop the container after a plain start, which is a no-op on a container
-            // that is still running. Our own stop waits for that one to end (with the
-            // container's own timeout); only then is the start real.
-            let why = if entry.step == Step::Pulled {
+        Decision::Retry { stop_first } => {
+            // Our own stop waits for the one the dead agent asked for (with the container's
+            // own timeout); only then is the start real.
+            let why = if stop_first {
                 engine.stop(&entry.old_id).await?;
                 "recovered: interrupted while stopping the old container, which runs again; \
                  retried next cycle"
@@ -152,10 +132,10 @@ async fn recover_one(
             if entry.was_running {
                 engine.start(&entry.old_id).await?;
             }
-            let why = finish(Outcome::Failed, why.into()).await;
-            Ok((StepOutcome::Failed, why))
+            applier.finish(id, Outcome::Failed, why).await;
+            Ok((StepOutcome::Failed, why.into()))
         }
-        (Some(_), replacement) => {
+        Decision::Restore(replacement) => {
             restore(
                 applier,
                 entry,
@@ -164,6 +144,16 @@ async fn recover_one(
             )
             .await
         }
+    }
+}
+
+/// How far the journal says the procedure got, as [`decide`] reads it.
+fn progress(step: &Step) -> Progress {
+    match step {
+        Step::Planned => Progress::Planned,
+        Step::Pulled => Progress::Pulled,
+        Step::RollingBack => Progress::RollingBack,
+        _ => Progress::Underway,
     }
 }
 
@@ -177,13 +167,6 @@ async fn restore(
     applier.advance(id, Step::RollingBack).await;
     applier.restore_old(entry, new_id).await?;
     let reason = format!("{why}; the old container runs again");
-    let r = reason.clone();
-    if let Err(e) = applier
-        .store
-        .with(move |s| s.finish(id, Outcome::RolledBack, &r))
-        .await
-    {
-        tracing::warn!(journal = %id, "journal: {e}");
-    }
+    applier.finish(id, Outcome::RolledBack, &reason).await;
     Ok((StepOutcome::RolledBack, reason))
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Applier, StepOutcome, StepResult};
+use super::{Applier, StepError, StepOutcome, StepResult};
 use crate::engine::{EngineError, Flavor, Health, Observed};
 use crate::image_ref::ImageRef;
 use crate::labels;
@@ -100,7 +100,7 @@ impl Applier<'_> {
         let prepared = self.prepare(step, old, names).await;
         let (body, connect_after) = match prepared {
             Ok(p) => p,
-            Err(why) => return self.fail_untouched(id, why).await,
+            Err(why) => return self.fail_untouched(id, why.to_string()).await,
         };
         self.advance(id, Step::Pulled).await;
 
@@ -131,9 +131,9 @@ impl Applier<'_> {
 
         let new_id = match self.create_replacement(id, name, body, connect_after).await {
             Ok(new_id) => new_id,
-            Err((created, why)) => {
+            Err(e) => {
                 return self
-                    .roll_back(id, old, created.as_deref(), why, false)
+                    .roll_back(id, old, e.created(), e.to_string(), false)
                     .await
             }
         };
@@ -215,20 +215,15 @@ impl Applier<'_> {
     }
 
     /// Creates the replacement under `name`, journals its id and connects its other networks
-    /// (engines before API 1.44 take one at create). On failure: why, with the replacement's id
-    /// when it was created.
+    /// (engines before API 1.44 take one at create).
     pub(super) async fn create_replacement(
         &self,
         id: JournalId,
         name: &str,
         body: bollard::models::ContainerCreateBody,
         connect_after: Vec<(String, bollard::models::EndpointSettings)>,
-    ) -> Result<String, (Option<String>, String)> {
-        let new_id = self
-            .engine
-            .create(name, body)
-            .await
-            .map_err(|e| (None, e.to_string()))?;
+    ) -> Result<String, StepError> {
+        let new_id = self.engine.create(name, body).await?;
         self.advance(
             id,
             Step::Created {
@@ -242,7 +237,7 @@ impl Applier<'_> {
                 .connect_network(&new_id, &network, endpoint)
                 .await
             {
-                return Err((Some(new_id), e.to_string()));
+                return Err(StepError::NotConnected { new_id, source: e });
             }
         }
         Ok(new_id)
@@ -284,19 +279,18 @@ impl Applier<'_> {
             bollard::models::ContainerCreateBody,
             Vec<(String, bollard::models::EndpointSettings)>,
         ),
-        String,
+        StepError,
     > {
         // With tag tracking the container moves to a newer tag; otherwise it keeps its own.
         let target_image = step.new_image.as_deref().unwrap_or(&old.image);
         let new_image_id = match (&step.reason, &step.to_digest) {
             (Reason::NewDigest, Some(digest)) => {
-                let reference = ImageRef::parse(target_image).map_err(|e| e.to_string())?;
+                let reference = ImageRef::parse(target_image)?;
                 let sources = self.registry.pull_sources(&reference).await;
                 Some(
                     self.engine
                         .pull_by_digest(&reference, digest, &sources)
-                        .await
-                        .map_err(|e| e.to_string())?,
+                        .await?,
                 )
             }
             // The caller put the previous image back under the reference.
@@ -321,11 +315,7 @@ impl Applier<'_> {
         let flavor = self.engine.flavor();
         // Podman records no chosen MAC (see `user_mac`), so it is not asked.
         let chosen_mac = match flavor {
-            Flavor::Docker => self
-                .engine
-                .chosen_mac(&old.id)
-                .await
-                .map_err(|e| e.to_string())?,
+            Flavor::Docker => self.engine.chosen_mac(&old.id).await?,
             Flavor::Podman => None,
         };
         let engine = EngineSide {
@@ -336,9 +326,8 @@ impl Applier<'_> {
         let inspect = old
             .details
             .as_deref()
-            .ok_or_else(|| format!("internal: {} was not inspected", old.name))?;
-        let mut spec = recreate_spec(inspect, &old_image, target_image, engine, &resolve)
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| StepError::NotInspected(old.name.clone()))?;
+        let mut spec = recreate_spec(inspect, &old_image, target_image, engine, &resolve)?;
         // Compose v2 records the image id it created the container from; keep it truthful so
         // a later `docker compose up` sees the container as current.
         if let Some(labels) = spec.body.labels.as_mut() {
@@ -355,25 +344,25 @@ impl Applier<'_> {
     /// its record while the container still runs its content; the image id is then the
     /// manifest digest, and pulling it by digest brings the record back (the content is
     /// local, so little moves), for its defaults now and for a rollback later.
-    async fn old_image(&self, old: &Observed) -> Result<bollard::models::ImageInspect, String> {
+    async fn old_image(&self, old: &Observed) -> Result<bollard::models::ImageInspect, StepError> {
         let missing = match self.engine.inspect_image_defaults(&old.image_id).await {
             Ok(image) => return Ok(image),
             Err(e) if e.is_not_found() => e,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         let Ok(reference) = ImageRef::parse(&old.image) else {
-            return Err(missing.to_string());
+            return Err(missing.into());
         };
         let sources = self.registry.pull_sources(&reference).await;
-        self.engine
+        if let Err(source) = self
+            .engine
             .restore_by_digest(&reference, &old.image_id, &sources)
             .await
-            .map_err(|e| format!("{missing}; pulling it back by digest: {e}"))?;
+        {
+            return Err(StepError::OldImageGone { missing, source });
+        }
         tracing::info!(container = %old.name, image = %old.image_id, "pulled the running image back by digest");
-        self.engine
-            .inspect_image_defaults(&old.image_id)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(self.engine.inspect_image_defaults(&old.image_id).await?)
     }
 
     pub(super) async fn advance(&self, id: JournalId, step: Step) {
@@ -384,15 +373,17 @@ impl Applier<'_> {
         }
     }
 
-    pub(super) async fn fail_untouched(&self, id: JournalId, why: String) -> (StepOutcome, String) {
-        let reason = why.clone();
-        if let Err(e) = self
-            .store
-            .with(move |s| s.finish(id, Outcome::Failed, &reason))
-            .await
-        {
+    /// Closes journal entry `id` as `outcome`, saying why. A journal that cannot be written
+    /// is warned about: the engine is already as `outcome` says, and recovery reads the engine.
+    pub(super) async fn finish(&self, id: JournalId, outcome: Outcome, why: &str) {
+        let why = why.to_string();
+        if let Err(e) = self.store.with(move |s| s.finish(id, outcome, &why)).await {
             tracing::warn!(journal = %id, "journal: {e}");
         }
+    }
+
+    pub(super) async fn fail_untouched(&self, id: JournalId, why: String) -> (StepOutcome, String) {
+        self.finish(id, Outcome::Failed, &why).await;
         (
             StepOutcome::Failed,
             format!("{why} (the old container was not touched)"),
@@ -420,14 +411,7 @@ impl Applier<'_> {
             tracing::warn!(container = old_id, "removing the old container: {e}");
             detail = format!("{detail}; the old container could not be removed: {e}");
         }
-        let reason = detail.clone();
-        if let Err(e) = self
-            .store
-            .with(move |s| s.finish(id, outcome, &reason))
-            .await
-        {
-            tracing::warn!(journal = %id, "journal: {e}");
-        }
+        self.finish(id, outcome, &detail).await;
         // The step reached its target either way; only the history tells a manual rollback apart.
         (StepOutcome::Updated, detail)
     }
@@ -465,14 +449,7 @@ impl Applier<'_> {
                         }
                     }
                 }
-                let reason = why.clone();
-                if let Err(e) = self
-                    .store
-                    .with(move |s| s.finish(id, Outcome::RolledBack, &reason))
-                    .await
-                {
-                    tracing::warn!(journal = %id, "journal: {e}");
-                }
+                self.finish(id, Outcome::RolledBack, &why).await;
                 (
                     StepOutcome::RolledBack,
                     format!("{why}; the old container runs again"),
@@ -481,14 +458,7 @@ impl Applier<'_> {
             Err(e) => {
                 let reason = format!("{why}; restoring the old container failed too: {e}");
                 tracing::error!(container = %old.name, "{reason}");
-                let r = reason.clone();
-                if let Err(e) = self
-                    .store
-                    .with(move |s| s.finish(id, Outcome::Failed, &r))
-                    .await
-                {
-                    tracing::warn!(journal = %id, "journal: {e}");
-                }
+                self.finish(id, Outcome::Failed, &reason).await;
                 (StepOutcome::Failed, reason)
             }
         }

@@ -168,7 +168,7 @@ impl Applier<'_> {
     ) -> Result<(), (StepOutcome, String)> {
         let (mut body, connect_after) = match self.prepare(step, own, names).await {
             Ok(prepared) => prepared,
-            Err(why) => return Err(self.fail_untouched(id, why).await),
+            Err(why) => return Err(self.fail_untouched(id, why.to_string()).await),
         };
         self.advance(id, Step::Pulled).await;
         // Unlike other containers, the agent is not stopped first: it must live to start its
@@ -188,9 +188,9 @@ impl Applier<'_> {
             .await
         {
             Ok(new_id) => new_id,
-            Err((created, why)) => {
+            Err(e) => {
                 return Err(self
-                    .roll_back(id, own, created.as_deref(), why, false)
+                    .roll_back(id, own, e.created(), e.to_string(), false)
                     .await)
             }
         };

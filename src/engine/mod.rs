@@ -103,6 +103,12 @@ pub enum EngineError {
     /// The journal that says which containers to act on could not be read.
     #[error("journal: {0}")]
     Journal(String),
+    /// A pull by digest had no source to pull from (no origin and no mirror configured).
+    #[error("{reference}: no registry to pull it from")]
+    NoPullSource {
+        /// The reference that was to be pulled.
+        reference: String,
+    },
     /// A request made without bollard (see `raw.rs`) failed.
     #[error("{what}: {reason}")]
     Raw {

@@ -93,7 +93,9 @@ impl Engine {
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| EngineError::Journal("no pull source".into())))
+        Err(last_error.unwrap_or_else(|| EngineError::NoPullSource {
+            reference: reference.to_string(),
+        }))
     }
 
     /// Points `reference`'s tag (`latest` when it has none) at image `image_id`.

@@ -2,6 +2,7 @@
 
 pub mod detect;
 pub mod order;
+pub mod recover;
 pub mod recreate;
 pub mod swarm;
 pub mod track;
