@@ -17,7 +17,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use super::registry::Registry;
-use super::serve::{is_engine_agent, HttpServer, Reply, ServerRequest};
+use super::serve::{http_server, is_engine_agent, Reply, ServerRequest};
+use super::tcp_server::TcpServer;
 
 /// How long the origin may take over one forwarded request (blobs included).
 const ORIGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -108,7 +109,7 @@ struct State {
 
 /// A running front; passes everything through until a fault is switched on.
 pub struct FlakyServer {
-    server: HttpServer,
+    server: TcpServer,
     state: Arc<State>,
 }
 
@@ -127,7 +128,7 @@ impl FlakyServer {
             max_in_flight: AtomicUsize::new(0),
         });
         let handling = Arc::clone(&state);
-        let server = HttpServer::start(move |request| handle(&handling, request));
+        let server = http_server(move |request| handle(&handling, request));
         FlakyServer { server, state }
     }
 

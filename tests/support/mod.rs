@@ -34,6 +34,7 @@ mod service;
 pub mod settings;
 pub mod smtp;
 mod swarm;
+mod tcp_server;
 mod tls;
 mod token_server;
 
