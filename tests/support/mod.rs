@@ -25,6 +25,7 @@ mod images;
 pub mod objects;
 mod observe;
 mod podman;
+mod poller;
 mod process;
 pub mod receiver;
 mod registry;
