@@ -50,7 +50,7 @@ pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
 pub use docker::{docker, image_id, try_docker, Engine};
 pub use docker_config::{CredentialHelper, DockerConfig};
 pub use engine_tls::TlsEngine;
-pub use flaky_server::{Fault, FlakyServer, Requests, Seen};
+pub use flaky_server::{Fault, FlakyServer, Length, Requests, Seen};
 pub use images::{pull, push, repo_digests, tag, APP_PORT};
 pub use observe::{show_events, Events, Monitor, Sighting, Snapshot};
 pub use podman::{Podman, PodmanBed};
