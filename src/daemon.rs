@@ -1,12 +1,17 @@
 //! The `run` loop: a cycle at start, then one per interval or cron tick, and one per API
 //! trigger; never two at once, until shutdown. Shutdown is passed in; between cycles the loop
 //! waits in a `select!` on the next tick, the trigger channel and shutdown.
+//!
+//! When cycles run (`run_loop`) is kept apart from what one does (`Cycles`, which the agent
+//! does with its engine), so that the schedule is tested on tokio's paused clock.
 
 use std::hash::{BuildHasher, RandomState};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
 use tokio::sync::mpsc;
+// tokio's clock, not std's: it is the one that tokio's paused test time moves.
+use tokio::time::Instant;
 
 use crate::api::{StatusBoard, Trigger as ApiTrigger};
 use crate::apply::{Handover, StepOutcome};
@@ -99,33 +104,112 @@ fn cycle_panicked(
     }
 }
 
+/// How a cycle ended, for the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CycleEnd {
+    /// The loop goes on.
+    Finished,
+    /// A successor agent took over (self-update): this one must exit.
+    HandedOver,
+}
+
+/// What the loop runs: one cycle, under the cycle lock. [`AgentCycles`] runs the agent's;
+/// the loop's tests run ones that record when they ran.
+trait Cycles {
+    /// Held while a cycle runs.
+    type Lock;
+    /// Takes the cycle lock, waiting while another process holds it; `None` on shutdown.
+    async fn lock(&self, shutdown: &mut Shutdown) -> Option<Self::Lock>;
+    /// Runs one cycle, for `reason`.
+    async fn cycle(&self, reason: &Reason) -> CycleEnd;
+    /// Reports a cycle that panicked after `elapsed`, with the panic's message.
+    fn panicked(&self, reason: &Reason, panic: &str, elapsed: Duration);
+}
+
+/// The agent's cycles, recorded into the surface's status board and metrics.
+struct AgentCycles<'a> {
+    agent: &'a Agent,
+    surface: &'a Surface,
+}
+
+impl Cycles for AgentCycles<'_> {
+    type Lock = CycleLock;
+
+    async fn lock(&self, shutdown: &mut Shutdown) -> Option<CycleLock> {
+        lock(self.agent, shutdown).await
+    }
+
+    async fn cycle(&self, reason: &Reason) -> CycleEnd {
+        run_one(self.agent, self.surface, reason).await
+    }
+
+    fn panicked(&self, reason: &Reason, panic: &str, elapsed: Duration) {
+        cycle_panicked(self.agent, self.surface, reason, panic, elapsed);
+    }
+}
+
+/// When scheduled cycles run: `[agent]`'s interval or cron schedule, plus its jitter.
+struct Schedule<'a> {
+    agent: &'a AgentConfig,
+    /// The wall clock that cron ticks are found on: `Local::now`, but for tests.
+    wall: &'a (dyn Fn() -> DateTime<Local> + Sync),
+}
+
+impl Schedule<'_> {
+    /// When the next scheduled cycle is due, a scheduled cycle having ended at `now`.
+    fn next_tick(&self, now: Instant) -> Instant {
+        let delay = next_delay(self.agent, (self.wall)(), random_fraction());
+        crate::clock::after_tokio(now, delay)
+    }
+}
+
 /// Runs cycles until `shutdown` fires.
-pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
+pub async fn run(agent: &Agent, shutdown: Shutdown, mut surface: Surface) {
     tracing::info!(engine = %agent.engine.host(), "tidewatch running");
+    let triggers = surface.triggers.take();
+    let cycles = AgentCycles {
+        agent,
+        surface: &surface,
+    };
+    let schedule = Schedule {
+        agent: &agent.config.agent,
+        wall: &Local::now,
+    };
+    run_loop(&cycles, &schedule, shutdown, triggers).await;
+    tracing::info!("tidewatch stopped");
+}
+
+/// The loop of [`run`]: a cycle at once, then one at each of `schedule`'s ticks and one per
+/// trigger, until shutdown or a handover.
+async fn run_loop(
+    cycles: &impl Cycles,
+    schedule: &Schedule<'_>,
+    mut shutdown: Shutdown,
+    mut triggers: Option<mpsc::Receiver<ApiTrigger>>,
+) {
     let mut reason = Reason::Scheduled;
     let mut next_tick = Instant::now();
     loop {
-        let Some(lock) = lock(agent, &mut shutdown).await else {
+        let Some(lock) = cycles.lock(&mut shutdown).await else {
             break;
         };
         let clock = Instant::now();
-        let handed_over = match guarded(run_one(agent, &surface, &reason)).await {
-            Ok(handed_over) => handed_over,
+        let end = match guarded(cycles.cycle(&reason)).await {
+            Ok(end) => end,
             Err(panic) => {
-                cycle_panicked(agent, &surface, &reason, &panic, clock.elapsed());
-                false
+                cycles.panicked(&reason, &panic, clock.elapsed());
+                CycleEnd::Finished
             }
         };
         drop(lock);
-        if handed_over {
+        if end == CycleEnd::HandedOver {
             tracing::info!("self-update: the successor agent took over; exiting");
             break;
         }
         release_freed_memory();
         // Counted from the end of a scheduled cycle; a triggered one leaves the schedule be.
         if let Reason::Scheduled = reason {
-            let delay = next_delay(&agent.config.agent, Local::now(), random_fraction());
-            next_tick = crate::clock::after(Instant::now(), delay);
+            next_tick = schedule.next_tick(Instant::now());
         }
         if shutdown.is_triggered() {
             break;
@@ -137,12 +221,11 @@ pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
             "next scheduled cycle"
         );
         reason = tokio::select! {
-            _ = tokio::time::sleep_until(next_tick.into()) => Reason::Scheduled,
-            Some(t) = recv(&mut surface.triggers) => Reason::Triggered(t),
+            _ = tokio::time::sleep_until(next_tick) => Reason::Scheduled,
+            Some(t) = recv(&mut triggers) => Reason::Triggered(t),
             _ = shutdown.wait() => break,
         };
     }
-    tracing::info!("tidewatch stopped");
 }
 
 async fn recv(triggers: &mut Option<mpsc::Receiver<ApiTrigger>>) -> Option<ApiTrigger> {
@@ -153,8 +236,8 @@ async fn recv(triggers: &mut Option<mpsc::Receiver<ApiTrigger>>) -> Option<ApiTr
 }
 
 /// One cycle, narrowed to what a trigger names, then the self-update if the plan has one, all
-/// recorded everywhere. True when a successor agent took over and this one must exit.
-async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
+/// recorded everywhere.
+async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd {
     let (names, force, full) = match reason {
         Reason::Scheduled => (Vec::new(), false, true),
         Reason::Triggered(t @ ApiTrigger::Cycle { container, force }) => {
@@ -175,12 +258,12 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
                     .collect::<Vec<_>>(),
                 Err(e) => {
                     tracing::error!("listing containers for a registry push: {e}");
-                    return false;
+                    return CycleEnd::Finished;
                 }
             };
             if names.is_empty() {
                 tracing::info!(?images, "registry push: no container uses these references");
-                return false;
+                return CycleEnd::Finished;
             }
             tracing::info!(?images, containers = ?names, "registry push: checking the containers that use it");
             (names, false, false)
@@ -192,7 +275,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
     for (registry, requests, errors) in agent.registry.take_registry_counts().await {
         surface.metrics.record_registry(&registry, requests, errors);
     }
-    let mut handed_over = false;
+    let mut end = CycleEnd::Finished;
     match result {
         Ok(mut report) => {
             // Not while shutting down: that may be a successor taking over already (recovery
@@ -200,7 +283,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
             let self_update = report.plan.self_update.clone();
             if let Some(step) = self_update.filter(|_| !agent.shutdown.is_triggered()) {
                 match agent.replace_self(&step).await {
-                    Handover::TakenOver => handed_over = true,
+                    Handover::TakenOver => end = CycleEnd::HandedOver,
                     Handover::Kept(result) => {
                         tracing::warn!(outcome = %result.outcome, "self-update: {}", result.detail);
                         report.results.push(result);
@@ -222,7 +305,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
             tracing::error!("cycle failed: {e}");
         }
     }
-    handed_over
+    end
 }
 
 /// A push of another tag of a container's repository matters to containers that track tags
