@@ -6,6 +6,7 @@
 //! does with its engine), so that the schedule is tested on tokio's paused clock.
 
 use std::hash::{BuildHasher, RandomState};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
@@ -136,7 +137,7 @@ impl Cycles for AgentCycles<'_> {
     type Lock = CycleLock;
 
     async fn lock(&self, shutdown: &mut Shutdown) -> Option<CycleLock> {
-        lock(self.agent, shutdown).await
+        lock(&self.agent.config.agent.state_dir, shutdown).await
     }
 
     async fn cycle(&self, reason: &Reason) -> CycleEnd {
@@ -347,11 +348,12 @@ fn release_freed_memory() {
     }
 }
 
-/// Takes the cycle lock, waiting while a manual `tidewatch update` holds it; `None` on shutdown.
-async fn lock(agent: &Agent, shutdown: &mut Shutdown) -> Option<CycleLock> {
+/// Takes the cycle lock in `state_dir`, waiting while a manual `tidewatch update` holds it;
+/// `None` on shutdown.
+async fn lock(state_dir: &Path, shutdown: &mut Shutdown) -> Option<CycleLock> {
     let mut said = false;
     loop {
-        match CycleLock::acquire(&agent.config.agent.state_dir, Wait::NoWait) {
+        match CycleLock::acquire(state_dir, Wait::NoWait) {
             Ok(lock) => return Some(lock),
             Err(StateError::Busy { pid, .. }) if !said => {
                 tracing::info!(?pid, "another cycle is in progress; waiting");

@@ -482,3 +482,30 @@ async fn a_handover_ends_the_loop_when_its_cycle_ends_without_a_shutdown() {
         "the trigger queued during the handover is left to the successor"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_cycle_lock_is_waited_for_while_another_process_holds_it_and_shutdown_ends_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let (stop, mut shutdown) = crate::shutdown::channel();
+    let manual = CycleLock::acquire(dir.path(), Wait::NoWait).unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        drop(manual);
+    });
+
+    let taken = lock(dir.path(), &mut shutdown).await;
+
+    assert!(taken.is_some());
+    assert_eq!(start.elapsed(), secs(3), "tried again each second");
+
+    tokio::spawn(async move {
+        tokio::time::sleep(secs(10)).await;
+        stop.trigger();
+    });
+
+    let waited = lock(dir.path(), &mut shutdown).await;
+
+    assert!(waited.is_none(), "shutdown while the lock is held");
+    assert_eq!(start.elapsed(), secs(13));
+}
