@@ -1,12 +1,18 @@
 //! The `run` loop: a cycle at start, then one per interval or cron tick, and one per API
 //! trigger; never two at once, until shutdown. Shutdown is passed in; between cycles the loop
 //! waits in a `select!` on the next tick, the trigger channel and shutdown.
+//!
+//! When cycles run (`run_loop`) is kept apart from what one does (`Cycles`, which the agent
+//! does with its engine), so that the schedule is tested on tokio's paused clock.
 
 use std::hash::{BuildHasher, RandomState};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
 use tokio::sync::mpsc;
+// tokio's clock, not std's: it is the one that tokio's paused test time moves.
+use tokio::time::Instant;
 
 use crate::api::{StatusBoard, Trigger as ApiTrigger};
 use crate::apply::{Handover, StepOutcome};
@@ -98,33 +104,112 @@ fn cycle_panicked(
     }
 }
 
+/// How a cycle ended, for the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CycleEnd {
+    /// The loop goes on.
+    Finished,
+    /// A successor agent took over (self-update): this one must exit.
+    HandedOver,
+}
+
+/// What the loop runs: one cycle, under the cycle lock. [`AgentCycles`] runs the agent's;
+/// the loop's tests run ones that record when they ran.
+trait Cycles {
+    /// Held while a cycle runs.
+    type Lock;
+    /// Takes the cycle lock, waiting while another process holds it; `None` on shutdown.
+    async fn lock(&self, shutdown: &mut Shutdown) -> Option<Self::Lock>;
+    /// Runs one cycle, for `reason`.
+    async fn cycle(&self, reason: &Reason) -> CycleEnd;
+    /// Reports a cycle that panicked after `elapsed`, with the panic's message.
+    fn panicked(&self, reason: &Reason, panic: &str, elapsed: Duration);
+}
+
+/// The agent's cycles, recorded into the surface's status board and metrics.
+struct AgentCycles<'a> {
+    agent: &'a Agent,
+    surface: &'a Surface,
+}
+
+impl Cycles for AgentCycles<'_> {
+    type Lock = CycleLock;
+
+    async fn lock(&self, shutdown: &mut Shutdown) -> Option<CycleLock> {
+        lock(&self.agent.config.agent.state_dir, shutdown).await
+    }
+
+    async fn cycle(&self, reason: &Reason) -> CycleEnd {
+        run_one(self.agent, self.surface, reason).await
+    }
+
+    fn panicked(&self, reason: &Reason, panic: &str, elapsed: Duration) {
+        cycle_panicked(self.agent, self.surface, reason, panic, elapsed);
+    }
+}
+
+/// When scheduled cycles run: `[agent]`'s interval or cron schedule, plus its jitter.
+struct Schedule<'a> {
+    agent: &'a AgentConfig,
+    /// The wall clock that cron ticks are found on: `Local::now`, but for tests.
+    wall: &'a (dyn Fn() -> DateTime<Local> + Sync),
+}
+
+impl Schedule<'_> {
+    /// When the next scheduled cycle is due, a scheduled cycle having ended at `now`.
+    fn next_tick(&self, now: Instant) -> Instant {
+        let delay = next_delay(self.agent, (self.wall)(), random_fraction());
+        crate::clock::after_tokio(now, delay)
+    }
+}
+
 /// Runs cycles until `shutdown` fires.
-pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
+pub async fn run(agent: &Agent, shutdown: Shutdown, mut surface: Surface) {
     tracing::info!(engine = %agent.engine.host(), "tidewatch running");
+    let triggers = surface.triggers.take();
+    let cycles = AgentCycles {
+        agent,
+        surface: &surface,
+    };
+    let schedule = Schedule {
+        agent: &agent.config.agent,
+        wall: &Local::now,
+    };
+    run_loop(&cycles, &schedule, shutdown, triggers).await;
+    tracing::info!("tidewatch stopped");
+}
+
+/// The loop of [`run`]: a cycle at once, then one at each of `schedule`'s ticks and one per
+/// trigger, until shutdown or a handover.
+async fn run_loop(
+    cycles: &impl Cycles,
+    schedule: &Schedule<'_>,
+    mut shutdown: Shutdown,
+    mut triggers: Option<mpsc::Receiver<ApiTrigger>>,
+) {
     let mut reason = Reason::Scheduled;
     let mut next_tick = Instant::now();
     loop {
-        let Some(lock) = lock(agent, &mut shutdown).await else {
+        let Some(lock) = cycles.lock(&mut shutdown).await else {
             break;
         };
         let clock = Instant::now();
-        let handed_over = match guarded(run_one(agent, &surface, &reason)).await {
-            Ok(handed_over) => handed_over,
+        let end = match guarded(cycles.cycle(&reason)).await {
+            Ok(end) => end,
             Err(panic) => {
-                cycle_panicked(agent, &surface, &reason, &panic, clock.elapsed());
-                false
+                cycles.panicked(&reason, &panic, clock.elapsed());
+                CycleEnd::Finished
             }
         };
         drop(lock);
-        if handed_over {
+        if end == CycleEnd::HandedOver {
             tracing::info!("self-update: the successor agent took over; exiting");
             break;
         }
         release_freed_memory();
         // Counted from the end of a scheduled cycle; a triggered one leaves the schedule be.
         if let Reason::Scheduled = reason {
-            let delay = next_delay(&agent.config.agent, Local::now(), random_fraction());
-            next_tick = crate::clock::after(Instant::now(), delay);
+            next_tick = schedule.next_tick(Instant::now());
         }
         if shutdown.is_triggered() {
             break;
@@ -136,12 +221,11 @@ pub async fn run(agent: &Agent, mut shutdown: Shutdown, mut surface: Surface) {
             "next scheduled cycle"
         );
         reason = tokio::select! {
-            _ = tokio::time::sleep_until(next_tick.into()) => Reason::Scheduled,
-            Some(t) = recv(&mut surface.triggers) => Reason::Triggered(t),
+            _ = tokio::time::sleep_until(next_tick) => Reason::Scheduled,
+            Some(t) = recv(&mut triggers) => Reason::Triggered(t),
             _ = shutdown.wait() => break,
         };
     }
-    tracing::info!("tidewatch stopped");
 }
 
 async fn recv(triggers: &mut Option<mpsc::Receiver<ApiTrigger>>) -> Option<ApiTrigger> {
@@ -152,8 +236,8 @@ async fn recv(triggers: &mut Option<mpsc::Receiver<ApiTrigger>>) -> Option<ApiTr
 }
 
 /// One cycle, narrowed to what a trigger names, then the self-update if the plan has one, all
-/// recorded everywhere. True when a successor agent took over and this one must exit.
-async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
+/// recorded everywhere.
+async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd {
     let started = Utc::now();
     let clock = Instant::now();
     let (result, full) = match reason {
@@ -172,7 +256,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
                 Ok(inventory) => inventory,
                 Err(e) => {
                     tracing::error!("listing containers for a registry push: {e}");
-                    return false;
+                    return CycleEnd::Finished;
                 }
             };
             // Services too, on a Swarm manager: they follow references like containers.
@@ -184,7 +268,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
                 .collect();
             if names.is_empty() {
                 tracing::info!(?images, "registry push: no container uses these references");
-                return false;
+                return CycleEnd::Finished;
             }
             tracing::info!(?images, containers = ?names, "registry push: checking the containers that use it");
             (agent.cycle_after(inventory, &names, false).await, false)
@@ -193,7 +277,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
     for (registry, requests, errors) in agent.registry.take_registry_counts().await {
         surface.metrics.record_registry(&registry, requests, errors);
     }
-    let mut handed_over = false;
+    let mut end = CycleEnd::Finished;
     match result {
         Ok(mut report) => {
             // Not while shutting down: that may be a successor taking over already (recovery
@@ -201,7 +285,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
             let self_update = report.plan.self_update.clone();
             if let Some(step) = self_update.filter(|_| !agent.shutdown.is_triggered()) {
                 match agent.replace_self(&step).await {
-                    Handover::TakenOver => handed_over = true,
+                    Handover::TakenOver => end = CycleEnd::HandedOver,
                     Handover::Kept(result) => {
                         tracing::warn!(outcome = %result.outcome, "self-update: {}", result.detail);
                         report.results.push(result);
@@ -223,7 +307,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> bool {
             tracing::error!("cycle failed: {e}");
         }
     }
-    handed_over
+    end
 }
 
 /// A push of another tag of a container's repository matters to containers that track tags
@@ -265,11 +349,12 @@ fn release_freed_memory() {
     }
 }
 
-/// Takes the cycle lock, waiting while a manual `tidewatch update` holds it; `None` on shutdown.
-async fn lock(agent: &Agent, shutdown: &mut Shutdown) -> Option<CycleLock> {
+/// Takes the cycle lock in `state_dir`, waiting while a manual `tidewatch update` holds it;
+/// `None` on shutdown.
+async fn lock(state_dir: &Path, shutdown: &mut Shutdown) -> Option<CycleLock> {
     let mut said = false;
     loop {
-        match CycleLock::acquire(&agent.config.agent.state_dir, Wait::NoWait) {
+        match CycleLock::acquire(state_dir, Wait::NoWait) {
             Ok(lock) => return Some(lock),
             Err(StateError::Busy { pid, .. }) if !said => {
                 tracing::info!(?pid, "another cycle is in progress; waiting");
@@ -307,76 +392,4 @@ fn random_fraction() -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-    use chrono::TimeZone;
-
-    fn agent(text: &str) -> AgentConfig {
-        Config::parse(text, "agent.toml").unwrap().agent
-    }
-
-    #[test]
-    fn interval_is_the_delay() {
-        let a = agent("[agent]\ninterval = \"90s\"\n");
-        assert_eq!(next_delay(&a, Local::now(), 0.5), Duration::from_secs(90));
-    }
-
-    #[test]
-    fn jitter_adds_up_to_its_length() {
-        let a = agent("[agent]\ninterval = \"1m\"\njitter = \"20s\"\n");
-        assert_eq!(next_delay(&a, Local::now(), 0.0), Duration::from_secs(60));
-        assert_eq!(next_delay(&a, Local::now(), 0.5), Duration::from_secs(70));
-        assert!(next_delay(&a, Local::now(), 0.999_999) < Duration::from_secs(80));
-    }
-
-    #[test]
-    fn cron_waits_until_the_next_tick() {
-        let a = agent("[agent]\nschedule = \"*/5 * * * *\"\n");
-        let now = Local.with_ymd_and_hms(2026, 3, 10, 12, 2, 30).unwrap();
-        assert_eq!(next_delay(&a, now, 0.0), Duration::from_secs(150));
-    }
-
-    #[test]
-    fn a_huge_interval_and_jitter_saturate_instead_of_panicking() {
-        // Validation refuses these; the arithmetic must not panic on them regardless.
-        let mut a = agent("");
-        a.trigger = Trigger::Interval(Duration::MAX);
-        a.jitter = Duration::MAX;
-        let delay = next_delay(&a, Local::now(), 0.5);
-        assert_eq!(delay, Duration::MAX);
-        let now = Instant::now();
-        assert!(crate::clock::after(now, delay) > now);
-    }
-
-    #[tokio::test]
-    async fn a_panicking_cycle_is_caught_with_its_message_and_the_next_one_runs() {
-        let n = 3;
-        let panicking = async {
-            let v: Vec<u8> = Vec::new();
-            v[n]
-        };
-        let caught = guarded(panicking).await.unwrap_err();
-        assert!(caught.contains("index out of bounds"), "{caught}");
-        let formatted = guarded(async { panic!("cycle {n} broke") }).await;
-        assert_eq!(formatted, Err("cycle 3 broke".to_string()));
-        assert_eq!(guarded(async { true }).await, Ok(true));
-    }
-
-    #[test]
-    fn a_panicked_cycle_is_counted_apart_from_errors() {
-        let metrics = Metrics::new();
-        metrics.record_cycle_failed(Duration::from_millis(5));
-        let text = metrics.encode().unwrap();
-        assert!(text.contains("tidewatch_cycle_failed_total 1"), "{text}");
-        assert!(text.contains("tidewatch_cycle_errors_total 0"), "{text}");
-    }
-
-    #[test]
-    fn random_fraction_is_in_range() {
-        for _ in 0..100 {
-            let f = random_fraction();
-            assert!((0.0..1.0).contains(&f));
-        }
-    }
-}
+mod tests;

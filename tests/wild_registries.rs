@@ -15,8 +15,8 @@ use base64::Engine as _;
 
 use crate::support::{
     docker, image_id, push, repo_digests, tag, CredentialHelper, DockerConfig, EngineTrust, Fault,
-    FlakyServer, Registry, RegistryEntry, Requests, Seen, Status, TestBed, TestCa, TokenRequest,
-    TokenServer,
+    FlakyServer, Length, Registry, RegistryEntry, Requests, Seen, Status, TestBed, TestCa,
+    TokenRequest, TokenServer,
 };
 
 /// The user the test registries know, and passwords distinctive enough to grep logs for.
@@ -379,6 +379,170 @@ fn a_tag_list_larger_than_its_limit_fails_the_row_naming_the_registry_and_reposi
     assert!(
         detail.contains(&front.host()) && detail.contains("app") && detail.contains("bytes"),
         "the error names the registry, the repository and the limit; {check}"
+    );
+}
+
+/// #13: distribution refuses to store a manifest over 4 MiB, so a registry that sends one is
+/// broken or hostile; reading it whole would let it decide how much memory the agent takes.
+#[test]
+fn a_manifest_larger_than_4_mib_fails_the_row_naming_the_registry_and_nothing_is_pulled() {
+    let bed = TestBed::new("wild-huge-manifest");
+    let origin = Registry::start();
+    let front = FlakyServer::front(&origin);
+    let image = front.image("app", "stable");
+    bed.build_app(&image, "web-1");
+    push(&image);
+    bed.run("web", &image, &[]);
+    // app:stable is now a multi-arch index whose amd64 image web does not run: whether web is
+    // up to date takes a GET of the index.
+    bed.push_multiarch_index(&origin, "app", "stable");
+    let container = bed.container_id("web");
+    let running = bed.image_id("web");
+    let agent = bed.agent(&[front.host()]);
+
+    for length in [Length::Declared, Length::Chunked, Length::Absent] {
+        front.heal();
+        front.fail_always(
+            Requests::ManifestGets,
+            Fault::PaddedManifest {
+                bytes: 5 * 1024 * 1024,
+                length,
+            },
+        );
+        let mark = front.mark();
+
+        let update = agent.update(&[]);
+
+        assert_eq!(
+            update.outcome.code, 1,
+            "{length:?}: an error row, not a crash; {update}"
+        );
+        let row = update.row("web");
+        assert_eq!(row.status, Status::Error, "{length:?}; {update}");
+        let detail = row.detail.as_deref().unwrap_or_default();
+        assert!(
+            detail.contains(&front.host()) && detail.contains("4194304 bytes"),
+            "{length:?}: the error names the registry and the limit; {update}"
+        );
+        assert!(
+            update
+                .result("web")
+                .is_none_or(|result| result.outcome != "updated"),
+            "{length:?}; {update}"
+        );
+        let seen = front.seen_since(mark);
+        assert!(
+            seen.iter()
+                .any(|seen| seen.faulted && seen.user_agent.starts_with(TIDEWATCH_AGENT)),
+            "{length:?}: tidewatch never read the padded index: {seen:#?}"
+        );
+        let pulled: Vec<&Seen> = seen.iter().filter(|seen| seen.is_from_engine()).collect();
+        assert!(
+            pulled.is_empty(),
+            "{length:?}: the engine was sent to the registry: {pulled:#?}"
+        );
+        assert_eq!(bed.container_id("web"), container, "web was replaced");
+        assert_eq!(bed.image_id("web"), running, "web's image changed");
+        assert!(bed.is_running("web"), "web was stopped");
+    }
+}
+
+/// Tag tracking reads at most `max_tags` tags: a repository with thousands of CI tags costs a
+/// bounded amount per cycle, and what lies beyond is said to be unseen.
+#[test]
+fn a_tag_list_longer_than_max_tags_is_cut_with_a_warning_and_tracking_chooses_among_the_tags_seen()
+{
+    let bed = TestBed::new("wild-max-tags");
+    let origin = Registry::start();
+    let front = FlakyServer::front(&origin);
+    let mut digests = BTreeMap::new();
+    for patch in 0..8 {
+        let version = format!("1.0.{patch}");
+        let image = front.image("app", &version);
+        bed.build_app(&image, &version);
+        digests.insert(version, push(&image));
+    }
+    bed.run(
+        "web",
+        &front.image("app", "1.0.0"),
+        &[("tidewatch.track", "semver:^1")],
+    );
+    // Pages in lexical order, here also the order of the versions.
+    front.fail_always(Requests::TagLists, Fault::PagedTags);
+    let agent = bed.agent_for(&[RegistryEntry::new(&front.host()).insecure(true).max_tags(5)]);
+    let mark = front.mark();
+
+    let check = agent.check(&[]);
+
+    check.assert_exit(0);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::UpdateAvailable, "{check}");
+    assert_eq!(
+        row.available_digest.as_deref(),
+        Some(digests["1.0.4"].as_str()),
+        "the newest of the 5 tags seen (1.0.0 to 1.0.4), not 1.0.7; {check}"
+    );
+    assert!(
+        check.outcome.stderr.contains("tag list cut at max_tags"),
+        "a warning says tags were left unseen; {check}"
+    );
+    let pages = front
+        .seen_since(mark)
+        .into_iter()
+        .filter(|seen| seen.user_agent.starts_with(TIDEWATCH_AGENT))
+        .filter(|seen| seen.path == "/v2/app/tags/list")
+        .count();
+    assert_eq!(pages, 1, "one page of 5 holds all it needs; {check}");
+}
+
+/// A registry whose every tag page names a next one, on its own origin, would keep the agent
+/// listing for ever: `max_tag_pages` ends it, and the tags read so far still count.
+#[test]
+fn a_tag_list_that_never_ends_stops_after_max_tag_pages_with_a_warning_and_the_row_resolves() {
+    let bed = TestBed::new("wild-endless-tags");
+    let origin = Registry::start();
+    let front = FlakyServer::front(&origin);
+    let current = front.image("app", "1.0.0");
+    bed.build_app(&current, "1.0.0");
+    push(&current);
+    let newer = front.image("app", "1.1.0");
+    bed.build_app(&newer, "1.1.0");
+    let newer_digest = push(&newer);
+    bed.run("web", &current, &[("tidewatch.track", "semver:^1")]);
+    front.add_tag_list_headers(&[("Link", "</v2/app/tags/list?n=1000>; rel=\"next\"")]);
+    let agent = bed.agent_for(&[RegistryEntry::new(&front.host())
+        .insecure(true)
+        .max_tag_pages(3)]);
+    let mark = front.mark();
+
+    let check = agent.check(&[]);
+
+    check.assert_exit(0);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::UpdateAvailable, "{check}");
+    assert_eq!(
+        row.available_digest.as_deref(),
+        Some(newer_digest.as_str()),
+        "{check}"
+    );
+    assert!(
+        check
+            .outcome
+            .stderr
+            .contains("tag list cut at max_tag_pages"),
+        "a warning says the list was cut; {check}"
+    );
+    let pages = front
+        .seen_since(mark)
+        .into_iter()
+        .filter(|seen| seen.user_agent.starts_with(TIDEWATCH_AGENT))
+        .filter(|seen| seen.path == "/v2/app/tags/list")
+        .count();
+    assert_eq!(pages, 3, "max_tag_pages = 3; {check}");
+    assert!(
+        check.outcome.elapsed < MISBEHAVING_BOUND,
+        "check took {:?}; {check}",
+        check.outcome.elapsed
     );
 }
 

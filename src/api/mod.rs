@@ -13,13 +13,15 @@
 //! | `POST /v1/update[?container=NAME][&force=true]` | token: `202`, sends [`Trigger::Cycle`] |
 //! | `POST /v1/hooks/registry` | hook secret: `202`, sends [`Trigger::Images`] |
 //!
-//! A `POST` from another origin is refused, and its body must be JSON ([`forgery`]). Each
-//! connection has [`ApiConfig::header_read_timeout`] to send a request head, and at most
-//! [`ApiConfig::max_connections`] are served at once (#13).
+//! A request must name the API's own host: on loopback, a loopback name, and the names of
+//! `[api] allowed_hosts` ([`rebinding`]). A `POST` from another origin is refused, and its body
+//! must be JSON ([`forgery`]). Each connection has [`ApiConfig::header_read_timeout`] to send a
+//! request head, and at most [`ApiConfig::max_connections`] are served at once (#13).
 
 mod auth;
 mod forgery;
 mod hook;
+mod rebinding;
 mod status;
 
 use std::sync::Arc;
@@ -115,6 +117,8 @@ pub struct ApiState {
     /// `public_read`.
     read_token: Option<Secret>,
     hook_secret: Option<Secret>,
+    /// The names requests may give in `Host`.
+    hosts: rebinding::Hosts,
     /// How [`serve`] serves connections: `[api] header_read_timeout` and `max_connections`.
     header_read_timeout: Duration,
     max_connections: usize,
@@ -142,6 +146,10 @@ impl ApiState {
                 config.token.clone()
             },
             hook_secret: config.hook_secret.clone(),
+            hosts: rebinding::Hosts::new(
+                config.listen.ip().is_loopback(),
+                config.allowed_hosts.as_deref(),
+            ),
             header_read_timeout: config.header_read_timeout,
             max_connections: config.max_connections,
             body_read_timeout: BODY_READ_TIMEOUT,
@@ -191,12 +199,20 @@ pub fn router(state: ApiState) -> Router {
             auth::require_read_token,
         ))
     };
-    Router::new()
-        .route("/healthz", get(get_healthz))
+    let named = Router::new()
         .route("/metrics", read(get(get_metrics)))
         .route("/v1/status", read(get(get_status)))
         .route("/v1/update", update)
         .route("/v1/hooks/registry", hook)
+        // Outermost, so it runs first: a page that reached the API under its own name gets
+        // nothing else to go on.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            rebinding::named_host,
+        ));
+    Router::new()
+        .route("/healthz", get(get_healthz))
+        .merge(named)
         .with_state(state)
 }
 

@@ -36,6 +36,11 @@ impl Served {
     fn assert_nothing_sent(&mut self) {
         assert_eq!(self.triggers.try_recv().ok(), None);
     }
+
+    /// The port the API listens on.
+    fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
 }
 
 async fn serve_with(token: Option<&str>, hook_secret: Option<&str>) -> Served {
@@ -64,6 +69,7 @@ async fn serve_configured(
         public_read: false,
         header_read_timeout: crate::config::DEFAULT_HEADER_READ_TIMEOUT,
         max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
+        allowed_hosts: None,
     };
     adjust(&mut config);
     let (tx, triggers) = trigger_channel();
@@ -627,7 +633,7 @@ async fn a_hook_body_that_does_not_arrive_is_408_and_the_connection_closed() {
     let mut stream = connect_and_send(
         &s,
         &format!(
-            "POST /v1/hooks/registry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {HOOK_SECRET}\r\n\
+            "POST /v1/hooks/registry HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {HOOK_SECRET}\r\n\
              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
         ),
     )
@@ -864,4 +870,204 @@ fn a_trigger_selects_containers_by_name_or_normalised_image() {
     assert!(pushed.selects("app", "127.0.0.1:5000/team/app:v2"));
     assert!(!pushed.selects("app", "127.0.0.1:5000/team/app:v1"));
     assert!(!pushed.selects("tool", "sha256:0123"));
+}
+
+/// Sends `request` (head and body, as written) on a connection of its own and returns the
+/// answer's status and body.
+async fn ask(s: &Served, request: &str) -> (u16, String) {
+    let mut stream = connect_and_send(s, request).await;
+    let answer = answer_within(&mut stream, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("no answer to {request:?}"));
+    let status = answer
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer.split_once("\r\n\r\n").unwrap_or_default().1;
+    (status, body.to_string())
+}
+
+/// `GET path` naming `host` (none: no `Host` line), over `version`.
+fn get_naming(path: &str, version: &str, host: Option<&str>) -> String {
+    let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+    format!("GET {path} {version}\r\n{host}Connection: close\r\n\r\n")
+}
+
+/// `POST path` with a JSON body, as a page served from `host` sends it (its `Origin` is
+/// `http://host`, so the origin check sees nothing amiss).
+fn post_from_page_at(path: &str, host: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n\
+         Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+}
+
+/// #13: a page on evil.example whose name is then pointed at 127.0.0.1 (DNS rebinding) is,
+/// to the browser, talking to its own origin: `Origin` and `Host` both say evil.example, so
+/// only the `Host` gives it away.
+#[tokio::test]
+async fn a_rebinding_page_is_421_on_loopback_for_status_and_update() {
+    let mut s = serve_with(None, None).await;
+    let port = s.port();
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_string(),
+        format!("127.0.0.1.evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("0.0.0.0:{port}"),
+        format!("192.168.1.5:{port}"),
+    ] {
+        for path in ["/v1/status", "/metrics"] {
+            let (status, body) = ask(&s, &get_naming(path, "HTTP/1.1", Some(&host))).await;
+            assert_eq!(status, 421, "GET {path} naming {host}: {body}");
+            assert!(body.contains("DNS rebinding"), "{body}");
+        }
+        for path in ["/v1/update", "/v1/hooks/registry"] {
+            let (status, body) = ask(&s, &post_from_page_at(path, &host)).await;
+            assert_eq!(status, 421, "POST {path} naming {host}: {body}");
+        }
+    }
+    s.assert_nothing_sent();
+    // A health check says nothing and changes nothing, whatever name it was sent to.
+    let (status, _) = ask(
+        &s,
+        &get_naming("/healthz", "HTTP/1.1", Some("evil.example")),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn loopback_names_are_served_with_or_without_a_port() {
+    let mut s = serve_with(None, None).await;
+    let port = s.port();
+    for host in [
+        format!("localhost:{port}"),
+        "localhost".to_string(),
+        format!("LocalHost.:{port}"),
+        format!("tidewatch.localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "127.0.0.1".to_string(),
+        format!("127.1.2.3:{port}"),
+        format!("[::1]:{port}"),
+        "[::1]".to_string(),
+    ] {
+        let (status, body) = ask(&s, &get_naming("/v1/status", "HTTP/1.1", Some(&host))).await;
+        assert_eq!(status, 200, "GET /v1/status naming {host}: {body}");
+        let (status, body) = ask(&s, &post_from_page_at("/v1/update", &host)).await;
+        assert_eq!(status, 202, "POST /v1/update naming {host}: {body}");
+        assert!(s.triggers.try_recv().is_ok(), "{host}");
+    }
+}
+
+/// Browsers always send `Host`; a request without one is an old or hand-written client's.
+#[tokio::test]
+async fn without_a_host_http_1_0_is_served_and_http_1_1_is_400() {
+    let s = serve_with(None, None).await;
+    let (status, body) = ask(&s, &get_naming("/v1/status", "HTTP/1.0", None)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = ask(&s, &get_naming("/v1/status", "HTTP/1.1", None)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Host"), "{body}");
+}
+
+/// A request target in absolute form names its host there too; the two must both be ours.
+#[tokio::test]
+async fn an_absolute_request_target_naming_another_host_is_421() {
+    let s = serve_with(None, None).await;
+    let port = s.port();
+    let (status, body) = ask(
+        &s,
+        &format!(
+            "GET http://evil.example:{port}/v1/status HTTP/1.1\r\nHost: localhost:{port}\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status, 421, "{body}");
+}
+
+#[tokio::test]
+async fn allowed_hosts_restrict_the_host_beyond_loopback() {
+    let allowed = ["tidewatch.example.com", "192.168.1.5"]
+        .map(|name| crate::config::HostName::parse(name).unwrap());
+    let mut s = serve_configured(Some(TOKEN), Some(HOOK_SECRET), |config| {
+        config.listen.set_ip("0.0.0.0".parse().unwrap());
+        config.public_read = true;
+        config.allowed_hosts = Some(allowed.to_vec());
+    })
+    .await;
+    let port = s.port();
+    for host in [
+        format!("tidewatch.example.com:{port}"),
+        "TIDEWATCH.example.com".to_string(),
+        format!("192.168.1.5:{port}"),
+        format!("localhost:{port}"),
+    ] {
+        let (status, body) = ask(&s, &get_naming("/v1/status", "HTTP/1.1", Some(&host))).await;
+        assert_eq!(status, 200, "GET /v1/status naming {host}: {body}");
+    }
+    for host in [
+        format!("evil.example:{port}"),
+        format!("tidewatch.example.com.evil.example:{port}"),
+        format!("192.168.1.6:{port}"),
+    ] {
+        let (status, body) = ask(&s, &get_naming("/v1/status", "HTTP/1.1", Some(&host))).await;
+        assert_eq!(status, 421, "GET /v1/status naming {host}: {body}");
+        let update = format!(
+            "POST /v1/update HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let (status, body) = ask(&s, &update).await;
+        assert_eq!(status, 421, "POST /v1/update naming {host}: {body}");
+    }
+    s.assert_nothing_sent();
+    let update = format!(
+        "POST /v1/update HTTP/1.1\r\nHost: tidewatch.example.com\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    let (status, body) = ask(&s, &update).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(s.triggers.try_recv().is_ok());
+}
+
+#[tokio::test]
+async fn beyond_loopback_without_allowed_hosts_any_host_is_served() {
+    let s = serve_configured(Some(TOKEN), Some(HOOK_SECRET), |config| {
+        config.listen.set_ip("0.0.0.0".parse().unwrap());
+        config.public_read = true;
+    })
+    .await;
+    let (status, body) = ask(
+        &s,
+        &get_naming("/v1/status", "HTTP/1.1", Some("tidewatch.example.com")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A reverse proxy on the same machine (Caddy, by default) passes the public name on.
+#[tokio::test]
+async fn on_loopback_allowed_hosts_add_a_proxys_name() {
+    let s = serve_configured(None, None, |config| {
+        config.allowed_hosts = Some(vec![crate::config::HostName::parse(
+            "tidewatch.example.com",
+        )
+        .unwrap()]);
+    })
+    .await;
+    let (status, body) = ask(
+        &s,
+        &get_naming("/v1/status", "HTTP/1.1", Some("tidewatch.example.com")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = ask(
+        &s,
+        &get_naming("/v1/status", "HTTP/1.1", Some("evil.example")),
+    )
+    .await;
+    assert_eq!(status, 421, "{body}");
+    let (status, body) = ask(&s, &get_naming("/v1/status", "HTTP/1.1", Some("localhost"))).await;
+    assert_eq!(status, 200, "{body}");
 }

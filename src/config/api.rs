@@ -1,10 +1,10 @@
-//! `[api]`: where the HTTP API listens, the secrets that guard it, and the limits that keep
-//! slow or numerous clients from holding its connections.
+//! `[api]`: where the HTTP API listens, the secrets that guard it, the names it answers to, and
+//! the limits that keep slow or numerous clients from holding its connections.
 //!
 //! The secrets are read here, at start-up, so a missing or empty file fails before anything
 //! listens; they are held as [`Secret`]s and never appear in `Debug` output or errors.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,6 +50,63 @@ pub struct ApiConfig {
     /// How many connections are served at once; further ones wait, unaccepted, until one
     /// closes.
     pub max_connections: usize,
+    /// `allowed_hosts`: the names requests may give in `Host` besides the loopback ones (which
+    /// are always accepted). `None`: any name when `listen` is not loopback, loopback names
+    /// only when it is.
+    pub allowed_hosts: Option<Vec<HostName>>,
+}
+
+/// A host as a request names it in `Host` (without the port) and as `allowed_hosts` lists
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostName {
+    /// A DNS name, lowercase, without a trailing dot.
+    Dns(String),
+    /// An IP address.
+    Ip(IpAddr),
+}
+
+impl HostName {
+    /// `text` as a host: `tidewatch.example.com` (any case, a trailing dot or not),
+    /// `192.168.1.5`, `[fd00::5]` (or `fd00::5`). `None` for anything else: a port, a scheme,
+    /// a path, a wildcard, or a name whose last label is a number, which browsers read as an
+    /// IPv4 address (`127.1`).
+    pub fn parse(text: &str) -> Option<HostName> {
+        if let Some(inner) = text.strip_prefix('[') {
+            let ip: Ipv6Addr = inner.strip_suffix(']')?.parse().ok()?;
+            return Some(HostName::Ip(IpAddr::V6(ip)));
+        }
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Some(HostName::Ip(ip));
+        }
+        let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
+        let is_label = |label: &str| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        let is_number = |label: &str| {
+            let digits = label.strip_prefix("0x").unwrap_or(label);
+            label.bytes().all(|b| b.is_ascii_digit())
+                || (digits.len() < label.len() && digits.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
+        let last = name.rsplit('.').next().unwrap_or_default();
+        (name.len() <= 253 && name.split('.').all(is_label) && !is_number(last))
+            .then_some(HostName::Dns(name))
+    }
+
+    /// Whether this name always means this machine: `localhost` and `*.localhost` (RFC 6761:
+    /// browsers never ask DNS for them), `127.0.0.0/8` and `::1`.
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            HostName::Dns(name) => name == "localhost" || name.ends_with(".localhost"),
+            HostName::Ip(IpAddr::V4(ip)) => ip.is_loopback(),
+            HostName::Ip(IpAddr::V6(ip)) => {
+                ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        }
+    }
 }
 
 /// `None` when `listen` is absent: then there is no API, and the other keys are not read.
@@ -108,6 +165,10 @@ pub(super) fn validate(
         at,
     )?
     .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let allowed_hosts = raw
+        .allowed_hosts
+        .map(|entries| entries.iter().map(|e| allowed_host(e, at)).collect())
+        .transpose()?;
     Ok(Some(ApiConfig {
         listen,
         hook_secret: hook_secret.or_else(|| token.clone()),
@@ -115,7 +176,21 @@ pub(super) fn validate(
         public_read: raw.public_read.unwrap_or(false),
         header_read_timeout,
         max_connections,
+        allowed_hosts,
     }))
+}
+
+/// One `allowed_hosts` entry.
+fn allowed_host(entry: &Spanned<String>, at: &Locator<'_>) -> Result<HostName, ConfigError> {
+    HostName::parse(entry.get_ref().trim()).ok_or_else(|| {
+        at.error(
+            entry.span(),
+            format!(
+                "allowed_hosts entry {:?} must be a host name or IP address, without scheme, port or wildcard, like \"tidewatch.example.com\", \"192.168.1.5\" or \"[fd00::5]\"",
+                entry.get_ref()
+            ),
+        )
+    })
 }
 
 /// Reads a secret file; a trailing newline (`echo secret > file`) is not part of the secret.
@@ -293,6 +368,93 @@ mod tests {
             let e = parse(&format!("[api]\nlisten = \"127.0.0.1:8787\"\n{line}\n")).unwrap_err();
             assert!(e.starts_with("agent.toml:3:"), "{line}: {e}");
             assert!(e.contains(expected), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_are_read_as_names_and_addresses() {
+        use super::HostName;
+        let api = parse("[api]\nlisten = \"127.0.0.1:8787\"\n")
+            .unwrap()
+            .api
+            .unwrap();
+        assert_eq!(api.allowed_hosts, None);
+        let api = parse(
+            "[api]\nlisten = \"127.0.0.1:8787\"\nallowed_hosts = [\"Tidewatch.Example.com.\", \"192.168.1.5\", \"[fd00::5]\", \"fd00::6\"]\n",
+        )
+        .unwrap()
+        .api
+        .unwrap();
+        assert_eq!(
+            api.allowed_hosts.unwrap(),
+            [
+                HostName::Dns("tidewatch.example.com".into()),
+                HostName::Ip("192.168.1.5".parse().unwrap()),
+                HostName::Ip("fd00::5".parse().unwrap()),
+                HostName::Ip("fd00::6".parse().unwrap()),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_allowed_host_with_a_port_scheme_or_wildcard_is_refused_at_the_entry() {
+        for entry in [
+            "tidewatch.example.com:8787",
+            "http://tidewatch.example.com",
+            "tidewatch.example.com/",
+            "*.example.com",
+            "",
+            "127.1",
+            "[::1]:8787",
+        ] {
+            let e = parse(&format!(
+                "[api]\nlisten = \"127.0.0.1:8787\"\nallowed_hosts = [\"ok.example\", {entry:?}]\n"
+            ))
+            .unwrap_err();
+            // The second entry: after `allowed_hosts = ["ok.example", `.
+            assert!(e.starts_with("agent.toml:3:32:"), "{entry}: {e}");
+            assert!(e.contains("host name or IP address"), "{entry}: {e}");
+        }
+        let e = parse("[api]\nlisten = \"127.0.0.1:8787\"\nallowed_hosts = \"ok.example\"\n")
+            .unwrap_err();
+        assert!(e.starts_with("agent.toml:3:17:"), "{e}");
+    }
+
+    #[test]
+    fn loopback_names_are_localhost_and_loopback_addresses() {
+        use super::HostName;
+        for host in [
+            "localhost",
+            "LOCALHOST.",
+            "tidewatch.localhost",
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+        ] {
+            let name = HostName::parse(host).unwrap_or_else(|| panic!("{host}"));
+            assert!(name.is_loopback(), "{host}");
+        }
+        for host in [
+            "localhost.evil.example",
+            "evil.example",
+            "127.0.0.1.evil.example",
+            "0.0.0.0",
+            "[::]",
+            "192.168.1.5",
+        ] {
+            let name = HostName::parse(host).unwrap_or_else(|| panic!("{host}"));
+            assert!(!name.is_loopback(), "{host}");
+        }
+        for host in [
+            "127.1",
+            "0x7f.1",
+            "2130706433",
+            "evil.example:80",
+            "a..b",
+            "[::1",
+        ] {
+            assert_eq!(HostName::parse(host), None, "{host}");
         }
     }
 

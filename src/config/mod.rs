@@ -20,7 +20,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use toml::Spanned;
 
-pub use api::{ApiConfig, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use api::{ApiConfig, HostName, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use docker::{ClientCert, DockerConfig, TlsFiles};
 pub use notify::{redacted, EmailConfig, NotifyConfig, NotifyKind, SmtpSecurity};
 pub use secret_files::ConfigWarning;

@@ -56,6 +56,7 @@ pub(super) struct RawApi {
     pub public_read: Option<bool>,
     pub header_read_timeout: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<usize>>,
+    pub allowed_hosts: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

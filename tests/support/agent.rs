@@ -174,6 +174,16 @@ impl RegistryEntry {
         self.key("concurrency", n.to_string())
     }
 
+    /// `max_tags = <n>`.
+    pub fn max_tags(self, n: usize) -> RegistryEntry {
+        self.key("max_tags", n.to_string())
+    }
+
+    /// `max_tag_pages = <n>`.
+    pub fn max_tag_pages(self, n: usize) -> RegistryEntry {
+        self.key("max_tag_pages", n.to_string())
+    }
+
     /// `max_track_candidates = <n>`.
     pub fn max_track_candidates(self, n: usize) -> RegistryEntry {
         self.key("max_track_candidates", n.to_string())

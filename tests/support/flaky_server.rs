@@ -1,7 +1,8 @@
 //! A misbehaving front for a registry: a pass-through proxy on its own port that, when told,
 //! answers some requests itself the way registries in trouble do (429 with `Retry-After`, 503,
 //! 500, bytes that are not HTTP, a login page instead of a manifest), adds headers such as
-//! `RateLimit-Remaining`, or slows manifest requests down.
+//! `RateLimit-Remaining`, pads manifests past any sensible size, or slows manifest requests
+//! down.
 //!
 //! Images are pushed and pulled *through* it while it behaves, so the engine records repo digests
 //! under its host; then the test switches a fault on. Every request is recorded with when it
@@ -17,7 +18,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use super::registry::Registry;
-use super::serve::{is_engine_agent, HttpServer, Reply, ServerRequest};
+use super::serve::{http_server, is_engine_agent, Reply, ServerRequest};
+use super::tcp_server::TcpServer;
 
 /// How long the origin may take over one forwarded request (blobs included).
 const ORIGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,6 +41,25 @@ pub enum Fault {
     /// `200 OK` with a JSON tag list of about `bytes` bytes, without `Content-Length` (the body
     /// ends when the connection closes), so only reading it tells how large it is.
     HugeTagList { bytes: usize },
+    /// The origin's own answer, a manifest or index, with spaces after its JSON up to `bytes`
+    /// bytes: still JSON, its digest header kept, only too large. `length` says how its size
+    /// is announced.
+    PaddedManifest { bytes: usize, length: Length },
+    /// The origin's tags sorted and sent `n` at a time after `last`, with a `Link` to the next
+    /// page while there is one: how distribution 3, GHCR and Docker Hub page a tag list, where
+    /// Debian's distribution 2.8 ignores `n` and sends every tag in storage order.
+    PagedTags,
+}
+
+/// How a [`Fault::PaddedManifest`] announces its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Length {
+    /// A true `Content-Length`: a client can refuse before reading the body.
+    Declared,
+    /// `Transfer-Encoding: chunked`: only reading tells how large it is.
+    Chunked,
+    /// Neither: the body ends when the connection closes.
+    Absent,
 }
 
 /// Which requests a fault applies to.
@@ -48,6 +69,8 @@ pub enum Requests {
     Manifests,
     /// `/v2/<repo>/manifests/<tag>`: tag lookups only, digests still pass.
     ManifestsByTag,
+    /// `GET /v2/<repo>/manifests/<tag or digest>`: reads of a manifest, its `HEAD`s still pass.
+    ManifestGets,
     /// `/v2/<repo>/tags/list`.
     TagLists,
     /// Everything, `/v2/` included.
@@ -108,7 +131,7 @@ struct State {
 
 /// A running front; passes everything through until a fault is switched on.
 pub struct FlakyServer {
-    server: HttpServer,
+    server: TcpServer,
     state: Arc<State>,
 }
 
@@ -127,7 +150,7 @@ impl FlakyServer {
             max_in_flight: AtomicUsize::new(0),
         });
         let handling = Arc::clone(&state);
-        let server = HttpServer::start(move |request| handle(&handling, request));
+        let server = http_server(move |request| handle(&handling, request));
         FlakyServer { server, state }
     }
 
@@ -241,7 +264,7 @@ fn handle(state: &State, request: &ServerRequest) -> Reply {
     let manifest = manifest_reference(request.path());
     let arrived = SystemTime::now();
     let tag_list = request.path().ends_with("/tags/list");
-    let fault = take_fault(state, manifest, tag_list);
+    let fault = take_fault(state, &request.method, manifest, tag_list);
     let (delay, extra_headers) = {
         let behaviour = lock(&state.behaviour);
         let headers = if tag_list {
@@ -260,6 +283,10 @@ fn handle(state: &State, request: &ServerRequest) -> Reply {
         thread::sleep(delay);
     }
     let reply = match fault {
+        Some(Fault::PaddedManifest { bytes, length }) => {
+            padded(forward(&state.origin, request), bytes, length)
+        }
+        Some(Fault::PagedTags) => paged_tags(&state.origin, request),
         Some(fault) => fault_reply(fault),
         None => {
             let reply = forward(&state.origin, request);
@@ -296,7 +323,12 @@ fn manifest_reference(path: &str) -> Option<&str> {
 }
 
 /// The fault that answers this request, if any, using up one of its answers.
-fn take_fault(state: &State, manifest: Option<&str>, tag_list: bool) -> Option<Fault> {
+fn take_fault(
+    state: &State,
+    method: &str,
+    manifest: Option<&str>,
+    tag_list: bool,
+) -> Option<Fault> {
     let mut behaviour = lock(&state.behaviour);
     let rule = behaviour.rules.iter_mut().find(|rule| {
         let applies = match rule.requests {
@@ -304,6 +336,7 @@ fn take_fault(state: &State, manifest: Option<&str>, tag_list: bool) -> Option<F
             Requests::TagLists => tag_list,
             Requests::Manifests => manifest.is_some(),
             Requests::ManifestsByTag => manifest.is_some_and(|r| !r.starts_with("sha256:")),
+            Requests::ManifestGets => manifest.is_some() && method == "GET",
         };
         applies && rule.remaining != Some(0)
     })?;
@@ -349,6 +382,9 @@ fn fault_reply(fault: Fault) -> Reply {
                 )
                 .into_bytes(),
             )
+        }
+        Fault::PaddedManifest { .. } | Fault::PagedTags => {
+            unreachable!("answered from the origin's answer")
         }
         Fault::NotHttp => Reply::Raw(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n".to_vec()),
         Fault::HtmlPage => Reply::Http {
@@ -406,6 +442,112 @@ fn try_forward(origin: &str, request: &ServerRequest) -> std::io::Result<Vec<u8>
     Ok(raw)
 }
 
+/// The origin's `200` answer `reply` with its body padded with spaces to `bytes` bytes and its
+/// size announced as `length` says; any other answer as it is.
+fn padded(reply: Reply, bytes: usize, length: Length) -> Reply {
+    let Some((head, body)) = ok_answer(&reply) else {
+        return reply;
+    };
+    let mut body = body.to_vec();
+    body.resize(body.len().max(bytes), b' ');
+    let mut out = String::new();
+    for line in head.lines() {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !["content-length", "transfer-encoding", "connection"].contains(&name.as_str()) {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n");
+    let out = match length {
+        Length::Declared => {
+            out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            let mut out = out.into_bytes();
+            out.extend_from_slice(&body);
+            out
+        }
+        Length::Chunked => {
+            out.push_str("Transfer-Encoding: chunked\r\n\r\n");
+            let mut out = out.into_bytes();
+            for chunk in body.chunks(64 * 1024) {
+                out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                out.extend_from_slice(chunk);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            out
+        }
+        Length::Absent => {
+            out.push_str("\r\n");
+            let mut out = out.into_bytes();
+            out.extend_from_slice(&body);
+            out
+        }
+    };
+    Reply::Raw(out)
+}
+
+/// The head and body of `reply` when it is the origin's `200`. The origin answers with a
+/// `Content-Length` (the forwarded request said `Connection: close`), so the body is the rest.
+fn ok_answer(reply: &Reply) -> Option<(String, &[u8])> {
+    let Reply::Raw(raw) = reply else {
+        return None;
+    };
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let ok = head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200");
+    ok.then(|| (head, &raw[end + 4..]))
+}
+
+/// The page of the origin's tag list that `request` asks for ([`Fault::PagedTags`]).
+fn paged_tags(origin: &str, request: &ServerRequest) -> Reply {
+    let whole = ServerRequest {
+        target: request.path().to_owned(),
+        ..request.clone()
+    };
+    let reply = forward(origin, &whole);
+    let Some(list) = ok_answer(&reply)
+        .and_then(|(_, body)| serde_json::from_slice::<serde_json::Value>(body).ok())
+    else {
+        return reply;
+    };
+    let mut tags: Vec<String> = list["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|tag| tag.as_str().map(str::to_owned))
+        .collect();
+    tags.sort();
+    if let Some(last) = request.query_values("last").pop() {
+        tags.retain(|tag| *tag > last);
+    }
+    let n = request
+        .query_values("n")
+        .pop()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(tags.len());
+    let more = tags.len() > n;
+    tags.truncate(n);
+    let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    if let (true, Some(last)) = (more, tags.last()) {
+        headers.push((
+            "Link".to_owned(),
+            format!("<{}?n={n}&last={last}>; rel=\"next\"", request.path()),
+        ));
+    }
+    Reply::Http {
+        status: 200,
+        headers,
+        body: json!({ "name": list["name"], "tags": tags })
+            .to_string()
+            .into_bytes(),
+    }
+}
+
 /// `raw` with `headers` inserted after its status line.
 fn with_headers(raw: Vec<u8>, headers: &[(String, String)]) -> Vec<u8> {
     let Some(end) = raw.windows(2).position(|w| w == b"\r\n") else {
@@ -452,6 +594,47 @@ fn manifest_paths_and_raw_statuses_are_read() {
             &[("B".to_owned(), "2".to_owned())]
         ),
         b"HTTP/1.1 200 OK\r\nB: 2\r\nA: 1\r\n\r\n"
+    );
+}
+
+#[test]
+fn a_padded_answer_keeps_the_origins_head_and_announces_its_size_as_told() {
+    let origin = || {
+        Reply::Raw(
+            b"HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:aa\r\nContent-Length: 2\r\n\
+              Connection: close\r\n\r\n{}"
+                .to_vec(),
+        )
+    };
+    let text = |reply: Reply| match reply {
+        Reply::Raw(raw) => String::from_utf8(raw).unwrap(),
+        Reply::Http { .. } => panic!("not the origin's answer"),
+    };
+    let declared = text(padded(origin(), 10, Length::Declared));
+    assert_eq!(
+        declared,
+        "HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:aa\r\nConnection: close\r\n\
+         Content-Length: 10\r\n\r\n{}        "
+    );
+    let chunked = text(padded(origin(), 10, Length::Chunked));
+    assert!(
+        chunked.ends_with("Transfer-Encoding: chunked\r\n\r\na\r\n{}        \r\n0\r\n\r\n"),
+        "{chunked:?}"
+    );
+    let absent = text(padded(origin(), 10, Length::Absent));
+    assert!(
+        absent.ends_with("Connection: close\r\n\r\n{}        "),
+        "{absent:?}"
+    );
+    assert!(!absent.contains("Content-Length"), "{absent:?}");
+    let refused = text(padded(
+        Reply::Raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()),
+        10,
+        Length::Declared,
+    ));
+    assert_eq!(
+        refused,
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
     );
 }
 

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,6 +20,7 @@ use serde_json::Value;
 
 use super::bed::{TestBed, TEST_LABEL};
 use super::docker::docker;
+use super::poller::Poller;
 
 /// One container event, e.g. `rename` with attributes `name` (the new name) and `oldName`.
 #[derive(Debug, Clone)]
@@ -259,15 +259,15 @@ impl TestBed {
         list(self.id())
     }
 
-    /// Starts polling the bed's containers until [`Monitor::finish`].
+    /// Starts polling the bed's containers; [`Poller::finish`] stops and returns each
+    /// distinct state seen, in order.
     pub fn monitor(&self) -> Monitor {
         let bed = self.id().to_owned();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let started = Instant::now();
-            let mut snapshots: Vec<Snapshot> = Vec::new();
-            while !stopping.load(Ordering::SeqCst) {
+        let started = Instant::now();
+        Poller::start(
+            Duration::from_millis(10),
+            Vec::new(),
+            move |snapshots: &mut Vec<Snapshot>| {
                 let containers = list(&bed);
                 // Only changes are kept: a test may run for a minute.
                 if snapshots.last().map(|s| &s.containers) != Some(&containers) {
@@ -276,14 +276,8 @@ impl TestBed {
                         containers,
                     });
                 }
-                thread::sleep(Duration::from_millis(10));
-            }
-            snapshots
-        });
-        Monitor {
-            stop,
-            thread: Some(thread),
-        }
+            },
+        )
     }
 }
 
@@ -312,29 +306,5 @@ fn list(bed: &str) -> Vec<Sighting> {
     containers
 }
 
-/// Polls `docker ps --all` for one bed in the background.
-pub struct Monitor {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<Snapshot>>>,
-}
-
-impl Monitor {
-    /// Stops polling and returns each distinct state seen, in order.
-    pub fn finish(mut self) -> Vec<Snapshot> {
-        self.stop.store(true, Ordering::SeqCst);
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(snapshots)) => snapshots,
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => Vec::new(),
-        }
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+/// Polls `docker ps --all` for one bed in the background; see [`TestBed::monitor`].
+pub type Monitor = Poller<Vec<Snapshot>>;

@@ -10,12 +10,11 @@
 //! served, whoever sent it.
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -23,6 +22,7 @@ use tempfile::TempDir;
 use super::htpasswd;
 use super::http;
 use super::serve::is_engine_agent;
+use super::tcp_server::{loopback, TcpServer};
 use super::tls::TestCa;
 use super::token_server::{self, Access, TokenIssuer, TokenServer};
 
@@ -569,7 +569,7 @@ enum Holder {
     /// A socket bound to the port but not listening: connections are refused (RST), and no
     /// other test can start a registry there meanwhile.
     Refusing(tokio::net::TcpSocket),
-    Silent(SilentListener),
+    Silent(TcpServer),
 }
 
 impl DeadRegistry {
@@ -601,7 +601,7 @@ impl DeadRegistry {
     fn silent_on(port: u16) -> DeadRegistry {
         DeadRegistry {
             port,
-            _holder: Holder::Silent(SilentListener::bind(port)),
+            _holder: Holder::Silent(silent_listener(port)),
         }
     }
 
@@ -612,52 +612,12 @@ impl DeadRegistry {
 }
 
 /// Accepts connections and holds them open without a byte of answer, like a registry behind a
-/// wedged proxy.
-struct SilentListener {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl SilentListener {
-    fn bind(port: u16) -> SilentListener {
-        // std sets SO_REUSEADDR on Unix listeners, so a just-killed registry's port is usable.
-        let listener = TcpListener::bind(loopback(port))
-            .unwrap_or_else(|error| panic!("cannot listen on 127.0.0.1:{port}: {error}"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    held.push(stream);
-                }
-            }
-        });
-        SilentListener {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for SilentListener {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept so the thread sees the flag.
-        let _ = TcpStream::connect(loopback(self.port));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
+/// wedged proxy. They close when the listener is dropped and its thread lets go of them.
+fn silent_listener(port: u16) -> TcpServer {
+    let held = Mutex::new(Vec::new());
+    TcpServer::start_on(port, move |stream| {
+        held.lock().unwrap_or_else(|e| e.into_inner()).push(stream);
+    })
 }
 
 /// A port nothing listens on right now, as chosen by the kernel.

@@ -1,17 +1,17 @@
 //! A tiny HTTP/1.1 server on `std::net` for the test doubles that stand in for parts of a
-//! registry deployment: the token server and the misbehaving front of a registry.
+//! registry deployment (the token server, the misbehaving front of a registry) and for the
+//! webhook receiver of notification tests.
 //!
 //! One request per connection (every reply says `Connection: close`), one thread per
-//! connection, so a slow or stuck handler never holds up the others. That is all HTTP clients
-//! need (reqwest and docker's Go client both reconnect) and keeps the server small enough to
-//! trust.
+//! connection ([`TcpServer`]), so a slow or stuck handler never holds up the others. That is all
+//! HTTP clients need (reqwest and docker's Go client both reconnect) and keeps the server small
+//! enough to trust.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::net::TcpStream;
 use std::time::Duration;
+
+use super::tcp_server::TcpServer;
 
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -130,62 +130,13 @@ impl Reply {
     }
 }
 
-type Handler = dyn Fn(&ServerRequest) -> Reply + Send + Sync;
-
-/// A listening server on `127.0.0.1:PORT`; stops accepting on drop.
-pub struct HttpServer {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl HttpServer {
-    /// Listens on a free loopback port and answers every request with `handler`.
-    pub fn start(handler: impl Fn(&ServerRequest) -> Reply + Send + Sync + 'static) -> HttpServer {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .unwrap_or_else(|error| panic!("cannot listen on a loopback port: {error}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|error| panic!("cannot read the listener's port: {error}"))
-            .port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let handler: Arc<Handler> = Arc::new(handler);
-        let thread = thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let handler = Arc::clone(&handler);
-                thread::spawn(move || {
-                    // A client that hangs up mid-request is its own problem, not the test's.
-                    let _ = serve_one(stream, &*handler);
-                });
-            }
-        });
-        HttpServer {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// "127.0.0.1:PORT".
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept so the thread sees the flag.
-        let _ = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.port)));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// Listens on a free loopback port and answers every request with `handler`; stops accepting
+/// when the server is dropped.
+pub fn http_server(handler: impl Fn(&ServerRequest) -> Reply + Send + Sync + 'static) -> TcpServer {
+    TcpServer::start(move |stream| {
+        // A client that hangs up mid-request is its own problem, not the test's.
+        let _ = serve_one(stream, &handler);
+    })
 }
 
 /// The first byte of a TLS record that carries a handshake (a ClientHello, when it opens a
@@ -200,7 +151,7 @@ const TLS_LINGER: Duration = Duration::from_millis(500);
 const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
     Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
 
-fn serve_one(stream: TcpStream, handler: &Handler) -> io::Result<()> {
+fn serve_one(stream: TcpStream, handler: &dyn Fn(&ServerRequest) -> Reply) -> io::Result<()> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut stream = stream;
@@ -418,7 +369,7 @@ fn form_fields_are_read_from_a_form_body_only() {
 
 #[test]
 fn a_tls_client_hello_is_answered_in_plain_http_as_go_servers_do() {
-    let server = HttpServer::start(|_| Reply::status(200, &[]));
+    let server = http_server(|_| Reply::status(200, &[]));
     let mut stream = TcpStream::connect(server.host()).unwrap_or_else(|error| panic!("{error}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))

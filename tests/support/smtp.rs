@@ -2,11 +2,11 @@
 //! every sender and recipient, keeping each message's envelope and data.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
+
+use super::tcp_server::TcpServer;
 
 /// One message the server accepted.
 #[derive(Debug, Clone, Default)]
@@ -21,46 +21,26 @@ pub struct Mail {
 
 /// The server and what it has accepted so far. Stopped on drop.
 pub struct SmtpServer {
-    port: u16,
+    server: TcpServer,
     mails: Arc<Mutex<Vec<Mail>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl SmtpServer {
     /// Listens on a free loopback port.
     pub fn start() -> SmtpServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|error| panic!("cannot listen on loopback: {error}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|error| panic!("no local address: {error}"))
-            .port();
         let mails = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (kept, stopping) = (Arc::clone(&mails), Arc::clone(&stop));
-        let thread = thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                if let Err(error) = session(stream, &kept) {
-                    eprintln!("smtp server: {error}");
-                }
+        let kept = Arc::clone(&mails);
+        let server = TcpServer::start(move |stream| {
+            if let Err(error) = session(stream, &kept) {
+                eprintln!("smtp server: {error}");
             }
         });
-        SmtpServer {
-            port,
-            mails,
-            stop,
-            thread: Some(thread),
-        }
+        SmtpServer { server, mails }
     }
 
     /// `smtp://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        format!("smtp://{}", self.server.host())
     }
 
     /// The messages accepted so far.
@@ -135,15 +115,4 @@ fn argument(command: &str) -> String {
         .split_once(':')
         .map(|(_, rest)| rest.trim().to_owned())
         .unwrap_or_default()
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept so the thread sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }

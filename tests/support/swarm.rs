@@ -10,13 +10,13 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::thread::{self, JoinHandle};
+use std::sync::OnceLock;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use super::bed::{TestBed, SCOPE_LABEL, TEST_LABEL};
 use super::docker::{docker, try_docker};
+use super::poller::Poller;
 
 /// How often [`Services::watch_running`] counts running tasks.
 const WATCH_EVERY: Duration = Duration::from_millis(50);
@@ -215,28 +215,18 @@ impl Services<'_> {
         }
     }
 
-    /// Counts the service's running tasks every [`WATCH_EVERY`] until the watch is finished.
+    /// Counts the service's running tasks every [`WATCH_EVERY`]; [`Poller::finish`] stops and
+    /// returns the fewest running tasks seen and how many looks that took.
     pub fn watch_running(&self, name: &str) -> RunningWatch {
         let service = self.bed.name(name);
-        let stop = Arc::new(AtomicBool::new(false));
-        let min = Arc::new(AtomicUsize::new(usize::MAX));
-        let samples = Arc::new(AtomicUsize::new(0));
-        let thread = {
-            let (stop, min, samples) = (stop.clone(), min.clone(), samples.clone());
-            thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    min.fetch_min(running_tasks(&service), Ordering::Relaxed);
-                    samples.fetch_add(1, Ordering::Relaxed);
-                    thread::sleep(WATCH_EVERY);
-                }
-            })
-        };
-        RunningWatch {
-            stop,
-            min,
-            samples,
-            thread: Some(thread),
-        }
+        Poller::start(
+            WATCH_EVERY,
+            (usize::MAX, 0),
+            move |(min, samples): &mut (usize, usize)| {
+                *min = (*min).min(running_tasks(&service));
+                *samples += 1;
+            },
+        )
     }
 
     fn cleanup(&self) {
@@ -277,29 +267,4 @@ fn running_tasks(service: &str) -> usize {
 }
 
 /// A running-task count kept up in the background; see [`Services::watch_running`].
-pub struct RunningWatch {
-    stop: Arc<AtomicBool>,
-    min: Arc<AtomicUsize>,
-    samples: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl RunningWatch {
-    /// Stops watching; returns the fewest running tasks seen and how many looks that took.
-    pub fn finish(mut self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        (
-            self.min.load(Ordering::Relaxed),
-            self.samples.load(Ordering::Relaxed),
-        )
-    }
-}
-
-impl Drop for RunningWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
+pub type RunningWatch = Poller<(usize, usize)>;

@@ -27,7 +27,8 @@ use base64::Engine as _;
 use rcgen::{CertificateParams, DnType, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256};
 use serde_json::{json, Value};
 
-use super::serve::{is_engine_agent, HttpServer, Reply, ServerRequest};
+use super::serve::{http_server, is_engine_agent, Reply, ServerRequest};
+use super::tcp_server::TcpServer;
 
 /// The `service` the registry names in its challenge and expects as the token's audience.
 pub const SERVICE: &str = "tidewatch-test-registry";
@@ -188,7 +189,7 @@ struct State {
 /// nothing elsewhere, as Docker Hub does, so the registry's refusal is what they see); wrong
 /// credentials get a 401.
 pub struct TokenServer {
-    server: HttpServer,
+    server: TcpServer,
     state: Arc<State>,
 }
 
@@ -208,7 +209,7 @@ impl TokenServer {
             padding_for: Mutex::default(),
         });
         let handling = Arc::clone(&state);
-        let server = HttpServer::start(move |request| handle(&handling, request));
+        let server = http_server(move |request| handle(&handling, request));
         TokenServer { server, state }
     }
 
