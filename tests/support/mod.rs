@@ -15,6 +15,7 @@ mod bed;
 pub mod compose;
 mod containers;
 mod cycle;
+pub mod daemon_api;
 mod docker;
 mod docker_config;
 mod engine_tls;
