@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::daemon_api::{call, parse_status, start_daemon, status_row};
+use crate::support::daemon_api::{call, notify_push, parse_status, start_daemon, status_row};
 use crate::support::settings;
 use crate::support::{
     docker, push, EngineProxy, EngineRequest, Registry, Status, TestBed, QUICK_STOP, TEST_LABEL,
@@ -35,14 +35,7 @@ fn a_check_of_six_containers_on_three_images_lists_once_inspects_each_image_once
     let bed = TestBed::new("requests-check");
     let registry = Registry::start();
     let repos = ["alpha", "beta", "gamma"];
-    for repo in repos {
-        let image = registry.image(repo, "v1");
-        bed.build_app(&image, repo);
-        push(&image);
-        for n in 0..2 {
-            bed.run(&format!("{repo}-{n}"), &image, &[]);
-        }
-    }
+    bed.run_pushed(&registry, &repos, 2);
     let proxy = EngineProxy::start();
     let agent = bed.agent_on(&proxy.host(), &[registry.host()]);
 
@@ -129,15 +122,7 @@ fn a_webhook_cycle_lists_the_containers_once_and_inspects_only_those_in_its_scop
     let v2 = push(&app);
 
     let mark = proxy.mark();
-    let body = serde_json::json!({ "image": app }).to_string();
-    let accepted = call(
-        &api,
-        "POST",
-        "/v1/hooks/registry",
-        Some(&api.hook_secret),
-        &body,
-    );
-    assert_eq!(accepted.status, 202, "{accepted:?}");
+    notify_push(&api, &app);
     let finished = wait_for_next_cycle(&api, &start_up);
     let requests = proxy.requests_since(mark);
 

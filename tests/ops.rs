@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::daemon_api::{call, parse_status, start_daemon, start_daemon_on, status_row};
+use crate::support::daemon_api::{
+    call, notify_push, parse_status, start_daemon, start_daemon_on, status_row,
+};
 use crate::support::http;
 use crate::support::objects::inspect_container;
 use crate::support::receiver::Receiver;
@@ -141,14 +143,7 @@ fn a_generic_image_webhook_updates_the_container_and_one_without_the_secret_is_r
         daemon.stderr()
     );
 
-    let accepted = call(
-        &api,
-        "POST",
-        "/v1/hooks/registry",
-        Some(&api.hook_secret),
-        &body,
-    );
-    assert_eq!(accepted.status, 202, "{accepted:?}");
+    notify_push(&api, &image);
     let lag = bed.wait_until_serving("web", &page("2"), WEBHOOK_LAG_BOUND);
     eprintln!(
         "generic webhook: accepted -> web serving v2 in {:.2} s",

@@ -72,3 +72,17 @@ pub fn status_row<'a>(status: &'a Value, container: &str) -> &'a Value {
         .and_then(|rows| rows.iter().find(|row| row["container"] == container))
         .unwrap_or_else(|| panic!("no row for {container} in {status:#}"))
 }
+
+/// Tells the daemon through its registry webhook, with the hook secret, that `image` was
+/// pushed; panics unless the hook accepts it.
+pub fn notify_push(api: &ApiSettings, image: &str) {
+    let body = serde_json::json!({ "image": image }).to_string();
+    let accepted = call(
+        api,
+        "POST",
+        "/v1/hooks/registry",
+        Some(&api.hook_secret),
+        &body,
+    );
+    assert_eq!(accepted.status, 202, "{accepted:?}");
+}
