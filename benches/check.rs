@@ -1,6 +1,7 @@
 //! `cargo bench --bench check`: how long one `tidewatch check` detection pass takes over 100
 //! containers and 20 references on a local registry, next to a floor made of the raw requests
-//! such a pass cannot avoid. What it sets up, measures and prints is described in
+//! such a pass cannot avoid; first on an idle engine, then on one busy with about 100
+//! healthchecks a second. What it sets up, measures and prints is described in
 //! `benches/README.md`.
 //!
 //! Needs a Docker engine (`DOCKER_HOST` or the default socket), `docker-registry` (CNCF
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, ensure, Context as _};
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HostConfig, ImageInspect};
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, ImageInspect};
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListImagesOptions,
     PushImageOptions, RemoveContainerOptions, RemoveImageOptions,
@@ -46,6 +47,14 @@ const ENGINE_CONCURRENCY: usize = 16;
 const TARGET_RATIO: f64 = 2.0;
 /// Marks every image and container of one run, so cleanup removes exactly those.
 const RUN_LABEL: &str = "tidewatch.bench";
+/// Marks the containers of the second scenario's load.
+const LOAD_LABEL: &str = "tidewatch.bench.load";
+/// Containers added as load in the second scenario.
+const LOAD_CONTAINERS: usize = 100;
+/// How often each load container's healthcheck runs.
+const LOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the load containers may take to be healthy.
+const LOAD_READY: Duration = Duration::from_secs(120);
 /// How tidewatch's registry client announces itself (`tidewatch/VERSION`).
 const TIDEWATCH_USER_AGENT: &str = "tidewatch/";
 /// The floor's HTTP client announces itself differently, so the registry log tells the two apart.
@@ -118,7 +127,7 @@ fn run() -> anyhow::Result<()> {
     })
 }
 
-/// Everything between setting up and cleaning up.
+/// Everything between setting up and cleaning up: the scenarios, one after the other.
 async fn bench(
     engine: &Engine,
     docker: &Docker,
@@ -131,42 +140,11 @@ async fn bench(
         Config::parse(&format!("[watch]\nscope = {run_id:?}\n"), "bench")
             .context("parsing the bench configuration")?,
     );
-    let mut tidewatch = Samples::default();
-    let mut inventory = Samples::default();
-    let mut resolve = Samples::default();
-    let mut floor_registry = Samples::default();
-    let mut floor_engine = Samples::default();
-    let mut floor = Samples::default();
-    // Running containers of other scopes (other agents, other tests) that tidewatch inspects too.
-    let mut foreign = 0;
-    eprintln!("measuring: {WARM_UPS} warm-up + {ROUNDS} rounds");
-    for round in 0..WARM_UPS + ROUNDS {
-        // Each round starts one step further along the list, so no measurement always
-        // follows the same one (or always meets a warmer engine).
-        let mut t = Duration::ZERO;
-        let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
-        let (mut inv, mut res) = (Duration::ZERO, Duration::ZERO);
-        for step in 0..4 {
-            match (round + step) % 4 {
-                0 => t = time_detect(engine, &config, &fixture, registry).await?,
-                1 => (a, b) = time_floor(docker, &fixture).await?,
-                2 => {
-                    let seen;
-                    (inv, seen) = time_inventory(engine).await?;
-                    foreign = foreign.max(seen.saturating_sub(fixture.containers));
-                }
-                _ => res = time_resolve(&config, &fixture, registry).await?,
-            }
-        }
-        if round >= WARM_UPS {
-            tidewatch.push(t);
-            floor_registry.push(a);
-            floor_engine.push(b);
-            floor.push(a + b);
-            inventory.push(inv);
-            resolve.push(res);
-        }
-    }
+    eprintln!("measuring on an idle engine: {WARM_UPS} warm-up + {ROUNDS} rounds");
+    let idle = measure(engine, docker, &config, &fixture, registry, 0).await?;
+    let load = start_load(docker, &fixture, run_id).await?;
+    eprintln!("measuring under healthcheck load: {WARM_UPS} warm-up + {ROUNDS} rounds");
+    let busy = measure(engine, docker, &config, &fixture, registry, load).await?;
 
     println!();
     println!(
@@ -175,45 +153,121 @@ async fn bench(
         fixture.containers,
         registry.host()
     );
-    if foreign > 0 {
-        println!(
-            "       the engine also ran up to {foreign} container(s) of other scopes, which \
-             tidewatch inspects and the floor does not"
-        );
-    }
+    idle.print("idle engine");
+    busy.print(&format!(
+        "under healthcheck load: {load} more containers, each checked every {}s \
+         (about {} healthchecks a second)",
+        LOAD_INTERVAL.as_secs(),
+        load as u64 / LOAD_INTERVAL.as_secs().max(1)
+    ));
     println!();
-    println!("{:<38} {:>10} {:>10}", "", "median", "min");
-    row("tidewatch: detect()", &tidewatch);
-    row("  inventory() alone", &inventory);
-    row("  resolve_all() alone", &resolve);
-    row("floor: (a) + (b)", &floor);
-    row(
-        &format!("  (a) {REFERENCES} HEADs, all in flight"),
-        &floor_registry,
-    );
-    row(
-        &format!("  (b) list + inspect, {ENGINE_CONCURRENCY} in flight"),
-        &floor_engine,
-    );
-    let median_ratio = ratio(tidewatch.median(), floor.median());
-    let min_ratio = ratio(tidewatch.min(), floor.min());
-    println!(
-        "{:<38} {:>9.2}x {:>9.2}x   target: within {TARGET_RATIO}x ({})",
-        "ratio tidewatch / floor",
-        median_ratio,
-        min_ratio,
-        if median_ratio <= TARGET_RATIO {
-            "met"
-        } else {
-            "missed"
-        }
-    );
     println!(
         "manifest requests per detect(): {REFERENCES} HEAD, 0 GET in each of the {} rounds \
          (counted by tidewatch and by the registry's access log)",
-        WARM_UPS + ROUNDS
+        2 * (WARM_UPS + ROUNDS)
     );
     Ok(())
+}
+
+/// The times of one scenario's measured rounds.
+#[derive(Default)]
+struct Measurements {
+    tidewatch: Samples,
+    inventory: Samples,
+    resolve: Samples,
+    floor_registry: Samples,
+    floor_engine: Samples,
+    floor: Samples,
+    /// Running containers of other scopes than the run's (other agents, other tests; the
+    /// load), which tidewatch lists and inspects the images of, and the floor does not list.
+    foreign: usize,
+    /// How many of those are the scenario's load.
+    load: usize,
+}
+
+/// Runs the warm-ups and rounds of one scenario; `load` is how many of the engine's
+/// containers the scenario added as load.
+async fn measure(
+    engine: &Engine,
+    docker: &Docker,
+    config: &Arc<Config>,
+    fixture: &Fixture,
+    registry: &Registry,
+    load: usize,
+) -> anyhow::Result<Measurements> {
+    let mut m = Measurements {
+        load,
+        ..Measurements::default()
+    };
+    for round in 0..WARM_UPS + ROUNDS {
+        // Each round starts one step further along the list, so no measurement always
+        // follows the same one (or always meets a warmer engine).
+        let mut t = Duration::ZERO;
+        let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
+        let (mut inv, mut res) = (Duration::ZERO, Duration::ZERO);
+        for step in 0..4 {
+            match (round + step) % 4 {
+                0 => t = time_detect(engine, config, fixture, registry).await?,
+                1 => (a, b) = time_floor(docker, fixture).await?,
+                2 => {
+                    let seen;
+                    (inv, seen) = time_inventory(engine).await?;
+                    m.foreign = m.foreign.max(seen.saturating_sub(fixture.containers));
+                }
+                _ => res = time_resolve(config, fixture, registry).await?,
+            }
+        }
+        if round >= WARM_UPS {
+            m.tidewatch.push(t);
+            m.floor_registry.push(a);
+            m.floor_engine.push(b);
+            m.floor.push(a + b);
+            m.inventory.push(inv);
+            m.resolve.push(res);
+        }
+    }
+    Ok(m)
+}
+
+impl Measurements {
+    /// The scenario's table, under `title`.
+    fn print(&self, title: &str) {
+        println!();
+        println!("{title}");
+        let others = self.foreign.saturating_sub(self.load);
+        if others > 0 {
+            println!(
+                "  the engine also ran up to {others} container(s) of other scopes, which \
+                 tidewatch lists and the floor does not"
+            );
+        }
+        println!("{:<38} {:>10} {:>10}", "", "median", "min");
+        row("tidewatch: detect()", &self.tidewatch);
+        row("  inventory() alone", &self.inventory);
+        row("  resolve_all() alone", &self.resolve);
+        row("floor: (a) + (b)", &self.floor);
+        row(
+            &format!("  (a) {REFERENCES} HEADs, all in flight"),
+            &self.floor_registry,
+        );
+        row(
+            &format!("  (b) list + {REFERENCES} image inspects"),
+            &self.floor_engine,
+        );
+        let median_ratio = ratio(self.tidewatch.median(), self.floor.median());
+        let min_ratio = ratio(self.tidewatch.min(), self.floor.min());
+        println!(
+            "{:<38} {:>9.2}x {:>9.2}x   target: within {TARGET_RATIO}x ({})",
+            "ratio tidewatch / floor",
+            median_ratio,
+            min_ratio,
+            if median_ratio <= TARGET_RATIO {
+                "met"
+            } else {
+                "missed"
+            }
+        );
+    }
 }
 
 /// What was set up: the references with the digests they were pushed as.
@@ -286,7 +340,11 @@ async fn set_up(docker: &Docker, registry: &Registry, run_id: &str) -> anyhow::R
                 docker,
                 format!("{run_id}-{i:03}"),
                 format!("{}:latest", pushed[i % REFERENCES].0),
-                run_id,
+                HashMap::from([
+                    (tidewatch::labels::SCOPE.to_string(), run_id.to_string()),
+                    (RUN_LABEL.to_string(), run_id.to_string()),
+                ]),
+                None,
             )
         })
         .buffer_unordered(8)
@@ -349,18 +407,18 @@ async fn push(docker: &Docker, repository: &str) -> anyhow::Result<(String, Stri
     Ok((repository.to_string(), digest))
 }
 
+/// Creates and starts container `name` running `image`, with `labels` and `healthcheck`.
 async fn start_container(
     docker: &Docker,
     name: String,
     image: String,
-    run_id: &str,
+    labels: HashMap<String, String>,
+    healthcheck: Option<HealthConfig>,
 ) -> anyhow::Result<()> {
     let body = ContainerCreateBody {
         image: Some(image),
-        labels: Some(HashMap::from([
-            (tidewatch::labels::SCOPE.to_string(), run_id.to_string()),
-            (RUN_LABEL.to_string(), run_id.to_string()),
-        ])),
+        labels: Some(labels),
+        healthcheck,
         // No network: a hundred veth pairs would only slow set-up and cleanup.
         host_config: Some(HostConfig {
             network_mode: Some("none".into()),
@@ -382,6 +440,73 @@ async fn start_container(
         .start_container(&created.id, None)
         .await
         .with_context(|| format!("starting container {name}"))
+}
+
+/// Starts the load of the second scenario: [`LOAD_CONTAINERS`] containers of the first
+/// reference's image, outside the run's scope, each running `/bin/busybox true` as its
+/// healthcheck every [`LOAD_INTERVAL`]; returns how many once all of them are healthy (so
+/// their checks run).
+async fn start_load(docker: &Docker, fixture: &Fixture, run_id: &str) -> anyhow::Result<usize> {
+    let image = fixture
+        .digests
+        .keys()
+        .next()
+        .ok_or_else(|| anyhow!("no image to run the load on"))?;
+    eprintln!(
+        "starting the load: {LOAD_CONTAINERS} containers of {image} with a healthcheck every {}s",
+        LOAD_INTERVAL.as_secs()
+    );
+    let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    let healthcheck = HealthConfig {
+        test: Some(vec!["CMD".into(), BUSYBOX.into(), "true".into()]),
+        interval: Some(nanos(LOAD_INTERVAL)),
+        timeout: Some(nanos(Duration::from_secs(10))),
+        retries: Some(3),
+        ..Default::default()
+    };
+    // The run's label for cleanup, and no scope label: the load is not what is checked.
+    let labels = HashMap::from([
+        (RUN_LABEL.to_string(), run_id.to_string()),
+        (LOAD_LABEL.to_string(), run_id.to_string()),
+    ]);
+    stream::iter(0..LOAD_CONTAINERS)
+        .map(|i| {
+            start_container(
+                docker,
+                format!("{run_id}-load-{i:03}"),
+                image.clone(),
+                labels.clone(),
+                Some(healthcheck.clone()),
+            )
+        })
+        .buffer_unordered(8)
+        .try_collect::<()>()
+        .await?;
+
+    let healthy = HashMap::from([
+        ("label".to_string(), vec![format!("{LOAD_LABEL}={run_id}")]),
+        ("health".to_string(), vec!["healthy".to_string()]),
+    ]);
+    let deadline = Instant::now() + LOAD_READY;
+    loop {
+        let ready = docker
+            .list_containers(Some(ListContainersOptions {
+                filters: Some(healthy.clone()),
+                ..Default::default()
+            }))
+            .await
+            .context("listing the load's healthy containers")?
+            .len();
+        if ready == LOAD_CONTAINERS {
+            return Ok(ready);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "only {ready} of the {LOAD_CONTAINERS} load containers were healthy after {}s",
+            LOAD_READY.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// One `detect` with a fresh registry client, checked: every container up to date with the
@@ -517,7 +642,8 @@ async fn time_registry_floor(
     Ok(elapsed)
 }
 
-/// (b) List the run's containers, inspect each, then inspect each distinct image.
+/// (b) What detection needs of the engine: list the run's containers (with the scope's label
+/// filter), then inspect each distinct image they run.
 async fn time_engine_floor(docker: &Docker, fixture: &Fixture) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let summaries = docker
@@ -530,14 +656,10 @@ async fn time_engine_floor(docker: &Docker, fixture: &Fixture) -> anyhow::Result
         }))
         .await
         .context("listing containers")?;
-    let containers: Vec<ContainerInspectResponse> = stream::iter(summaries)
-        .filter_map(|s| async move { s.id })
-        .map(|id| async move { docker.inspect_container(&id, None).await })
-        .buffer_unordered(ENGINE_CONCURRENCY)
-        .try_collect()
-        .await
-        .context("inspecting a container")?;
-    let mut image_ids: Vec<String> = containers.iter().filter_map(|c| c.image.clone()).collect();
+    let mut image_ids: Vec<String> = summaries
+        .iter()
+        .filter_map(|s| s.image_id.clone())
+        .collect();
     image_ids.sort();
     image_ids.dedup();
     let images: Vec<ImageInspect> = stream::iter(&image_ids)
@@ -548,9 +670,9 @@ async fn time_engine_floor(docker: &Docker, fixture: &Fixture) -> anyhow::Result
         .context("inspecting an image")?;
     let elapsed = start.elapsed();
     ensure!(
-        containers.len() == fixture.containers && images.len() == REFERENCES,
+        summaries.len() == fixture.containers && images.len() == REFERENCES,
         "the floor saw {} containers and {} images; expected {} and {REFERENCES}",
-        containers.len(),
+        summaries.len(),
         images.len(),
         fixture.containers
     );

@@ -78,14 +78,7 @@ fn thirty_containers_on_three_images_cost_three_manifest_heads_and_no_gets() {
     let bed = TestBed::new("check-request-count");
     let registry = Registry::start();
     let repos = ["alpha", "beta", "gamma"];
-    for repo in repos {
-        let image = registry.image(repo, "v1");
-        bed.build_app(&image, repo);
-        push(&image);
-        for n in 0..10 {
-            bed.run(&format!("{repo}-{n}"), &image, &[]);
-        }
-    }
+    bed.run_pushed(&registry, &repos, 10);
     let agent = bed.agent(&[registry.host()]);
     // Pushing made requests of its own; only what the check adds counts.
     let count = |method: &str| -> Vec<usize> {

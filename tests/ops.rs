@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::http::{self, Response};
+use crate::support::daemon_api::{
+    call, notify_push, parse_status, start_daemon, start_daemon_on, status_row,
+};
+use crate::support::http;
 use crate::support::objects::inspect_container;
 use crate::support::receiver::Receiver;
 use crate::support::settings::{self, ApiSettings};
 use crate::support::smtp::SmtpServer;
-use crate::support::{
-    docker, push, tidewatch, Daemon, Registry, Status, TestBed, Updater, QUICK_STOP,
-};
+use crate::support::{docker, push, tidewatch, Registry, Status, TestBed, Updater, QUICK_STOP};
 
 /// How long a container may take to serve its first page after `docker run`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,48 +30,6 @@ const QUIET: Duration = Duration::from_secs(3);
 /// The page the test app serves at `version` (see `TestBed::build_app`).
 fn page(version: &str) -> String {
     format!("tidewatch test app version {version}")
-}
-
-/// One request to the daemon's API; panics when it does not answer.
-fn call(api: &ApiSettings, method: &str, path: &str, auth: Option<&str>, body: &str) -> Response {
-    let bearer = auth.map(|secret| format!("Bearer {secret}"));
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(bearer) = &bearer {
-        headers.push(("Authorization", bearer.as_str()));
-    }
-    http::send(
-        &api.host,
-        method,
-        path,
-        &headers,
-        body.as_bytes(),
-        Duration::from_secs(10),
-    )
-    .unwrap_or_else(|error| panic!("{method} {path} on {}: {error}", api.host))
-}
-
-/// Starts `run` and waits for its start-up cycle and its API.
-fn start_daemon(updater: &Updater, api: &ApiSettings) -> Daemon {
-    start_daemon_on(updater, &api.host)
-}
-
-/// Starts `run` and waits for its start-up cycle and its API on `host`.
-fn start_daemon_on(updater: &Updater, host: &str) -> Daemon {
-    let mut daemon = updater.spawn_run();
-    daemon.wait_for_log("cycle finished", 1, Duration::from_secs(60));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let probe = http::request(host, "GET", "/healthz", &[], Duration::from_secs(2));
-        if matches!(&probe, Ok(response) if response.status == 200) {
-            return daemon;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the API on {host} does not answer: {probe:?}; stderr:\n{}",
-            daemon.stderr()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The registry configuration that notifies tidewatch's webhook of every push, as the README
@@ -184,14 +143,7 @@ fn a_generic_image_webhook_updates_the_container_and_one_without_the_secret_is_r
         daemon.stderr()
     );
 
-    let accepted = call(
-        &api,
-        "POST",
-        "/v1/hooks/registry",
-        Some(&api.hook_secret),
-        &body,
-    );
-    assert_eq!(accepted.status, 202, "{accepted:?}");
+    notify_push(&api, &image);
     let lag = bed.wait_until_serving("web", &page("2"), WEBHOOK_LAG_BOUND);
     eprintln!(
         "generic webhook: accepted -> web serving v2 in {:.2} s",
@@ -284,21 +236,6 @@ fn after_a_cycle_that_updated_web_v1_status_shows_it_up_to_date_on_the_new_diges
     );
     let (code, _) = daemon.terminate(Duration::from_secs(15));
     assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
-}
-
-/// The body of a `/v1/status` answer, as JSON.
-fn parse_status(response: &Response) -> Value {
-    assert_eq!(response.status, 200, "{response:?}");
-    serde_json::from_str(&response.body)
-        .unwrap_or_else(|error| panic!("/v1/status is not JSON ({error}): {}", response.body))
-}
-
-/// The row of `container` in a `/v1/status` answer.
-fn status_row<'a>(status: &'a Value, container: &str) -> &'a Value {
-    status["containers"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|row| row["container"] == container))
-        .unwrap_or_else(|| panic!("no row for {container} in {status:#}"))
 }
 
 /// Until #13 the hook also took its secret as `?secret=`, which proxies and access logs keep;

@@ -8,6 +8,7 @@ mod support;
 mod agent_image;
 mod check;
 mod crash;
+mod engine_requests;
 mod engine_tls;
 mod ops;
 mod podman;

@@ -77,6 +77,20 @@ impl TestBed {
         )
     }
 
+    /// For each of `repos`: builds the app as `REPO:v1` on `registry` (its version is the
+    /// repository's name), pushes it, and runs `each` containers of it named `REPO-0`,
+    /// `REPO-1`...
+    pub fn run_pushed(&self, registry: &Registry, repos: &[&str], each: usize) {
+        for repo in repos {
+            let image = registry.image(repo, "v1");
+            self.build_app(&image, repo);
+            push(&image);
+            for n in 0..each {
+                self.run(&format!("{repo}-{n}"), &image, &[]);
+            }
+        }
+    }
+
     /// Builds the app as `image` and never pushes it, so the engine has no repo digest for it:
     /// what a locally built image looks like.
     pub fn build_local(&self, image: &str) -> String {
