@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+/// The longest `registry/repository`, as Docker counts it (after normalisation).
+const MAX_NAME_LEN: usize = 255;
+
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageRef {
@@ -72,7 +75,7 @@ impl ImageRef {
                 ));
             }
         }
-        if name.is_empty() || name.len() > 255 {
+        if name.is_empty() {
             return Err(fail("a repository name is 1 to 255 characters"));
         }
         let (registry, path) = match name.split_once('/') {
@@ -101,6 +104,11 @@ impl ImageRef {
         } else {
             path.to_string()
         };
+        // Docker counts the normalised name (`docker.io/library/...`), so a short name whose
+        // normalised form is longer is refused, as it would not parse again once printed.
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(fail("a repository name is 1 to 255 characters"));
+        }
         Ok(ImageRef {
             registry: registry.to_string(),
             repository,
@@ -336,6 +344,20 @@ mod tests {
             vec!["sha256:bbbb"]
         );
         assert!(repo_digest_for(&rds, "127.0.0.1:5001/app").is_empty());
+    }
+
+    #[test]
+    fn a_name_over_255_characters_once_normalised_is_refused() {
+        // 250 characters as written, 268 as `docker.io/library/...`: it used to be accepted,
+        // and then its own printed form did not parse.
+        let long = "a".repeat(250);
+        assert!(ImageRef::parse(&long).is_err());
+        assert!(ImageRef::parse(&format!("docker.io/library/{long}")).is_err());
+        let longest = "a".repeat(255 - "docker.io/library/".len());
+        let r = ImageRef::parse(&longest).unwrap();
+        assert_eq!(ImageRef::parse(&r.to_string()).unwrap(), r);
+        assert!(ImageRef::parse(&format!("ghcr.io/{}", "a".repeat(247))).is_ok());
+        assert!(ImageRef::parse(&format!("ghcr.io/{}", "a".repeat(248))).is_err());
     }
 
     #[test]
