@@ -66,9 +66,10 @@ fn parse_params(s: &str) -> HashMap<String, String> {
                 None => (quoted, ""),
             }
         } else {
+            // A bare value is a token: the whitespace allowed before the comma is not part of it.
             match after.find(',') {
-                Some(end) => (&after[..end], &after[end..]),
-                None => (after, ""),
+                Some(end) => (after[..end].trim(), &after[end..]),
+                None => (after.trim(), ""),
             }
         };
         out.insert(key, value.to_string());
@@ -287,6 +288,19 @@ mod tests {
             panic!("not bearer")
         };
         assert_eq!(scope.as_deref(), Some("repository:library/nginx:pull,push"));
+    }
+
+    #[test]
+    fn a_bare_value_ends_before_the_whitespace_ahead_of_its_comma() {
+        let c = parse_challenge("Bearer realm=https://r.example/token ,  service=harbor-registry ");
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://r.example/token".into(),
+                service: Some("harbor-registry".into()),
+                scope: None,
+            })
+        );
     }
 
     #[test]
