@@ -173,16 +173,39 @@ impl RegistryClient {
 
 /// The target of a `Link: </v2/...>; rel="next"` header.
 fn next_link(header: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        params.contains("rel=\"next\"").then(|| {
-            target
-                .trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        })
-    })
+    let mut rest = Some(header);
+    while let Some(text) = rest {
+        let (link, after) = match outside_brackets(text, ',') {
+            Some(i) => (&text[..i], Some(&text[i + 1..])),
+            None => (text, None),
+        };
+        rest = after;
+        let Some(i) = outside_brackets(link, ';') else {
+            continue;
+        };
+        let (target, params) = (&link[..i], &link[i + 1..]);
+        if params.contains("rel=\"next\"") {
+            let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+            return Some(target.to_string());
+        }
+    }
+    None
+}
+
+/// The first `separator` in `text` that is neither inside a link's `<...>` nor inside a quoted
+/// parameter value: a URL may hold commas and semicolons (`?last=a,b;c`).
+fn outside_brackets(text: &str, separator: char) -> Option<usize> {
+    let (mut in_target, mut quoted) = (false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            '<' if !quoted => in_target = true,
+            '>' if !quoted => in_target = false,
+            '"' if !in_target => quoted = !quoted,
+            c if c == separator && !in_target && !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The next page `link` names, resolved against the page `current`, when it has the same
@@ -207,6 +230,28 @@ mod tests {
             Some("/v2/app/tags/list?last=b&n=2")
         );
         assert_eq!(next_link(r#"</x>; rel="prev""#), None);
+        assert_eq!(
+            next_link(r#"</v2/app/tags/list?n=2&last=a>; rel="prev", </v2/app/tags/list?n=2&last=c>; rel="next""#).as_deref(),
+            Some("/v2/app/tags/list?n=2&last=c")
+        );
+    }
+
+    #[test]
+    fn a_next_link_whose_url_holds_a_comma_or_semicolon_is_read_whole() {
+        // Both are allowed in a URL; split on them, the link was cut short or missed.
+        assert_eq!(
+            next_link(r#"</v2/app/tags/list?n=2&last=a,b;c>; rel="next""#).as_deref(),
+            Some("/v2/app/tags/list?n=2&last=a,b;c")
+        );
+        assert_eq!(
+            next_link(r#"</v2/app/tags/list?last=x,y>; rel="prev", </v2/app/tags/list?last=y;z>; rel="next""#)
+                .as_deref(),
+            Some("/v2/app/tags/list?last=y;z")
+        );
+        assert_eq!(
+            next_link(r#"</a>; title="a, b; c", </b>; rel="next""#).as_deref(),
+            Some("/b")
+        );
     }
 
     #[test]
