@@ -369,3 +369,130 @@ mod tests {
         assert_eq!(short_digest("sha256:01"), "sha256:01");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Text that looks like references more often than arbitrary strings do.
+    fn reference_like() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-zA-Z0-9:/@._\\-\\[\\]]{0,300}",
+            "([a-z0-9.:\\-]{1,20}/)?[a-z0-9._\\-/]{1,40}(:[A-Za-z0-9._\\-]{0,10})?(@[a-z0-9]{0,8}:[0-9a-f]{0,70})?",
+        ]
+    }
+
+    /// A path component: `[a-z0-9]+` runs joined by `.`, `_`, `__` or dashes, and now and then
+    /// a long one, so that whole names fall on both sides of 255 characters.
+    fn component() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => "[a-z0-9]{1,8}((\\.|_|__|-{1,3})[a-z0-9]{1,8}){0,3}",
+            1 => "[a-z0-9]{40,120}",
+        ]
+    }
+
+    /// A registry as written (`None`: Docker Hub implied).
+    fn host() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            Just(Some("docker.io".to_string())),
+            Just(Some("index.docker.io".to_string())),
+            Just(Some("localhost".to_string())),
+            "localhost:[0-9]{1,5}".prop_map(Some),
+            "127\\.0\\.0\\.1:[0-9]{1,5}".prop_map(Some),
+            "\\[::1\\]:[0-9]{1,5}".prop_map(Some),
+            "[a-z0-9-]{1,12}(\\.[a-z0-9-]{1,12}){1,3}(:[0-9]{1,5})?".prop_map(Some),
+        ]
+    }
+
+    fn tag() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+    }
+
+    fn digest() -> impl Strategy<Value = String> {
+        "(sha256|sha512|[a-z0-9]{1,6}([+._-][a-z0-9]{1,6})?):[0-9a-fA-F]{32,128}"
+    }
+
+    /// The parts of a well-formed reference. Without a host, a first path component that looks
+    /// like one (a dot, or `localhost`) would be read as the registry: it is left out.
+    fn parts(
+    ) -> impl Strategy<Value = (Option<String>, Vec<String>, Option<String>, Option<String>)> {
+        (
+            host(),
+            prop::collection::vec(component(), 1..5),
+            prop::option::of(tag()),
+            prop::option::of(digest()),
+        )
+            .prop_filter(
+                "a first component that reads as a host",
+                |(host, path, ..)| {
+                    host.is_some()
+                        || path.len() == 1
+                        || !(path[0].contains('.') || path[0] == "localhost")
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_and_what_parses_prints_and_parses_the_same(text in reference_like()) {
+            if let Ok(r) = ImageRef::parse(&text) {
+                let printed = r.to_string();
+                prop_assert_eq!(ImageRef::parse(&printed).ok(), Some(r.clone()), "{}", printed);
+                prop_assert_eq!(r.name(), format!("{}/{}", r.registry(), r.repository()));
+                prop_assert!(r.tag().is_some() || r.digest().is_some());
+                prop_assert_eq!(r.is_pinned(), r.digest().is_some());
+                prop_assert_eq!(r.manifest_reference(), r.digest().or(r.tag()).unwrap_or("latest"));
+                prop_assert!(r.name().len() <= MAX_NAME_LEN);
+            }
+        }
+
+        #[test]
+        fn a_well_formed_reference_parses_into_its_parts((host, path, tag, digest) in parts()) {
+            let path = path.join("/");
+            let mut text = match &host {
+                Some(h) => format!("{h}/{path}"),
+                None => path.clone(),
+            };
+            if let Some(t) = &tag {
+                text = format!("{text}:{t}");
+            }
+            if let Some(d) = &digest {
+                text = format!("{text}@{d}");
+            }
+            let registry = match host.as_deref() {
+                None | Some("index.docker.io") => "docker.io",
+                Some(h) => h,
+            };
+            let repository = if registry == "docker.io" && !path.contains('/') {
+                format!("library/{path}")
+            } else {
+                path.clone()
+            };
+            let parsed = ImageRef::parse(&text);
+            if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+                prop_assert!(parsed.is_err(), "{}", text);
+                return Ok(());
+            }
+            let r = parsed.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(r.registry(), registry);
+            prop_assert_eq!(r.repository(), repository.as_str());
+            let expected_tag = tag.clone().or_else(|| digest.is_none().then(|| "latest".to_string()));
+            prop_assert_eq!(r.tag(), expected_tag.as_deref());
+            prop_assert_eq!(r.digest(), digest.as_deref());
+            prop_assert_eq!(ImageRef::parse(&r.to_string()).ok(), Some(r.clone()));
+            // What a pull by digest or a move to another tag names parses back the same too.
+            if let Some(d) = &digest {
+                let pinned = r.with_digest(d);
+                prop_assert_eq!(ImageRef::parse(&pinned.to_string()).ok(), Some(pinned));
+            }
+            if let Some(t) = &tag {
+                let tagged = r.with_tag(t);
+                prop_assert_eq!(ImageRef::parse(&tagged.to_string()).ok(), Some(tagged));
+            }
+        }
+    }
+}
