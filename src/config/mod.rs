@@ -785,4 +785,6 @@ fn parse_firing_schedule(value: &Spanned<String>, at: &Locator<'_>) -> Result<Cr
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
