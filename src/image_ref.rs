@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+/// The longest `registry/repository`, as Docker counts it (after normalisation).
+const MAX_NAME_LEN: usize = 255;
+
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageRef {
@@ -72,7 +75,7 @@ impl ImageRef {
                 ));
             }
         }
-        if name.is_empty() || name.len() > 255 {
+        if name.is_empty() {
             return Err(fail("a repository name is 1 to 255 characters"));
         }
         let (registry, path) = match name.split_once('/') {
@@ -101,6 +104,11 @@ impl ImageRef {
         } else {
             path.to_string()
         };
+        // Docker counts the normalised name (`docker.io/library/...`), so a short name whose
+        // normalised form is longer is refused, as it would not parse again once printed.
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(fail("a repository name is 1 to 255 characters"));
+        }
         Ok(ImageRef {
             registry: registry.to_string(),
             repository,
@@ -339,11 +347,152 @@ mod tests {
     }
 
     #[test]
+    fn a_name_over_255_characters_once_normalised_is_refused() {
+        // 250 characters as written, 268 as `docker.io/library/...`: it used to be accepted,
+        // and then its own printed form did not parse.
+        let long = "a".repeat(250);
+        assert!(ImageRef::parse(&long).is_err());
+        assert!(ImageRef::parse(&format!("docker.io/library/{long}")).is_err());
+        let longest = "a".repeat(255 - "docker.io/library/".len());
+        let r = ImageRef::parse(&longest).unwrap();
+        assert_eq!(ImageRef::parse(&r.to_string()).unwrap(), r);
+        assert!(ImageRef::parse(&format!("ghcr.io/{}", "a".repeat(247))).is_ok());
+        assert!(ImageRef::parse(&format!("ghcr.io/{}", "a".repeat(248))).is_err());
+    }
+
+    #[test]
     fn short_digest_keeps_algorithm_and_twelve_hex() {
         assert_eq!(
             short_digest("sha256:0123456789abcdef0123"),
             "sha256:0123456789ab"
         );
         assert_eq!(short_digest("sha256:01"), "sha256:01");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Text that looks like references more often than arbitrary strings do.
+    fn reference_like() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-zA-Z0-9:/@._\\-\\[\\]]{0,300}",
+            "([a-z0-9.:\\-]{1,20}/)?[a-z0-9._\\-/]{1,40}(:[A-Za-z0-9._\\-]{0,10})?(@[a-z0-9]{0,8}:[0-9a-f]{0,70})?",
+        ]
+    }
+
+    /// A path component: `[a-z0-9]+` runs joined by `.`, `_`, `__` or dashes, and now and then
+    /// a long one, so that whole names fall on both sides of 255 characters.
+    fn component() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => "[a-z0-9]{1,8}((\\.|_|__|-{1,3})[a-z0-9]{1,8}){0,3}",
+            1 => "[a-z0-9]{40,120}",
+        ]
+    }
+
+    /// A registry as written (`None`: Docker Hub implied).
+    fn host() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            Just(Some("docker.io".to_string())),
+            Just(Some("index.docker.io".to_string())),
+            Just(Some("localhost".to_string())),
+            "localhost:[0-9]{1,5}".prop_map(Some),
+            "127\\.0\\.0\\.1:[0-9]{1,5}".prop_map(Some),
+            "\\[::1\\]:[0-9]{1,5}".prop_map(Some),
+            "[a-z0-9-]{1,12}(\\.[a-z0-9-]{1,12}){1,3}(:[0-9]{1,5})?".prop_map(Some),
+        ]
+    }
+
+    fn tag() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+    }
+
+    fn digest() -> impl Strategy<Value = String> {
+        "(sha256|sha512|[a-z0-9]{1,6}([+._-][a-z0-9]{1,6})?):[0-9a-fA-F]{32,128}"
+    }
+
+    /// The parts of a well-formed reference. Without a host, a first path component that looks
+    /// like one (a dot, or `localhost`) would be read as the registry: it is left out.
+    fn parts(
+    ) -> impl Strategy<Value = (Option<String>, Vec<String>, Option<String>, Option<String>)> {
+        (
+            host(),
+            prop::collection::vec(component(), 1..5),
+            prop::option::of(tag()),
+            prop::option::of(digest()),
+        )
+            .prop_filter(
+                "a first component that reads as a host",
+                |(host, path, ..)| {
+                    host.is_some()
+                        || path.len() == 1
+                        || !(path[0].contains('.') || path[0] == "localhost")
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_and_what_parses_prints_and_parses_the_same(text in reference_like()) {
+            if let Ok(r) = ImageRef::parse(&text) {
+                let printed = r.to_string();
+                prop_assert_eq!(ImageRef::parse(&printed).ok(), Some(r.clone()), "{}", printed);
+                prop_assert_eq!(r.name(), format!("{}/{}", r.registry(), r.repository()));
+                prop_assert!(r.tag().is_some() || r.digest().is_some());
+                prop_assert_eq!(r.is_pinned(), r.digest().is_some());
+                prop_assert_eq!(r.manifest_reference(), r.digest().or(r.tag()).unwrap_or("latest"));
+                prop_assert!(r.name().len() <= MAX_NAME_LEN);
+            }
+        }
+
+        #[test]
+        fn a_well_formed_reference_parses_into_its_parts((host, path, tag, digest) in parts()) {
+            let path = path.join("/");
+            let mut text = match &host {
+                Some(h) => format!("{h}/{path}"),
+                None => path.clone(),
+            };
+            if let Some(t) = &tag {
+                text = format!("{text}:{t}");
+            }
+            if let Some(d) = &digest {
+                text = format!("{text}@{d}");
+            }
+            let registry = match host.as_deref() {
+                None | Some("index.docker.io") => "docker.io",
+                Some(h) => h,
+            };
+            let repository = if registry == "docker.io" && !path.contains('/') {
+                format!("library/{path}")
+            } else {
+                path.clone()
+            };
+            let parsed = ImageRef::parse(&text);
+            if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+                prop_assert!(parsed.is_err(), "{}", text);
+                return Ok(());
+            }
+            let r = parsed.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(r.registry(), registry);
+            prop_assert_eq!(r.repository(), repository.as_str());
+            let expected_tag = tag.clone().or_else(|| digest.is_none().then(|| "latest".to_string()));
+            prop_assert_eq!(r.tag(), expected_tag.as_deref());
+            prop_assert_eq!(r.digest(), digest.as_deref());
+            prop_assert_eq!(ImageRef::parse(&r.to_string()).ok(), Some(r.clone()));
+            // What a pull by digest or a move to another tag names parses back the same too.
+            if let Some(d) = &digest {
+                let pinned = r.with_digest(d);
+                prop_assert_eq!(ImageRef::parse(&pinned.to_string()).ok(), Some(pinned));
+            }
+            if let Some(t) = &tag {
+                let tagged = r.with_tag(t);
+                prop_assert_eq!(ImageRef::parse(&tagged.to_string()).ok(), Some(tagged));
+            }
+        }
     }
 }

@@ -21,6 +21,8 @@ pub mod metrics;
 pub mod notify;
 pub mod output;
 pub mod plan;
+#[cfg(test)]
+mod prop_json;
 pub mod registry;
 pub mod service_manager;
 pub mod shutdown;

@@ -280,3 +280,130 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// What a parsed body names is normalised, once each, and no more than it has events.
+    fn check(images: &HookImages, events: Option<usize>) -> Result<(), TestCaseError> {
+        for (i, image) in images.images.iter().enumerate() {
+            let parsed = ImageRef::parse(image).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&parsed.to_string(), image);
+            prop_assert!(!parsed.is_pinned(), "{}", image);
+            prop_assert!(!images.images[..i].contains(image), "{} twice", image);
+        }
+        if let Some(events) = events {
+            prop_assert!(images.images.len() + images.ignored <= events);
+        }
+        Ok(())
+    }
+
+    fn event() -> impl Strategy<Value = Value> {
+        let text = || {
+            prop_oneof![
+                3 => "[a-z0-9]{1,6}(/[a-z0-9._-]{1,6}){0,2}".prop_map(Value::from),
+                1 => "[a-zA-Z0-9:./@ _-]{0,12}".prop_map(Value::from),
+                1 => crate::prop_json::any_json(),
+            ]
+        };
+        (
+            prop_oneof![Just("push"), Just("pull"), Just("delete"), Just("PUSH")],
+            prop::option::of(text()),
+            prop::option::of(prop_oneof![
+                "[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}".prop_map(Value::from),
+                text(),
+            ]),
+            prop::option::of(prop_oneof![
+                "(127\\.0\\.0\\.1:5000|localhost|[a-z]{1,6}\\.[a-z]{2,3}(:[0-9]{1,5})?)"
+                    .prop_map(Value::from),
+                text(),
+            ]),
+        )
+            .prop_map(|(action, repository, tag, host)| {
+                let mut target = serde_json::Map::new();
+                target.insert(
+                    "mediaType".into(),
+                    json!("application/vnd.oci.image.manifest.v1+json"),
+                );
+                if let Some(r) = repository {
+                    target.insert("repository".into(), r);
+                }
+                if let Some(t) = tag {
+                    target.insert("tag".into(), t);
+                }
+                let mut request = serde_json::Map::new();
+                if let Some(h) = host {
+                    request.insert("host".into(), h);
+                }
+                json!({"id": "x", "action": action, "target": target, "request": request})
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_are_read_or_refused(body in any::<Vec<u8>>()) {
+            if let Ok(images) = parse_hook(&body) {
+                check(&images, None)?;
+            }
+        }
+
+        #[test]
+        fn arbitrary_json_is_read_or_refused(value in crate::prop_json::any_json()) {
+            let body = serde_json::to_vec(&value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            if let Ok(images) = parse_hook(&body) {
+                check(&images, None)?;
+            }
+        }
+
+        #[test]
+        fn a_notification_names_its_pushes_by_tag(events in prop::collection::vec(event(), 0..8)) {
+            let body = serde_json::to_vec(&json!({"events": events}))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            match parse_hook(&body) {
+                Ok(images) => {
+                    check(&images, Some(events.len()))?;
+                    // A push whose parts make a reference is named; nothing else is.
+                    for e in &events {
+                        let part = |v: &Value| v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+                        let named = (e["action"] == "push")
+                            .then(|| Some(format!(
+                                "{}/{}:{}",
+                                part(&e["request"]["host"])?,
+                                part(&e["target"]["repository"])?,
+                                part(&e["target"]["tag"])?,
+                            )))
+                            .flatten()
+                            .and_then(|r| ImageRef::parse(&r).ok());
+                        if let Some(r) = named {
+                            prop_assert!(images.images.contains(&r.to_string()), "{} missing", r);
+                        }
+                    }
+                }
+                // A field of the wrong type refuses the envelope, as serde reads it.
+                Err(HookError::Envelope(_)) => {}
+                Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
+            }
+        }
+
+        #[test]
+        fn a_generic_body_names_its_image_normalised(image in prop_oneof![
+            "[a-z0-9.:/@_-]{0,40}",
+            "(ghcr\\.io/)?[a-z0-9]{1,8}(/[a-z0-9]{1,8})?(:[a-z0-9.]{1,8})?",
+        ]) {
+            let body = serde_json::to_vec(&json!({"image": image}))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let expected = ImageRef::parse(image.trim()).ok().filter(|r| !r.is_pinned());
+            match (parse_hook(&body), expected) {
+                (Ok(images), Some(r)) => prop_assert_eq!(images.images, vec![r.to_string()]),
+                (Err(HookError::Image(_)), None) => {}
+                (got, expected) => {
+                    return Err(TestCaseError::fail(format!("{image:?}: {got:?}, expected {expected:?}")))
+                }
+            }
+        }
+    }
+}

@@ -741,6 +741,17 @@ fn parse_window(raw: raw::RawWindow, at: &Locator<'_>) -> Result<Window, ConfigE
 
 /// Parses a standard 5-field crontab line, or 6 fields with seconds first.
 pub fn parse_cron(expr: &str) -> Result<Cron, croner::errors::CronError> {
+    // croner skips the empty elements of a list, so a field of a stray comma (`0 , * * *`)
+    // matches nothing, and looking for its next occurrence stepped hour by hour (minute by
+    // minute for the minutes) to the year 5000, and start-up hung on a typo.
+    if expr
+        .split_whitespace()
+        .any(|field| field.split(',').any(str::is_empty))
+    {
+        return Err(croner::errors::CronError::InvalidPattern(
+            "a list has an empty element (a stray comma)".to_string(),
+        ));
+    }
     CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
@@ -784,5 +795,7 @@ fn parse_firing_schedule(value: &Spanned<String>, at: &Locator<'_>) -> Result<Cr
     }
 }
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;

@@ -86,6 +86,21 @@ fn bad_cron_points_at_the_value() {
 }
 
 #[test]
+fn a_cron_list_with_an_empty_element_is_refused_instead_of_hanging_start_up() {
+    // Found by fuzzing: each took 9 s to well over 20 s (release build) to be found never firing.
+    for schedule in ["0 , * * *", "0 3 , * *", ", 3 * * *"] {
+        let e = err(&format!(
+            "[watch]\nwindow = {{ schedule = \"{schedule}\", length = \"2h\" }}\n"
+        ));
+        assert!(e.starts_with("agent.toml:2:23:"), "{e}");
+        assert!(e.contains("empty element"), "{e}");
+    }
+    let e = err("[agent]\nschedule = \"1,,2 * * * *\"\n");
+    assert!(e.starts_with("agent.toml:2:12:"), "{e}");
+    assert!(parse_cron("0,30 3 * * 1,5").is_ok());
+}
+
+#[test]
 fn seven_field_cron_is_refused() {
     let e = err("[agent]\nschedule = \"0 0 0 * * * 2030\"\n");
     assert!(e.contains("bad cron expression"), "{e}");

@@ -66,9 +66,10 @@ fn parse_params(s: &str) -> HashMap<String, String> {
                 None => (quoted, ""),
             }
         } else {
+            // A bare value is a token: the whitespace allowed before the comma is not part of it.
             match after.find(',') {
-                Some(end) => (&after[..end], &after[end..]),
-                None => (after, ""),
+                Some(end) => (after[..end].trim(), &after[end..]),
+                None => (after.trim(), ""),
             }
         };
         out.insert(key, value.to_string());
@@ -290,6 +291,19 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_value_ends_before_the_whitespace_ahead_of_its_comma() {
+        let c = parse_challenge("Bearer realm=https://r.example/token ,  service=harbor-registry ");
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://r.example/token".into(),
+                service: Some("harbor-registry".into()),
+                scope: None,
+            })
+        );
+    }
+
+    #[test]
     fn basic_and_unknown_schemes() {
         assert_eq!(
             parse_challenge(r#"Basic realm="x""#),
@@ -322,5 +336,88 @@ mod tests {
             password: "s3cret".into(),
         };
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A quoted-string's content as registries send it: any visible ASCII or space but `"` and
+    /// `\` (no quoted-pairs), so commas, `=` and spaces included.
+    fn quoted_content() -> impl Strategy<Value = String> {
+        "[ !#-\\[\\]-~]{0,40}"
+    }
+
+    /// A parameter value, and how it is written: quoted, or bare when it is a token.
+    fn param(key: &'static str) -> impl Strategy<Value = (String, String)> {
+        (
+            prop_oneof![quoted_content(), "[a-zA-Z0-9!#$%&'*+.^_`|~-]{1,20}"],
+            any::<bool>(),
+            prop::sample::select(vec![key.to_string(), key.to_ascii_uppercase()]),
+        )
+            .prop_map(|(value, bare, key)| {
+                let token = !value.is_empty()
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+.^_`|~-".contains(c));
+                let written = if bare && token {
+                    format!("{key}={value}")
+                } else {
+                    format!("{key}=\"{value}\"")
+                };
+                (value, written)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_and_values_come_from_the_header(header in prop_oneof![
+            any::<String>(),
+            "(Bearer|Basic|bearer|Negotiate)?[ \t]{0,2}([a-z]{0,6}=?\"?[a-z0-9:/,= .\"]{0,12}\"?,? ?){0,5}",
+        ]) {
+            if let Some(Challenge::Bearer { realm, service, scope }) = parse_challenge(&header) {
+                for value in [Some(realm), service, scope].into_iter().flatten() {
+                    prop_assert!(header.contains(&value), "{:?} not in {:?}", value, header);
+                }
+            }
+        }
+
+        #[test]
+        fn a_well_formed_bearer_challenge_reads_back(
+            scheme in prop_oneof![Just("Bearer"), Just("bearer"), Just("BEARER")],
+            realm in param("realm"),
+            service in prop::option::of(param("service")),
+            scope in prop::option::of(param("scope")),
+            error in prop::option::of(param("error")),
+            order in any::<usize>(),
+            separator in prop_oneof![Just(","), Just(", "), Just(" ,  ")],
+        ) {
+            let mut params: Vec<&String> = [Some(&realm), service.as_ref(), scope.as_ref(), error.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|(_, written)| written)
+                .collect();
+            let turn = order % params.len();
+            params.rotate_left(turn);
+            let header = format!("{scheme} {}", params.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(separator));
+            prop_assert_eq!(
+                parse_challenge(&header),
+                Some(Challenge::Bearer {
+                    realm: realm.0.clone(),
+                    service: service.map(|(v, _)| v),
+                    scope: scope.map(|(v, _)| v),
+                }),
+                "{}",
+                header
+            );
+        }
+
+        #[test]
+        fn basic_is_basic_whatever_follows(rest in any::<String>()) {
+            prop_assert_eq!(parse_challenge(&format!("Basic {rest}")), Some(Challenge::Basic));
+        }
     }
 }

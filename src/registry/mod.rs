@@ -31,6 +31,7 @@ use auth::{Challenge, Credentials, TokenCache};
 use credentials::Found;
 pub use index::{IndexEntry, INDEX_MEDIA_TYPES};
 pub use ratelimit::RateLimit;
+pub use tags::{next_link, parse_tag_page, same_origin_page};
 
 /// Media types tidewatch accepts for a manifest: Docker v2 and OCI, single and multi-arch.
 pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
