@@ -18,7 +18,8 @@ use serde_json::Value;
 use crate::support::daemon_api::{call, notify_push, parse_status, start_daemon, status_row};
 use crate::support::settings;
 use crate::support::{
-    docker, push, EngineProxy, EngineRequest, Registry, Status, TestBed, QUICK_STOP, TEST_LABEL,
+    docker, push, EngineProxy, EngineRequest, Registry, Status, TestBed, QUICK_STOP, SCOPE_LABEL,
+    TEST_LABEL,
 };
 
 /// How long the proxy may take to see a finished client's connections close.
@@ -151,7 +152,10 @@ fn a_webhook_cycle_lists_the_containers_once_and_inspects_only_those_in_its_scop
     let list = only(&requests, "GET /containers/json").answer_json();
     let unlisted_references: BTreeSet<String> = inspects_after(&list)
         .into_keys()
-        .filter_map(|line| container_of(&line).map(str::to_owned))
+        .filter_map(|line| {
+            let path = line.strip_prefix("GET ")?;
+            container_of(path).map(str::to_owned)
+        })
         .collect();
     let inspected: BTreeSet<&str> = requests
         .iter()
@@ -164,7 +168,8 @@ fn a_webhook_cycle_lists_the_containers_once_and_inspects_only_those_in_its_scop
         .collect();
     assert!(
         strangers.is_empty(),
-        "inspected containers out of scope: {strangers:?}; {shown}"
+        "inspected containers out of scope: {}; {shown}",
+        explain(&strangers, &requests, &list)
     );
     for (name, id) in [("web", &web), ("cache", &cache), ("db", &store)] {
         assert!(
@@ -179,6 +184,46 @@ fn a_webhook_cycle_lists_the_containers_once_and_inspects_only_those_in_its_scop
     );
     let (code, _) = daemon.terminate(Duration::from_secs(15));
     assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
+}
+
+/// What a failure message says of each of `containers`: the requests naming it, with the
+/// ones just before, and its entry in the list answer, if it has one. Short, and first in the
+/// message, so that it survives a log cut to its head.
+fn explain(containers: &[&&str], requests: &[EngineRequest], list: &Value) -> String {
+    let lines: Vec<String> = containers
+        .iter()
+        .map(|container| {
+            let asked: Vec<String> = requests
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| container_of(&r.path) == Some(**container))
+                .map(|(i, r)| {
+                    let before: Vec<String> = requests[i.saturating_sub(3)..i]
+                        .iter()
+                        .map(EngineRequest::line)
+                        .collect();
+                    format!("#{i} {:?} after {before:?}", r.status)
+                })
+                .collect();
+            let entry = entries(list)
+                .find(|c| text(&c["Id"]) == **container)
+                .map(|c| {
+                    format!(
+                        "names {} image {} image id {} scope {} test {}",
+                        c["Names"],
+                        c["Image"],
+                        c["ImageID"],
+                        c["Labels"][SCOPE_LABEL],
+                        c["Labels"][TEST_LABEL]
+                    )
+                });
+            format!(
+                "{container}: asked {asked:?}; listed as {}",
+                entry.as_deref().unwrap_or("(not listed)")
+            )
+        })
+        .collect();
+    lines.join(" | ")
 }
 
 /// One container of a list answer.

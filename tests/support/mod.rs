@@ -46,7 +46,7 @@ pub use agent::{
     UpdateRun,
 };
 pub use agent_image::{AgentContainer, CYCLE_FINISHED};
-pub use bed::{TestBed, TEST_LABEL};
+pub use bed::{TestBed, SCOPE_LABEL, TEST_LABEL};
 pub use containers::{Broken, Event, QUICK_STOP};
 pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
 pub use docker::{docker, image_id, try_docker, Engine};
