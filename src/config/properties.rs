@@ -247,6 +247,7 @@ fn config_table(dir: &Path) -> BoxedStrategy<Table> {
             ("public_read", K::Bool),
             ("header_read_timeout", K::Duration),
             ("max_connections", K::Count),
+            ("allowed_hosts", K::Hosts),
         ]),
         section(&[
             ("scope", K::Text),
