@@ -18,6 +18,7 @@ pub mod image_ref;
 pub mod labels;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod output;
 pub mod plan;

@@ -215,7 +215,7 @@ fn validate_one(n: RawNotify, at: &Locator<'_>) -> Result<NotifyConfig, ConfigEr
     if matches!(kind, NotifyKind::Ntfy | NotifyKind::Gotify)
         && has_credentials
         && url.scheme() == "http"
-        && !crate::registry::is_loopback(url.host_str().unwrap_or_default())
+        && !crate::net::is_loopback(url.host_str().unwrap_or_default())
     {
         return Err(at.error(
             url_span(&n),

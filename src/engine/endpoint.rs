@@ -44,7 +44,7 @@ pub fn authority(rest: &str) -> &str {
 
 /// True when plain HTTP to `host` (a tcp:// or http:// address) stays on this machine.
 pub fn is_loopback(rest: &str) -> bool {
-    crate::registry::is_loopback(authority(rest))
+    crate::net::is_loopback(authority(rest))
 }
 
 /// The address tidewatch connects to, settled.

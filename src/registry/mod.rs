@@ -27,6 +27,7 @@ use tokio::sync::{Mutex, Semaphore};
 use crate::config::{Config, RegistryConfig};
 use crate::error_chain::error_chain;
 use crate::image_ref::ImageRef;
+use crate::net::is_loopback;
 use auth::{Challenge, Credentials, TokenCache};
 use credentials::Found;
 pub use index::{IndexEntry, INDEX_MEDIA_TYPES};
@@ -823,35 +824,9 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// True for `localhost`, `127.0.0.0/8` and `::1`, with or without a port.
-pub fn is_loopback(host: &str) -> bool {
-    let bare = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        host.rsplit_once(':')
-            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-            .map_or(host, |(h, _)| h)
-    };
-    bare == "localhost"
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts_are_recognised() {
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("127.8.9.1"));
-        assert!(is_loopback("localhost:5000"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("ghcr.io"));
-        assert!(!is_loopback("10.0.0.1:5000"));
-        assert!(!is_loopback("registry.tailnet.ts.net:5000"));
-    }
 
     #[test]
     fn credentials_go_to_a_realm_on_the_same_origin_or_over_https_only() {
