@@ -5,10 +5,12 @@
 
 mod api;
 mod docker;
+pub mod engine_host;
 mod notify;
 mod raw;
 mod secret_files;
 mod swarm;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
