@@ -26,6 +26,7 @@ pub mod plan;
 #[cfg(test)]
 mod prop_json;
 pub mod registry;
+pub mod report;
 pub mod service_manager;
 pub mod shutdown;
 pub mod state;

@@ -18,10 +18,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::apply::{StepOutcome, StepResult};
 use crate::config::NotifyConfig;
-use crate::cycle::CycleReport;
 use crate::plan::detect::Status;
+use crate::report::{CycleReport, StepOutcome, StepResult};
 use crate::state::SharedStore;
 
 pub use crate::config::EventKind;
