@@ -31,8 +31,9 @@ use crate::config::DockerConfig;
 use api_version::{ApiVersion, ApiVersionError};
 use endpoint::{Endpoint, Transport};
 
+pub use crate::plan::observed::{Kind, Observed, Platform};
 pub use crate::plan::recreate::Flavor;
-pub use inventory::{Inventory, Kind, Observed, Platform};
+pub use inventory::Inventory;
 pub use own::{container_id_from_cgroup, container_id_from_mountinfo};
 pub use swarm::{SwarmRole, WORKER_NOTE};
 
