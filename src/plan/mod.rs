@@ -5,6 +5,7 @@ pub mod observed;
 pub mod order;
 pub mod recover;
 pub mod recreate;
+pub mod remote;
 pub mod swarm;
 pub mod track;
 pub mod update;

@@ -9,7 +9,7 @@ use super::{Eligibility, ImageStore, RunningImage, Status, Target};
 use crate::config::{Config, Policy};
 use crate::image_ref::ImageRef;
 use crate::plan::observed::{Kind, Observed};
-use crate::registry::{IndexEntry, RemoteManifest};
+use crate::plan::remote::{IndexEntry, RemoteManifest};
 
 /// A container (or service) in scope, and what detecting its verdict needs.
 #[derive(Debug, Clone)]
