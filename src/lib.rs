@@ -19,6 +19,8 @@ pub mod image_ref;
 pub mod labels;
 pub mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod net;
 pub mod notify;
 pub mod output;
