@@ -1,21 +1,21 @@
 //! One update cycle: recover -> detect -> plan -> apply. Shared by `tidewatch update` and the
 //! `run` daemon; the caller holds the cycle lock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-
-use serde::Serialize;
 
 use crate::apply::{self, Applier, StepOutcome, StepResult};
 use crate::config::{Config, Policy};
 use crate::engine::{Engine, EngineError, Inventory, Observed, SwarmRole, WORKER_NOTE};
 use crate::notify::Notifications;
-use crate::plan::detect::{self, eligibility, CheckRow, Detection, Eligibility, Status};
+use crate::plan::detect::{self, eligibility, Detection, Eligibility, Status};
 use crate::plan::order::{ConfigDependency, Graph, Node};
-use crate::plan::update::{self, Candidate, Marks, Moment, Plan};
+use crate::plan::update::{self, Candidate, Marks, Moment};
 use crate::registry::RegistryClient;
 use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
+
+pub use crate::report::CycleReport;
 
 /// Everything a cycle talks to.
 pub struct Agent {
@@ -35,59 +35,6 @@ pub struct Agent {
     pub host: String,
     /// The id of the container this agent runs in, if it runs in one of this engine's.
     pub own_container: Option<String>,
-}
-
-/// What one cycle saw and did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CycleReport {
-    /// Interrupted updates finished at the start of the cycle.
-    pub recovered: Vec<StepResult>,
-    /// Every container's status, as `check` gives it.
-    pub containers: Vec<CheckRow>,
-    /// The ordered plan.
-    pub plan: Plan,
-    /// What applying the plan did (empty on a dry run).
-    pub results: Vec<StepResult>,
-    /// Containers with a new digest whose policy is `notify` (monitor only).
-    #[serde(skip)]
-    pub monitor_only: BTreeSet<String>,
-}
-
-impl CycleReport {
-    /// Every container's status as it stands after the cycle: `containers` is what the check
-    /// before the updates saw, so a container updated since is up to date on its new digest.
-    pub fn current_rows(&self) -> Vec<CheckRow> {
-        let mut rows = self.containers.clone();
-        for r in self
-            .results
-            .iter()
-            .filter(|r| r.outcome == StepOutcome::Updated)
-        {
-            let Some(to) = &r.to_digest else { continue };
-            if let Some(row) = rows.iter_mut().find(|row| row.container == r.container) {
-                row.status = Status::UpToDate;
-                row.current_digest = Some(to.clone());
-                row.available_digest = Some(to.clone());
-                row.detail = None;
-            }
-        }
-        rows
-    }
-
-    /// True when nothing failed or was rolled back and every container could be checked. An
-    /// interrupted update that recovery undid and this cycle then carried out counts as done.
-    pub fn succeeded(&self) -> bool {
-        if self.containers.iter().any(|r| r.status == Status::Error) {
-            return false;
-        }
-        let ok = |r: &StepResult| matches!(r.outcome, StepOutcome::Updated | StepOutcome::Skipped);
-        let redone = |r: &StepResult| {
-            self.results.iter().any(|later| {
-                later.container == r.container && later.outcome == StepOutcome::Updated
-            })
-        };
-        self.results.iter().all(ok) && self.recovered.iter().all(|r| ok(r) || redone(r))
-    }
 }
 
 impl Agent {

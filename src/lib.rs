@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod credentials;
 pub mod cycle;
 pub mod daemon;
 pub mod engine;
@@ -18,12 +19,16 @@ pub mod image_ref;
 pub mod labels;
 pub mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
+pub mod net;
 pub mod notify;
 pub mod output;
 pub mod plan;
 #[cfg(test)]
 mod prop_json;
 pub mod registry;
+pub mod report;
 pub mod service_manager;
 pub mod shutdown;
 pub mod state;

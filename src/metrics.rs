@@ -13,9 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::apply::StepOutcome;
-use crate::cycle::CycleReport;
 use crate::plan::detect::Status;
+use crate::report::{CycleReport, StepOutcome};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -253,8 +252,8 @@ fn outcome_labels(outcome: StepOutcome) -> OutcomeLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::StepResult;
     use crate::plan::detect::CheckRow;
+    use crate::report::StepResult;
 
     fn step(container: &str, outcome: StepOutcome) -> StepResult {
         StepResult {

@@ -2,10 +2,10 @@
 
 use std::fmt::Write as _;
 
-use crate::apply::StepResult;
 use crate::image_ref::short_digest;
 use crate::plan::detect::CheckRow;
 use crate::plan::update::{Plan, Reason};
+use crate::report::StepResult;
 use crate::state::HistoryEntry;
 
 /// A plain aligned table: a header row, then one line per row. Columns are padded to their

@@ -6,9 +6,9 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::cycle::CycleReport;
 use crate::plan::detect::CheckRow;
 use crate::plan::update::Waiting;
+use crate::report::CycleReport;
 
 /// When the last cycle ran and whether it went well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

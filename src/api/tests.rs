@@ -7,10 +7,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::apply::{StepOutcome, StepResult};
-use crate::cycle::CycleReport;
 use crate::plan::detect::{CheckRow, Status};
 use crate::plan::update::Waiting;
+use crate::report::{CycleReport, StepOutcome, StepResult};
 use crate::shutdown;
 
 const TOKEN: &str = "token-0123456789abcdef";

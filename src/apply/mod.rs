@@ -15,9 +15,6 @@ mod service;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt;
-
-use serde::Serialize;
 
 use crate::config::{SwarmConfig, UpdateConfig};
 use crate::engine::{Engine, EngineError, Kind, Observed};
@@ -27,51 +24,10 @@ use crate::registry::RegistryClient;
 use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
 
+pub use crate::report::{StepOutcome, StepResult};
 pub use error::StepError;
 pub use recover::recover;
 pub use self_update::{Handover, AGENT_LABEL, REPLACES_ENV};
-
-/// How one step ended. The names are part of the JSON and history contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepOutcome {
-    /// The container runs the new image and is healthy.
-    Updated,
-    /// The new container was not healthy; the old one runs again.
-    RolledBack,
-    /// The step could not be done (and the old container is as it was, or needs a human).
-    Failed,
-    /// The step was not attempted (a dependency failed, shutdown).
-    Skipped,
-}
-
-impl fmt::Display for StepOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StepOutcome::Updated => "updated",
-            StepOutcome::RolledBack => "rolled_back",
-            StepOutcome::Failed => "failed",
-            StepOutcome::Skipped => "skipped",
-        })
-    }
-}
-
-/// The result of one step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StepResult {
-    /// Container name.
-    pub container: String,
-    /// Its image reference.
-    pub image: String,
-    /// The digest it ran.
-    pub from_digest: Option<String>,
-    /// The digest it was moved to.
-    pub to_digest: Option<String>,
-    /// How it ended.
-    pub outcome: StepOutcome,
-    /// Why, in words.
-    pub detail: String,
-}
 
 impl StepResult {
     /// The result of `step` on `image`, ending as `outcome` for `detail`.

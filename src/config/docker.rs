@@ -9,9 +9,8 @@ use std::path::PathBuf;
 
 use toml::Spanned;
 
-use super::{raw, ConfigError, Locator};
-use crate::engine::endpoint::{self, Scheme};
-use crate::engine::tls;
+use super::engine_host::{self, Scheme};
+use super::{raw, tls, ConfigError, Locator};
 
 /// `[docker]`: how to reach the engine.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +45,7 @@ pub struct ClientCert {
 pub(super) fn validate(raw: raw::RawDocker, at: &Locator<'_>) -> Result<DockerConfig, ConfigError> {
     let insecure = raw.insecure.as_ref().is_some_and(|i| *i.get_ref());
     let scheme = match &raw.host {
-        Some(host) => match endpoint::split(host.get_ref()) {
+        Some(host) => match engine_host::split(host.get_ref()) {
             Some((scheme, rest)) => Some((scheme, rest)),
             None => {
                 return Err(at.error(
@@ -102,7 +101,7 @@ pub(super) fn validate(raw: raw::RawDocker, at: &Locator<'_>) -> Result<DockerCo
             ));
         }
         let plain = matches!(scheme, Scheme::Tcp | Scheme::Http);
-        if plain && !endpoint::is_loopback(rest) && !insecure {
+        if plain && !engine_host::is_loopback(rest) && !insecure {
             return Err(at.error(
                 host.span(),
                 format!(

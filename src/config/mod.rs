@@ -5,10 +5,12 @@
 
 mod api;
 mod docker;
+pub mod engine_host;
 mod notify;
 mod raw;
 mod secret_files;
 mod swarm;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +24,7 @@ use toml::Spanned;
 
 pub use api::{ApiConfig, HostName, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use docker::{ClientCert, DockerConfig, TlsFiles};
-pub use notify::{redacted, EmailConfig, NotifyConfig, NotifyKind, SmtpSecurity};
+pub use notify::{redacted, EmailConfig, EventKind, NotifyConfig, NotifyKind, SmtpSecurity};
 pub use secret_files::ConfigWarning;
 pub use swarm::{SwarmConfig, SwarmFailureAction, SwarmOrder};
 

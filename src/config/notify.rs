@@ -7,12 +7,47 @@ use std::path::Path;
 
 use lettre::message::Mailbox;
 use reqwest::Url;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::raw::RawNotify;
 use super::{ConfigError, ConfiguredLogin, Locator, Secret};
-use crate::notify::EventKind;
+
+/// What happened to a container. The names are part of the configuration (`events = [...]`)
+/// and of the webhook's JSON. Defined here, with the configuration that names it, so that
+/// config needs nothing of `notify`, which re-exports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A monitor-only container has a newer digest on its registry.
+    UpdateAvailable,
+    /// A container was recreated on a new digest and is healthy.
+    Updated,
+    /// A new container was not healthy; the old one runs again.
+    RolledBack,
+    /// An update could not be done.
+    Failed,
+}
+
+impl EventKind {
+    /// Every kind, the default of `events`.
+    pub const ALL: [EventKind; 4] = [
+        EventKind::UpdateAvailable,
+        EventKind::Updated,
+        EventKind::RolledBack,
+        EventKind::Failed,
+    ];
+
+    /// The contract name (`update_available`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::UpdateAvailable => "update_available",
+            EventKind::Updated => "updated",
+            EventKind::RolledBack => "rolled_back",
+            EventKind::Failed => "failed",
+        }
+    }
+}
 
 /// Which service a notifier talks to, hence the message's format. The names are part of the
 /// configuration contract.
@@ -215,7 +250,7 @@ fn validate_one(n: RawNotify, at: &Locator<'_>) -> Result<NotifyConfig, ConfigEr
     if matches!(kind, NotifyKind::Ntfy | NotifyKind::Gotify)
         && has_credentials
         && url.scheme() == "http"
-        && !crate::registry::is_loopback(url.host_str().unwrap_or_default())
+        && !crate::net::is_loopback(url.host_str().unwrap_or_default())
     {
         return Err(at.error(
             url_span(&n),

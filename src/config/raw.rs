@@ -138,7 +138,7 @@ pub(super) struct RawNotify {
     pub url: Option<Spanned<String>>,
     /// The URL read from a file, for webhook URLs that are themselves the secret.
     pub url_file: Option<Spanned<PathBuf>>,
-    pub events: Option<Spanned<Vec<crate::notify::EventKind>>>,
+    pub events: Option<Spanned<Vec<super::EventKind>>>,
     pub token_file: Option<Spanned<PathBuf>>,
     pub from: Option<Spanned<String>>,
     pub to: Option<Spanned<Vec<Spanned<String>>>>,

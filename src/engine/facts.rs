@@ -3,10 +3,10 @@
 
 use bollard::models::{LocalNodeState, SystemInfo};
 
-use super::inventory::Platform;
 use super::swarm::SwarmRole;
 use super::{Engine, EngineError};
 use crate::plan::detect::ImageStore;
+use crate::plan::observed::Platform;
 use crate::plan::swarm::platform;
 
 /// The engine-wide facts an inventory needs.

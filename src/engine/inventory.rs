@@ -1,6 +1,6 @@
 //! Inventory: the containers in scope, with what they actually run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bollard::models::{ContainerInspectResponse, ContainerSummary, ImageInspect};
 use bollard::query_parameters::ListContainersOptions;
@@ -8,61 +8,10 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::{Engine, EngineError, EngineFacts, SwarmRole};
 use crate::labels;
+use crate::plan::observed::{Kind, Observed, Platform};
 
 /// How many inspect requests are in flight at once.
 const INSPECT_CONCURRENCY: usize = 16;
-
-/// An image's platform, as the engine reports it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Platform {
-    /// `linux`.
-    pub os: String,
-    /// `amd64`, `arm64`...
-    pub architecture: String,
-    /// `v8`, `v7`... when the architecture has variants.
-    pub variant: Option<String>,
-}
-
-/// What an [`Observed`] is: a container tidewatch recreates itself, or a Swarm service it asks
-/// Swarm to roll.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Kind {
-    /// A plain container.
-    #[default]
-    Container,
-    /// A Swarm service (on a manager); `id` is the service id, `image` the reference it follows
-    /// and `repo_digests` the digest it is pinned to.
-    Service,
-}
-
-/// One container (or Swarm service) as observed on the engine.
-#[derive(Debug, Clone)]
-pub struct Observed {
-    /// A container, or a Swarm service.
-    pub kind: Kind,
-    /// Full container id.
-    pub id: String,
-    /// Name without the leading `/`.
-    pub name: String,
-    /// The image reference the container was created with (`Config.Image`).
-    pub image: String,
-    /// The id of the image the container runs.
-    pub image_id: String,
-    /// `RepoDigests` of that image (`repo@sha256:...`).
-    pub repo_digests: Vec<String>,
-    /// The platform of that image.
-    pub platform: Platform,
-    /// Container labels.
-    pub labels: BTreeMap<String, String>,
-    /// `running`, `exited`, `restarting`...
-    pub state: String,
-    /// Why what the container runs could not be fully observed, if it could not.
-    pub problem: Option<String>,
-    /// The full inspect data, which recreating the container and its place in the dependency
-    /// graph need; `None` until [`Engine::inspect_details`] fetched it (detection needs only
-    /// the list), and always for a service.
-    pub details: Option<Box<ContainerInspectResponse>>,
-}
 
 /// What one cycle knows of the engine: its containers (and, on a Swarm manager, services),
 /// sorted by name, and the engine's facts. Taken once per cycle.

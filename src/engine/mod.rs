@@ -15,7 +15,6 @@ mod ops;
 mod own;
 mod raw;
 mod swarm;
-pub mod tls;
 
 pub use facts::EngineFacts;
 pub use health::Health;
@@ -27,13 +26,14 @@ use bollard::{BollardRequest, ClientVersion, Docker, API_DEFAULT_VERSION};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::config::tls::{self, TlsFileError};
 use crate::config::DockerConfig;
 use api_version::{ApiVersion, ApiVersionError};
 use endpoint::{Endpoint, Transport};
-use tls::TlsFileError;
 
+pub use crate::plan::observed::{Kind, Observed, Platform};
 pub use crate::plan::recreate::Flavor;
-pub use inventory::{Inventory, Kind, Observed, Platform};
+pub use inventory::Inventory;
 pub use own::{container_id_from_cgroup, container_id_from_mountinfo};
 pub use swarm::{SwarmRole, WORKER_NOTE};
 

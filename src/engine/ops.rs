@@ -16,8 +16,8 @@ use bollard::query_parameters::{
 use futures_util::TryStreamExt;
 
 use super::{Engine, EngineError, Flavor};
+use crate::credentials::Credentials;
 use crate::image_ref::ImageRef;
-use crate::registry::auth::Credentials;
 
 impl Engine {
     /// Pulls `reference` at `digest` (`repo@sha256:...`), so what runs is exactly what was

@@ -7,10 +7,10 @@ use bollard::auth::DockerCredentials;
 use bollard::models::{Service, ServiceSpec};
 use bollard::query_parameters::UpdateServiceOptions;
 
-use super::inventory::{Kind, Observed, Platform};
 use super::{Engine, EngineError};
+use crate::credentials::Credentials;
+use crate::plan::observed::{Kind, Observed, Platform};
 use crate::plan::swarm::split_pinned;
-use crate::registry::auth::Credentials;
 
 /// What `check` and the log say on a Swarm worker about services.
 pub const WORKER_NOTE: &str = "this node is a swarm worker: services (and their task \

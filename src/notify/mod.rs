@@ -15,51 +15,16 @@ mod send;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::apply::{StepOutcome, StepResult};
 use crate::config::NotifyConfig;
-use crate::cycle::CycleReport;
 use crate::plan::detect::Status;
+use crate::report::{CycleReport, StepOutcome, StepResult};
 use crate::state::SharedStore;
 
+pub use crate::config::EventKind;
 pub use send::{Notifier, NotifyError};
-
-/// What happened to a container. The names are part of the configuration (`events = [...]`)
-/// and of the webhook's JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A monitor-only container has a newer digest on its registry.
-    UpdateAvailable,
-    /// A container was recreated on a new digest and is healthy.
-    Updated,
-    /// A new container was not healthy; the old one runs again.
-    RolledBack,
-    /// An update could not be done.
-    Failed,
-}
-
-impl EventKind {
-    /// Every kind, the default of `events`.
-    pub const ALL: [EventKind; 4] = [
-        EventKind::UpdateAvailable,
-        EventKind::Updated,
-        EventKind::RolledBack,
-        EventKind::Failed,
-    ];
-
-    /// The contract name (`update_available`...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::UpdateAvailable => "update_available",
-            EventKind::Updated => "updated",
-            EventKind::RolledBack => "rolled_back",
-            EventKind::Failed => "failed",
-        }
-    }
-}
 
 /// One thing to announce about one container. Field names are part of the webhook's JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

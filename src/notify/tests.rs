@@ -11,10 +11,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::apply::{StepOutcome, StepResult};
 use crate::config::Config;
-use crate::cycle::CycleReport;
 use crate::plan::detect::{CheckRow, Status};
+use crate::report::{CycleReport, StepOutcome, StepResult};
 
 const OLD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const NEW: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";

@@ -1,9 +1,11 @@
 //! The pure planning core: observed containers and remote digests in, decisions out.
 
 pub mod detect;
+pub mod observed;
 pub mod order;
 pub mod recover;
 pub mod recreate;
+pub mod remote;
 pub mod swarm;
 pub mod track;
 pub mod update;

@@ -12,7 +12,7 @@ use bollard::models::{
 };
 
 use crate::config::{SwarmConfig, SwarmFailureAction, SwarmOrder};
-use crate::engine::Platform;
+use crate::plan::observed::Platform;
 
 /// A service's `ContainerSpec.Image` split into the reference to follow and the digest it is
 /// pinned to. `docker service create` and `docker stack deploy` pin `repo:tag` as

@@ -11,6 +11,8 @@ use tokio::sync::Mutex;
 
 use super::{read_capped, RegistryError, MAX_TOKEN_ANSWER_BYTES};
 
+pub use crate::credentials::Credentials;
+
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
@@ -76,24 +78,6 @@ fn parse_params(s: &str) -> HashMap<String, String> {
         rest = after.trim_start_matches([',', ' ']);
     }
     out
-}
-
-/// Username and password for a registry. `Debug` never shows the password.
-#[derive(Clone)]
-pub struct Credentials {
-    /// The user name.
-    pub username: String,
-    /// The password or access token.
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
 }
 
 /// Held while a token for one `(registry, scope)` is being fetched.

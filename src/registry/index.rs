@@ -3,24 +3,7 @@
 
 use oci_client::manifest::OciImageIndex;
 
-/// Media types of a multi-arch index.
-pub const INDEX_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-
-/// One manifest of an index and the platform it is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexEntry {
-    /// The platform manifest's digest.
-    pub digest: String,
-    /// `linux`, or empty when the entry has no platform.
-    pub os: String,
-    /// `amd64`, `arm64`..., or empty.
-    pub architecture: String,
-    /// `v8`, `v7`...
-    pub variant: Option<String>,
-}
+use crate::plan::remote::IndexEntry;
 
 /// Parses an index body.
 pub fn parse(body: &[u8]) -> Result<Vec<IndexEntry>, String> {

@@ -27,9 +27,10 @@ use tokio::sync::{Mutex, Semaphore};
 use crate::config::{Config, RegistryConfig};
 use crate::error_chain::error_chain;
 use crate::image_ref::ImageRef;
+use crate::net::is_loopback;
+pub use crate::plan::remote::{IndexEntry, RemoteManifest, INDEX_MEDIA_TYPES};
 use auth::{Challenge, Credentials, TokenCache};
 use credentials::Found;
-pub use index::{IndexEntry, INDEX_MEDIA_TYPES};
 pub use ratelimit::RateLimit;
 pub use tags::{next_link, parse_tag_page, same_origin_page};
 
@@ -62,26 +63,6 @@ const MAX_TOKEN_ANSWER_BYTES: usize = 64 * 1024;
 /// The largest page of a tag list read: ten thousand tags of the longest length allowed (128)
 /// fit comfortably, in JSON.
 const MAX_TAG_PAGE_BYTES: usize = 4 * 1024 * 1024;
-
-/// What a registry says a reference currently points to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteManifest {
-    /// The manifest digest (`sha256:...`).
-    pub digest: String,
-    /// The manifest's media type, when the registry said.
-    pub media_type: Option<String>,
-    /// Worth telling the user: the digest came from a mirror, the rate limit is low...
-    pub note: Option<String>,
-}
-
-impl RemoteManifest {
-    /// True when the digest names a multi-arch index / manifest list.
-    pub fn is_index(&self) -> bool {
-        self.media_type
-            .as_deref()
-            .is_some_and(|m| INDEX_MEDIA_TYPES.contains(&m))
-    }
-}
 
 /// A failure asking a registry, naming the registry (and repository where it matters).
 /// Never carries a credential or token.
@@ -823,35 +804,9 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// True for `localhost`, `127.0.0.0/8` and `::1`, with or without a port.
-pub fn is_loopback(host: &str) -> bool {
-    let bare = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        host.rsplit_once(':')
-            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-            .map_or(host, |(h, _)| h)
-    };
-    bare == "localhost"
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts_are_recognised() {
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("127.8.9.1"));
-        assert!(is_loopback("localhost:5000"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("ghcr.io"));
-        assert!(!is_loopback("10.0.0.1:5000"));
-        assert!(!is_loopback("registry.tailnet.ts.net:5000"));
-    }
 
     #[test]
     fn credentials_go_to_a_realm_on_the_same_origin_or_over_https_only() {
@@ -883,17 +838,5 @@ mod tests {
         assert!(gets(loopback, "http://127.0.0.1:5001/token").unwrap());
         assert!(gets(loopback, "http://localhost:5001/token").unwrap());
         assert!(!gets(loopback, "http://10.0.0.6/token").unwrap());
-    }
-
-    #[test]
-    fn index_media_types_are_indexes() {
-        let m = |t: &str| RemoteManifest {
-            digest: "sha256:x".into(),
-            media_type: Some(t.into()),
-            note: None,
-        };
-        assert!(m("application/vnd.oci.image.index.v1+json").is_index());
-        assert!(m("application/vnd.docker.distribution.manifest.list.v2+json").is_index());
-        assert!(!m("application/vnd.oci.image.manifest.v1+json").is_index());
     }
 }

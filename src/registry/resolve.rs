@@ -9,11 +9,11 @@ use std::collections::{BTreeSet, HashMap};
 use futures_util::stream::{self, StreamExt};
 
 use super::{RegistryClient, RegistryError};
-use crate::engine::{Observed, Platform};
 use crate::image_ref::ImageRef;
 use crate::plan::detect::{
     asked_reference, compare, Comparison, Lookup, Pending, RemoteFailure, Remotes, Target,
 };
+use crate::plan::observed::{Observed, Platform};
 use crate::plan::track::{self, Track};
 
 impl From<&RegistryError> for RemoteFailure {

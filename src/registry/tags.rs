@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::{
     index, read_capped, RegistryClient, RegistryError, MAX_MANIFEST_BYTES, MAX_TAG_PAGE_BYTES,
 };
-use crate::engine::Platform;
 use crate::image_ref::ImageRef;
+use crate::plan::observed::Platform;
 
 /// Tags asked for per page (fewer when `max_tags` is lower).
 const PAGE: usize = 1000;

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::{Policy, ServiceConfig, WatchConfig};
-use crate::engine::Platform;
 use crate::image_ref::{repo_digest_for, ImageRef};
 use crate::labels;
-use crate::registry::{IndexEntry, RemoteManifest};
+use crate::plan::observed::Platform;
+use crate::plan::remote::{IndexEntry, RemoteManifest};
 
 /// A container's status in `check` output. The names are part of the JSON contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]

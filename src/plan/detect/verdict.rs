@@ -7,9 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 use super::{compare, confirmed, eligibility, policy_for, target, CheckRow, Comparison};
 use super::{Eligibility, ImageStore, RunningImage, Status, Target};
 use crate::config::{Config, Policy};
-use crate::engine::{Kind, Observed};
 use crate::image_ref::ImageRef;
-use crate::registry::{IndexEntry, RemoteManifest};
+use crate::plan::observed::{Kind, Observed};
+use crate::plan::remote::{IndexEntry, RemoteManifest};
 
 /// A container (or service) in scope, and what detecting its verdict needs.
 #[derive(Debug, Clone)]
@@ -302,7 +302,7 @@ pub fn missing_rows(names: &[String], rows: &[CheckRow]) -> Vec<CheckRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Platform;
+    use crate::plan::observed::Platform;
 
     const OLD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const NEW: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";

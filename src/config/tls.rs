@@ -4,6 +4,8 @@
 //! system's root CAs besides the given one and always offers a client certificate: here the
 //! given CA is the only one trusted (as `docker --tlsverify --tlscacert` does), a client
 //! certificate is optional, and a file that cannot be used is named before anything is sent.
+//! Here, with the configuration, because start-up reads the configured files with it to fail
+//! early; the engine reads them again (or those of `DOCKER_CERT_PATH`) when it connects.
 //! Key material is never put into an error or a log line.
 
 use std::path::{Path, PathBuf};
