@@ -10,7 +10,7 @@ use super::*;
 use crate::apply::{StepOutcome, StepResult};
 use crate::cycle::CycleReport;
 use crate::plan::detect::{CheckRow, Status};
-use crate::plan::update::Waiting;
+use crate::plan::update::{WaitReason, Waiting};
 use crate::shutdown;
 
 const TOKEN: &str = "token-0123456789abcdef";
@@ -125,7 +125,9 @@ fn a_cycle_that_updated_web_and_holds_api() -> CycleReport {
     report.plan.waiting = vec![Waiting {
         container: "api".into(),
         to_digest: "sha256:bbbb".into(),
-        reason: "digest quarantined after a failed update: exited with code 3".into(),
+        reason: WaitReason::Quarantined {
+            why: "exited with code 3".into(),
+        },
     }];
     report
 }

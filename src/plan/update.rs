@@ -2,13 +2,14 @@
 //! Pure: detections, quarantine, holds and the dependency graph come in as values.
 
 use std::collections::{BTreeMap, BTreeSet};
-
+use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
-use super::order::Graph;
+use super::order::{CycleError, Graph};
 use crate::config::{Policy, Window};
 
 /// A container whose reference points to a new digest.
@@ -77,14 +78,123 @@ pub struct PlannedStep {
 }
 
 /// A container with a new digest that is not updated this cycle, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// Serialised as `container`, `to_digest`, `reason` (the reason's text) and `reason_kind`
+/// ([`WaitReason::kind`]): the API and `--json` outputs have always given `reason` as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
     /// Container name.
     pub container: String,
     /// The digest it would move to.
     pub to_digest: String,
     /// Why it waits.
-    pub reason: String,
+    pub reason: WaitReason,
+}
+
+impl Serialize for Waiting {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Waiting", 4)?;
+        s.serialize_field("container", &self.container)?;
+        s.serialize_field("to_digest", &self.to_digest)?;
+        s.serialize_field("reason", &self.reason.to_string())?;
+        s.serialize_field("reason_kind", self.reason.kind())?;
+        s.end()
+    }
+}
+
+/// Why an update waits. Code branches on the variant; people read its `Display` text, which is
+/// what logs, tables and the `reason` field of the JSON outputs show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitReason {
+    /// Its policy is `notify`: updates are reported, never applied.
+    MonitorOnly,
+    /// The digest was first seen less than `min_age` ago.
+    MinAge {
+        /// How long ago it was first seen, in whole seconds.
+        age: Duration,
+        /// The container's `min_age`.
+        min_age: Duration,
+        /// When it is old enough.
+        until: DateTime<Utc>,
+    },
+    /// Its maintenance window is closed.
+    OutsideWindow {
+        /// The window's schedule as written.
+        expression: String,
+        /// How long the window stays open.
+        length: Duration,
+        /// When it next opens.
+        opens: DateTime<Local>,
+    },
+    /// The digest failed an update of this container before.
+    Quarantined {
+        /// What went wrong then.
+        why: String,
+    },
+    /// `tidewatch rollback` holds it on the digest it rolled back to, and this is that digest
+    /// or the one it rolled back from.
+    RollbackHold,
+    /// The agent's own container, while `[update] self_update` is off.
+    OwnContainer,
+    /// It is on a dependency cycle.
+    DependencyCycle(CycleError),
+    /// It depends, directly or not, on containers on a dependency cycle.
+    BehindCycle,
+}
+
+impl WaitReason {
+    /// A stable name for the variant, for the `reason_kind` field of JSON outputs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WaitReason::MonitorOnly => "monitor_only",
+            WaitReason::MinAge { .. } => "min_age",
+            WaitReason::OutsideWindow { .. } => "maintenance_window",
+            WaitReason::Quarantined { .. } => "quarantined",
+            WaitReason::RollbackHold => "rollback_hold",
+            WaitReason::OwnContainer => "own_container",
+            WaitReason::DependencyCycle(_) => "dependency_cycle",
+            WaitReason::BehindCycle => "behind_dependency_cycle",
+        }
+    }
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const LOCAL_TIME: &str = "%Y-%m-%d %H:%M:%S %Z";
+        match self {
+            WaitReason::MonitorOnly => f.write_str("monitor only (policy notify)"),
+            WaitReason::MinAge {
+                age,
+                min_age,
+                until,
+            } => write!(
+                f,
+                "digest first seen {} ago; min_age {} lets it go at {}",
+                humantime::format_duration(*age),
+                humantime::format_duration(*min_age),
+                until.with_timezone(&Local).format(LOCAL_TIME)
+            ),
+            WaitReason::OutsideWindow {
+                expression,
+                length,
+                opens,
+            } => write!(
+                f,
+                "outside its maintenance window ({expression}, {}); next opens {}",
+                humantime::format_duration(*length),
+                opens.format(LOCAL_TIME)
+            ),
+            WaitReason::Quarantined { why } => {
+                write!(f, "digest quarantined after a failed update: {why}")
+            }
+            WaitReason::RollbackHold => {
+                f.write_str("held on its rollback digest until a newer one is pushed")
+            }
+            WaitReason::OwnContainer => f.write_str(OWN_CONTAINER),
+            WaitReason::DependencyCycle(cycle) => write!(f, "{cycle}"),
+            WaitReason::BehindCycle => f.write_str("depends on containers in a dependency cycle"),
+        }
+    }
 }
 
 /// The ordered plan of one cycle.
@@ -143,7 +253,7 @@ pub fn plan(
             waiting.push(Waiting {
                 container: c.container.clone(),
                 to_digest: c.to_digest.clone(),
-                reason: format!("digest quarantined after a failed update: {why}"),
+                reason: WaitReason::Quarantined { why: why.clone() },
             });
             continue;
         }
@@ -152,7 +262,7 @@ pub fn plan(
                 waiting.push(Waiting {
                     container: c.container.clone(),
                     to_digest: c.to_digest.clone(),
-                    reason: "held on its rollback digest until a newer one is pushed".into(),
+                    reason: WaitReason::RollbackHold,
                 });
                 continue;
             }
@@ -164,7 +274,7 @@ pub fn plan(
                 waiting.push(Waiting {
                     container: c.container.clone(),
                     to_digest: c.to_digest.clone(),
-                    reason: OWN_CONTAINER.into(),
+                    reason: WaitReason::OwnContainer,
                 });
             }
             continue;
@@ -193,7 +303,7 @@ pub fn plan(
                 waiting.push(Waiting {
                     container: member.clone(),
                     to_digest: c.to_digest.clone(),
-                    reason: cycle.to_string(),
+                    reason: WaitReason::DependencyCycle(cycle.clone()),
                 });
             }
         }
@@ -203,7 +313,7 @@ pub fn plan(
             waiting.push(Waiting {
                 container: blocked.clone(),
                 to_digest: c.to_digest.clone(),
-                reason: "depends on containers in a dependency cycle".into(),
+                reason: WaitReason::BehindCycle,
             });
         }
     }
@@ -247,9 +357,9 @@ fn new_digest_step(c: &Candidate) -> PlannedStep {
 }
 
 /// Why the container's own rules (policy, min_age, window) hold this update back, if they do.
-fn held_by_rules(c: &Candidate, moment: Moment) -> Option<String> {
+fn held_by_rules(c: &Candidate, moment: Moment) -> Option<WaitReason> {
     if c.policy != Policy::Update {
-        return Some("monitor only (policy notify)".into());
+        return Some(WaitReason::MonitorOnly);
     }
     if let Some(first_seen) = c.first_seen {
         let age = (moment.now.with_timezone(&Utc) - first_seen)
@@ -260,12 +370,11 @@ fn held_by_rules(c: &Candidate, moment: Moment) -> Option<String> {
                 .ok()
                 .and_then(|min_age| first_seen.checked_add_signed(min_age))
                 .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
-            return Some(format!(
-                "digest first seen {} ago; min_age {} lets it go at {}",
-                humantime::format_duration(Duration::from_secs(age.as_secs())),
-                humantime::format_duration(c.min_age),
-                until.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S %Z")
-            ));
+            return Some(WaitReason::MinAge {
+                age: Duration::from_secs(age.as_secs()),
+                min_age: c.min_age,
+                until,
+            });
         }
     }
     if moment.force {
@@ -273,12 +382,11 @@ fn held_by_rules(c: &Candidate, moment: Moment) -> Option<String> {
     }
     let window = c.window.as_ref()?;
     let opens = window.closed_until(moment.now)?;
-    Some(format!(
-        "outside its maintenance window ({}, {}); next opens {}",
-        window.expression,
-        humantime::format_duration(window.length),
-        opens.format("%Y-%m-%d %H:%M:%S %Z")
-    ))
+    Some(WaitReason::OutsideWindow {
+        expression: window.expression.clone(),
+        length: window.length,
+        opens,
+    })
 }
 
 #[cfg(test)]
@@ -340,6 +448,80 @@ mod tests {
     }
 
     #[test]
+    fn wait_reasons_read_as_they_always_have() {
+        let opens = at(2, 0).now;
+        let zone = opens.format("%Z");
+        let cycle = CycleError {
+            members: vec!["a".into(), "b".into(), "c".into()],
+            path: vec!["a".into(), "b".into(), "a".into()],
+        };
+        let cases = [
+            (WaitReason::MonitorOnly, "monitor only (policy notify)".into()),
+            (
+                WaitReason::MinAge {
+                    age: Duration::from_secs(60),
+                    min_age: Duration::from_secs(600),
+                    until: opens.with_timezone(&Utc),
+                },
+                format!("digest first seen 1m ago; min_age 10m lets it go at 2026-11-28 02:00:00 {zone}"),
+            ),
+            (
+                WaitReason::OutsideWindow {
+                    expression: "0 2 * * 6".into(),
+                    length: Duration::from_secs(7200),
+                    opens,
+                },
+                format!("outside its maintenance window (0 2 * * 6, 2h); next opens 2026-11-28 02:00:00 {zone}"),
+            ),
+            (
+                WaitReason::Quarantined {
+                    why: "exited with code 1".into(),
+                },
+                "digest quarantined after a failed update: exited with code 1".into(),
+            ),
+            (
+                WaitReason::RollbackHold,
+                "held on its rollback digest until a newer one is pushed".into(),
+            ),
+            (
+                WaitReason::OwnContainer,
+                "this agent's own container; see [update] self_update".into(),
+            ),
+            (
+                WaitReason::DependencyCycle(cycle),
+                "dependency cycle: a -> b -> a (also involving c)".into(),
+            ),
+            (
+                WaitReason::BehindCycle,
+                "depends on containers in a dependency cycle".into(),
+            ),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn a_waiting_update_serialises_its_reason_as_text_and_kind() {
+        let waiting = Waiting {
+            container: "web".into(),
+            to_digest: "sha256:new".into(),
+            reason: WaitReason::Quarantined {
+                why: "exited".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&waiting).unwrap(),
+            serde_json::json!({
+                "container": "web",
+                "to_digest": "sha256:new",
+                "reason": "digest quarantined after a failed update: exited",
+                "reason_kind": "quarantined"
+            })
+        );
+    }
+
+    #[test]
     fn monitor_only_container_waits() {
         let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
         let mut c = candidate("web");
@@ -353,7 +535,7 @@ mod tests {
             false,
         );
         assert!(p.steps.is_empty());
-        assert!(p.waiting[0].reason.contains("monitor only"));
+        assert_eq!(p.waiting[0].reason, WaitReason::MonitorOnly);
     }
 
     #[test]
@@ -372,10 +554,13 @@ mod tests {
             false,
         );
         assert!(p.steps.is_empty());
-        assert!(
-            p.waiting[0].reason.contains("min_age"),
-            "{}",
-            p.waiting[0].reason
+        assert_eq!(
+            p.waiting[0].reason,
+            WaitReason::MinAge {
+                age: Duration::from_secs(60),
+                min_age: Duration::from_secs(600),
+                until: moment.now.with_timezone(&Utc) + chrono::Duration::seconds(540),
+            }
         );
 
         c.first_seen = Some(moment.now.with_timezone(&Utc) - chrono::Duration::seconds(601));
@@ -405,10 +590,13 @@ mod tests {
             false,
         );
         assert!(p.steps.is_empty());
-        assert!(
-            p.waiting[0].reason.contains("2026-11-28 02:00:00"),
-            "{}",
-            p.waiting[0].reason
+        assert_eq!(
+            p.waiting[0].reason,
+            WaitReason::OutsideWindow {
+                expression: "0 2 * * 6".into(),
+                length: Duration::from_secs(7200),
+                opens: at(2, 0).now,
+            }
         );
         let p = plan(
             &[c.clone()],
@@ -486,7 +674,12 @@ mod tests {
         );
         assert!(p.steps.is_empty());
         assert_eq!(p.waiting.len(), 1);
-        assert!(p.waiting[0].reason.contains("quarantined"));
+        assert_eq!(
+            p.waiting[0].reason,
+            WaitReason::Quarantined {
+                why: "exited with code 1".into()
+            }
+        );
 
         let mut newer = candidate("web");
         newer.to_digest = "sha256:newer".into();
@@ -510,7 +703,7 @@ mod tests {
             false,
         );
         assert!(p.steps.is_empty());
-        assert!(p.waiting[0].reason.contains("held"));
+        assert_eq!(p.waiting[0].reason, WaitReason::RollbackHold);
 
         let mut newer = candidate("web");
         newer.to_digest = "sha256:newer".into();
@@ -580,11 +773,11 @@ mod tests {
         assert_eq!(names(&p), ["c"]);
         let waiting: Vec<&str> = p.waiting.iter().map(|w| w.container.as_str()).collect();
         assert_eq!(waiting, ["a", "b"]);
-        assert!(
-            p.waiting[0].reason.contains("cycle"),
-            "{}",
-            p.waiting[0].reason
-        );
+        let cycle = CycleError {
+            members: vec!["a".into(), "b".into()],
+            path: vec!["a".into(), "b".into(), "a".into()],
+        };
+        assert_eq!(p.waiting[0].reason, WaitReason::DependencyCycle(cycle));
     }
 
     #[test]
@@ -609,7 +802,7 @@ mod tests {
         assert_eq!(p.self_update, None);
         assert_eq!(p.waiting.len(), 1);
         assert_eq!(p.waiting[0].container, "tidewatch");
-        assert_eq!(p.waiting[0].reason, OWN_CONTAINER);
+        assert_eq!(p.waiting[0].reason, WaitReason::OwnContainer);
 
         let p = plan(
             &candidates,
@@ -637,6 +830,6 @@ mod tests {
         );
         let p = plan(&[own], &BTreeMap::new(), &marks, &graph, now(), true);
         assert_eq!(p.self_update, None);
-        assert!(p.waiting[0].reason.contains("quarantined"));
+        assert_eq!(p.waiting[0].reason.kind(), "quarantined");
     }
 }
