@@ -1,7 +1,7 @@
 //! The update plan: which containers to recreate, in which order, and why the others wait.
 //! Pure: detections, quarantine, holds and the dependency graph come in as values.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -238,82 +238,40 @@ pub fn plan(
     let mut chosen: BTreeMap<String, &Candidate> = BTreeMap::new();
     let mut own = None;
     for c in candidates {
-        if let Some(reason) = held_by_rules(c, moment) {
-            waiting.push(Waiting {
+        match held_back(c, marks, moment, self_update) {
+            Some(reason) => waiting.push(Waiting {
                 container: c.container.clone(),
                 to_digest: c.to_digest.clone(),
                 reason,
-            });
-            continue;
-        }
-        if let Some(why) = marks
-            .quarantined
-            .get(&(c.container.clone(), c.to_digest.clone()))
-        {
-            waiting.push(Waiting {
-                container: c.container.clone(),
-                to_digest: c.to_digest.clone(),
-                reason: WaitReason::Quarantined { why: why.clone() },
-            });
-            continue;
-        }
-        if let Some((held, skipped)) = marks.holds.get(&c.container) {
-            if c.to_digest == *held || c.to_digest == *skipped {
-                waiting.push(Waiting {
-                    container: c.container.clone(),
-                    to_digest: c.to_digest.clone(),
-                    reason: WaitReason::RollbackHold,
-                });
-                continue;
-            }
-        }
-        if c.own {
-            if self_update {
-                own = Some(new_digest_step(c));
-            } else {
-                waiting.push(Waiting {
-                    container: c.container.clone(),
-                    to_digest: c.to_digest.clone(),
-                    reason: WaitReason::OwnContainer,
-                });
-            }
-            continue;
-        }
-        chosen.insert(c.container.clone(), c);
-    }
-
-    // Sharers of a recreated container's namespace follow it, transitively (a sidecar of a
-    // sidecar), unless they are updated anyway.
-    let mut sharers: BTreeMap<String, String> = BTreeMap::new();
-    let mut frontier: Vec<String> = chosen.keys().cloned().collect();
-    while let Some(owner) = frontier.pop() {
-        for s in graph.namespace_dependents(&owner) {
-            if !chosen.contains_key(&s) && !sharers.contains_key(&s) {
-                sharers.insert(s.clone(), owner.clone());
-                frontier.push(s);
+            }),
+            None if c.own => own = Some(new_digest_step(c)),
+            None => {
+                chosen.insert(c.container.clone(), c);
             }
         }
     }
 
-    let selected: BTreeSet<String> = chosen.keys().chain(sharers.keys()).cloned().collect();
+    let updated: BTreeSet<String> = chosen.keys().cloned().collect();
+    let followers: BTreeMap<String, Follower> = namespace_followers(graph, &updated)
+        .into_iter()
+        .map(|f| (f.container.clone(), f))
+        .collect();
+    let selected: BTreeSet<String> = updated
+        .into_iter()
+        .chain(followers.keys().cloned())
+        .collect();
     let order = graph.order_partial(&selected);
-    for cycle in &order.cycles {
-        for member in &cycle.members {
-            if let Some(c) = chosen.get(member) {
-                waiting.push(Waiting {
-                    container: member.clone(),
-                    to_digest: c.to_digest.clone(),
-                    reason: WaitReason::DependencyCycle(cycle.clone()),
-                });
-            }
-        }
-    }
-    for blocked in &order.blocked {
-        if let Some(c) = chosen.get(blocked) {
+    let on_cycles = order.cycles.iter().flat_map(|cycle| {
+        let reason = WaitReason::DependencyCycle(cycle.clone());
+        cycle.members.iter().map(move |m| (m, reason.clone()))
+    });
+    let behind_cycles = order.blocked.iter().map(|b| (b, WaitReason::BehindCycle));
+    for (name, reason) in on_cycles.chain(behind_cycles) {
+        if let Some(c) = chosen.get(name) {
             waiting.push(Waiting {
-                container: blocked.clone(),
+                container: name.clone(),
                 to_digest: c.to_digest.clone(),
-                reason: WaitReason::BehindCycle,
+                reason,
             });
         }
     }
@@ -321,19 +279,9 @@ pub fn plan(
     let steps = order
         .order
         .iter()
-        .filter_map(|name| {
-            if let Some(c) = chosen.get(name) {
-                Some(new_digest_step(c))
-            } else {
-                sharers.get(name).map(|owner| PlannedStep {
-                    container: name.clone(),
-                    image: images.get(name).cloned().unwrap_or_default(),
-                    from_digest: None,
-                    to_digest: None,
-                    new_image: None,
-                    reason: Reason::SharesNamespace(owner.clone()),
-                })
-            }
+        .filter_map(|name| match chosen.get(name) {
+            Some(c) => Some(new_digest_step(c)),
+            None => followers.get(name).map(|f| f.step(images)),
         })
         .collect();
     waiting.sort_by(|a, b| a.container.cmp(&b.container));
@@ -342,6 +290,79 @@ pub fn plan(
         waiting,
         self_update: own,
     }
+}
+
+/// A container recreated only because it shares a namespace (`container:<name>` network, pid
+/// or ipc mode) of one that is: left alone, it would stay in the namespace of the removed
+/// container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Follower {
+    /// The sharing container.
+    pub container: String,
+    /// The recreated container whose namespace it shares.
+    pub owner: String,
+}
+
+impl Follower {
+    /// Its step: recreated on its own image, which `images` gives by container name.
+    pub fn step(&self, images: &BTreeMap<String, String>) -> PlannedStep {
+        PlannedStep {
+            container: self.container.clone(),
+            image: images.get(&self.container).cloned().unwrap_or_default(),
+            from_digest: None,
+            to_digest: None,
+            new_image: None,
+            reason: Reason::SharesNamespace(self.owner.clone()),
+        }
+    }
+}
+
+/// The containers that must follow `recreated` onto new containers: those sharing a namespace
+/// of one of them, and transitively those sharing a follower's (a sidecar of a sidecar). None
+/// of `recreated` is a follower: it is recreated anyway.
+///
+/// Breadth first from `recreated` in name order, so each follower comes after the owner it was
+/// found through, and that owner is the nearest recreated container (the first by name among
+/// equally near ones).
+pub fn namespace_followers(graph: &Graph, recreated: &BTreeSet<String>) -> Vec<Follower> {
+    let mut followers: Vec<Follower> = Vec::new();
+    let mut owners: VecDeque<String> = recreated.iter().cloned().collect();
+    while let Some(owner) = owners.pop_front() {
+        for sharer in graph.namespace_dependents(&owner) {
+            if recreated.contains(&sharer) || followers.iter().any(|f| f.container == sharer) {
+                continue;
+            }
+            owners.push_back(sharer.clone());
+            followers.push(Follower {
+                container: sharer,
+                owner: owner.clone(),
+            });
+        }
+    }
+    followers
+}
+
+/// Why candidate `c` cannot go this cycle whatever the other containers do, if it cannot:
+/// its own rules, then the marks the state store keeps, then whether it is the agent itself.
+fn held_back(
+    c: &Candidate,
+    marks: &Marks,
+    moment: Moment,
+    self_update: bool,
+) -> Option<WaitReason> {
+    if let Some(reason) = held_by_rules(c, moment) {
+        return Some(reason);
+    }
+    let key = (c.container.clone(), c.to_digest.clone());
+    if let Some(why) = marks.quarantined.get(&key) {
+        return Some(WaitReason::Quarantined { why: why.clone() });
+    }
+    if let Some((held, skipped)) = marks.holds.get(&c.container) {
+        if c.to_digest == *held || c.to_digest == *skipped {
+            return Some(WaitReason::RollbackHold);
+        }
+    }
+    (c.own && !self_update).then_some(WaitReason::OwnContainer)
 }
 
 /// The step that moves candidate `c` to its new digest.
@@ -741,6 +762,63 @@ mod tests {
         assert_eq!(names(&p), ["app", "sidecar", "sidecar2"]);
         assert_eq!(p.steps[1].reason, Reason::SharesNamespace("app".into()));
         assert_eq!(p.steps[1].to_digest, None);
+    }
+
+    fn follower(container: &str, owner: &str) -> Follower {
+        Follower {
+            container: container.into(),
+            owner: owner.into(),
+        }
+    }
+
+    #[test]
+    fn namespace_followers_are_found_breadth_first_through_the_nearest_owner() {
+        let (graph, _) = Graph::build(
+            vec![
+                node("app", &[], "bridge"),
+                node("db", &[], "bridge"),
+                node("proxy", &[], "container:app"),
+                node("metrics", &[], "container:proxy"),
+                node("backup", &[], "container:db"),
+                Node {
+                    ipc_mode: "container:db".into(),
+                    ..node("shared", &[], "container:app")
+                },
+                node("lonely", &[], "bridge"),
+            ],
+            &[],
+        );
+        let recreated = BTreeSet::from(["app".to_string(), "db".to_string()]);
+        assert_eq!(
+            namespace_followers(&graph, &recreated),
+            [
+                follower("proxy", "app"),
+                follower("shared", "app"),
+                follower("backup", "db"),
+                follower("metrics", "proxy"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_recreated_container_is_never_its_owners_follower() {
+        let (graph, _) = Graph::build(
+            vec![
+                node("app", &[], "bridge"),
+                node("sidecar", &[], "container:app"),
+                node("sidecar2", &[], "container:sidecar"),
+            ],
+            &[],
+        );
+        let both = BTreeSet::from(["app".to_string(), "sidecar".to_string()]);
+        assert_eq!(
+            namespace_followers(&graph, &both),
+            [follower("sidecar2", "sidecar")]
+        );
+        assert_eq!(
+            namespace_followers(&graph, &BTreeSet::from(["sidecar2".to_string()])),
+            []
+        );
     }
 
     #[test]
