@@ -4,6 +4,7 @@ pub mod detect;
 pub mod order;
 pub mod recover;
 pub mod recreate;
+pub mod rollback;
 pub mod swarm;
 pub mod track;
 pub mod update;
