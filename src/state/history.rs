@@ -231,6 +231,44 @@ mod tests {
     }
 
     #[test]
+    fn a_row_written_by_earlier_versions_loads_and_prints_as_it_did() {
+        let (_dir, store) = open_temp();
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO history (at, container, image, from_digest, to_digest, \
+                 from_image_id, outcome, reason, duration_ms, journal_id) VALUES \
+                 ('2024-05-01T12:09:00.250Z', 'web', 'nginx:1.27', 'sha256:aaa', 'sha256:bbb', \
+                  'sha256:oldimage', 'updated', 'new digest', 1500, 7), \
+                 ('2024-05-01T12:03:00.000Z', 'db', 'postgres:16', NULL, 'sha256:ddd', \
+                  NULL, 'rolled_back', 'unhealthy', 900, NULL);",
+            )
+            .unwrap();
+        let rows = store.history(None, 10).unwrap();
+        let json = serde_json::to_string(&rows).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"[{"at":"2024-05-01T12:09:00.250Z","container":"web","image":"nginx:1.27","#,
+                r#""from_digest":"sha256:aaa","to_digest":"sha256:bbb","#,
+                r#""from_image_id":"sha256:oldimage","outcome":"updated","#,
+                r#""reason":"new digest","duration_ms":1500,"journal_id":7},"#,
+                r#"{"at":"2024-05-01T12:03:00Z","container":"db","image":"postgres:16","#,
+                r#""from_digest":null,"to_digest":"sha256:ddd","from_image_id":null,"#,
+                r#""outcome":"rolled_back","reason":"unhealthy","duration_ms":900,"#,
+                r#""journal_id":null}]"#
+            )
+        );
+        assert_eq!(
+            serde_json::from_str::<Vec<HistoryEntry>>(&json).unwrap(),
+            rows
+        );
+        let last = store.last_update("web").unwrap().unwrap();
+        assert_eq!(last.from_image_id.as_deref(), Some("sha256:oldimage"));
+        assert_eq!(last.journal_id, Some(JournalId(7)));
+    }
+
+    #[test]
     fn last_update_skips_rollbacks_and_failures() {
         let (_dir, mut store) = open_temp();
         store

@@ -515,6 +515,56 @@ mod tests {
     }
 
     #[test]
+    fn rows_written_by_earlier_versions_load_and_print_as_they_did() {
+        let (_dir, store) = open_temp();
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO journal (id, container, old_id, old_image_id, old_digest, \
+                 new_digest, image_ref, aside_name, step, new_id, reason, started_at, \
+                 updated_at, finished_at, was_running) VALUES \
+                 (3, 'web', '0ld1d', 'sha256:oldimage', 'sha256:aaa', 'sha256:bbb', \
+                  'nginx:1.27', 'web-tidewatch-old-20240102T030405Z', 'committed', 'n3w1d', \
+                  'new digest', '2024-01-02T03:04:05.000Z', '2024-01-02T03:04:35.500Z', \
+                  '2024-01-02T03:04:35.500Z', 1), \
+                 (4, 'api', '4p1', 'sha256:apiold', NULL, 'sha256:ccc', 'api:latest', \
+                  'api-tidewatch-old-20240102T030405Z', 'created', 'n3w2', NULL, \
+                  '2024-01-02T03:05:00.000Z', '2024-01-02T03:05:01.000Z', NULL, 0);",
+            )
+            .unwrap();
+        let finished = store.entry(JournalId(3)).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_string(&finished).unwrap(),
+            concat!(
+                r#"{"id":3,"container":"web","old_id":"0ld1d","old_image_id":"sha256:oldimage","#,
+                r#""old_digest":"sha256:aaa","new_digest":"sha256:bbb","image_ref":"nginx:1.27","#,
+                r#""aside_name":"web-tidewatch-old-20240102T030405Z","was_running":true,"#,
+                r#""step":{"step":"committed"},"new_id":"n3w1d","reason":"new digest","#,
+                r#""started_at":"2024-01-02T03:04:05Z","updated_at":"2024-01-02T03:04:35.500Z","#,
+                r#""finished_at":"2024-01-02T03:04:35.500Z"}"#
+            )
+        );
+        let open = store.unfinished().unwrap();
+        assert_eq!(open.len(), 1, "{open:#?}");
+        let json = serde_json::to_string(&open[0]).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"id":4,"container":"api","old_id":"4p1","old_image_id":"sha256:apiold","#,
+                r#""old_digest":null,"new_digest":"sha256:ccc","image_ref":"api:latest","#,
+                r#""aside_name":"api-tidewatch-old-20240102T030405Z","was_running":false,"#,
+                r#""step":{"step":"created","new_id":"n3w2"},"new_id":"n3w2","reason":null,"#,
+                r#""started_at":"2024-01-02T03:05:00Z","updated_at":"2024-01-02T03:05:01Z","#,
+                r#""finished_at":null}"#
+            )
+        );
+        assert_eq!(
+            serde_json::from_str::<JournalEntry>(&json).unwrap(),
+            open[0]
+        );
+    }
+
+    #[test]
     fn terminal_step_without_finish_is_still_unfinished() {
         let (_dir, mut store) = open_temp();
         let id = store.begin(&web()).unwrap();
