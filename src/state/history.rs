@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
-use super::journal::{JournalId, Outcome};
+use super::outcome::{JournalId, Outcome};
 use super::{bad_value, get_ts, ts, StateError, Store};
 
 /// A history row to append.

@@ -8,18 +8,8 @@ use rusqlite::{params, OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Serialize};
 
 use super::history::{insert_history, HistoryEntry, NewHistory};
+use super::outcome::{JournalId, Outcome};
 use super::{bad_value, get_opt_ts, get_ts, now, ts, StateError, Store};
-
-/// Identifies one recreate in the journal. Ids are never reused, so they are safe to log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JournalId(pub i64);
-
-impl fmt::Display for JournalId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// How far a recreate got. The main line runs `Planned` to `Committed` (steps may be skipped,
 /// e.g. `Stopped` for a container that was not running); from any unfinished step it can turn
@@ -134,51 +124,12 @@ impl fmt::Display for Step {
     }
 }
 
-/// How a recreate ended; also the `outcome` of its history row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The replacement is healthy and kept.
-    Updated,
-    /// The container runs the older image again: after a failed health gate, or after
-    /// `tidewatch rollback`.
-    RolledBack,
-    /// It ended some other way; the reason says how.
-    Failed,
-}
-
-impl Outcome {
-    /// The stored name: `updated`, `rolled_back` or `failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Updated => "updated",
-            Outcome::RolledBack => "rolled_back",
-            Outcome::Failed => "failed",
-        }
-    }
-
-    pub(super) fn parse(text: &str) -> Option<Outcome> {
-        match text {
-            "updated" => Some(Outcome::Updated),
-            "rolled_back" => Some(Outcome::RolledBack),
-            "failed" => Some(Outcome::Failed),
-            _ => None,
-        }
-    }
-
-    /// The terminal step a finished entry with this outcome is left in.
-    fn step(self) -> Step {
-        match self {
-            Outcome::Updated => Step::Committed,
-            Outcome::RolledBack => Step::RolledBack,
-            Outcome::Failed => Step::Failed,
-        }
-    }
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The terminal step a finished entry with this outcome is left in.
+fn terminal_step(outcome: Outcome) -> Step {
+    match outcome {
+        Outcome::Updated => Step::Committed,
+        Outcome::RolledBack => Step::RolledBack,
+        Outcome::Failed => Step::Failed,
     }
 }
 
@@ -381,7 +332,7 @@ impl Store {
     ) -> Result<HistoryEntry, StateError> {
         self.write("finishing a recreate", |tx| {
             let entry = load_open(tx, id)?;
-            let to = outcome.step();
+            let to = terminal_step(outcome);
             let allowed = match outcome {
                 Outcome::Updated => matches!(entry.step, Step::Healthy | Step::Committed),
                 Outcome::RolledBack | Outcome::Failed => {
