@@ -2,6 +2,7 @@
 //! do, so that after a crash a restart finds the half-done recreate and can finish or undo it.
 
 use std::fmt;
+use std::ops::Deref;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
@@ -133,7 +134,8 @@ fn terminal_step(outcome: Outcome) -> Step {
     }
 }
 
-/// What `apply` records before it touches a container: enough to put the old one back.
+/// What `apply` records before it touches a container: enough to put the old one back. Read
+/// back inside a [`JournalEntry`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRecreate {
     /// The container's name (without the leading `/`).
@@ -154,27 +156,17 @@ pub struct NewRecreate {
     pub was_running: bool,
 }
 
-/// One recreate as stored.
+/// One recreate as stored: what [`Store::begin`] recorded, and how far it got.
+///
+/// Its JSON is one flat object, the recorded fields between `id` and `step`. It dereferences
+/// to the record, so `entry.old_id` reads the record's field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
     /// The entry's id.
     pub id: JournalId,
-    /// The container's name.
-    pub container: String,
-    /// The old container's id.
-    pub old_id: String,
-    /// The image id the old container runs.
-    pub old_image_id: String,
-    /// The old image's repo digest, if it had one.
-    pub old_digest: Option<String>,
-    /// The digest being rolled out.
-    pub new_digest: String,
-    /// The image reference as configured on the container.
-    pub image_ref: String,
-    /// The old container's name while it is set aside.
-    pub aside_name: String,
-    /// Whether the old container was running.
-    pub was_running: bool,
+    /// What was recorded before the recreate began.
+    #[serde(flatten)]
+    pub recreate: NewRecreate,
     /// How far the recreate got.
     pub step: Step,
     /// The replacement's id once it exists; kept after `Created` is passed.
@@ -187,6 +179,14 @@ pub struct JournalEntry {
     pub updated_at: DateTime<Utc>,
     /// When it was finished; `None` while recovery may still have work to do.
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Deref for JournalEntry {
+    type Target = NewRecreate;
+
+    fn deref(&self) -> &NewRecreate {
+        &self.recreate
+    }
 }
 
 impl JournalEntry {
@@ -206,20 +206,22 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<JournalEntry> {
     let step = Step::from_stored(&step_name, new_id.as_deref()).map_err(|e| bad_value(8, e))?;
     Ok(JournalEntry {
         id: JournalId(row.get(0)?),
-        container: row.get(1)?,
-        old_id: row.get(2)?,
-        old_image_id: row.get(3)?,
-        old_digest: row.get(4)?,
-        new_digest: row.get(5)?,
-        image_ref: row.get(6)?,
-        aside_name: row.get(7)?,
+        recreate: NewRecreate {
+            container: row.get(1)?,
+            old_id: row.get(2)?,
+            old_image_id: row.get(3)?,
+            old_digest: row.get(4)?,
+            new_digest: row.get(5)?,
+            image_ref: row.get(6)?,
+            aside_name: row.get(7)?,
+            was_running: row.get(14)?,
+        },
         step,
         new_id,
         reason: row.get(10)?,
         started_at: get_ts(row, 11)?,
         updated_at: get_ts(row, 12)?,
         finished_at: get_opt_ts(row, 13)?,
-        was_running: row.get(14)?,
     })
 }
 
@@ -356,13 +358,14 @@ impl Store {
             let duration_ms = u64::try_from((at - entry.started_at).num_milliseconds())
                 // The wall clock stepped backwards during the recreate.
                 .unwrap_or(0);
+            let recreate = entry.recreate;
             let history = NewHistory {
                 at,
-                container: entry.container,
-                image: entry.image_ref,
-                from_digest: entry.old_digest,
-                to_digest: entry.new_digest,
-                from_image_id: Some(entry.old_image_id),
+                container: recreate.container,
+                image: recreate.image_ref,
+                from_digest: recreate.old_digest,
+                to_digest: recreate.new_digest,
+                from_image_id: Some(recreate.old_image_id),
                 outcome,
                 reason: reason.to_string(),
                 duration_ms,
