@@ -118,7 +118,7 @@ pub fn plan_table(plan: &Plan) -> String {
                 vec![
                     w.container.clone(),
                     short(Some(&w.to_digest)),
-                    w.reason.clone(),
+                    w.reason.to_string(),
                 ]
             })
             .collect();

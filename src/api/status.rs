@@ -98,6 +98,7 @@ fn last_cycle(report: &CycleReport, started: DateTime<Utc>, finished: DateTime<U
 mod tests {
     use super::*;
     use crate::plan::detect::Status;
+    use crate::plan::update::WaitReason;
 
     fn row(container: &str, status: Status) -> CheckRow {
         CheckRow {
@@ -114,7 +115,9 @@ mod tests {
         Waiting {
             container: container.into(),
             to_digest: "sha256:bbbb".into(),
-            reason: "digest quarantined after a failed update: exited".into(),
+            reason: WaitReason::Quarantined {
+                why: "exited".into(),
+            },
         }
     }
 
@@ -222,7 +225,8 @@ mod tests {
             serde_json::json!({
                 "container": "web",
                 "to_digest": "sha256:bbbb",
-                "reason": "digest quarantined after a failed update: exited"
+                "reason": "digest quarantined after a failed update: exited",
+                "reason_kind": "quarantined"
             })
         );
     }

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::plan::detect::{CheckRow, Status};
-use crate::plan::update::Waiting;
+use crate::plan::update::{WaitReason, Waiting};
 use crate::report::{CycleReport, StepOutcome, StepResult};
 use crate::shutdown;
 
@@ -124,7 +124,9 @@ fn a_cycle_that_updated_web_and_holds_api() -> CycleReport {
     report.plan.waiting = vec![Waiting {
         container: "api".into(),
         to_digest: "sha256:bbbb".into(),
-        reason: "digest quarantined after a failed update: exited with code 3".into(),
+        reason: WaitReason::Quarantined {
+            why: "exited with code 3".into(),
+        },
     }];
     report
 }

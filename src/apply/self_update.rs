@@ -310,10 +310,10 @@ impl Applier<'_> {
         self.advance(entry.id, Step::Healthy).await;
         let (outcome, detail) = self.commit(entry.id, old_id, Outcome::Updated).await;
         Some(StepResult {
-            container: entry.container,
-            image: entry.image_ref,
-            from_digest: entry.old_digest,
-            to_digest: Some(entry.new_digest),
+            container: entry.recreate.container,
+            image: entry.recreate.image_ref,
+            from_digest: entry.recreate.old_digest,
+            to_digest: Some(entry.recreate.new_digest),
             outcome,
             detail: format!("self-update: {detail}"),
         })

@@ -1,7 +1,7 @@
 //! `tidewatch rollback NAME`: back to the image NAME ran before its last update, by the same
 //! safe procedure, then held there until a newer digest is pushed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _};
@@ -9,9 +9,10 @@ use anyhow::{anyhow, Context as _};
 use super::{agent, cycle_lock, Exit, Failure};
 use crate::apply::StepOutcome;
 use crate::config::Config;
-use crate::cycle;
+use crate::cycle::{self, Agent};
 use crate::image_ref::ImageRef;
-use crate::plan::update::{Plan, PlannedStep, Reason};
+use crate::plan;
+use crate::plan::rollback::Rollback;
 use crate::shutdown;
 
 pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure> {
@@ -57,71 +58,30 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         .into());
     }
     let reference = ImageRef::parse(&container.image).context("reading its image reference")?;
+    restore_previous_image(
+        &agent,
+        &name,
+        &reference,
+        &previous_image,
+        last.from_digest.as_deref(),
+    )
+    .await?;
 
-    // The previous image is normally still here (kept for rollback); otherwise pull it back
-    // by the digest the history recorded.
-    if agent.engine.inspect_image(&previous_image).await.is_ok() {
-        agent
-            .engine
-            .tag(&previous_image, &reference)
-            .await
-            .context("putting the previous image back under its reference")?;
-    } else {
-        let digest = last
-            .from_digest
-            .clone()
-            .ok_or_else(|| anyhow!("{name}: the previous image is gone and its digest unknown"))?;
-        let sources = agent.registry.pull_sources(&reference).await;
-        agent
-            .engine
-            .pull_by_digest(&reference, &digest, &sources)
-            .await
-            .context("pulling the previous image")?;
-    }
-
-    let step = PlannedStep {
+    let rollback = Rollback {
         container: name.clone(),
         image: container.image.clone(),
-        from_digest: Some(last.to_digest.clone()),
-        to_digest: last.from_digest.clone(),
-        new_image: None,
-        reason: Reason::Rollback,
+        leaving: last.to_digest.clone(),
+        back_to: last.from_digest.clone(),
     };
-    // The containers sharing its namespaces (`container:NAME`) follow it onto the restored
-    // container, as they follow an update; left alone, they would stay in the namespace of the
-    // container the rollback removes.
     let running_in_scope = observed
         .iter()
         .filter(|o| o.name == name || (o.state == "running" && cycle::in_scope(o, &agent.config)));
     let graph = cycle::graph(running_in_scope, &agent.config);
-    let mut steps = vec![step];
-    let mut owners = VecDeque::from([name.clone()]);
-    while let Some(owner) = owners.pop_front() {
-        for sharer in graph.namespace_dependents(&owner) {
-            if steps.iter().any(|s| s.container == sharer) {
-                continue;
-            }
-            let image = observed
-                .iter()
-                .find(|o| o.name == sharer)
-                .map(|o| o.image.clone())
-                .unwrap_or_default();
-            steps.push(PlannedStep {
-                container: sharer.clone(),
-                image,
-                from_digest: None,
-                to_digest: None,
-                new_image: None,
-                reason: Reason::SharesNamespace(owner.clone()),
-            });
-            owners.push_back(sharer);
-        }
-    }
-    let plan = Plan {
-        steps,
-        waiting: Vec::new(),
-        self_update: None,
-    };
+    let images: BTreeMap<String, String> = observed
+        .iter()
+        .map(|o| (o.name.clone(), o.image.clone()))
+        .collect();
+    let plan = plan::rollback::plan(&rollback, &images, &graph);
     let observed_map: BTreeMap<_, _> = observed.into_iter().map(|o| (o.name.clone(), o)).collect();
     let applier = agent.applier();
     let mut results = applier
@@ -138,8 +98,8 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         }
         return Err(anyhow!("{name}: rollback {}: {}", result.outcome, result.detail).into());
     }
-    if let Some(held) = last.from_digest.clone() {
-        let (c, skipped) = (name.clone(), last.to_digest.clone());
+    if let Some((held, skipped)) = rollback.hold() {
+        let c = name.clone();
         agent
             .store
             .with(move |s| s.hold(&c, &held, &skipped))
@@ -163,4 +123,33 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
         }
     }
     Ok(exit)
+}
+
+/// Puts `previous_image`, the image container `name` ran before its last update, back under
+/// `reference`: it is normally still here (kept for rollback); otherwise it is pulled back by
+/// `digest`, the one the history recorded.
+async fn restore_previous_image(
+    agent: &Agent,
+    name: &str,
+    reference: &ImageRef,
+    previous_image: &str,
+    digest: Option<&str>,
+) -> anyhow::Result<()> {
+    if agent.engine.inspect_image(previous_image).await.is_ok() {
+        agent
+            .engine
+            .tag(previous_image, reference)
+            .await
+            .context("putting the previous image back under its reference")?;
+        return Ok(());
+    }
+    let digest = digest
+        .ok_or_else(|| anyhow!("{name}: the previous image is gone and its digest unknown"))?;
+    let sources = agent.registry.pull_sources(reference).await;
+    agent
+        .engine
+        .pull_by_digest(reference, digest, &sources)
+        .await
+        .context("pulling the previous image")?;
+    Ok(())
 }

@@ -6,6 +6,7 @@ pub mod order;
 pub mod recover;
 pub mod recreate;
 pub mod remote;
+pub mod rollback;
 pub mod swarm;
 pub mod track;
 pub mod update;

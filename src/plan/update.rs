@@ -1,14 +1,15 @@
 //! The update plan: which containers to recreate, in which order, and why the others wait.
 //! Pure: detections, quarantine, holds and the dependency graph come in as values.
 
-use std::collections::{BTreeMap, BTreeSet};
-
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
-use super::order::Graph;
+use super::order::{CycleError, Graph};
 use crate::config::{Policy, Window};
 
 /// A container whose reference points to a new digest.
@@ -77,14 +78,123 @@ pub struct PlannedStep {
 }
 
 /// A container with a new digest that is not updated this cycle, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// Serialised as `container`, `to_digest`, `reason` (the reason's text) and `reason_kind`
+/// ([`WaitReason::kind`]): the API and `--json` outputs have always given `reason` as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
     /// Container name.
     pub container: String,
     /// The digest it would move to.
     pub to_digest: String,
     /// Why it waits.
-    pub reason: String,
+    pub reason: WaitReason,
+}
+
+impl Serialize for Waiting {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Waiting", 4)?;
+        s.serialize_field("container", &self.container)?;
+        s.serialize_field("to_digest", &self.to_digest)?;
+        s.serialize_field("reason", &self.reason.to_string())?;
+        s.serialize_field("reason_kind", self.reason.kind())?;
+        s.end()
+    }
+}
+
+/// Why an update waits. Code branches on the variant; people read its `Display` text, which is
+/// what logs, tables and the `reason` field of the JSON outputs show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitReason {
+    /// Its policy is `notify`: updates are reported, never applied.
+    MonitorOnly,
+    /// The digest was first seen less than `min_age` ago.
+    MinAge {
+        /// How long ago it was first seen, in whole seconds.
+        age: Duration,
+        /// The container's `min_age`.
+        min_age: Duration,
+        /// When it is old enough.
+        until: DateTime<Utc>,
+    },
+    /// Its maintenance window is closed.
+    OutsideWindow {
+        /// The window's schedule as written.
+        expression: String,
+        /// How long the window stays open.
+        length: Duration,
+        /// When it next opens.
+        opens: DateTime<Local>,
+    },
+    /// The digest failed an update of this container before.
+    Quarantined {
+        /// What went wrong then.
+        why: String,
+    },
+    /// `tidewatch rollback` holds it on the digest it rolled back to, and this is that digest
+    /// or the one it rolled back from.
+    RollbackHold,
+    /// The agent's own container, while `[update] self_update` is off.
+    OwnContainer,
+    /// It is on a dependency cycle.
+    DependencyCycle(CycleError),
+    /// It depends, directly or not, on containers on a dependency cycle.
+    BehindCycle,
+}
+
+impl WaitReason {
+    /// A stable name for the variant, for the `reason_kind` field of JSON outputs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WaitReason::MonitorOnly => "monitor_only",
+            WaitReason::MinAge { .. } => "min_age",
+            WaitReason::OutsideWindow { .. } => "maintenance_window",
+            WaitReason::Quarantined { .. } => "quarantined",
+            WaitReason::RollbackHold => "rollback_hold",
+            WaitReason::OwnContainer => "own_container",
+            WaitReason::DependencyCycle(_) => "dependency_cycle",
+            WaitReason::BehindCycle => "behind_dependency_cycle",
+        }
+    }
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const LOCAL_TIME: &str = "%Y-%m-%d %H:%M:%S %Z";
+        match self {
+            WaitReason::MonitorOnly => f.write_str("monitor only (policy notify)"),
+            WaitReason::MinAge {
+                age,
+                min_age,
+                until,
+            } => write!(
+                f,
+                "digest first seen {} ago; min_age {} lets it go at {}",
+                humantime::format_duration(*age),
+                humantime::format_duration(*min_age),
+                until.with_timezone(&Local).format(LOCAL_TIME)
+            ),
+            WaitReason::OutsideWindow {
+                expression,
+                length,
+                opens,
+            } => write!(
+                f,
+                "outside its maintenance window ({expression}, {}); next opens {}",
+                humantime::format_duration(*length),
+                opens.format(LOCAL_TIME)
+            ),
+            WaitReason::Quarantined { why } => {
+                write!(f, "digest quarantined after a failed update: {why}")
+            }
+            WaitReason::RollbackHold => {
+                f.write_str("held on its rollback digest until a newer one is pushed")
+            }
+            WaitReason::OwnContainer => f.write_str(OWN_CONTAINER),
+            WaitReason::DependencyCycle(cycle) => write!(f, "{cycle}"),
+            WaitReason::BehindCycle => f.write_str("depends on containers in a dependency cycle"),
+        }
+    }
 }
 
 /// The ordered plan of one cycle.
@@ -128,82 +238,40 @@ pub fn plan(
     let mut chosen: BTreeMap<String, &Candidate> = BTreeMap::new();
     let mut own = None;
     for c in candidates {
-        if let Some(reason) = held_by_rules(c, moment) {
-            waiting.push(Waiting {
+        match held_back(c, marks, moment, self_update) {
+            Some(reason) => waiting.push(Waiting {
                 container: c.container.clone(),
                 to_digest: c.to_digest.clone(),
                 reason,
-            });
-            continue;
-        }
-        if let Some(why) = marks
-            .quarantined
-            .get(&(c.container.clone(), c.to_digest.clone()))
-        {
-            waiting.push(Waiting {
-                container: c.container.clone(),
-                to_digest: c.to_digest.clone(),
-                reason: format!("digest quarantined after a failed update: {why}"),
-            });
-            continue;
-        }
-        if let Some((held, skipped)) = marks.holds.get(&c.container) {
-            if c.to_digest == *held || c.to_digest == *skipped {
-                waiting.push(Waiting {
-                    container: c.container.clone(),
-                    to_digest: c.to_digest.clone(),
-                    reason: "held on its rollback digest until a newer one is pushed".into(),
-                });
-                continue;
-            }
-        }
-        if c.own {
-            if self_update {
-                own = Some(new_digest_step(c));
-            } else {
-                waiting.push(Waiting {
-                    container: c.container.clone(),
-                    to_digest: c.to_digest.clone(),
-                    reason: OWN_CONTAINER.into(),
-                });
-            }
-            continue;
-        }
-        chosen.insert(c.container.clone(), c);
-    }
-
-    // Sharers of a recreated container's namespace follow it, transitively (a sidecar of a
-    // sidecar), unless they are updated anyway.
-    let mut sharers: BTreeMap<String, String> = BTreeMap::new();
-    let mut frontier: Vec<String> = chosen.keys().cloned().collect();
-    while let Some(owner) = frontier.pop() {
-        for s in graph.namespace_dependents(&owner) {
-            if !chosen.contains_key(&s) && !sharers.contains_key(&s) {
-                sharers.insert(s.clone(), owner.clone());
-                frontier.push(s);
+            }),
+            None if c.own => own = Some(new_digest_step(c)),
+            None => {
+                chosen.insert(c.container.clone(), c);
             }
         }
     }
 
-    let selected: BTreeSet<String> = chosen.keys().chain(sharers.keys()).cloned().collect();
+    let updated: BTreeSet<String> = chosen.keys().cloned().collect();
+    let followers: BTreeMap<String, Follower> = namespace_followers(graph, &updated)
+        .into_iter()
+        .map(|f| (f.container.clone(), f))
+        .collect();
+    let selected: BTreeSet<String> = updated
+        .into_iter()
+        .chain(followers.keys().cloned())
+        .collect();
     let order = graph.order_partial(&selected);
-    for cycle in &order.cycles {
-        for member in &cycle.members {
-            if let Some(c) = chosen.get(member) {
-                waiting.push(Waiting {
-                    container: member.clone(),
-                    to_digest: c.to_digest.clone(),
-                    reason: cycle.to_string(),
-                });
-            }
-        }
-    }
-    for blocked in &order.blocked {
-        if let Some(c) = chosen.get(blocked) {
+    let on_cycles = order.cycles.iter().flat_map(|cycle| {
+        let reason = WaitReason::DependencyCycle(cycle.clone());
+        cycle.members.iter().map(move |m| (m, reason.clone()))
+    });
+    let behind_cycles = order.blocked.iter().map(|b| (b, WaitReason::BehindCycle));
+    for (name, reason) in on_cycles.chain(behind_cycles) {
+        if let Some(c) = chosen.get(name) {
             waiting.push(Waiting {
-                container: blocked.clone(),
+                container: name.clone(),
                 to_digest: c.to_digest.clone(),
-                reason: "depends on containers in a dependency cycle".into(),
+                reason,
             });
         }
     }
@@ -211,19 +279,9 @@ pub fn plan(
     let steps = order
         .order
         .iter()
-        .filter_map(|name| {
-            if let Some(c) = chosen.get(name) {
-                Some(new_digest_step(c))
-            } else {
-                sharers.get(name).map(|owner| PlannedStep {
-                    container: name.clone(),
-                    image: images.get(name).cloned().unwrap_or_default(),
-                    from_digest: None,
-                    to_digest: None,
-                    new_image: None,
-                    reason: Reason::SharesNamespace(owner.clone()),
-                })
-            }
+        .filter_map(|name| match chosen.get(name) {
+            Some(c) => Some(new_digest_step(c)),
+            None => followers.get(name).map(|f| f.step(images)),
         })
         .collect();
     waiting.sort_by(|a, b| a.container.cmp(&b.container));
@@ -232,6 +290,79 @@ pub fn plan(
         waiting,
         self_update: own,
     }
+}
+
+/// A container recreated only because it shares a namespace (`container:<name>` network, pid
+/// or ipc mode) of one that is: left alone, it would stay in the namespace of the removed
+/// container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Follower {
+    /// The sharing container.
+    pub container: String,
+    /// The recreated container whose namespace it shares.
+    pub owner: String,
+}
+
+impl Follower {
+    /// Its step: recreated on its own image, which `images` gives by container name.
+    pub fn step(&self, images: &BTreeMap<String, String>) -> PlannedStep {
+        PlannedStep {
+            container: self.container.clone(),
+            image: images.get(&self.container).cloned().unwrap_or_default(),
+            from_digest: None,
+            to_digest: None,
+            new_image: None,
+            reason: Reason::SharesNamespace(self.owner.clone()),
+        }
+    }
+}
+
+/// The containers that must follow `recreated` onto new containers: those sharing a namespace
+/// of one of them, and transitively those sharing a follower's (a sidecar of a sidecar). None
+/// of `recreated` is a follower: it is recreated anyway.
+///
+/// Breadth first from `recreated` in name order, so each follower comes after the owner it was
+/// found through, and that owner is the nearest recreated container (the first by name among
+/// equally near ones).
+pub fn namespace_followers(graph: &Graph, recreated: &BTreeSet<String>) -> Vec<Follower> {
+    let mut followers: Vec<Follower> = Vec::new();
+    let mut owners: VecDeque<String> = recreated.iter().cloned().collect();
+    while let Some(owner) = owners.pop_front() {
+        for sharer in graph.namespace_dependents(&owner) {
+            if recreated.contains(&sharer) || followers.iter().any(|f| f.container == sharer) {
+                continue;
+            }
+            owners.push_back(sharer.clone());
+            followers.push(Follower {
+                container: sharer,
+                owner: owner.clone(),
+            });
+        }
+    }
+    followers
+}
+
+/// Why candidate `c` cannot go this cycle whatever the other containers do, if it cannot:
+/// its own rules, then the marks the state store keeps, then whether it is the agent itself.
+fn held_back(
+    c: &Candidate,
+    marks: &Marks,
+    moment: Moment,
+    self_update: bool,
+) -> Option<WaitReason> {
+    if let Some(reason) = held_by_rules(c, moment) {
+        return Some(reason);
+    }
+    let key = (c.container.clone(), c.to_digest.clone());
+    if let Some(why) = marks.quarantined.get(&key) {
+        return Some(WaitReason::Quarantined { why: why.clone() });
+    }
+    if let Some((held, skipped)) = marks.holds.get(&c.container) {
+        if c.to_digest == *held || c.to_digest == *skipped {
+            return Some(WaitReason::RollbackHold);
+        }
+    }
+    (c.own && !self_update).then_some(WaitReason::OwnContainer)
 }
 
 /// The step that moves candidate `c` to its new digest.
@@ -247,9 +378,9 @@ fn new_digest_step(c: &Candidate) -> PlannedStep {
 }
 
 /// Why the container's own rules (policy, min_age, window) hold this update back, if they do.
-fn held_by_rules(c: &Candidate, moment: Moment) -> Option<String> {
+fn held_by_rules(c: &Candidate, moment: Moment) -> Option<WaitReason> {
     if c.policy != Policy::Update {
-        return Some("monitor only (policy notify)".into());
+        return Some(WaitReason::MonitorOnly);
     }
     if let Some(first_seen) = c.first_seen {
         let age = (moment.now.with_timezone(&Utc) - first_seen)
@@ -260,12 +391,11 @@ fn held_by_rules(c: &Candidate, moment: Moment) -> Option<String> {
                 .ok()
                 .and_then(|min_age| first_seen.checked_add_signed(min_age))
                 .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
-            return Some(format!(
-                "digest first seen {} ago; min_age {} lets it go at {}",
-                humantime::format_duration(Duration::from_secs(age.as_secs())),
-                humantime::format_duration(c.min_age),
-                until.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S %Z")
-            ));
+            return Some(WaitReason::MinAge {
+                age: Duration::from_secs(age.as_secs()),
+                min_age: c.min_age,
+                until,
+            });
         }
     }
     if moment.force {
@@ -273,12 +403,11 @@ fn held_by_rules(c: &Candidate, moment: Moment) -> Option<String> {
     }
     let window = c.window.as_ref()?;
     let opens = window.closed_until(moment.now)?;
-    Some(format!(
-        "outside its maintenance window ({}, {}); next opens {}",
-        window.expression,
-        humantime::format_duration(window.length),
-        opens.format("%Y-%m-%d %H:%M:%S %Z")
-    ))
+    Some(WaitReason::OutsideWindow {
+        expression: window.expression.clone(),
+        length: window.length,
+        opens,
+    })
 }
 
 #[cfg(test)]
@@ -340,6 +469,80 @@ mod tests {
     }
 
     #[test]
+    fn wait_reasons_read_as_they_always_have() {
+        let opens = at(2, 0).now;
+        let zone = opens.format("%Z");
+        let cycle = CycleError {
+            members: vec!["a".into(), "b".into(), "c".into()],
+            path: vec!["a".into(), "b".into(), "a".into()],
+        };
+        let cases = [
+            (WaitReason::MonitorOnly, "monitor only (policy notify)".into()),
+            (
+                WaitReason::MinAge {
+                    age: Duration::from_secs(60),
+                    min_age: Duration::from_secs(600),
+                    until: opens.with_timezone(&Utc),
+                },
+                format!("digest first seen 1m ago; min_age 10m lets it go at 2026-11-28 02:00:00 {zone}"),
+            ),
+            (
+                WaitReason::OutsideWindow {
+                    expression: "0 2 * * 6".into(),
+                    length: Duration::from_secs(7200),
+                    opens,
+                },
+                format!("outside its maintenance window (0 2 * * 6, 2h); next opens 2026-11-28 02:00:00 {zone}"),
+            ),
+            (
+                WaitReason::Quarantined {
+                    why: "exited with code 1".into(),
+                },
+                "digest quarantined after a failed update: exited with code 1".into(),
+            ),
+            (
+                WaitReason::RollbackHold,
+                "held on its rollback digest until a newer one is pushed".into(),
+            ),
+            (
+                WaitReason::OwnContainer,
+                "this agent's own container; see [update] self_update".into(),
+            ),
+            (
+                WaitReason::DependencyCycle(cycle),
+                "dependency cycle: a -> b -> a (also involving c)".into(),
+            ),
+            (
+                WaitReason::BehindCycle,
+                "depends on containers in a dependency cycle".into(),
+            ),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn a_waiting_update_serialises_its_reason_as_text_and_kind() {
+        let waiting = Waiting {
+            container: "web".into(),
+            to_digest: "sha256:new".into(),
+            reason: WaitReason::Quarantined {
+                why: "exited".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&waiting).unwrap(),
+            serde_json::json!({
+                "container": "web",
+                "to_digest": "sha256:new",
+                "reason": "digest quarantined after a failed update: exited",
+                "reason_kind": "quarantined"
+            })
+        );
+    }
+
+    #[test]
     fn monitor_only_container_waits() {
         let (graph, _) = Graph::build(vec![node("web", &[], "bridge")], &[]);
         let mut c = candidate("web");
@@ -353,7 +556,7 @@ mod tests {
             false,
         );
         assert!(p.steps.is_empty());
-        assert!(p.waiting[0].reason.contains("monitor only"));
+        assert_eq!(p.waiting[0].reason, WaitReason::MonitorOnly);
     }
 
     #[test]
@@ -372,10 +575,13 @@ mod tests {
             false,
         );
         assert!(p.steps.is_empty());
-        assert!(
-            p.waiting[0].reason.contains("min_age"),
-            "{}",
-            p.waiting[0].reason
+        assert_eq!(
+            p.waiting[0].reason,
+            WaitReason::MinAge {
+                age: Duration::from_secs(60),
+                min_age: Duration::from_secs(600),
+                until: moment.now.with_timezone(&Utc) + chrono::Duration::seconds(540),
+            }
         );
 
         c.first_seen = Some(moment.now.with_timezone(&Utc) - chrono::Duration::seconds(601));
@@ -405,10 +611,13 @@ mod tests {
             false,
         );
         assert!(p.steps.is_empty());
-        assert!(
-            p.waiting[0].reason.contains("2026-11-28 02:00:00"),
-            "{}",
-            p.waiting[0].reason
+        assert_eq!(
+            p.waiting[0].reason,
+            WaitReason::OutsideWindow {
+                expression: "0 2 * * 6".into(),
+                length: Duration::from_secs(7200),
+                opens: at(2, 0).now,
+            }
         );
         let p = plan(
             &[c.clone()],
@@ -486,7 +695,12 @@ mod tests {
         );
         assert!(p.steps.is_empty());
         assert_eq!(p.waiting.len(), 1);
-        assert!(p.waiting[0].reason.contains("quarantined"));
+        assert_eq!(
+            p.waiting[0].reason,
+            WaitReason::Quarantined {
+                why: "exited with code 1".into()
+            }
+        );
 
         let mut newer = candidate("web");
         newer.to_digest = "sha256:newer".into();
@@ -510,7 +724,7 @@ mod tests {
             false,
         );
         assert!(p.steps.is_empty());
-        assert!(p.waiting[0].reason.contains("held"));
+        assert_eq!(p.waiting[0].reason, WaitReason::RollbackHold);
 
         let mut newer = candidate("web");
         newer.to_digest = "sha256:newer".into();
@@ -550,6 +764,63 @@ mod tests {
         assert_eq!(p.steps[1].to_digest, None);
     }
 
+    fn follower(container: &str, owner: &str) -> Follower {
+        Follower {
+            container: container.into(),
+            owner: owner.into(),
+        }
+    }
+
+    #[test]
+    fn namespace_followers_are_found_breadth_first_through_the_nearest_owner() {
+        let (graph, _) = Graph::build(
+            vec![
+                node("app", &[], "bridge"),
+                node("db", &[], "bridge"),
+                node("proxy", &[], "container:app"),
+                node("metrics", &[], "container:proxy"),
+                node("backup", &[], "container:db"),
+                Node {
+                    ipc_mode: "container:db".into(),
+                    ..node("shared", &[], "container:app")
+                },
+                node("lonely", &[], "bridge"),
+            ],
+            &[],
+        );
+        let recreated = BTreeSet::from(["app".to_string(), "db".to_string()]);
+        assert_eq!(
+            namespace_followers(&graph, &recreated),
+            [
+                follower("proxy", "app"),
+                follower("shared", "app"),
+                follower("backup", "db"),
+                follower("metrics", "proxy"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_recreated_container_is_never_its_owners_follower() {
+        let (graph, _) = Graph::build(
+            vec![
+                node("app", &[], "bridge"),
+                node("sidecar", &[], "container:app"),
+                node("sidecar2", &[], "container:sidecar"),
+            ],
+            &[],
+        );
+        let both = BTreeSet::from(["app".to_string(), "sidecar".to_string()]);
+        assert_eq!(
+            namespace_followers(&graph, &both),
+            [follower("sidecar2", "sidecar")]
+        );
+        assert_eq!(
+            namespace_followers(&graph, &BTreeSet::from(["sidecar2".to_string()])),
+            []
+        );
+    }
+
     #[test]
     fn cycle_members_wait_and_are_named_while_others_proceed() {
         let (graph, _) = Graph::build(
@@ -580,11 +851,11 @@ mod tests {
         assert_eq!(names(&p), ["c"]);
         let waiting: Vec<&str> = p.waiting.iter().map(|w| w.container.as_str()).collect();
         assert_eq!(waiting, ["a", "b"]);
-        assert!(
-            p.waiting[0].reason.contains("cycle"),
-            "{}",
-            p.waiting[0].reason
-        );
+        let cycle = CycleError {
+            members: vec!["a".into(), "b".into()],
+            path: vec!["a".into(), "b".into(), "a".into()],
+        };
+        assert_eq!(p.waiting[0].reason, WaitReason::DependencyCycle(cycle));
     }
 
     #[test]
@@ -609,7 +880,7 @@ mod tests {
         assert_eq!(p.self_update, None);
         assert_eq!(p.waiting.len(), 1);
         assert_eq!(p.waiting[0].container, "tidewatch");
-        assert_eq!(p.waiting[0].reason, OWN_CONTAINER);
+        assert_eq!(p.waiting[0].reason, WaitReason::OwnContainer);
 
         let p = plan(
             &candidates,
@@ -637,6 +908,6 @@ mod tests {
         );
         let p = plan(&[own], &BTreeMap::new(), &marks, &graph, now(), true);
         assert_eq!(p.self_update, None);
-        assert!(p.waiting[0].reason.contains("quarantined"));
+        assert_eq!(p.waiting[0].reason.kind(), "quarantined");
     }
 }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod credentials;
 mod index;
 mod ratelimit;
+mod request;
 mod resolve;
 mod tags;
 
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use tokio::sync::{Mutex, Semaphore};
 
@@ -29,7 +30,7 @@ use crate::error_chain::error_chain;
 use crate::image_ref::ImageRef;
 use crate::net::is_loopback;
 pub use crate::plan::remote::{IndexEntry, RemoteManifest, INDEX_MEDIA_TYPES};
-use auth::{Challenge, Credentials, TokenCache};
+use auth::{Credentials, TokenCache};
 use credentials::Found;
 pub use ratelimit::RateLimit;
 pub use tags::{next_link, parse_tag_page, same_origin_page};
@@ -584,129 +585,34 @@ impl RegistryClient {
             Some(token) => Authorization::Bearer(token),
             None => Authorization::None,
         };
-        let credentials = state.credentials.credentials.clone();
         let mut challenged = false;
-        let mut rate_limited = 0;
+        let mut retries = 0;
         loop {
-            let wait_until = *state.backoff_until.lock().await;
-            if let Some(until) = wait_until {
-                tokio::time::sleep_until(until.into()).await;
-            }
-            let mut request = state
-                .http
-                .request(method.clone(), url)
-                .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "));
-            request = match &authorization {
-                Authorization::None => request,
-                Authorization::Bearer(token) => {
-                    request.header(AUTHORIZATION, format!("Bearer {token}"))
-                }
-                Authorization::Basic(c) => request.basic_auth(&c.username, Some(&c.password)),
-            };
-            match method {
-                Method::HEAD => self.counts.manifest_heads.fetch_add(1, Ordering::Relaxed),
-                _ => self.counts.manifest_gets.fetch_add(1, Ordering::Relaxed),
-            };
-            state.requests.fetch_add(1, Ordering::Relaxed);
-            tracing::trace!(%method, url, "registry request");
-            let response = request
-                .send()
-                .await
-                .map_err(|e| RegistryError::transport(registry, e))?;
+            state.wait_out_backoff().await;
+            let response = self
+                .send_once(&method, url, registry, state, &authorization)
+                .await?;
             let status = response.status();
-            tracing::debug!(%method, url, %status, "registry answered");
-            if let Some(rl) = ratelimit::from_headers(response.headers()) {
-                *state.rate_limit.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((rl, Instant::now()));
-            }
             if status.is_success() {
                 return Ok(response);
             }
+            // One challenge is answered; a 401 to the answer is a refusal.
             if status == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
-                let challenge = header_str(response.headers(), WWW_AUTHENTICATE.as_str())
-                    .and_then(auth::parse_challenge);
-                match challenge {
-                    Some(Challenge::Bearer {
-                        realm,
-                        service,
-                        scope: asked,
-                    }) => {
-                        let credentials = if realm_gets_credentials(url, &realm, registry)? {
-                            credentials.as_ref()
-                        } else {
-                            tracing::warn!(
-                                registry,
-                                realm,
-                                "the token endpoint is on another host over plain HTTP; asking it without credentials"
-                            );
-                            None
-                        };
-                        let refused = match &authorization {
-                            Authorization::Bearer(t) => Some(t.as_str()),
-                            _ => None,
-                        };
-                        let (token, fetched) = self
-                            .tokens
-                            .renew(
-                                &state.http,
-                                registry,
-                                (
-                                    &realm,
-                                    service.as_deref(),
-                                    asked.as_deref().unwrap_or(&scope),
-                                ),
-                                &scope,
-                                credentials,
-                                refused,
-                            )
-                            .await
-                            .map_err(|e| match e {
-                                RegistryError::Unauthorized { detail, .. } => {
-                                    RegistryError::Unauthorized {
-                                        registry: registry.to_string(),
-                                        repository: reference.repository().to_string(),
-                                        detail: format!(
-                                            "{detail}; tried {}",
-                                            state.credentials.source
-                                        ),
-                                    }
-                                }
-                                other => other,
-                            })?;
-                        if fetched {
-                            self.counts.tokens.fetch_add(1, Ordering::Relaxed);
-                        }
-                        authorization = Authorization::Bearer(token);
-                        continue;
-                    }
-                    Some(Challenge::Basic) => {
-                        if let Some(c) = &credentials {
-                            authorization = Authorization::Basic(c.clone());
-                            continue;
-                        }
-                    }
-                    None => {}
-                }
-            }
-            let retryable = matches!(
-                status,
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-            );
-            if retryable && rate_limited + 1 < RATE_LIMIT_TRIES {
-                let asked = ratelimit::retry_after(response.headers());
-                let base = asked.unwrap_or(Duration::from_secs(1 << rate_limited));
-                if base <= MAX_RETRY_WAIT {
-                    rate_limited += 1;
-                    let wait = base + jitter(base / 4 + Duration::from_millis(100));
-                    tracing::warn!(registry, %status, wait_ms = wait.as_millis() as u64, "registry asks to slow down; backing off");
-                    let until = Instant::now() + wait;
-                    let mut backoff = state.backoff_until.lock().await;
-                    if backoff.is_none_or(|b| b < until) {
-                        *backoff = Some(until);
-                    }
+                let headers = response.headers();
+                if let Some(answer) = self
+                    .answer_challenge(headers, url, reference, &scope, state, &authorization)
+                    .await?
+                {
+                    authorization = answer;
                     continue;
                 }
+            }
+            let retry_after = ratelimit::retry_after(response.headers());
+            if let Some(delay) = request::retry_delay(status, retry_after, retries) {
+                retries += 1;
+                state.back_off(registry, status, delay).await;
+                continue;
             }
             return Err(refusal(
                 status,

@@ -1,14 +1,16 @@
 //! History: one row per finished update or rollback, for `tidewatch history`, the API and
 //! `tidewatch rollback`.
 
+use std::ops::Deref;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
-use super::journal::{JournalId, Outcome};
+use super::outcome::{JournalId, Outcome};
 use super::{bad_value, get_ts, ts, StateError, Store};
 
-/// A history row to append.
+/// A history row to append; read back inside a [`HistoryEntry`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewHistory {
     /// When it finished.
@@ -31,29 +33,25 @@ pub struct NewHistory {
     pub duration_ms: u64,
 }
 
-/// A stored history row.
+/// A stored history row: the row as appended, and the journal entry it came from.
+///
+/// Its JSON (`tidewatch history --json`) is the row's fields followed by `journal_id`, as
+/// one flat object. It dereferences to the row, so `entry.container` reads the row's field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
-    /// When it finished.
-    pub at: DateTime<Utc>,
-    /// The container's name.
-    pub container: String,
-    /// The image reference as configured on the container.
-    pub image: String,
-    /// The digest it ran before, if known.
-    pub from_digest: Option<String>,
-    /// The digest it was moved to (for a rollback, the one that was tried).
-    pub to_digest: String,
-    /// The image id it ran before.
-    pub from_image_id: Option<String>,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Why, in words.
-    pub reason: String,
-    /// How long it took.
-    pub duration_ms: u64,
+    /// The row as appended.
+    #[serde(flatten)]
+    pub row: NewHistory,
     /// The journal entry it came from, if it was written by [`Store::finish`].
     pub journal_id: Option<JournalId>,
+}
+
+impl Deref for HistoryEntry {
+    type Target = NewHistory;
+
+    fn deref(&self) -> &NewHistory {
+        &self.row
+    }
 }
 
 const COLUMNS: &str = "at, container, image, from_digest, to_digest, from_image_id, outcome, \
@@ -63,17 +61,19 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEntry> {
     let outcome: String = row.get(6)?;
     let duration_ms: i64 = row.get(8)?;
     Ok(HistoryEntry {
-        at: get_ts(row, 0)?,
-        container: row.get(1)?,
-        image: row.get(2)?,
-        from_digest: row.get(3)?,
-        to_digest: row.get(4)?,
-        from_image_id: row.get(5)?,
-        outcome: Outcome::parse(&outcome)
-            .ok_or_else(|| bad_value(6, format!("unknown outcome {outcome:?}")))?,
-        reason: row.get(7)?,
-        duration_ms: u64::try_from(duration_ms)
-            .map_err(|_| bad_value(8, format!("negative duration {duration_ms}")))?,
+        row: NewHistory {
+            at: get_ts(row, 0)?,
+            container: row.get(1)?,
+            image: row.get(2)?,
+            from_digest: row.get(3)?,
+            to_digest: row.get(4)?,
+            from_image_id: row.get(5)?,
+            outcome: Outcome::parse(&outcome)
+                .ok_or_else(|| bad_value(6, format!("unknown outcome {outcome:?}")))?,
+            reason: row.get(7)?,
+            duration_ms: u64::try_from(duration_ms)
+                .map_err(|_| bad_value(8, format!("negative duration {duration_ms}")))?,
+        },
         journal_id: row.get::<_, Option<i64>>(9)?.map(JournalId),
     })
 }
@@ -102,15 +102,7 @@ pub(super) fn insert_history(
         ],
     )?;
     Ok(HistoryEntry {
-        at: new.at,
-        container: new.container.clone(),
-        image: new.image.clone(),
-        from_digest: new.from_digest.clone(),
-        to_digest: new.to_digest.clone(),
-        from_image_id: new.from_image_id.clone(),
-        outcome: new.outcome,
-        reason: new.reason.clone(),
-        duration_ms: new.duration_ms,
+        row: new.clone(),
         journal_id,
     })
 }
@@ -200,7 +192,7 @@ mod tests {
             .history(None, 10)
             .unwrap()
             .into_iter()
-            .map(|h| h.to_digest)
+            .map(|h| h.row.to_digest)
             .collect();
         assert_eq!(all, ["sha256:d2", "sha256:w2", "sha256:d1", "sha256:w1"]);
 
@@ -214,20 +206,60 @@ mod tests {
         assert_eq!(
             newest[0],
             HistoryEntry {
-                at: Utc.with_ymd_and_hms(2024, 5, 1, 12, 9, 0).unwrap(),
-                container: "db".into(),
-                image: "db:latest".into(),
-                from_digest: Some("sha256:d2-before".into()),
-                to_digest: "sha256:d2".into(),
-                from_image_id: Some("sha256:image-before-sha256:d2".into()),
-                outcome: Outcome::Updated,
-                reason: "new digest".into(),
-                duration_ms: 1500,
+                row: NewHistory {
+                    at: Utc.with_ymd_and_hms(2024, 5, 1, 12, 9, 0).unwrap(),
+                    container: "db".into(),
+                    image: "db:latest".into(),
+                    from_digest: Some("sha256:d2-before".into()),
+                    to_digest: "sha256:d2".into(),
+                    from_image_id: Some("sha256:image-before-sha256:d2".into()),
+                    outcome: Outcome::Updated,
+                    reason: "new digest".into(),
+                    duration_ms: 1500,
+                },
                 journal_id: None,
             }
         );
 
         assert!(store.history(Some("nobody"), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_row_written_by_earlier_versions_loads_and_prints_as_it_did() {
+        let (_dir, store) = open_temp();
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO history (at, container, image, from_digest, to_digest, \
+                 from_image_id, outcome, reason, duration_ms, journal_id) VALUES \
+                 ('2024-05-01T12:09:00.250Z', 'web', 'nginx:1.27', 'sha256:aaa', 'sha256:bbb', \
+                  'sha256:oldimage', 'updated', 'new digest', 1500, 7), \
+                 ('2024-05-01T12:03:00.000Z', 'db', 'postgres:16', NULL, 'sha256:ddd', \
+                  NULL, 'rolled_back', 'unhealthy', 900, NULL);",
+            )
+            .unwrap();
+        let rows = store.history(None, 10).unwrap();
+        let json = serde_json::to_string(&rows).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"[{"at":"2024-05-01T12:09:00.250Z","container":"web","image":"nginx:1.27","#,
+                r#""from_digest":"sha256:aaa","to_digest":"sha256:bbb","#,
+                r#""from_image_id":"sha256:oldimage","outcome":"updated","#,
+                r#""reason":"new digest","duration_ms":1500,"journal_id":7},"#,
+                r#"{"at":"2024-05-01T12:03:00Z","container":"db","image":"postgres:16","#,
+                r#""from_digest":null,"to_digest":"sha256:ddd","from_image_id":null,"#,
+                r#""outcome":"rolled_back","reason":"unhealthy","duration_ms":900,"#,
+                r#""journal_id":null}]"#
+            )
+        );
+        assert_eq!(
+            serde_json::from_str::<Vec<HistoryEntry>>(&json).unwrap(),
+            rows
+        );
+        let last = store.last_update("web").unwrap().unwrap();
+        assert_eq!(last.from_image_id.as_deref(), Some("sha256:oldimage"));
+        assert_eq!(last.journal_id, Some(JournalId(7)));
     }
 
     #[test]

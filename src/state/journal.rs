@@ -2,24 +2,15 @@
 //! do, so that after a crash a restart finds the half-done recreate and can finish or undo it.
 
 use std::fmt;
+use std::ops::Deref;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Serialize};
 
 use super::history::{insert_history, HistoryEntry, NewHistory};
+use super::outcome::{JournalId, Outcome};
 use super::{bad_value, get_opt_ts, get_ts, now, ts, StateError, Store};
-
-/// Identifies one recreate in the journal. Ids are never reused, so they are safe to log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JournalId(pub i64);
-
-impl fmt::Display for JournalId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// How far a recreate got. The main line runs `Planned` to `Committed` (steps may be skipped,
 /// e.g. `Stopped` for a container that was not running); from any unfinished step it can turn
@@ -134,55 +125,17 @@ impl fmt::Display for Step {
     }
 }
 
-/// How a recreate ended; also the `outcome` of its history row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The replacement is healthy and kept.
-    Updated,
-    /// The container runs the older image again: after a failed health gate, or after
-    /// `tidewatch rollback`.
-    RolledBack,
-    /// It ended some other way; the reason says how.
-    Failed,
-}
-
-impl Outcome {
-    /// The stored name: `updated`, `rolled_back` or `failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Updated => "updated",
-            Outcome::RolledBack => "rolled_back",
-            Outcome::Failed => "failed",
-        }
-    }
-
-    pub(super) fn parse(text: &str) -> Option<Outcome> {
-        match text {
-            "updated" => Some(Outcome::Updated),
-            "rolled_back" => Some(Outcome::RolledBack),
-            "failed" => Some(Outcome::Failed),
-            _ => None,
-        }
-    }
-
-    /// The terminal step a finished entry with this outcome is left in.
-    fn step(self) -> Step {
-        match self {
-            Outcome::Updated => Step::Committed,
-            Outcome::RolledBack => Step::RolledBack,
-            Outcome::Failed => Step::Failed,
-        }
+/// The terminal step a finished entry with this outcome is left in.
+fn terminal_step(outcome: Outcome) -> Step {
+    match outcome {
+        Outcome::Updated => Step::Committed,
+        Outcome::RolledBack => Step::RolledBack,
+        Outcome::Failed => Step::Failed,
     }
 }
 
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What `apply` records before it touches a container: enough to put the old one back.
+/// What `apply` records before it touches a container: enough to put the old one back. Read
+/// back inside a [`JournalEntry`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRecreate {
     /// The container's name (without the leading `/`).
@@ -203,27 +156,17 @@ pub struct NewRecreate {
     pub was_running: bool,
 }
 
-/// One recreate as stored.
+/// One recreate as stored: what [`Store::begin`] recorded, and how far it got.
+///
+/// Its JSON is one flat object, the recorded fields between `id` and `step`. It dereferences
+/// to the record, so `entry.old_id` reads the record's field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
     /// The entry's id.
     pub id: JournalId,
-    /// The container's name.
-    pub container: String,
-    /// The old container's id.
-    pub old_id: String,
-    /// The image id the old container runs.
-    pub old_image_id: String,
-    /// The old image's repo digest, if it had one.
-    pub old_digest: Option<String>,
-    /// The digest being rolled out.
-    pub new_digest: String,
-    /// The image reference as configured on the container.
-    pub image_ref: String,
-    /// The old container's name while it is set aside.
-    pub aside_name: String,
-    /// Whether the old container was running.
-    pub was_running: bool,
+    /// What was recorded before the recreate began.
+    #[serde(flatten)]
+    pub recreate: NewRecreate,
     /// How far the recreate got.
     pub step: Step,
     /// The replacement's id once it exists; kept after `Created` is passed.
@@ -236,6 +179,14 @@ pub struct JournalEntry {
     pub updated_at: DateTime<Utc>,
     /// When it was finished; `None` while recovery may still have work to do.
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Deref for JournalEntry {
+    type Target = NewRecreate;
+
+    fn deref(&self) -> &NewRecreate {
+        &self.recreate
+    }
 }
 
 impl JournalEntry {
@@ -255,20 +206,22 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<JournalEntry> {
     let step = Step::from_stored(&step_name, new_id.as_deref()).map_err(|e| bad_value(8, e))?;
     Ok(JournalEntry {
         id: JournalId(row.get(0)?),
-        container: row.get(1)?,
-        old_id: row.get(2)?,
-        old_image_id: row.get(3)?,
-        old_digest: row.get(4)?,
-        new_digest: row.get(5)?,
-        image_ref: row.get(6)?,
-        aside_name: row.get(7)?,
+        recreate: NewRecreate {
+            container: row.get(1)?,
+            old_id: row.get(2)?,
+            old_image_id: row.get(3)?,
+            old_digest: row.get(4)?,
+            new_digest: row.get(5)?,
+            image_ref: row.get(6)?,
+            aside_name: row.get(7)?,
+            was_running: row.get(14)?,
+        },
         step,
         new_id,
         reason: row.get(10)?,
         started_at: get_ts(row, 11)?,
         updated_at: get_ts(row, 12)?,
         finished_at: get_opt_ts(row, 13)?,
-        was_running: row.get(14)?,
     })
 }
 
@@ -381,7 +334,7 @@ impl Store {
     ) -> Result<HistoryEntry, StateError> {
         self.write("finishing a recreate", |tx| {
             let entry = load_open(tx, id)?;
-            let to = outcome.step();
+            let to = terminal_step(outcome);
             let allowed = match outcome {
                 Outcome::Updated => matches!(entry.step, Step::Healthy | Step::Committed),
                 Outcome::RolledBack | Outcome::Failed => {
@@ -405,13 +358,14 @@ impl Store {
             let duration_ms = u64::try_from((at - entry.started_at).num_milliseconds())
                 // The wall clock stepped backwards during the recreate.
                 .unwrap_or(0);
+            let recreate = entry.recreate;
             let history = NewHistory {
                 at,
-                container: entry.container,
-                image: entry.image_ref,
-                from_digest: entry.old_digest,
-                to_digest: entry.new_digest,
-                from_image_id: Some(entry.old_image_id),
+                container: recreate.container,
+                image: recreate.image_ref,
+                from_digest: recreate.old_digest,
+                to_digest: recreate.new_digest,
+                from_image_id: Some(recreate.old_image_id),
                 outcome,
                 reason: reason.to_string(),
                 duration_ms,
@@ -512,6 +466,56 @@ mod tests {
         assert_eq!(finished.reason.as_deref(), Some("new digest"));
         assert_eq!(finished.new_id.as_deref(), Some("n3w1d"));
         assert!(finished.is_finished());
+    }
+
+    #[test]
+    fn rows_written_by_earlier_versions_load_and_print_as_they_did() {
+        let (_dir, store) = open_temp();
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO journal (id, container, old_id, old_image_id, old_digest, \
+                 new_digest, image_ref, aside_name, step, new_id, reason, started_at, \
+                 updated_at, finished_at, was_running) VALUES \
+                 (3, 'web', '0ld1d', 'sha256:oldimage', 'sha256:aaa', 'sha256:bbb', \
+                  'nginx:1.27', 'web-tidewatch-old-20240102T030405Z', 'committed', 'n3w1d', \
+                  'new digest', '2024-01-02T03:04:05.000Z', '2024-01-02T03:04:35.500Z', \
+                  '2024-01-02T03:04:35.500Z', 1), \
+                 (4, 'api', '4p1', 'sha256:apiold', NULL, 'sha256:ccc', 'api:latest', \
+                  'api-tidewatch-old-20240102T030405Z', 'created', 'n3w2', NULL, \
+                  '2024-01-02T03:05:00.000Z', '2024-01-02T03:05:01.000Z', NULL, 0);",
+            )
+            .unwrap();
+        let finished = store.entry(JournalId(3)).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_string(&finished).unwrap(),
+            concat!(
+                r#"{"id":3,"container":"web","old_id":"0ld1d","old_image_id":"sha256:oldimage","#,
+                r#""old_digest":"sha256:aaa","new_digest":"sha256:bbb","image_ref":"nginx:1.27","#,
+                r#""aside_name":"web-tidewatch-old-20240102T030405Z","was_running":true,"#,
+                r#""step":{"step":"committed"},"new_id":"n3w1d","reason":"new digest","#,
+                r#""started_at":"2024-01-02T03:04:05Z","updated_at":"2024-01-02T03:04:35.500Z","#,
+                r#""finished_at":"2024-01-02T03:04:35.500Z"}"#
+            )
+        );
+        let open = store.unfinished().unwrap();
+        assert_eq!(open.len(), 1, "{open:#?}");
+        let json = serde_json::to_string(&open[0]).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"id":4,"container":"api","old_id":"4p1","old_image_id":"sha256:apiold","#,
+                r#""old_digest":null,"new_digest":"sha256:ccc","image_ref":"api:latest","#,
+                r#""aside_name":"api-tidewatch-old-20240102T030405Z","was_running":false,"#,
+                r#""step":{"step":"created","new_id":"n3w2"},"new_id":"n3w2","reason":null,"#,
+                r#""started_at":"2024-01-02T03:05:00Z","updated_at":"2024-01-02T03:05:01Z","#,
+                r#""finished_at":null}"#
+            )
+        );
+        assert_eq!(
+            serde_json::from_str::<JournalEntry>(&json).unwrap(),
+            open[0]
+        );
     }
 
     #[test]

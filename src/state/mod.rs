@@ -12,6 +12,7 @@ mod history;
 mod journal;
 mod lock;
 mod marks;
+mod outcome;
 mod shared;
 
 use std::fmt;
@@ -25,9 +26,10 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, Row, Transaction, TransactionBehavior};
 
 pub use history::{HistoryEntry, NewHistory};
-pub use journal::{JournalEntry, JournalId, NewRecreate, Outcome, Step};
+pub use journal::{JournalEntry, NewRecreate, Step};
 pub use lock::{CycleLock, Wait, LOCK_FILE};
 pub use marks::{Hold, QuarantineEntry};
+pub use outcome::{JournalId, Outcome};
 pub use shared::SharedStore;
 
 /// Name of the database file inside `state_dir`.
