@@ -47,7 +47,18 @@ pub fn plan(rollback: &Rollback, images: &BTreeMap<String, String>, graph: &Grap
         reason: Reason::Rollback,
     };
     let recreated = BTreeSet::from([rollback.container.clone()]);
-    let followers = namespace_followers(graph, &recreated);
+    let mut followers = namespace_followers(graph, &recreated);
+    // Discovery order is breadth-first, which can put a sharer of two followers' namespaces
+    // before one of them; the graph's order puts each after every container it shares with.
+    // A namespace cycle (which engines refuse to create) keeps discovery order, after the rest.
+    let selected: BTreeSet<String> = recreated
+        .iter()
+        .cloned()
+        .chain(followers.iter().map(|f| f.container.clone()))
+        .collect();
+    let order = graph.order_partial(&selected).order;
+    let position = |name: &str| order.iter().position(|n| n == name).unwrap_or(usize::MAX);
+    followers.sort_by_key(|f| position(&f.container));
     Plan {
         steps: std::iter::once(step)
             .chain(followers.iter().map(|f| f.step(images)))
@@ -137,6 +148,24 @@ mod tests {
         assert!(plan.steps[1..]
             .iter()
             .all(|s| s.from_digest.is_none() && s.to_digest.is_none()));
+    }
+
+    #[test]
+    fn a_sharer_of_two_followers_namespaces_goes_after_both() {
+        // `tap` shares web's network and `zz`'s ipc; `zz` shares web's network. Found in the
+        // order they are discovered, `tap` (first by name) would be recreated before `zz` and
+        // left in the ipc namespace of the `zz` that is then removed.
+        let tap = Node {
+            ipc_mode: "container:zz".into(),
+            ..node("tap", "container:web")
+        };
+        let (graph, _) = Graph::build(
+            vec![node("web", "bridge"), tap, node("zz", "container:web")],
+            &[],
+        );
+        let plan = plan(&web(Some("sha256:good")), &BTreeMap::new(), &graph);
+        let order: Vec<&str> = plan.steps.iter().map(|s| s.container.as_str()).collect();
+        assert_eq!(order, ["web", "zz", "tap"]);
     }
 
     #[test]
