@@ -141,10 +141,10 @@ async fn bench(
             .context("parsing the bench configuration")?,
     );
     eprintln!("measuring on an idle engine: {WARM_UPS} warm-up + {ROUNDS} rounds");
-    let idle = measure(engine, docker, &config, &fixture, registry, 0).await?;
+    let idle = measure(engine, docker, &config, &fixture, registry).await?;
     let load = start_load(docker, &fixture, run_id).await?;
     eprintln!("measuring under healthcheck load: {WARM_UPS} warm-up + {ROUNDS} rounds");
-    let busy = measure(engine, docker, &config, &fixture, registry, load).await?;
+    let busy = measure(engine, docker, &config, &fixture, registry).await?;
 
     println!();
     println!(
@@ -178,27 +178,19 @@ struct Measurements {
     floor_registry: Samples,
     floor_engine: Samples,
     floor: Samples,
-    /// Running containers of other scopes than the run's (other agents, other tests; the
-    /// load), which tidewatch lists and inspects the images of, and the floor does not list.
-    foreign: usize,
-    /// How many of those are the scenario's load.
-    load: usize,
+    /// The most containers `inventory()` saw: the scope's, as the engine lists only those.
+    seen: usize,
 }
 
-/// Runs the warm-ups and rounds of one scenario; `load` is how many of the engine's
-/// containers the scenario added as load.
+/// Runs the warm-ups and rounds of one scenario.
 async fn measure(
     engine: &Engine,
     docker: &Docker,
     config: &Arc<Config>,
     fixture: &Fixture,
     registry: &Registry,
-    load: usize,
 ) -> anyhow::Result<Measurements> {
-    let mut m = Measurements {
-        load,
-        ..Measurements::default()
-    };
+    let mut m = Measurements::default();
     for round in 0..WARM_UPS + ROUNDS {
         // Each round starts one step further along the list, so no measurement always
         // follows the same one (or always meets a warmer engine).
@@ -211,8 +203,8 @@ async fn measure(
                 1 => (a, b) = time_floor(docker, fixture).await?,
                 2 => {
                     let seen;
-                    (inv, seen) = time_inventory(engine).await?;
-                    m.foreign = m.foreign.max(seen.saturating_sub(fixture.containers));
+                    (inv, seen) = time_inventory(engine, config).await?;
+                    m.seen = m.seen.max(seen);
                 }
                 _ => res = time_resolve(config, fixture, registry).await?,
             }
@@ -234,13 +226,10 @@ impl Measurements {
     fn print(&self, title: &str) {
         println!();
         println!("{title}");
-        let others = self.foreign.saturating_sub(self.load);
-        if others > 0 {
-            println!(
-                "  the engine also ran up to {others} container(s) of other scopes, which \
-                 tidewatch lists and the floor does not"
-            );
-        }
+        println!(
+            "  inventory() listed {} container(s): the engine filters by the scope's labels",
+            self.seen
+        );
         println!("{:<38} {:>10} {:>10}", "", "median", "min");
         row("tidewatch: detect()", &self.tidewatch);
         row("  inventory() alone", &self.inventory);
@@ -522,7 +511,7 @@ async fn time_detect(
     let logged_before = server.manifest_requests(TIDEWATCH_USER_AGENT)?;
     let start = Instant::now();
     let inventory = engine
-        .inventory(config.watch.include_stopped)
+        .inventory(config.watch.include_stopped, config.watch.scope.as_deref())
         .await
         .context("inventory")?;
     let detections = detect_on(&registry, config, &inventory, &[]).await;
@@ -565,11 +554,14 @@ async fn time_detect(
     Ok(elapsed)
 }
 
-/// `Engine::inventory` on its own, to show where detect's time goes; also how many running
-/// containers it saw, in scope or not.
-async fn time_inventory(engine: &Engine) -> anyhow::Result<(Duration, usize)> {
+/// `Engine::inventory` on its own, as detect calls it, to show where detect's time goes; also
+/// how many running containers it saw.
+async fn time_inventory(engine: &Engine, config: &Config) -> anyhow::Result<(Duration, usize)> {
     let start = Instant::now();
-    let inventory = engine.inventory(false).await.context("inventory")?;
+    let inventory = engine
+        .inventory(false, config.watch.scope.as_deref())
+        .await
+        .context("inventory")?;
     Ok((start.elapsed(), inventory.observed.len()))
 }
 

@@ -78,7 +78,10 @@ impl Agent {
     /// The engine's containers and services, as a cycle starts from.
     pub async fn inventory(&self) -> Result<Inventory, EngineError> {
         self.engine
-            .inventory(self.config.watch.include_stopped)
+            .inventory(
+                self.config.watch.include_stopped,
+                self.config.watch.scope.as_deref(),
+            )
             .await
     }
 
@@ -194,7 +197,7 @@ impl Agent {
             })
         };
         // Read afresh: the cycle's other steps recreated containers this one may name.
-        let observed = match self.engine.containers(true).await {
+        let observed = match self.engine.containers(true, None).await {
             Ok(observed) => observed,
             Err(e) => return failed(format!("not started: {e}")),
         };

@@ -1,13 +1,13 @@
 //! What tidewatch asks of the engine, counted by a proxy in front of it
-//! ([`EngineProxy`](crate::support::EngineProxy)): detection lists the containers once and
-//! inspects each distinct image once; a container is inspected only when its list entry shows
-//! an image id where its reference belongs, or when a cycle has something to update and needs
-//! the full settings of the containers in its scope.
+//! ([`EngineProxy`](crate::support::EngineProxy)): detection lists the scope's containers (one
+//! list per scope label, filtered by the engine) and inspects each distinct image once; a
+//! container is inspected only when its list entry shows an image id where its reference
+//! belongs, or when a cycle has something to update and needs the full settings of the
+//! containers in its scope.
 //!
-//! The engine is shared with other tests (and other test runs), whose containers are in the
-//! same list: their images are inspected too. So the expected requests are worked out from the
-//! engine's own answers, which the proxy keeps; on an idle engine they come to 1 list, K image
-//! inspects and no container inspect.
+//! The expected requests are worked out from the engine's own answers, which the proxy keeps:
+//! they come to 2 lists, K image inspects and no container inspect. The engine is shared with
+//! other tests, whose containers are in other scopes: the lists must not show them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
@@ -18,8 +18,8 @@ use serde_json::Value;
 use crate::support::daemon_api::{call, notify_push, parse_status, start_daemon, status_row};
 use crate::support::settings;
 use crate::support::{
-    docker, push, EngineProxy, EngineRequest, Registry, Status, TestBed, QUICK_STOP, SCOPE_LABEL,
-    TEST_LABEL,
+    docker, percent_decode, push, EngineProxy, EngineRequest, Registry, Status, TestBed,
+    QUICK_STOP, SCOPE_LABEL, TEST_LABEL,
 };
 
 /// How long the proxy may take to see a finished client's connections close.
@@ -31,8 +31,8 @@ const CYCLE_BOUND: Duration = Duration::from_secs(90);
 const SWARM_TASK_LABELS: [&str; 2] = ["com.docker.swarm.service.id", "com.docker.swarm.task.id"];
 
 #[test]
-fn a_check_of_six_containers_on_three_images_lists_once_inspects_each_image_once_and_no_container()
-{
+fn a_check_of_six_containers_on_three_images_lists_the_scope_inspects_each_image_once_and_no_container(
+) {
     let bed = TestBed::new("requests-check");
     let registry = Registry::start();
     let repos = ["alpha", "beta", "gamma"];
@@ -51,12 +51,12 @@ fn a_check_of_six_containers_on_three_images_lists_once_inspects_each_image_once
     );
     let requests = proxy.requests();
     let shown = show(&requests);
-    let list = only(&requests, "GET /containers/json").answer_json();
+    let list = scope_lists(&requests, &bed, &shown);
     let ours = containers_of(&bed, &list);
     assert_eq!(
-        ours.len(),
-        6,
-        "the list shows the bed's containers; {shown}"
+        (ours.len(), entries(&list).count()),
+        (6, 6),
+        "the lists show the bed's containers and no other; {shown}"
     );
     let our_images: BTreeSet<&str> = ours.iter().map(|c| c.image_id.as_str()).collect();
     assert_eq!(our_images.len(), repos.len(), "{shown}");
@@ -65,8 +65,9 @@ fn a_check_of_six_containers_on_three_images_lists_once_inspects_each_image_once
         // `Engine::connect`: the engine's API versions, from which the client's is chosen (and
         // Docker told from Podman). bollard's own negotiation and `/_ping` are not used.
         ("GET /version".to_owned(), 1),
-        // The inventory: every container in one list, whatever its scope.
-        ("GET /containers/json".to_owned(), 1),
+        // The inventory: the scope's containers, one list per scope label (tidewatch's and
+        // Watchtower's), which the engine filters.
+        ("GET /containers/json".to_owned(), 2),
         // The engine's facts: Swarm role, platform, image store.
         ("GET /info".to_owned(), 1),
     ]);
@@ -99,7 +100,7 @@ fn a_check_of_six_containers_on_three_images_lists_once_inspects_each_image_once
 }
 
 #[test]
-fn a_webhook_cycle_lists_the_containers_once_and_inspects_only_those_in_its_scope() {
+fn a_webhook_cycle_lists_its_scope_once_and_inspects_only_containers_in_it() {
     let bed = TestBed::new("requests-webhook");
     let registry = Registry::start();
     let (app, db) = (
@@ -139,8 +140,8 @@ fn a_webhook_cycle_lists_the_containers_once_and_inspects_only_those_in_its_scop
     assert_ne!(bed.container_id("web"), web, "web was recreated; {shown}");
     assert_eq!(
         count(&requests, "GET /containers/json"),
-        1,
-        "the cycle goes on with the list that chose its containers; {shown}"
+        2,
+        "the cycle goes on with the lists that chose its containers; {shown}"
     );
     // The containers in scope are the bed's: those before the cycle, and web's successor.
     let in_scope: BTreeSet<String> = [&web, &cache, &store]
@@ -149,7 +150,7 @@ fn a_webhook_cycle_lists_the_containers_once_and_inspects_only_those_in_its_scop
         .chain(bed_containers(&bed))
         .collect();
     let is_ours = |container: &str| in_scope.contains(container) || container.starts_with(bed.id());
-    let list = only(&requests, "GET /containers/json").answer_json();
+    let list = scope_lists(&requests, &bed, &shown);
     let unlisted_references: BTreeSet<String> = inspects_after(&list)
         .into_keys()
         .filter_map(|line| {
@@ -224,6 +225,43 @@ fn explain(containers: &[&&str], requests: &[EngineRequest], list: &Value) -> St
         })
         .collect();
     lines.join(" | ")
+}
+
+/// The entries of every container list in `requests`, as one list answer, after checking that
+/// each list asked the engine for one of the scope labels of `bed`.
+fn scope_lists(requests: &[EngineRequest], bed: &TestBed, shown: &str) -> Value {
+    let lists: Vec<&EngineRequest> = requests
+        .iter()
+        .filter(|r| r.line() == "GET /containers/json")
+        .collect();
+    let mut labels: Vec<String> = lists.iter().map(|r| label_filter(&r.query)).collect();
+    labels.sort();
+    let mut expected = vec![
+        format!("{SCOPE_LABEL}={}", bed.scope()),
+        format!("com.centurylinklabs.watchtower.scope={}", bed.scope()),
+    ];
+    expected.sort();
+    assert_eq!(labels, expected, "one list per scope label; {shown}");
+    Value::Array(
+        lists
+            .iter()
+            .flat_map(|r| entries(&r.answer_json()).cloned().collect::<Vec<_>>())
+            .collect(),
+    )
+}
+
+/// The `label` filter of a container list's query (`filters={"label":["k=v"]}`, URL-encoded);
+/// empty when it has none.
+fn label_filter(query: &str) -> String {
+    let Some(encoded) = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("filters="))
+    else {
+        return String::new();
+    };
+    let filters: Value = serde_json::from_str(&percent_decode(encoded))
+        .unwrap_or_else(|e| panic!("the list's filters are not JSON ({e}): {encoded}"));
+    text(&filters["label"][0]).to_owned()
 }
 
 /// One container of a list answer.

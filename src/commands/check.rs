@@ -22,7 +22,7 @@ pub(super) async fn run(
         .context("connecting to the docker engine")?;
     let registry = RegistryClient::new(config.clone()).context("setting up the registry client")?;
     let inventory = engine
-        .inventory(config.watch.include_stopped)
+        .inventory(config.watch.include_stopped, config.watch.scope.as_deref())
         .await
         .context("listing containers")?;
     let role = inventory.facts.role;

@@ -35,7 +35,7 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
 
     let mut observed = agent
         .engine
-        .containers(true)
+        .containers(true, None)
         .await
         .context("listing containers")?;
     agent

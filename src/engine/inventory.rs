@@ -32,11 +32,17 @@ impl Inventory {
 
 impl Engine {
     /// The containers (and, on a Swarm manager, services) with the engine's facts: one list
-    /// call, one inspect per distinct image, `/info`, and the services on a manager. A service
-    /// that shares its name with a container is reported, not updated: the plan and the
-    /// dependency graph know both by name.
-    pub async fn inventory(&self, include_stopped: bool) -> Result<Inventory, EngineError> {
-        let mut observed = self.containers(include_stopped).await?;
+    /// call (two with a scope), one inspect per distinct image, `/info`, and the services on a
+    /// manager. A service that shares its name with a container is reported, not updated: the
+    /// plan and the dependency graph know both by name.
+    ///
+    /// With a `scope`, only containers labelled with it are listed (see [`Engine::containers`]).
+    pub async fn inventory(
+        &self,
+        include_stopped: bool,
+        scope: Option<&str>,
+    ) -> Result<Inventory, EngineError> {
+        let mut observed = self.containers(include_stopped, scope).await?;
         let facts = self.facts().await?;
         if facts.role == SwarmRole::Manager {
             let mut services = self.services(&facts.platform).await?;
@@ -55,19 +61,38 @@ impl Engine {
     }
 
     /// Running containers (all containers with `include_stopped`) with their images, sorted by
-    /// name: one list call and one inspect per distinct image. A container is inspected only
-    /// when the list does not give the reference it was created with (the engine shows the
-    /// image id instead once that reference names another image). The containers of Swarm
-    /// tasks are left out: Swarm replaces them when their service is updated.
-    pub async fn containers(&self, include_stopped: bool) -> Result<Vec<Observed>, EngineError> {
-        let summaries = self
-            .docker()
-            .list_containers(Some(ListContainersOptions {
-                all: include_stopped,
-                ..Default::default()
-            }))
-            .await
-            .map_err(EngineError::request("listing containers"))?;
+    /// name: one list call (two with a scope) and one inspect per distinct image. A container
+    /// is inspected only when the list does not give the reference it was created with (the
+    /// engine shows the image id instead once that reference names another image). The
+    /// containers of Swarm tasks are left out: Swarm replaces them when their service is
+    /// updated.
+    ///
+    /// With a `scope`, the engine lists only the containers labelled with it (`tidewatch.scope`
+    /// or Watchtower's label; the scope rules still decide, this only narrows the list): it
+    /// applies a label filter before the costly part of a list entry, so a scoped agent on a
+    /// busy engine pays for its own containers, not for every container there, and inspects
+    /// no image of theirs.
+    pub async fn containers(
+        &self,
+        include_stopped: bool,
+        scope: Option<&str>,
+    ) -> Result<Vec<Observed>, EngineError> {
+        let summaries = match scope {
+            None => self.list(include_stopped, None).await?,
+            Some(scope) => {
+                // Labels in one filter must all match: one list per label.
+                let mut summaries = Vec::new();
+                for label in [labels::SCOPE, labels::watchtower::SCOPE] {
+                    let filter = format!("{label}={scope}");
+                    for s in self.list(include_stopped, Some(filter)).await? {
+                        if !summaries.iter().any(|k: &ContainerSummary| k.id == s.id) {
+                            summaries.push(s);
+                        }
+                    }
+                }
+                summaries
+            }
+        };
         let summaries: Vec<ContainerSummary> = summaries
             .into_iter()
             .filter(|s| s.id.is_some() && !is_swarm_task(s.labels.as_ref()))
@@ -126,6 +151,22 @@ impl Engine {
             .collect();
         observed.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(observed)
+    }
+
+    /// One container list, with a `label` filter (`key=value`) when given.
+    async fn list(
+        &self,
+        include_stopped: bool,
+        label: Option<String>,
+    ) -> Result<Vec<ContainerSummary>, EngineError> {
+        self.docker()
+            .list_containers(Some(ListContainersOptions {
+                all: include_stopped,
+                filters: label.map(|l| HashMap::from([("label".to_owned(), vec![l])])),
+                ..Default::default()
+            }))
+            .await
+            .map_err(EngineError::request("listing containers"))
     }
 
     /// Fills in the full inspect data of the containers `wanted` picks that lack it. A

@@ -59,6 +59,7 @@ pub use observe::{show_events, Events, Monitor, Sighting, Snapshot};
 pub use podman::{Podman, PodmanBed};
 pub use process::Background;
 pub use registry::{DeadRegistry, Registry, RegistryOptions, Request};
+pub use serve::percent_decode;
 pub use tls::{EngineTrust, TestCa};
 pub use token_server::{TokenRequest, TokenServer};
 
