@@ -25,6 +25,7 @@ pub mod net;
 pub mod notify;
 pub mod output;
 pub mod plan;
+pub mod progress;
 #[cfg(test)]
 mod prop_json;
 pub mod registry;

@@ -134,7 +134,12 @@ impl Applier<'_> {
     ) -> (StepOutcome, String) {
         let deadline = crate::clock::after(Instant::now(), self.swarm.timeout);
         let mut last = Convergence::Rolling;
+        let mut display = self
+            .engine
+            .progress()
+            .wait(&format!("swarm to roll out {service}"), self.swarm.timeout);
         loop {
+            display.tick();
             match self.engine.service(service).await {
                 Ok(s) => {
                     let status = s.update_status.unwrap_or_default();

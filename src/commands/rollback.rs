@@ -13,12 +13,14 @@ use crate::cycle::{self, Agent};
 use crate::image_ref::ImageRef;
 use crate::plan;
 use crate::plan::rollback::Rollback;
+use crate::progress::Progress;
 use crate::shutdown;
 
 pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure> {
     let name = name.trim_start_matches('/').to_string();
     let _lock = cycle_lock(&config.agent.state_dir).await?;
-    let agent = agent(config, shutdown::on_signals().map_err(anyhow::Error::from)?).await?;
+    let mut agent = agent(config, shutdown::on_signals().map_err(anyhow::Error::from)?).await?;
+    agent.engine.show_progress(Progress::for_terminal(true));
     agent.recover().await;
 
     let wanted = name.clone();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::{agent, cycle_lock, Exit, Failure};
 use crate::config::Config;
 use crate::output;
+use crate::progress::Progress;
 use crate::shutdown;
 
 pub(super) async fn run(
@@ -21,7 +22,8 @@ pub(super) async fn run(
         Some(cycle_lock(&config.agent.state_dir).await?)
     };
     let shutdown = shutdown::on_signals().map_err(anyhow::Error::from)?;
-    let agent = agent(config, shutdown).await?;
+    let mut agent = agent(config, shutdown).await?;
+    agent.engine.show_progress(Progress::for_terminal(!json));
     let report = agent
         .cycle(names, dry_run, force)
         .await

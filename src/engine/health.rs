@@ -37,10 +37,23 @@ impl Engine {
         let mut running_since: Option<Instant> = None;
         // Whether the last look found a healthcheck that has not run even once.
         let mut check_never_ran = false;
+        let mut display = None;
         loop {
             let Some(c) = self.inspect_container(container).await? else {
                 return Ok(Health::Unhealthy("the container disappeared".into()));
             };
+            // Shown by name: the id a caller holds means nothing to the person watching.
+            display
+                .get_or_insert_with(|| {
+                    let name = c
+                        .name
+                        .as_deref()
+                        .unwrap_or(container)
+                        .trim_start_matches('/');
+                    self.progress()
+                        .wait(&format!("{name} to be healthy"), timeout)
+                })
+                .tick();
             let state = c.state.clone().unwrap_or_default();
             let restarts = c.restart_count.unwrap_or(0);
             let first = *first_restart_count.get_or_insert(restarts);

@@ -28,6 +28,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::config::tls::{self, TlsFileError};
 use crate::config::DockerConfig;
+use crate::progress::Progress;
 use api_version::{ApiVersion, ApiVersionError};
 use endpoint::{Endpoint, Transport};
 
@@ -159,6 +160,8 @@ pub struct Engine {
     /// How to reach the engine, for the requests made outside bollard (`raw.rs`): over the
     /// same TLS as bollard's, never in plain text.
     connector: Arc<Connector>,
+    /// How pulls and health waits show their progress (log lines unless a command asks).
+    progress: Progress,
 }
 
 impl fmt::Debug for Engine {
@@ -225,6 +228,7 @@ impl Engine {
             host,
             flavor,
             connector: Arc::new(client),
+            progress: Progress::log(),
         })
     }
 
@@ -242,6 +246,16 @@ impl Engine {
     /// The engine address in use.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Shows pulls and waits with `progress` from now on (every clone of this engine too).
+    pub fn show_progress(&mut self, progress: Progress) {
+        self.progress = progress;
+    }
+
+    /// How pulls and waits show their progress.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     /// The bollard client, for the modules of this adapter.

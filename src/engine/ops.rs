@@ -66,6 +66,7 @@ impl Engine {
                 serveraddress: Some(source.registry().to_string()),
                 ..Default::default()
             });
+            let mut display = self.progress().pull(&by_digest);
             let pulled = self
                 .docker()
                 .create_image(
@@ -76,8 +77,12 @@ impl Engine {
                     None,
                     auth,
                 )
-                .try_for_each(|_progress| async { Ok(()) })
+                .try_for_each(|info| {
+                    display.observe(&info);
+                    async { Ok(()) }
+                })
                 .await;
+            display.finish(pulled.is_ok());
             match pulled {
                 Ok(()) => {
                     let image = self.inspect_image(&by_digest).await?;

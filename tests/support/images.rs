@@ -17,7 +17,7 @@ use oci_client::{Client, Reference};
 use serde_json::{json, Value};
 
 use super::bed::{TestBed, IMAGE_LABEL};
-use super::docker::{build, docker};
+use super::docker::{build, docker, image_id};
 use super::registry::Registry;
 
 /// The static busybox that `scripts/test-env` installs (package busybox-static). Static, because
@@ -75,6 +75,76 @@ impl TestBed {
             image,
             &context,
         )
+    }
+
+    /// The test app (httpd serving `version`'s page, no HEALTHCHECK) as one layer that also
+    /// holds `megabytes` MiB of incompressible bytes, made with `docker import`: an image whose
+    /// pull takes long enough to be watched. Unlike a build, an import leaves nothing behind in
+    /// a build cache, so once the image is removed (see [`TestBed::drop_image`]) the engine
+    /// must download every byte again, on the containerd store too.
+    pub fn import_app_with_payload(&self, image: &str, version: &str, megabytes: usize) -> String {
+        static IMPORTS: AtomicU32 = AtomicU32::new(0);
+        let n = IMPORTS.fetch_add(1, Ordering::Relaxed);
+        let root = self.dir().join(format!("import-{n}"));
+        let www = root.join("www");
+        let bin = root.join("bin");
+        for dir in [&www, &bin] {
+            fs::create_dir_all(dir)
+                .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+        }
+        fs::copy(BUSYBOX, bin.join("busybox")).unwrap_or_else(|error| {
+            panic!(
+                "cannot copy {BUSYBOX} into {}: {error} (run scripts/test-env)",
+                bin.display()
+            )
+        });
+        // xorshift64: gzip cannot shrink it, so the layer on the wire is as large as on disk.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ u64::from(n);
+        let mut payload = Vec::with_capacity(megabytes << 20);
+        while payload.len() < megabytes << 20 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            payload.extend_from_slice(&state.to_le_bytes());
+        }
+        for (path, contents) in [
+            (root.join("payload"), payload),
+            (
+                www.join("index.html"),
+                format!("tidewatch test app version {version}\n").into_bytes(),
+            ),
+        ] {
+            fs::write(&path, contents)
+                .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        }
+        let layer = self.dir().join(format!("import-{n}.tar"));
+        let tar = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&layer)
+            .arg(".")
+            .status()
+            .unwrap_or_else(|error| panic!("cannot run tar: {error}"));
+        assert!(tar.success(), "tar of {} failed: {tar}", root.display());
+        docker(&[
+            "import",
+            "--change",
+            &format!(
+                r#"ENTRYPOINT ["/bin/busybox", "httpd", "-f", "-p", "{APP_PORT}", "-h", "/www"]"#
+            ),
+            "--change",
+            &format!("LABEL {IMAGE_LABEL}={}", self.id()),
+            &layer.to_string_lossy(),
+            image,
+        ]);
+        image_id(image)
+    }
+
+    /// Removes image `id` from the engine (its tags with it), so that the next pull of it
+    /// downloads it.
+    pub fn drop_image(&self, id: &str) {
+        docker(&["image", "rm", id]);
     }
 
     /// For each of `repos`: builds the app as `REPO:v1` on `registry` (its version is the
