@@ -11,8 +11,9 @@
 # --sha256 HEX, else the checksum file URL.sha256 beside it (`HEX` or `HEX  NAME`). --sha256
 # checks a local file too. The --binary path installs /usr/bin/tidewatch, the unit and the
 # example /etc/tidewatch/agent.toml (an existing one is kept) from the directory this script is
-# in (a checkout or a release archive), then enables and starts the unit when systemd runs.
-# Either way the configuration is validated before the service starts.
+# in (a checkout or a release archive), the man pages and bash, zsh and fish completions (written
+# by the binary itself, to where the package puts them), then enables and starts the unit when
+# systemd runs. Either way the configuration is validated before the service starts.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,11 +23,12 @@ say() { printf 'install: %s\n' "$*"; }
 die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
-# Whatever ends the script (an error, a signal, the end), the downloads go with it.
+# Whatever ends the script (an error, a signal, the end), its temporary files (downloads, the
+# generated man pages) go with it.
 tmp=""
 cleanup() { if [ -n "$tmp" ]; then rm -rf "$tmp"; fi; }
 trap cleanup EXIT
@@ -126,6 +128,35 @@ install_package() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y "$package"
 }
 
+# The man pages and completion scripts of the binary $1, which writes them itself, installed
+# where the package puts them. zsh's directory for packaged completions is vendor-completions on
+# Debian and its derivatives, site-functions elsewhere.
+install_manual() {
+    tmp=$(mktemp -d)
+    "$1" man "$tmp/man" >/dev/null
+    install -d -m 0755 /usr/share/man/man1
+    for page in "$tmp"/man/*.1; do
+        if command -v gzip >/dev/null; then
+            gzip -9n "$page"
+            page=$page.gz
+        fi
+        install -m 0644 "$page" /usr/share/man/man1/
+    done
+    if [ -e /etc/debian_version ]; then
+        zsh_dir=/usr/share/zsh/vendor-completions
+    else
+        zsh_dir=/usr/share/zsh/site-functions
+    fi
+    "$1" completions bash >"$tmp/tidewatch.bash"
+    "$1" completions zsh >"$tmp/_tidewatch"
+    "$1" completions fish >"$tmp/tidewatch.fish"
+    install -d -m 0755 /usr/share/bash-completion/completions "$zsh_dir" \
+        /usr/share/fish/vendor_completions.d
+    install -m 0644 "$tmp/tidewatch.bash" /usr/share/bash-completion/completions/tidewatch
+    install -m 0644 "$tmp/_tidewatch" "$zsh_dir/_tidewatch"
+    install -m 0644 "$tmp/tidewatch.fish" /usr/share/fish/vendor_completions.d/tidewatch.fish
+}
+
 install_binary() {
     binary=$1
     [ -x "$binary" ] || die "$binary: not an executable file"
@@ -146,7 +177,8 @@ install_binary() {
     fi
     install -d -m 0700 /var/lib/tidewatch
     install -m 0644 "$unit" /etc/systemd/system/tidewatch.service
-    /usr/bin/tidewatch --config "$config" validate
+    install_manual "$binary"
+    "$binary" --config "$config" validate
     if systemd_runs; then
         systemctl daemon-reload
         systemctl enable --now tidewatch.service

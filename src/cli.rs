@@ -81,4 +81,15 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Print the completion script for SHELL, e.g. `source <(tidewatch completions bash)`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (tidewatch.1, tidewatch-COMMAND.1) into DIR, for packaging.
+    #[command(hide = true)]
+    Man {
+        /// Created if missing.
+        dir: PathBuf,
+    },
 }

@@ -3,10 +3,12 @@
 
 mod check;
 mod history;
+pub mod manual;
 mod rollback;
 mod run;
 mod update;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -95,6 +97,20 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::History { name, json, limit } => {
             let config = load_config(cli.config.as_deref())?;
             history::run(config, name.as_deref(), *json, *limit).await
+        }
+        Command::Completions { shell } => {
+            let mut stdout = std::io::stdout().lock();
+            manual::write_completions(*shell, &mut stdout);
+            stdout.flush().context("writing the completion script")?;
+            Ok(Exit::Success)
+        }
+        Command::Man { dir } => {
+            let pages = manual::write_man_pages(dir)
+                .with_context(|| format!("writing the man pages into {}", dir.display()))?;
+            for page in pages {
+                println!("{}", page.display());
+            }
+            Ok(Exit::Success)
         }
     }
 }
