@@ -4,22 +4,29 @@
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::detect::CheckRow;
 use crate::plan::update::Waiting;
 use crate::report::CycleReport;
+use crate::state::HistoryEntry;
 
-/// When the last cycle ran and whether it went well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct LastCycle {
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-    /// When it finished.
-    pub finished_at: DateTime<Utc>,
-    /// Nothing failed or was rolled back ([`CycleReport::succeeded`]).
-    pub succeeded: bool,
+pub use crate::state::LastCycle;
+
+/// When the daemon's next scheduled cycle is due, and why then. Field names are part of the
+/// API contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextCycle {
+    /// When it is due (jitter included). A cycle in progress or a trigger may come first.
+    pub at: DateTime<Utc>,
+    /// Why then, for people: `every 5m (interval)`, `cron "0 3 * * *" (schedule)`.
+    pub reason: String,
+    /// Why then, for scripts: `interval` or `schedule`.
+    pub reason_kind: String,
 }
+
+/// How many history entries `GET /v1/status` carries, newest first.
+pub const STATUS_HISTORY: usize = 10;
 
 /// The body of `GET /v1/status`. Field names are part of the API contract.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -30,6 +37,11 @@ pub struct StatusSnapshot {
     pub containers: Vec<CheckRow>,
     /// Updates found but held back (quarantined digests, rollback holds, dependency cycles).
     pub pending: Vec<Waiting>,
+    /// When the next scheduled cycle is due; `None` until the first cycle has finished.
+    pub next_cycle: Option<NextCycle>,
+    /// The newest [`STATUS_HISTORY`] history entries as the daemon read them after its last
+    /// cycle, newest first, as `history --json` gives them.
+    pub history: Vec<HistoryEntry>,
 }
 
 /// A shared snapshot: the daemon writes it after each cycle, the API reads it. Clones share it.
@@ -37,18 +49,33 @@ pub struct StatusSnapshot {
 pub struct StatusBoard(Arc<RwLock<StatusSnapshot>>);
 
 impl StatusBoard {
-    /// Replaces the snapshot with a cycle over every container in scope.
-    pub fn update(&self, report: &CycleReport, started: DateTime<Utc>, finished: DateTime<Utc>) {
+    /// Replaces the snapshot with a cycle over every container in scope; returns the cycle as
+    /// recorded.
+    pub fn update(
+        &self,
+        report: &CycleReport,
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+    ) -> LastCycle {
+        let last = last_cycle(report, started, finished);
         self.write(|s| {
             s.containers = report.current_rows();
             s.pending = report.plan.waiting.clone();
-            s.last_cycle = Some(last_cycle(report, started, finished));
+            s.last_cycle = Some(last);
         });
+        last
     }
 
     /// Folds in a cycle limited to some containers (`POST /v1/update?container=`, a registry
     /// push): their rows and pending updates are replaced; the other containers' are kept.
-    pub fn merge(&self, report: &CycleReport, started: DateTime<Utc>, finished: DateTime<Utc>) {
+    /// Returns the cycle as recorded.
+    pub fn merge(
+        &self,
+        report: &CycleReport,
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+    ) -> LastCycle {
+        let last = last_cycle(report, started, finished);
         self.write(|s| {
             for row in report.current_rows() {
                 match s
@@ -63,8 +90,19 @@ impl StatusBoard {
             let seen = |name: &str| report.containers.iter().any(|r| r.container == name);
             s.pending.retain(|w| !seen(&w.container));
             s.pending.extend(report.plan.waiting.iter().cloned());
-            s.last_cycle = Some(last_cycle(report, started, finished));
+            s.last_cycle = Some(last);
         });
+        last
+    }
+
+    /// Records when the next scheduled cycle is due.
+    pub fn set_next_cycle(&self, next: NextCycle) {
+        self.write(|s| s.next_cycle = Some(next));
+    }
+
+    /// Replaces the recent history entries.
+    pub fn set_history(&self, history: Vec<HistoryEntry>) {
+        self.write(|s| s.history = history);
     }
 
     /// A copy of the current snapshot.
@@ -91,6 +129,7 @@ fn last_cycle(report: &CycleReport, started: DateTime<Utc>, finished: DateTime<U
         started_at: started,
         finished_at: finished,
         succeeded: report.succeeded(),
+        counts: report.counts(),
     }
 }
 
@@ -194,7 +233,13 @@ mod tests {
         let json = serde_json::to_value(board.snapshot()).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"last_cycle": null, "containers": [], "pending": []})
+            serde_json::json!({
+                "last_cycle": null,
+                "containers": [],
+                "pending": [],
+                "next_cycle": null,
+                "history": []
+            })
         );
         let t0 = DateTime::parse_from_rfc3339("2026-03-10T12:00:00Z")
             .unwrap()
@@ -216,7 +261,14 @@ mod tests {
             serde_json::json!({
                 "started_at": "2026-03-10T12:00:00Z",
                 "finished_at": "2026-03-10T12:00:07Z",
-                "succeeded": true
+                "succeeded": true,
+                "counts": {
+                    "updated": 0,
+                    "rolled_back": 0,
+                    "failed": 0,
+                    "skipped": 0,
+                    "check_errors": 0
+                }
             })
         );
         assert_eq!(json["containers"][0]["status"], "update_available");
@@ -226,7 +278,22 @@ mod tests {
                 "container": "web",
                 "to_digest": "sha256:bbbb",
                 "reason": "digest quarantined after a failed update: exited",
-                "reason_kind": "quarantined"
+                "reason_kind": "quarantined",
+                "until": null
+            })
+        );
+        board.set_next_cycle(NextCycle {
+            at: t1,
+            reason: "every 5m (interval)".into(),
+            reason_kind: "interval".into(),
+        });
+        let json = serde_json::to_value(board.snapshot()).unwrap();
+        assert_eq!(
+            json["next_cycle"],
+            serde_json::json!({
+                "at": "2026-03-10T12:00:07Z",
+                "reason": "every 5m (interval)",
+                "reason_kind": "interval"
             })
         );
     }
