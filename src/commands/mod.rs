@@ -5,6 +5,7 @@ mod check;
 mod history;
 mod rollback;
 mod run;
+mod status;
 mod update;
 
 use std::path::{Path, PathBuf};
@@ -96,6 +97,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             let config = load_config(cli.config.as_deref())?;
             history::run(config, name.as_deref(), *json, *limit).await
         }
+        Command::Status { json } => status::run(load_config(cli.config.as_deref())?, *json).await,
     }
 }
 
