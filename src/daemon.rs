@@ -339,17 +339,20 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
 }
 
 /// Keeps `last` in the state store, for `tidewatch status` while the daemon is stopped, and
-/// puts the newest history entries on the board. A failure is logged: the cycle is done.
+/// puts the newest history entries and the digests quarantined this cycle on the board. A failure is logged: the cycle is done.
 async fn remember(agent: &Agent, surface: &Surface, last: LastCycle) {
     let read = agent
         .store
         .with(move |s| {
             s.record_cycle(&last)?;
-            s.history(None, STATUS_HISTORY)
+            Ok::<_, StateError>((s.history(None, STATUS_HISTORY)?, s.quarantined(None)?))
         })
         .await;
     match read {
-        Ok(history) => surface.board.set_history(history),
+        Ok((history, quarantine)) => {
+            surface.board.set_history(history);
+            surface.board.hold_quarantined(&quarantine);
+        }
         Err(e) => tracing::warn!("state store: recording the cycle for status: {e}"),
     }
 }

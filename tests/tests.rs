@@ -12,6 +12,7 @@ mod engine_requests;
 mod engine_tls;
 mod ops;
 mod podman;
+mod status;
 mod swarm;
 mod update_flow;
 mod update_preserve;

@@ -3,13 +3,13 @@
 
 use std::sync::{Arc, RwLock};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::detect::CheckRow;
-use crate::plan::update::Waiting;
+use crate::plan::detect::{CheckRow, Status};
+use crate::plan::update::{WaitReason, Waiting};
 use crate::report::CycleReport;
-use crate::state::HistoryEntry;
+use crate::state::{HistoryEntry, QuarantineEntry};
 
 pub use crate::state::LastCycle;
 
@@ -100,6 +100,29 @@ impl StatusBoard {
         self.write(|s| s.next_cycle = Some(next));
     }
 
+    /// Adds to `pending` the updates that `quarantine` holds back but the last plan did not
+    /// list: those rolled back in that very cycle, which the next plan holds.
+    pub fn hold_quarantined(&self, quarantine: &[QuarantineEntry]) {
+        self.write(|s| {
+            for q in quarantine {
+                let offered = s.containers.iter().any(|r| {
+                    r.container == q.container
+                        && r.status == Status::UpdateAvailable
+                        && r.available_digest.as_deref() == Some(q.digest.as_str())
+                });
+                if offered && !s.pending.iter().any(|w| w.container == q.container) {
+                    s.pending.push(Waiting {
+                        container: q.container.clone(),
+                        to_digest: q.digest.clone(),
+                        reason: WaitReason::Quarantined {
+                            why: q.reason.clone(),
+                        },
+                    });
+                }
+            }
+        });
+    }
+
     /// Replaces the recent history entries.
     pub fn set_history(&self, history: Vec<HistoryEntry>) {
         self.write(|s| s.history = history);
@@ -125,9 +148,10 @@ impl StatusBoard {
 }
 
 fn last_cycle(report: &CycleReport, started: DateTime<Utc>, finished: DateTime<Utc>) -> LastCycle {
+    // At the precision the state store keeps, so the daemon's answer and the store agree.
     LastCycle {
-        started_at: started,
-        finished_at: finished,
+        started_at: started.trunc_subsecs(3),
+        finished_at: finished.trunc_subsecs(3),
         succeeded: report.succeeded(),
         counts: report.counts(),
     }
@@ -136,8 +160,6 @@ fn last_cycle(report: &CycleReport, started: DateTime<Utc>, finished: DateTime<U
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::detect::Status;
-    use crate::plan::update::WaitReason;
 
     fn row(container: &str, status: Status) -> CheckRow {
         CheckRow {
@@ -225,6 +247,28 @@ mod tests {
             ]
         );
         assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn a_digest_rolled_back_in_the_last_cycle_is_pending_as_quarantined() {
+        let board = StatusBoard::default();
+        let t0 = Utc::now();
+        let mut offered = row("web", Status::UpdateAvailable);
+        offered.available_digest = Some("sha256:bbbb".into());
+        board.update(
+            &report(vec![offered, row("db", Status::UpToDate)], vec![]),
+            t0,
+            t0,
+        );
+        let entry = |container: &str| QuarantineEntry {
+            container: container.into(),
+            digest: "sha256:bbbb".into(),
+            reason: "exited".into(),
+            at: t0,
+        };
+        board.hold_quarantined(&[entry("web"), entry("db")]);
+        board.hold_quarantined(&[entry("web")]);
+        assert_eq!(board.snapshot().pending, vec![waiting("web")]);
     }
 
     #[test]
