@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Local, SubsecRound, Utc};
 use tokio::sync::mpsc;
 // tokio's clock, not std's: it is the one that tokio's paused test time moves.
 use tokio::time::Instant;
@@ -151,7 +151,8 @@ impl Cycles for AgentCycles<'_> {
 
     fn scheduled(&self, at: Instant) {
         let delay = at.saturating_duration_since(Instant::now());
-        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let at = (Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
+            .trunc_subsecs(0);
         self.surface
             .board
             .set_next_cycle(next_cycle(&self.agent.config.agent.trigger, at));

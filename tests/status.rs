@@ -88,6 +88,10 @@ fn status_tells_the_last_cycle_from_the_running_daemon_and_from_the_state_dir_on
     assert_eq!(json["history"][0]["outcome"], "rolled_back", "{json:#}");
     assert_eq!(json["unknown"], serde_json::json!([]), "{json:#}");
     let text = status(&updater, &[]);
+    eprintln!(
+        "status after a rollback:\n{}\nstatus --json:\n{}",
+        text.stdout, running.stdout
+    );
     assert_eq!(text.code, 1, "{text:#?}");
     assert!(
         text.stdout
