@@ -430,13 +430,79 @@ fn indent(out: &mut String, table: &str) {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
+    use crate::api::{self, ApiState, StatusBoard};
+    use crate::config::{Secret, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+    use crate::metrics::Metrics;
+    use crate::shutdown;
     use crate::state::CycleCounts;
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    /// `[api] listen` on every address of `port` (so reads need the token), with `token`.
+    fn api_config(port: u16, token: Option<&str>) -> ApiConfig {
+        ApiConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+            token: token.map(Secret::new),
+            hook_secret: None,
+            public_read: false,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            allowed_hosts: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_token_is_sent_to_a_daemon_that_wants_it() {
+        const TOKEN: &str = "token-0123456789abcdef";
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = api_config(port, Some(TOKEN));
+        let (tx, _triggers) = api::trigger_channel();
+        let state = ApiState::new(&config, tx, StatusBoard::default(), Metrics::new());
+        let (stop, shutdown) = shutdown::channel();
+        let server = tokio::spawn(api::serve(listener, state, shutdown));
+
+        let answer = fetch(&config).await.unwrap();
+        assert_eq!(parse_daemon_status(&answer).unwrap().last_cycle, None);
+        for other in [Some("another-token-0123456789"), None] {
+            let refused = fetch(&api_config(port, other)).await.unwrap_err();
+            assert!(refused.contains("401"), "{refused}");
+            assert!(!refused.contains(TOKEN), "{refused}");
+        }
+        stop.trigger();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_the_bound_is_not_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head).await;
+            let size = API_BODY_LIMIT + 1;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b' '; 64 * 1024];
+            // The client hangs up once it has had enough.
+            for _ in 0..=size / chunk.len() {
+                if stream.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let refused = fetch(&api_config(port, None)).await.unwrap_err();
+        assert!(refused.contains("larger than 16 MiB"), "{refused}");
+        peer.abort();
     }
 
     fn empty_view() -> StatusView {
@@ -509,15 +575,7 @@ mod tests {
         }"#;
         // An answer of a daemon older than `status`: no counts, until, next_cycle or history.
         let status = parse_daemon_status(body).unwrap();
-        let api = ApiConfig {
-            listen: "0.0.0.0:8787".parse().unwrap(),
-            token: None,
-            hook_secret: None,
-            public_read: false,
-            header_read_timeout: Duration::from_secs(10),
-            max_connections: 64,
-            allowed_hosts: None,
-        };
+        let api = api_config(8787, None);
         let view = from_daemon(&api, status);
         assert_eq!(view.api.as_deref(), Some("127.0.0.1:8787"));
         assert_eq!(view.available.len(), 1);
