@@ -150,13 +150,21 @@ impl Cycles for AgentCycles<'_> {
     }
 
     fn scheduled(&self, at: Instant) {
-        let delay = at.saturating_duration_since(Instant::now());
-        let at = (Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
-            .trunc_subsecs(0);
+        let at = wall_time(at, Instant::now(), Utc::now());
         self.surface
             .board
             .set_next_cycle(next_cycle(&self.agent.config.agent.trigger, at));
     }
+}
+
+/// The wall-clock time, to the second, of `at` on tokio's clock, `now` and `wall_now` being
+/// the same moment on both; saturated at the calendar's end.
+fn wall_time(at: Instant, now: Instant, wall_now: DateTime<Utc>) -> DateTime<Utc> {
+    chrono::Duration::from_std(at.saturating_duration_since(now))
+        .ok()
+        .and_then(|delay| wall_now.checked_add_signed(delay))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .trunc_subsecs(0)
 }
 
 /// The `/v1/status` view of a scheduled cycle due `at`.
