@@ -81,6 +81,13 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// What the daemon is doing: last and next cycle, updates available or held, recent
+    /// history. Exits 1 when the last cycle had a failure.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the completion script for SHELL, e.g. `source <(tidewatch completions bash)`.
     Completions {
         /// The shell.

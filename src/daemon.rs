@@ -9,12 +9,12 @@ use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Local, SubsecRound, Utc};
 use tokio::sync::mpsc;
 // tokio's clock, not std's: it is the one that tokio's paused test time moves.
 use tokio::time::Instant;
 
-use crate::api::{StatusBoard, Trigger as ApiTrigger};
+use crate::api::{LastCycle, NextCycle, StatusBoard, Trigger as ApiTrigger, STATUS_HISTORY};
 use crate::apply::{Handover, StepOutcome};
 use crate::config::{AgentConfig, Trigger};
 use crate::cycle::{Agent, CycleReport};
@@ -124,6 +124,8 @@ trait Cycles {
     async fn cycle(&self, reason: &Reason) -> CycleEnd;
     /// Reports a cycle that panicked after `elapsed`, with the panic's message.
     fn panicked(&self, reason: &Reason, panic: &str, elapsed: Duration);
+    /// Says when the next scheduled cycle is due.
+    fn scheduled(&self, _at: Instant) {}
 }
 
 /// The agent's cycles, recorded into the surface's status board and metrics.
@@ -145,6 +147,39 @@ impl Cycles for AgentCycles<'_> {
 
     fn panicked(&self, reason: &Reason, panic: &str, elapsed: Duration) {
         cycle_panicked(self.agent, self.surface, reason, panic, elapsed);
+    }
+
+    fn scheduled(&self, at: Instant) {
+        let at = wall_time(at, Instant::now(), Utc::now());
+        self.surface
+            .board
+            .set_next_cycle(next_cycle(&self.agent.config.agent.trigger, at));
+    }
+}
+
+/// The wall-clock time, to the second, of `at` on tokio's clock, `now` and `wall_now` being
+/// the same moment on both; saturated at the calendar's end.
+fn wall_time(at: Instant, now: Instant, wall_now: DateTime<Utc>) -> DateTime<Utc> {
+    chrono::Duration::from_std(at.saturating_duration_since(now))
+        .ok()
+        .and_then(|delay| wall_now.checked_add_signed(delay))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .trunc_subsecs(0)
+}
+
+/// The `/v1/status` view of a scheduled cycle due `at`.
+fn next_cycle(trigger: &Trigger, at: DateTime<Utc>) -> NextCycle {
+    let (reason, kind) = match trigger {
+        Trigger::Interval(every) => (
+            format!("every {} (interval)", humantime::format_duration(*every)),
+            "interval",
+        ),
+        Trigger::Schedule(cron) => (format!("cron \"{cron}\" (schedule)"), "schedule"),
+    };
+    NextCycle {
+        at,
+        reason,
+        reason_kind: kind.to_string(),
     }
 }
 
@@ -210,6 +245,7 @@ async fn run_loop(
         // Counted from the end of a scheduled cycle; a triggered one leaves the schedule be.
         if let Reason::Scheduled = reason {
             next_tick = schedule.next_tick(Instant::now());
+            cycles.scheduled(next_tick);
         }
         if shutdown.is_triggered() {
             break;
@@ -295,11 +331,12 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
             // Sent in the background; the next cycle does not wait for it.
             drop(agent.announce(&report).await);
             surface.metrics.record_cycle(&report, clock.elapsed());
-            if full {
-                surface.board.update(&report, started, Utc::now());
+            let last = if full {
+                surface.board.update(&report, started, Utc::now())
             } else {
-                surface.board.merge(&report, started, Utc::now());
-            }
+                surface.board.merge(&report, started, Utc::now())
+            };
+            remember(agent, surface, last).await;
             log_summary(&report);
         }
         Err(e) => {
@@ -308,6 +345,25 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
         }
     }
     end
+}
+
+/// Keeps `last` in the state store, for `tidewatch status` while the daemon is stopped, and
+/// puts the newest history entries and the digests quarantined this cycle on the board. A failure is logged: the cycle is done.
+async fn remember(agent: &Agent, surface: &Surface, last: LastCycle) {
+    let read = agent
+        .store
+        .with(move |s| {
+            s.record_cycle(&last)?;
+            Ok::<_, StateError>((s.history(None, STATUS_HISTORY)?, s.quarantined(None)?))
+        })
+        .await;
+    match read {
+        Ok((history, quarantine)) => {
+            surface.board.set_history(history);
+            surface.board.hold_quarantined(&quarantine);
+        }
+        Err(e) => tracing::warn!("state store: recording the cycle for status: {e}"),
+    }
 }
 
 /// A push of another tag of a container's repository matters to containers that track tags

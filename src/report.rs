@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::plan::detect::{CheckRow, Status};
 use crate::plan::update::Plan;
+use crate::state::CycleCounts;
 
 /// How one step ended. The names are part of the JSON and history contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,6 +88,28 @@ impl CycleReport {
             }
         }
         rows
+    }
+
+    /// How its steps ended (recovered interrupted updates included) and how many containers
+    /// it could not check.
+    pub fn counts(&self) -> CycleCounts {
+        let mut counts = CycleCounts::default();
+        for r in self.recovered.iter().chain(&self.results) {
+            let count = match r.outcome {
+                StepOutcome::Updated => &mut counts.updated,
+                StepOutcome::RolledBack => &mut counts.rolled_back,
+                StepOutcome::Failed => &mut counts.failed,
+                StepOutcome::Skipped => &mut counts.skipped,
+            };
+            *count = count.saturating_add(1);
+        }
+        let errors = self
+            .containers
+            .iter()
+            .filter(|r| r.status == Status::Error)
+            .count();
+        counts.check_errors = u32::try_from(errors).unwrap_or(u32::MAX);
+        counts
     }
 
     /// True when nothing failed or was rolled back and every container could be checked. An

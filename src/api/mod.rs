@@ -51,7 +51,7 @@ use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
 
 pub use hook::{parse_hook, HookError, HookImages};
-pub use status::{LastCycle, StatusBoard, StatusSnapshot};
+pub use status::{LastCycle, NextCycle, StatusBoard, StatusSnapshot, STATUS_HISTORY};
 
 /// How many triggers may wait for the daemon; beyond that the API answers 503.
 pub const TRIGGER_QUEUE: usize = 16;

@@ -3,23 +3,30 @@
 
 use std::sync::{Arc, RwLock};
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
 
-use crate::plan::detect::CheckRow;
-use crate::plan::update::Waiting;
+use crate::plan::detect::{CheckRow, Status};
+use crate::plan::update::{WaitReason, Waiting};
 use crate::report::CycleReport;
+use crate::state::{HistoryEntry, QuarantineEntry};
 
-/// When the last cycle ran and whether it went well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct LastCycle {
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-    /// When it finished.
-    pub finished_at: DateTime<Utc>,
-    /// Nothing failed or was rolled back ([`CycleReport::succeeded`]).
-    pub succeeded: bool,
+pub use crate::state::LastCycle;
+
+/// When the daemon's next scheduled cycle is due, and why then. Field names are part of the
+/// API contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextCycle {
+    /// When it is due (jitter included). A cycle in progress or a trigger may come first.
+    pub at: DateTime<Utc>,
+    /// Why then, for people: `every 5m (interval)`, `cron "0 3 * * *" (schedule)`.
+    pub reason: String,
+    /// Why then, for scripts: `interval` or `schedule`.
+    pub reason_kind: String,
 }
+
+/// How many history entries `GET /v1/status` carries, newest first.
+pub const STATUS_HISTORY: usize = 10;
 
 /// The body of `GET /v1/status`. Field names are part of the API contract.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -30,6 +37,11 @@ pub struct StatusSnapshot {
     pub containers: Vec<CheckRow>,
     /// Updates found but held back (quarantined digests, rollback holds, dependency cycles).
     pub pending: Vec<Waiting>,
+    /// When the next scheduled cycle is due; `None` until the first cycle has finished.
+    pub next_cycle: Option<NextCycle>,
+    /// The newest [`STATUS_HISTORY`] history entries as the daemon read them after its last
+    /// cycle, newest first, as `history --json` gives them.
+    pub history: Vec<HistoryEntry>,
 }
 
 /// A shared snapshot: the daemon writes it after each cycle, the API reads it. Clones share it.
@@ -37,18 +49,33 @@ pub struct StatusSnapshot {
 pub struct StatusBoard(Arc<RwLock<StatusSnapshot>>);
 
 impl StatusBoard {
-    /// Replaces the snapshot with a cycle over every container in scope.
-    pub fn update(&self, report: &CycleReport, started: DateTime<Utc>, finished: DateTime<Utc>) {
+    /// Replaces the snapshot with a cycle over every container in scope; returns the cycle as
+    /// recorded.
+    pub fn update(
+        &self,
+        report: &CycleReport,
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+    ) -> LastCycle {
+        let last = last_cycle(report, started, finished);
         self.write(|s| {
             s.containers = report.current_rows();
             s.pending = report.plan.waiting.clone();
-            s.last_cycle = Some(last_cycle(report, started, finished));
+            s.last_cycle = Some(last);
         });
+        last
     }
 
     /// Folds in a cycle limited to some containers (`POST /v1/update?container=`, a registry
     /// push): their rows and pending updates are replaced; the other containers' are kept.
-    pub fn merge(&self, report: &CycleReport, started: DateTime<Utc>, finished: DateTime<Utc>) {
+    /// Returns the cycle as recorded.
+    pub fn merge(
+        &self,
+        report: &CycleReport,
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+    ) -> LastCycle {
+        let last = last_cycle(report, started, finished);
         self.write(|s| {
             for row in report.current_rows() {
                 match s
@@ -63,8 +90,42 @@ impl StatusBoard {
             let seen = |name: &str| report.containers.iter().any(|r| r.container == name);
             s.pending.retain(|w| !seen(&w.container));
             s.pending.extend(report.plan.waiting.iter().cloned());
-            s.last_cycle = Some(last_cycle(report, started, finished));
+            s.last_cycle = Some(last);
         });
+        last
+    }
+
+    /// Records when the next scheduled cycle is due.
+    pub fn set_next_cycle(&self, next: NextCycle) {
+        self.write(|s| s.next_cycle = Some(next));
+    }
+
+    /// Adds to `pending` the updates that `quarantine` holds back but the last plan did not
+    /// list: those rolled back in that very cycle, which the next plan holds.
+    pub fn hold_quarantined(&self, quarantine: &[QuarantineEntry]) {
+        self.write(|s| {
+            for q in quarantine {
+                let offered = s.containers.iter().any(|r| {
+                    r.container == q.container
+                        && r.status == Status::UpdateAvailable
+                        && r.available_digest.as_deref() == Some(q.digest.as_str())
+                });
+                if offered && !s.pending.iter().any(|w| w.container == q.container) {
+                    s.pending.push(Waiting {
+                        container: q.container.clone(),
+                        to_digest: q.digest.clone(),
+                        reason: WaitReason::Quarantined {
+                            why: q.reason.clone(),
+                        },
+                    });
+                }
+            }
+        });
+    }
+
+    /// Replaces the recent history entries.
+    pub fn set_history(&self, history: Vec<HistoryEntry>) {
+        self.write(|s| s.history = history);
     }
 
     /// A copy of the current snapshot.
@@ -87,18 +148,18 @@ impl StatusBoard {
 }
 
 fn last_cycle(report: &CycleReport, started: DateTime<Utc>, finished: DateTime<Utc>) -> LastCycle {
+    // At the precision the state store keeps, so the daemon's answer and the store agree.
     LastCycle {
-        started_at: started,
-        finished_at: finished,
+        started_at: started.trunc_subsecs(3),
+        finished_at: finished.trunc_subsecs(3),
         succeeded: report.succeeded(),
+        counts: report.counts(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::detect::Status;
-    use crate::plan::update::WaitReason;
 
     fn row(container: &str, status: Status) -> CheckRow {
         CheckRow {
@@ -189,12 +250,40 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_rolled_back_in_the_last_cycle_is_pending_as_quarantined() {
+        let board = StatusBoard::default();
+        let t0 = Utc::now();
+        let mut offered = row("web", Status::UpdateAvailable);
+        offered.available_digest = Some("sha256:bbbb".into());
+        board.update(
+            &report(vec![offered, row("db", Status::UpToDate)], vec![]),
+            t0,
+            t0,
+        );
+        let entry = |container: &str| QuarantineEntry {
+            container: container.into(),
+            digest: "sha256:bbbb".into(),
+            reason: "exited".into(),
+            at: t0,
+        };
+        board.hold_quarantined(&[entry("web"), entry("db")]);
+        board.hold_quarantined(&[entry("web")]);
+        assert_eq!(board.snapshot().pending, vec![waiting("web")]);
+    }
+
+    #[test]
     fn snapshot_serialises_as_the_status_contract() {
         let board = StatusBoard::default();
         let json = serde_json::to_value(board.snapshot()).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"last_cycle": null, "containers": [], "pending": []})
+            serde_json::json!({
+                "last_cycle": null,
+                "containers": [],
+                "pending": [],
+                "next_cycle": null,
+                "history": []
+            })
         );
         let t0 = DateTime::parse_from_rfc3339("2026-03-10T12:00:00Z")
             .unwrap()
@@ -216,7 +305,14 @@ mod tests {
             serde_json::json!({
                 "started_at": "2026-03-10T12:00:00Z",
                 "finished_at": "2026-03-10T12:00:07Z",
-                "succeeded": true
+                "succeeded": true,
+                "counts": {
+                    "updated": 0,
+                    "rolled_back": 0,
+                    "failed": 0,
+                    "skipped": 0,
+                    "check_errors": 0
+                }
             })
         );
         assert_eq!(json["containers"][0]["status"], "update_available");
@@ -226,7 +322,22 @@ mod tests {
                 "container": "web",
                 "to_digest": "sha256:bbbb",
                 "reason": "digest quarantined after a failed update: exited",
-                "reason_kind": "quarantined"
+                "reason_kind": "quarantined",
+                "until": null
+            })
+        );
+        board.set_next_cycle(NextCycle {
+            at: t1,
+            reason: "every 5m (interval)".into(),
+            reason_kind: "interval".into(),
+        });
+        let json = serde_json::to_value(board.snapshot()).unwrap();
+        assert_eq!(
+            json["next_cycle"],
+            serde_json::json!({
+                "at": "2026-03-10T12:00:07Z",
+                "reason": "every 5m (interval)",
+                "reason_kind": "interval"
             })
         );
     }

@@ -767,7 +767,13 @@ async fn status_is_null_before_the_first_cycle() {
     let json: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(
         json,
-        serde_json::json!({"last_cycle": null, "containers": [], "pending": []})
+        serde_json::json!({
+            "last_cycle": null,
+            "containers": [],
+            "pending": [],
+            "next_cycle": null,
+            "history": []
+        })
     );
 }
 

@@ -6,6 +6,7 @@ mod history;
 pub mod manual;
 mod rollback;
 mod run;
+mod status;
 mod update;
 
 use std::io::Write as _;
@@ -98,6 +99,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             let config = load_config(cli.config.as_deref())?;
             history::run(config, name.as_deref(), *json, *limit).await
         }
+        Command::Status { json } => status::run(load_config(cli.config.as_deref())?, *json).await,
         Command::Completions { shell } => {
             let mut stdout = std::io::stdout().lock();
             manual::write_completions(*shell, &mut stdout);

@@ -46,6 +46,37 @@ fn a_huge_interval_and_jitter_saturate_instead_of_panicking() {
     assert!(schedule.next_tick(now) > now);
 }
 
+#[test]
+fn the_next_cycle_says_when_and_why_for_an_interval_and_a_schedule() {
+    let at = Utc.with_ymd_and_hms(2026, 3, 10, 12, 5, 0).unwrap();
+    let every = next_cycle(&agent("[agent]\ninterval = \"90s\"\n").trigger, at);
+    assert_eq!(
+        (every.at, every.reason.as_str(), every.reason_kind.as_str()),
+        (at, "every 1m 30s (interval)", "interval")
+    );
+    let cron = next_cycle(&agent("[agent]\nschedule = \"*/5 * * * *\"\n").trigger, at);
+    assert_eq!(
+        (cron.reason.as_str(), cron.reason_kind.as_str()),
+        ("cron \"*/5 * * * *\" (schedule)", "schedule")
+    );
+}
+
+#[test]
+fn the_next_cycle_on_the_wall_clock_is_to_the_second_and_saturates() {
+    let now = Instant::now();
+    let wall = Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap();
+    assert_eq!(
+        wall_time(now + Duration::from_millis(90_400), now, wall),
+        Utc.with_ymd_and_hms(2026, 3, 10, 12, 1, 30).unwrap()
+    );
+    assert_eq!(wall_time(now, now + Duration::from_secs(5), wall), wall);
+    let far = crate::clock::after_tokio(now, Duration::MAX);
+    assert_eq!(
+        wall_time(far, now, DateTime::<Utc>::MAX_UTC),
+        DateTime::<Utc>::MAX_UTC.trunc_subsecs(0)
+    );
+}
+
 #[tokio::test]
 async fn a_panicking_cycle_is_caught_with_its_message_and_the_next_one_runs() {
     let n = 3;

@@ -93,11 +93,12 @@ pub struct Waiting {
 
 impl Serialize for Waiting {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Waiting", 4)?;
+        let mut s = serializer.serialize_struct("Waiting", 5)?;
         s.serialize_field("container", &self.container)?;
         s.serialize_field("to_digest", &self.to_digest)?;
         s.serialize_field("reason", &self.reason.to_string())?;
         s.serialize_field("reason_kind", self.reason.kind())?;
+        s.serialize_field("until", &self.reason.until())?;
         s.end()
     }
 }
@@ -143,6 +144,16 @@ pub enum WaitReason {
 }
 
 impl WaitReason {
+    /// When the wait ends by itself (`min_age` reached, the maintenance window opens); `None`
+    /// when it takes something else (a newer digest, a fixed dependency, a setting).
+    pub fn until(&self) -> Option<DateTime<Utc>> {
+        match self {
+            WaitReason::MinAge { until, .. } => Some(*until),
+            WaitReason::OutsideWindow { opens, .. } => Some(opens.with_timezone(&Utc)),
+            _ => None,
+        }
+    }
+
     /// A stable name for the variant, for the `reason_kind` field of JSON outputs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -537,7 +548,8 @@ mod tests {
                 "container": "web",
                 "to_digest": "sha256:new",
                 "reason": "digest quarantined after a failed update: exited",
-                "reason_kind": "quarantined"
+                "reason_kind": "quarantined",
+                "until": null
             })
         );
     }

@@ -51,6 +51,15 @@ fn quarantine_from_row(row: &Row<'_>) -> rusqlite::Result<QuarantineEntry> {
     })
 }
 
+fn hold_from_row(row: &Row<'_>) -> rusqlite::Result<Hold> {
+    Ok(Hold {
+        container: row.get(0)?,
+        held_digest: row.get(1)?,
+        skipped_digest: row.get(2)?,
+        at: get_ts(row, 3)?,
+    })
+}
+
 impl Store {
     /// Quarantines `digest` for `container`; quarantining it again updates the reason.
     pub fn quarantine(
@@ -133,16 +142,21 @@ impl Store {
                 "SELECT container, held_digest, skipped_digest, at FROM holds \
                  WHERE container = ?1",
                 [container],
-                |row| {
-                    Ok(Hold {
-                        container: row.get(0)?,
-                        held_digest: row.get(1)?,
-                        skipped_digest: row.get(2)?,
-                        at: get_ts(row, 3)?,
-                    })
-                },
+                hold_from_row,
             )
             .optional()
+        })
+    }
+
+    /// Every hold, oldest first (`tidewatch status`).
+    pub fn holds(&self) -> Result<Vec<Hold>, StateError> {
+        self.read("listing holds", |conn| {
+            conn.prepare(
+                "SELECT container, held_digest, skipped_digest, at FROM holds \
+                 ORDER BY at, container",
+            )?
+            .query_map([], hold_from_row)?
+            .collect()
         })
     }
 
@@ -306,6 +320,22 @@ mod tests {
             (hold.held_digest.as_str(), hold.skipped_digest.as_str()),
             ("sha256:b", "sha256:c")
         );
+    }
+
+    #[test]
+    fn holds_lists_every_container_held() {
+        let (_dir, mut store) = open_temp();
+        assert!(store.holds().unwrap().is_empty());
+        store.hold("web", "sha256:a", "sha256:b").unwrap();
+        store.hold("db", "sha256:c", "sha256:d").unwrap();
+        let mut held: Vec<String> = store
+            .holds()
+            .unwrap()
+            .into_iter()
+            .map(|h| h.container)
+            .collect();
+        held.sort();
+        assert_eq!(held, ["db", "web"]);
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The embedded store in `[agent] state_dir`: the journal of recreates that lets a restart
 //! recover from a crash mid-update, the history of finished updates, quarantined digests, holds
-//! left by a manual rollback, which notifications already went out, and the lock that keeps two
-//! cycles from running at once.
+//! left by a manual rollback, which notifications already went out, the daemon's last cycle, and
+//! the lock that keeps two cycles from running at once.
 //!
 //! Everything except the lock lives in one SQLite file, `state_dir/tidewatch.db`. The API is
 //! synchronous: a [`Store`] is `Send` but not `Sync`, so async callers keep it behind a mutex and
 //! call it from `spawn_blocking` (or briefly inline: every call is a few indexed statements).
 //! Nothing secret is stored: rows hold container names, image references, ids and digests.
 
+mod cycles;
 mod history;
 mod journal;
 mod lock;
@@ -25,6 +26,7 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use rusqlite::types::Type;
 use rusqlite::{Connection, Row, Transaction, TransactionBehavior};
 
+pub use cycles::{CycleCounts, LastCycle};
 pub use history::{HistoryEntry, NewHistory};
 pub use journal::{JournalEntry, NewRecreate, Step};
 pub use lock::{CycleLock, Wait, LOCK_FILE};
@@ -116,6 +118,20 @@ CREATE TABLE seen (
     digest      TEXT NOT NULL,
     first_seen  TEXT NOT NULL,
     PRIMARY KEY (container, digest)
+);
+"#,
+    r#"
+-- The daemon's last cycle, for `tidewatch status` while the daemon is not running: one row.
+CREATE TABLE last_cycle (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT NOT NULL,
+    succeeded     INTEGER NOT NULL,
+    updated       INTEGER NOT NULL,
+    rolled_back   INTEGER NOT NULL,
+    failed        INTEGER NOT NULL,
+    skipped       INTEGER NOT NULL,
+    check_errors  INTEGER NOT NULL
 );
 "#,
 ];

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Policy, ServiceConfig, WatchConfig};
 use crate::image_ref::{repo_digest_for, ImageRef};
@@ -12,7 +12,7 @@ use crate::plan::observed::Platform;
 use crate::plan::remote::{IndexEntry, RemoteManifest};
 
 /// A container's status in `check` output. The names are part of the JSON contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Runs what its reference points to.
@@ -41,7 +41,7 @@ impl Status {
 }
 
 /// One row of `check` output. Field names are part of the JSON contract.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckRow {
     /// Container name.
     pub container: String,
