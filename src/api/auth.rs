@@ -76,7 +76,7 @@ struct SecretParam {
 }
 
 /// With no secret configured (validation allows that on loopback only) everyone may call.
-fn allowed(expected: Option<&Secret>, given: Option<&str>) -> bool {
+pub(super) fn allowed(expected: Option<&Secret>, given: Option<&str>) -> bool {
     match (expected, given) {
         (None, _) => true,
         (Some(expected), Some(given)) => same(given, expected),

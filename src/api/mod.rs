@@ -12,6 +12,8 @@
 //! | `GET /v1/status` | [`StatusSnapshot`] as JSON (token beyond loopback, unless `public_read`) |
 //! | `POST /v1/update[?container=NAME][&force=true]` | token: `202`, sends [`Trigger::Cycle`] |
 //! | `POST /v1/hooks/registry` | hook secret: `202`, sends [`Trigger::Images`] |
+//! | `POST /v1/hooks/github` | signed with the hook secret: `202`, sends [`Trigger::Images`] for a container push |
+//! | `POST /v1/hooks/dockerhub[/SECRET]` | hook secret (bearer or path): `202`, sends [`Trigger::Images`] |
 //!
 //! A request must name the API's own host: on loopback, a loopback name, and the names of
 //! `[api] allowed_hosts` ([`rebinding`]). A `POST` from another origin is refused, and its body
@@ -19,17 +21,19 @@
 //! request head, and at most [`ApiConfig::max_connections`] are served at once (#13).
 
 mod auth;
+mod dockerhub;
 mod forgery;
+mod github;
 mod hook;
+mod push_hooks;
 mod rebinding;
 mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -185,14 +189,28 @@ pub fn router(state: ApiState) -> Router {
             auth::require_token,
         ))
         .route_layer(middleware::from_fn(forgery::same_origin));
-    let hook = post(post_registry_hook)
-        .route_layer(middleware::from_fn(forgery::json_body))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_hook_secret,
-        ))
-        .route_layer(middleware::from_fn(forgery::same_origin))
-        .layer(DefaultBodyLimit::max(HOOK_BODY_LIMIT));
+    // A push webhook: not from a web page, then (where the caller can send one) the hook
+    // secret as a bearer token, then a body declared JSON and bounded in size. GitHub's
+    // deliveries carry a signature instead (checked by the handler, which needs the body);
+    // Docker Hub's may carry the secret in the path.
+    let push_hook = |handler: axum::routing::MethodRouter<ApiState>, bearer_secret: bool| {
+        let handler = handler.route_layer(middleware::from_fn(forgery::json_body));
+        let handler = if bearer_secret {
+            handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_hook_secret,
+            ))
+        } else {
+            handler
+        };
+        handler
+            .route_layer(middleware::from_fn(forgery::same_origin))
+            .layer(DefaultBodyLimit::max(HOOK_BODY_LIMIT))
+    };
+    let hook = push_hook(post(push_hooks::post_registry_hook), true);
+    let github = push_hook(post(push_hooks::post_github_hook), false);
+    let dockerhub = push_hook(post(push_hooks::post_dockerhub_hook), true);
+    let dockerhub_in_path = push_hook(post(push_hooks::post_dockerhub_hook_in_path), false);
     let read = |handler: axum::routing::MethodRouter<ApiState>| {
         handler.route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -204,6 +222,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/status", read(get(get_status)))
         .route("/v1/update", update)
         .route("/v1/hooks/registry", hook)
+        .route("/v1/hooks/github", github)
+        .route("/v1/hooks/dockerhub", dockerhub)
+        .route("/v1/hooks/dockerhub/{secret}", dockerhub_in_path)
         // Outermost, so it runs first: a page that reached the API under its own name gets
         // nothing else to go on.
         .route_layer(middleware::from_fn_with_state(
@@ -357,54 +378,6 @@ async fn post_update(
     (
         StatusCode::ACCEPTED,
         Json(json!({ "queued": "cycle", "container": container, "force": params.force })),
-    )
-        .into_response()
-}
-
-async fn post_registry_hook(State(state): State<ApiState>, request: Request) -> Response {
-    // Read here rather than by an extractor, to bound how long it may take.
-    let body = tokio::time::timeout(
-        state.body_read_timeout,
-        Bytes::from_request(request, &state),
-    )
-    .await;
-    let body = match body {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return error(e.status(), &e.body_text()),
-        Err(_) => {
-            return error(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time",
-            )
-        }
-    };
-    let found = match parse_hook(&body) {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::info!("registry webhook refused: {e}");
-            return error(StatusCode::BAD_REQUEST, &e.to_string());
-        }
-    };
-    // A registry resends what is not acknowledged, so events with nothing to follow (pulls,
-    // blob pushes) are acknowledged too: 200 rather than 202, since nothing was queued.
-    if found.images.is_empty() {
-        tracing::debug!(
-            ignored = found.ignored,
-            "registry webhook: nothing to check"
-        );
-        return (
-            StatusCode::OK,
-            Json(json!({ "queued": [], "ignored": found.ignored })),
-        )
-            .into_response();
-    }
-    tracing::info!(images = ?found.images, "registry push notified");
-    if let Err(why) = state.send(Trigger::Images(found.images.clone())) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, why);
-    }
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({ "queued": found.images, "ignored": found.ignored })),
     )
         .into_response()
 }

@@ -15,6 +15,15 @@ use crate::shutdown;
 const TOKEN: &str = "token-0123456789abcdef";
 const HOOK_SECRET: &str = "hook-0123456789abcdef";
 
+/// Every route that changes something: each must refuse what a web page could send.
+const ALL_POSTS: [&str; 5] = [
+    "/v1/update",
+    "/v1/hooks/registry",
+    "/v1/hooks/github",
+    "/v1/hooks/dockerhub",
+    "/v1/hooks/dockerhub/hook-0123456789abcdef",
+];
+
 /// A running API and what the daemon would hold.
 struct Served {
     base: String,
@@ -497,7 +506,7 @@ async fn a_body_that_is_not_declared_json_is_415_and_sends_nothing() {
         Some("application/jsonx"),
         None,
     ] {
-        for path in ["/v1/update", "/v1/hooks/registry"] {
+        for path in ALL_POSTS {
             let mut request = s
                 .http
                 .post(s.url(path))
@@ -544,7 +553,7 @@ async fn a_post_from_another_origin_is_403_and_sends_nothing() {
         "null".to_string(),
         "not an origin".to_string(),
     ] {
-        for path in ["/v1/update", "/v1/hooks/registry"] {
+        for path in ALL_POSTS {
             let r = s
                 .http
                 .post(s.url(path))
@@ -929,7 +938,7 @@ async fn a_rebinding_page_is_421_on_loopback_for_status_and_update() {
             assert_eq!(status, 421, "GET {path} naming {host}: {body}");
             assert!(body.contains("DNS rebinding"), "{body}");
         }
-        for path in ["/v1/update", "/v1/hooks/registry"] {
+        for path in ALL_POSTS {
             let (status, body) = ask(&s, &post_from_page_at(path, &host)).await;
             assert_eq!(status, 421, "POST {path} naming {host}: {body}");
         }
@@ -1077,4 +1086,168 @@ async fn on_loopback_allowed_hosts_add_a_proxys_name() {
     assert_eq!(status, 421, "{body}");
     let (status, body) = ask(&s, &get_naming("/v1/status", "HTTP/1.1", Some("localhost"))).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// `X-Hub-Signature-256` as GitHub computes it.
+fn github_signature(secret: &str, body: &str) -> String {
+    use aws_lc_rs::hmac;
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+        body.as_bytes(),
+    );
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+async fn deliver_github(s: &Served, event: &str, body: &str, signature: Option<&str>) -> u16 {
+    let mut request = s
+        .http
+        .post(s.url("/v1/hooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .header("user-agent", "GitHub-Hookshot/044aadd")
+        .body(body.to_string());
+    if let Some(signature) = signature {
+        request = request.header("x-hub-signature-256", signature);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn a_signed_github_package_push_queues_its_ghcr_reference() {
+    let mut s = serve_guarded().await;
+    let body = super::github::tests::package_event("published", "CONTAINER", "main");
+    let signature = github_signature(HOOK_SECRET, &body);
+    assert_eq!(
+        deliver_github(&s, "package", &body, Some(&signature)).await,
+        202
+    );
+    assert_eq!(
+        s.triggers.try_recv().ok(),
+        Some(Trigger::Images(vec![
+            "ghcr.io/octo-org/hello-world:main".into()
+        ]))
+    );
+}
+
+#[tokio::test]
+async fn a_github_delivery_unsigned_or_signed_otherwise_is_401_and_sends_nothing() {
+    let mut s = serve_guarded().await;
+    let body = super::github::tests::package_event("published", "CONTAINER", "main");
+    let wrong_secret = github_signature("hook-0123456789abcdeX", &body);
+    let other_body = github_signature(HOOK_SECRET, &body.replace("main", "evil"));
+    let bearer_is_not_enough = s
+        .http
+        .post(s.url("/v1/hooks/github"))
+        .bearer_auth(HOOK_SECRET)
+        .header("content-type", "application/json")
+        .header("x-github-event", "package")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer_is_not_enough.status(), 401);
+    for signature in [None, Some(wrong_secret.as_str()), Some(other_body.as_str())] {
+        assert_eq!(
+            deliver_github(&s, "package", &body, signature).await,
+            401,
+            "{signature:?}"
+        );
+    }
+    s.assert_nothing_sent();
+    // Without a hook secret nothing can be verified: refused even on loopback.
+    let mut open = serve_with(None, None).await;
+    assert_eq!(
+        deliver_github(&open, "package", &body, Some(&wrong_secret)).await,
+        401
+    );
+    open.assert_nothing_sent();
+}
+
+#[tokio::test]
+async fn signed_github_events_that_are_not_container_pushes_are_202_and_send_nothing() {
+    let mut s = serve_guarded().await;
+    let ping = r#"{"zen": "Keep it logically awesome.", "hook_id": 1}"#;
+    let deleted = super::github::tests::package_event("deleted", "CONTAINER", "main");
+    let npm = super::github::tests::package_event("published", "npm", "1.0.0");
+    let untagged = super::github::tests::package_event("published", "CONTAINER", "");
+    for (event, body) in [
+        ("ping", ping),
+        ("push", ping),
+        ("package", deleted.as_str()),
+        ("package", npm.as_str()),
+        ("package", untagged.as_str()),
+    ] {
+        let signature = github_signature(HOOK_SECRET, body);
+        assert_eq!(
+            deliver_github(&s, event, body, Some(&signature)).await,
+            202,
+            "{event}"
+        );
+    }
+    s.assert_nothing_sent();
+    let garbage = r#"{"action": 7}"#;
+    let signature = github_signature(HOOK_SECRET, garbage);
+    assert_eq!(
+        deliver_github(&s, "package", garbage, Some(&signature)).await,
+        400
+    );
+    s.assert_nothing_sent();
+}
+
+/// POSTs `body` as JSON to `path`, with `bearer` as the bearer token when given.
+async fn post_json(s: &Served, path: &str, body: &str, bearer: Option<&str>) -> reqwest::Response {
+    let mut request = s
+        .http
+        .post(s.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_docker_hub_push_queues_its_reference_with_the_secret_in_the_header_or_the_path() {
+    let mut s = serve_guarded().await;
+    let body = super::dockerhub::tests::push_body("acme/app", "latest");
+    let expected = Some(Trigger::Images(vec!["docker.io/acme/app:latest".into()]));
+    for (path, bearer) in [
+        ("/v1/hooks/dockerhub".to_string(), Some(HOOK_SECRET)),
+        (format!("/v1/hooks/dockerhub/{HOOK_SECRET}"), None),
+    ] {
+        let r = post_json(&s, &path, &body, bearer).await;
+        assert_eq!(r.status(), 202, "{path}");
+        assert_eq!(s.triggers.try_recv().ok(), expected, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_docker_hub_push_without_the_secret_is_401_and_sends_nothing() {
+    let mut s = serve_guarded().await;
+    let body = super::dockerhub::tests::push_body("acme/app", "latest");
+    for path in [
+        "/v1/hooks/dockerhub".to_string(),
+        "/v1/hooks/dockerhub/hook-0123456789abcdeX".to_string(),
+        format!("/v1/hooks/dockerhub/{TOKEN}"),
+        format!("/v1/hooks/dockerhub?secret={HOOK_SECRET}"),
+    ] {
+        let r = post_json(&s, &path, &body, None).await;
+        // A secret in the query is refused outright, as for the registry hook.
+        let expected = if path.contains('?') { 400 } else { 401 };
+        assert_eq!(r.status(), expected, "{path}");
+        let text = r.text().await.unwrap();
+        assert!(
+            !text.contains(HOOK_SECRET),
+            "the secret is not echoed: {text}"
+        );
+    }
+    s.assert_nothing_sent();
+    let other_registry = super::dockerhub::tests::push_body("ghcr.io/acme/app", "latest");
+    let path = format!("/v1/hooks/dockerhub/{HOOK_SECRET}");
+    let r = post_json(&s, &path, &other_registry, None).await;
+    assert_eq!(r.status(), 400);
+    s.assert_nothing_sent();
 }
