@@ -2,7 +2,7 @@
 //! the engine's own events, rollback of replacements that are not healthy, quarantine and holds,
 //! and the daemon picking up a push and stopping on SIGTERM.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::support::{docker, push, Broken, Event, Registry, TestBed, QUICK_STOP, RUN_INTERVAL};
 
@@ -76,10 +76,9 @@ fn pushing_new_digests_recreates_the_proxy_healthy_before_the_app_and_moves_the_
     let proxy_v2 = push(&proxy_image);
     bed.build_app(&app_image, "app-2");
     let app_v2 = push(&app_image);
-    // A margin for the engine's timestamps; the events are told apart by container id anyway.
-    let since = SystemTime::now() - Duration::from_secs(1);
+    let recorder = bed.record_events();
     let update = updater.update(&[]);
-    let until = SystemTime::now();
+    let events = recorder.finish();
 
     update.assert_exit(0);
     let order: Vec<(&str, &str)> = update
@@ -108,7 +107,6 @@ fn pushing_new_digests_recreates_the_proxy_healthy_before_the_app_and_moves_the_
     assert_ne!(new_app, old_app, "the app was recreated");
     assert_ne!(new_sidecar, old_sidecar, "the sidecar was recreated");
 
-    let events = bed.events(since, until);
     let proxy_healthy = position(&events, &new_proxy, "health_status: healthy");
     let app_started = position(&events, &new_app, "start");
     assert!(
