@@ -4,8 +4,12 @@
 //! hung post-update rolls back, and nothing runs unless `[update] lifecycle_hooks` is on.
 
 use std::fs;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use crate::support::{docker, push, try_docker, Registry, TestBed, Updater, QUICK_STOP};
+use crate::support::{
+    docker, push, try_docker, Background, Registry, TestBed, Updater, QUICK_STOP,
+};
 
 /// Where the marker volume is mounted in the test containers.
 const MARKS: &str = "/marks";
@@ -38,6 +42,19 @@ fn order(bed: &TestBed, name: &str) -> String {
         "/marks/order",
     ])
     .unwrap_or_default()
+}
+
+/// Waits until the marker file of the bed's container `name` holds `text`.
+fn wait_for_mark(bed: &TestBed, name: &str, text: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !order(bed, name).contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} in the marker file within {timeout:?}: {:?}",
+            order(bed, name)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Turns hooks on for `updater`, with extra `agent.toml` text after `[update]`.
@@ -312,4 +329,61 @@ fn without_lifecycle_hooks_the_labels_are_ignored() {
     update.assert_exit(0);
     assert_eq!(update.result("web").outcome, "updated", "{update:#?}");
     assert_eq!(order(&s.bed, "web"), "", "no hook ran");
+}
+
+#[test]
+fn killed_while_a_pre_update_hook_runs_the_next_update_recovers_and_finishes_the_job() {
+    let hook = format!(
+        "if [ -e {MARKS}/go ]; then {}; else echo hung >> {MARKS}/order; sleep 600; fi",
+        mark("pre-update")
+    );
+    let s = scene("hooks-crash", &[("tidewatch.hook.pre-update", &hook)]);
+    enable_hooks(&s.updater, "");
+    let config = s.updater.config().to_string_lossy().into_owned();
+    let first = Background::start(&["-c", &config, "update", "--json"]);
+    wait_for_mark(&s.bed, "web", "hung", Duration::from_secs(60));
+    first.kill9();
+    assert_eq!(s.bed.container_id("web"), s.old, "killed before the stop");
+    docker(&[
+        "exec",
+        &s.bed.name("web"),
+        "/bin/busybox",
+        "touch",
+        "/marks/go",
+    ]);
+
+    let update = s.updater.update(&[]);
+
+    update.assert_exit(0);
+    assert_eq!(update.report.recovered.len(), 1, "{update:#?}");
+    assert!(
+        update.report.recovered[0].detail.starts_with("recovered:"),
+        "{update:#?}"
+    );
+    assert_eq!(update.result("web").outcome, "updated", "{update:#?}");
+    assert_ne!(s.bed.container_id("web"), s.old);
+    assert_eq!(order(&s.bed, "web"), "hung\npre-update 1");
+}
+
+#[test]
+fn rollback_runs_pre_rollback_in_the_current_container_and_post_update_in_the_restored_one() {
+    let s = scene(
+        "hooks-rollback",
+        &[
+            ("tidewatch.hook.pre-rollback", &mark("pre-rollback")),
+            ("tidewatch.hook.post-update", &mark("post-update")),
+        ],
+    );
+    enable_hooks(&s.updater, "");
+    let update = s.updater.update(&[]);
+    update.assert_exit(0);
+    assert_eq!(update.result("web").outcome, "updated", "{update:#?}");
+
+    let rollback = s.updater.rollback("web");
+
+    assert_eq!(rollback.code, 0, "{rollback:?}");
+    assert_eq!(
+        order(&s.bed, "web"),
+        "post-update 2\npre-rollback 2\npost-update 1"
+    );
 }
