@@ -150,6 +150,11 @@ fn hooks_run_in_the_old_container_before_and_the_new_one_after_with_none_of_our_
         "the hooks' output is in the result: {}",
         result.detail
     );
+    assert!(
+        update.outcome.stderr.contains("dumped the database"),
+        "and in the log: {}",
+        update.outcome.stderr
+    );
     let (history, rows) = s.updater.history("web");
     assert_eq!(history.code, 0, "{history:?}");
     assert!(
@@ -226,12 +231,12 @@ fn a_pre_update_exit_75_defers_the_update_to_a_later_cycle() {
 }
 
 #[test]
-fn a_failing_pre_update_hook_leaves_the_old_container_running_untouched() {
+fn a_failing_pre_update_hook_leaves_the_old_container_untouched_with_4_kib_of_its_output() {
     let s = scene(
         "hooks-pre-fails",
         &[(
             "tidewatch.hook.pre-update",
-            "echo queue not drained; exit 3",
+            "echo queue not drained; yes 0123456789 | head -c 20000; exit 3",
         )],
     );
     enable_hooks(&s.updater, "");
@@ -244,6 +249,12 @@ fn a_failing_pre_update_hook_leaves_the_old_container_running_untouched() {
     assert!(
         result.detail.contains("exited 3") && result.detail.contains("queue not drained"),
         "{}",
+        result.detail
+    );
+    let lines = result.detail.matches("0123456789").count();
+    assert!(
+        result.detail.contains("[truncated]") && lines > 0 && lines <= 4096 / 11,
+        "only the first 4 KiB of the output are kept: {lines} lines; {}",
         result.detail
     );
     assert_eq!(s.bed.container_id("web"), s.old);
