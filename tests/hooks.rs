@@ -398,3 +398,35 @@ fn rollback_runs_pre_rollback_in_the_current_container_and_post_update_in_the_re
         "post-update 2\npre-rollback 2\npost-update 1"
     );
 }
+
+#[test]
+fn sigterm_during_a_pre_update_hook_stops_waiting_and_leaves_the_old_container_running() {
+    let hook = format!("echo hung >> {MARKS}/order; sleep 600");
+    let s = scene(
+        "hooks-sigterm",
+        &[
+            ("tidewatch.hook.pre-update", &hook),
+            ("tidewatch.hook.timeout", "10m"),
+        ],
+    );
+    enable_hooks(&s.updater, "");
+    let mut daemon = s.updater.spawn_run();
+    wait_for_mark(&s.bed, "web", "hung", Duration::from_secs(60));
+
+    // Far below the hook's 10 minutes: only shutdown can end the wait this soon.
+    let (code, took) = daemon.terminate(Duration::from_secs(60));
+
+    println!("run exited {took:?} after SIGTERM during a hook");
+    assert_eq!(code, 0, "{}", daemon.stderr());
+    assert!(
+        daemon.stderr().contains("the agent is shutting down"),
+        "{}",
+        daemon.stderr()
+    );
+    assert_eq!(s.bed.container_id("web"), s.old, "the old container stays");
+    assert!(s.bed.is_running("web"));
+    let (_, rows) = s.updater.history("web");
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].outcome, "failed", "{rows:#?}");
+    assert!(rows[0].reason.contains("shutting down"), "{rows:#?}");
+}

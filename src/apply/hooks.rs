@@ -55,7 +55,19 @@ impl Applier<'_> {
     /// messages), logs what it did and says how that bears on the step.
     pub(super) async fn run_hook(&self, hook: &Hook, target: &str, name: &str) -> HookVerdict {
         let what = format!("{} hook ({})", hook.moment, hook.source);
-        let run = match self.engine.exec(target, &hook.argv, hook.timeout).await {
+        let mut shutdown = self.shutdown.clone();
+        // Shutdown stops the wait as a timeout does: a pre-update hook then leaves the old
+        // container as it is, a post-update hook rolls back.
+        let ran = tokio::select! {
+            ran = self.engine.exec(target, &hook.argv, hook.timeout) => ran,
+            () = shutdown.wait() => {
+                tracing::warn!(container = %name, hook = %hook.moment, "{what}: the agent is shutting down");
+                return HookVerdict::Failed(format!(
+                    "{what} was left running: the agent is shutting down"
+                ));
+            }
+        };
+        let run = match ran {
             Ok(run) => run,
             Err(e) => {
                 tracing::warn!(container = %name, hook = %hook.moment, "{what} could not run: {e}");
