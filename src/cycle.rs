@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use crate::apply::{self, Applier, StepOutcome, StepResult};
 use crate::config::{Config, Policy};
-use crate::engine::{Engine, EngineError, Inventory, Observed, SwarmRole, WORKER_NOTE};
+use crate::engine::{Engine, EngineError, Inventory, Kind, Observed, SwarmRole, WORKER_NOTE};
 use crate::notify::Notifications;
 use crate::plan::detect::{self, eligibility, Detection, Eligibility, Status};
+use crate::plan::hooks::HookMoment;
 use crate::plan::order::{ConfigDependency, Graph, Node};
 use crate::plan::update::{self, Candidate, Marks, Moment};
 use crate::registry::RegistryClient;
@@ -46,6 +47,7 @@ impl Agent {
             store: &self.store,
             settings: &self.config.update,
             swarm: &self.config.swarm,
+            services: &self.config.services,
             shutdown: self.shutdown.clone(),
             own_container: self.own_container.as_deref(),
         }
@@ -112,6 +114,22 @@ impl Agent {
         dry_run: bool,
         force: bool,
     ) -> Result<CycleReport, EngineError> {
+        // Lifecycle check hooks run around a real cycle only: a dry run changes nothing.
+        let hooked: Vec<Observed> = if dry_run || !self.config.update.lifecycle_hooks {
+            Vec::new()
+        } else {
+            inventory
+                .observed
+                .iter()
+                .filter(|o| o.kind == Kind::Container && in_scope(o, &self.config))
+                .filter(|o| names.is_empty() || names.contains(&o.name))
+                .cloned()
+                .collect()
+        };
+        let hooked: Vec<&Observed> = hooked.iter().collect();
+        self.applier()
+            .run_check_hooks(HookMoment::PreCheck, &hooked)
+            .await;
         let mut detections = self.detect(&inventory, names).await;
         let Inventory { mut observed, .. } = inventory;
         for d in &mut detections {
@@ -167,7 +185,15 @@ impl Agent {
                 monitor_only,
             });
         }
-        let results = self.applier().apply(&plan, &observed, &graph).await;
+        let applier = self.applier();
+        let applied = applier.apply(&plan, &observed, &graph).await;
+        let mut plan = plan;
+        plan.waiting.extend(applied.waiting);
+        plan.waiting.sort_by(|a, b| a.container.cmp(&b.container));
+        let results = applied.results;
+        applier
+            .run_check_hooks(HookMoment::PostCheck, &hooked)
+            .await;
         Ok(CycleReport {
             recovered,
             containers,

@@ -13,6 +13,13 @@ pub const POLICY: &str = "tidewatch.policy";
 /// replaced, for images whose `STOPSIGNAL` is not the one their process handles.
 pub const STOP_SIGNAL: &str = "tidewatch.stop-signal";
 
+/// `tidewatch.hook.<moment>=COMMAND`: a lifecycle hook, run as `/bin/sh -c COMMAND` inside the
+/// container (see `plan::hooks`): `pre-check`, `pre-update`, `post-update`, `post-check` or
+/// `pre-rollback`.
+pub const HOOK_PREFIX: &str = "tidewatch.hook.";
+/// `tidewatch.hook.timeout=DURATION` (humantime): how long each of the container's hooks may run.
+pub const HOOK_TIMEOUT: &str = "tidewatch.hook.timeout";
+
 /// Set by Swarm on the containers of a service's tasks: the service they belong to. Such
 /// containers are never recreated directly; their service is updated instead.
 pub const SWARM_SERVICE_ID: &str = "com.docker.swarm.service.id";
@@ -29,6 +36,9 @@ pub mod watchtower {
     pub const MONITOR_ONLY: &str = "com.centurylinklabs.watchtower.monitor-only";
     /// `com.centurylinklabs.watchtower.stop-signal`.
     pub const STOP_SIGNAL: &str = "com.centurylinklabs.watchtower.stop-signal";
+    /// `com.centurylinklabs.watchtower.lifecycle.<moment>=COMMAND`, for `pre-check`,
+    /// `pre-update`, `post-update` and `post-check`.
+    pub const LIFECYCLE_PREFIX: &str = "com.centurylinklabs.watchtower.lifecycle.";
 }
 
 /// The value of `ours`, else of Watchtower's `theirs`.

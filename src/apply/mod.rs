@@ -8,6 +8,7 @@
 
 mod compose;
 mod error;
+mod hooks;
 mod recover;
 mod recreate;
 mod self_update;
@@ -16,10 +17,10 @@ mod service;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::config::{SwarmConfig, UpdateConfig};
+use crate::config::{ServiceConfig, SwarmConfig, UpdateConfig};
 use crate::engine::{Engine, EngineError, Kind, Observed};
 use crate::plan::order::Graph;
-use crate::plan::update::{Plan, PlannedStep, Reason};
+use crate::plan::update::{Plan, PlannedStep, Reason, WaitReason, Waiting};
 use crate::registry::RegistryClient;
 use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
@@ -55,21 +56,39 @@ pub struct Applier<'a> {
     pub settings: &'a UpdateConfig,
     /// `[swarm]`: how services are rolled.
     pub swarm: &'a SwarmConfig,
+    /// `[[service]]`, by container name: their lifecycle hooks.
+    pub services: &'a BTreeMap<String, ServiceConfig>,
     /// Stops between steps, and undoes a step caught in its health gate.
     pub shutdown: Shutdown,
     /// The id of the container this agent runs in, if any: recovery never stops it.
     pub own_container: Option<&'a str>,
 }
 
+/// What applying a plan did.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// How each step that was attempted (or skipped) ended.
+    pub results: Vec<StepResult>,
+    /// Steps a pre-update hook deferred to the next cycle (exit 75), with why: they wait
+    /// like an update outside its maintenance window.
+    pub waiting: Vec<Waiting>,
+}
+
+/// How one step went: done (whatever its outcome), or deferred by its pre-update hook.
+enum Stepped {
+    Done(StepResult),
+    Deferred(String),
+}
+
 impl Applier<'_> {
-    /// Applies `plan` step by step. A failed step skips the containers that depend on it; the
-    /// others go on.
+    /// Applies `plan` step by step. A failed or deferred step skips the containers that depend
+    /// on it; the others go on.
     pub async fn apply(
         &self,
         plan: &Plan,
         observed: &BTreeMap<String, Observed>,
         graph: &Graph,
-    ) -> Vec<StepResult> {
+    ) -> Applied {
         let names: BTreeMap<String, String> = observed
             .values()
             .map(|o| (o.id.clone(), o.name.clone()))
@@ -80,6 +99,7 @@ impl Applier<'_> {
         let mut rejoined: BTreeMap<String, String> = BTreeMap::new();
         let planned: BTreeSet<&str> = plan.steps.iter().map(|s| s.container.as_str()).collect();
         let mut results = Vec::with_capacity(plan.steps.len());
+        let mut waiting = Vec::new();
         for step in &plan.steps {
             let skip =
                 |detail: String| StepResult::of(step, &step.image, StepOutcome::Skipped, detail);
@@ -101,9 +121,28 @@ impl Applier<'_> {
                 results.push(skip("the container is gone".into()));
                 continue;
             };
-            let result = match old.kind {
+            let stepped = match old.kind {
                 Kind::Container => self.recreate(step, old, &names).await,
-                Kind::Service => self.update_service(step, old).await,
+                Kind::Service => Stepped::Done(self.update_service(step, old).await),
+            };
+            let result = match stepped {
+                Stepped::Done(result) => result,
+                Stepped::Deferred(why) => {
+                    tracing::info!(container = %step.container, "update waits: {why}");
+                    for dependent in graph.dependents_transitive(&step.container) {
+                        blocked.entry(dependent).or_insert(step.container.clone());
+                    }
+                    waiting.push(Waiting {
+                        container: step.container.clone(),
+                        to_digest: step
+                            .to_digest
+                            .clone()
+                            .or_else(|| step.from_digest.clone())
+                            .unwrap_or_default(),
+                        reason: WaitReason::PreUpdateHook { why },
+                    });
+                    continue;
+                }
             };
             tracing::info!(
                 container = %result.container,
@@ -132,7 +171,7 @@ impl Applier<'_> {
             }
             results.push(result);
         }
-        results
+        Applied { results, waiting }
     }
 
     /// `old` with its full inspect data, which recreating it needs: as observed when the cycle

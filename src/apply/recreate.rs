@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Applier, StepError, StepOutcome, StepResult};
+use super::hooks::HookVerdict;
+use super::{Applier, StepError, StepOutcome, StepResult, Stepped};
 use crate::engine::{EngineError, Flavor, Health, Observed};
 use crate::image_ref::ImageRef;
 use crate::labels;
+use crate::plan::hooks::HookMoment;
 use crate::plan::recreate::{recreate_spec, ApiVersion, EngineSide};
 use crate::plan::update::{PlannedStep, Reason};
 use crate::state::{JournalEntry, JournalId, NewRecreate, Outcome, StateError, Step};
@@ -20,6 +22,28 @@ pub(super) fn aside_name(container: &str) -> String {
     format!("{container}-tidewatch-old-{stamp}")
 }
 
+/// How a recreate's procedure ended: with an outcome, or called off by a pre-update hook
+/// before anything was touched.
+enum Procedure {
+    Ended(StepOutcome, String),
+    Deferred(String),
+}
+
+impl From<(StepOutcome, String)> for Procedure {
+    fn from((outcome, detail): (StepOutcome, String)) -> Procedure {
+        Procedure::Ended(outcome, detail)
+    }
+}
+
+/// `why`, followed by what earlier hooks of the step said.
+fn with_notes(why: String, notes: &[String]) -> String {
+    if notes.is_empty() {
+        why
+    } else {
+        format!("{why} (earlier: {})", notes.join("; "))
+    }
+}
+
 /// The engine's stop timeout for a container that sets none.
 const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
 
@@ -29,18 +53,18 @@ impl Applier<'_> {
         step: &PlannedStep,
         old: &Observed,
         names: &BTreeMap<String, String>,
-    ) -> StepResult {
+    ) -> Stepped {
         let mut result = StepResult::of(step, &old.image, StepOutcome::Failed, String::new());
         let old = match self.inspected(old).await {
             Ok(Some(old)) => old,
             Ok(None) => {
                 result.outcome = StepOutcome::Skipped;
                 result.detail = "the container is gone".into();
-                return result;
+                return Stepped::Done(result);
             }
             Err(e) => {
                 result.detail = format!("not started: {e}");
-                return result;
+                return Stepped::Done(result);
             }
         };
         let old = old.as_ref();
@@ -49,13 +73,37 @@ impl Applier<'_> {
             Ok(id) => id,
             Err(e) => {
                 result.detail = format!("not started: {e}");
-                return result;
+                return Stepped::Done(result);
             }
         };
-        let (outcome, detail) = self.run_procedure(id, &aside, step, old, names).await;
-        result.outcome = outcome;
-        result.detail = detail;
-        result
+        match self.run_procedure(id, &aside, step, old, names).await {
+            Procedure::Ended(outcome, detail) => {
+                result.outcome = outcome;
+                result.detail = detail;
+                Stepped::Done(result)
+            }
+            Procedure::Deferred(why) => {
+                // Nothing was touched: the entry goes without a history row.
+                if let Err(e) = self.store.with(move |s| s.withdraw(id)).await {
+                    tracing::warn!(journal = %id, "journal: {e}");
+                }
+                Stepped::Deferred(why)
+            }
+        }
+    }
+
+    /// The hook run before `old` is stopped for `step`: pre-update for an update, pre-rollback
+    /// for `tidewatch rollback`; none for a namespace sharer (its image does not change) or a
+    /// stopped container (nothing to run it in).
+    fn hook_before(&self, step: &PlannedStep, old: &Observed) -> Option<crate::plan::hooks::Hook> {
+        if old.state != "running" {
+            return None;
+        }
+        match step.reason {
+            Reason::NewDigest => self.hook(HookMoment::PreUpdate, old),
+            Reason::Rollback => self.hook(HookMoment::PreRollback, old),
+            Reason::SharesNamespace(_) => None,
+        }
     }
 
     /// Journals the recreate of `old` for `step` before anything is touched, with the name it
@@ -93,16 +141,51 @@ impl Applier<'_> {
         step: &PlannedStep,
         old: &Observed,
         names: &BTreeMap<String, String>,
-    ) -> (StepOutcome, String) {
+    ) -> Procedure {
         let name = old.name.as_str();
         // Nothing is touched until the new image is here and the new container's settings are
         // known: failures up to that point leave the old container running as it was.
         let prepared = self.prepare(step, old, names).await;
         let (body, connect_after) = match prepared {
             Ok(p) => p,
-            Err(why) => return self.fail_untouched(id, why.to_string()).await,
+            Err(why) => return self.fail_untouched(id, why.to_string()).await.into(),
         };
         self.advance(id, Step::Pulled).await;
+
+        // The hook runs last before the stop, so a dump it takes is as fresh as can be. A crash
+        // while it runs leaves the entry at `Pulled`: recovery retries the recreate, hook and all.
+        let mut notes = Vec::new();
+        if let Some(hook) = self.hook_before(step, old) {
+            match self.run_hook(&hook, &old.id, name).await {
+                HookVerdict::Passed(note) => notes.extend(note),
+                HookVerdict::Defer(why) => return Procedure::Deferred(why),
+                HookVerdict::Failed(why) => {
+                    return self
+                        .fail_untouched(id, format!("not attempted: {why}"))
+                        .await
+                        .into()
+                }
+            }
+        }
+        self.stopped_and_replaced(id, aside, step, old, body, connect_after, notes)
+            .await
+            .into()
+    }
+
+    /// The procedure from the stop of `old` on (see [`Applier::run_procedure`]); `notes` are
+    /// what its hooks said so far, for the history.
+    #[allow(clippy::too_many_arguments)]
+    async fn stopped_and_replaced(
+        &self,
+        id: JournalId,
+        aside: &str,
+        step: &PlannedStep,
+        old: &Observed,
+        body: bollard::models::ContainerCreateBody,
+        connect_after: Vec<(String, bollard::models::EndpointSettings)>,
+        mut notes: Vec<String>,
+    ) -> (StepOutcome, String) {
+        let name = old.name.as_str();
 
         if let Err(e) = self.stop_old(old).await {
             return self
@@ -182,12 +265,30 @@ impl Applier<'_> {
                     .await
             }
         }
+        // Once the new container is running and healthy; the entry stays at `Started` meanwhile,
+        // so a crash during the hook is recovered by proving the replacement healthy again.
+        let post = match step.reason {
+            Reason::SharesNamespace(_) => None,
+            _ => self.hook(HookMoment::PostUpdate, old),
+        };
+        if let Some(hook) = post {
+            match self.run_hook(&hook, &new_id, name).await {
+                HookVerdict::Passed(note) => notes.extend(note),
+                HookVerdict::Defer(why) | HookVerdict::Failed(why) => {
+                    return self
+                        .roll_back(id, old, Some(&new_id), with_notes(why, &notes), true)
+                        .await
+                }
+            }
+        }
         self.advance(id, Step::Healthy).await;
         let outcome = match step.reason {
             Reason::Rollback => Outcome::RolledBack,
             _ => Outcome::Updated,
         };
-        let committed = self.commit(id, &old.id, outcome).await;
+        let committed = self
+            .commit_noting(id, &old.id, outcome, &notes.join("; "))
+            .await;
         if step.reason == Reason::NewDigest {
             self.prune_images(old, &new_id).await;
         }
@@ -398,6 +499,17 @@ impl Applier<'_> {
         old_id: &str,
         outcome: Outcome,
     ) -> (StepOutcome, String) {
+        self.commit_noting(id, old_id, outcome, "").await
+    }
+
+    /// [`Applier::commit`], with `note` (what the step's hooks said) after the outcome's words.
+    pub(super) async fn commit_noting(
+        &self,
+        id: JournalId,
+        old_id: &str,
+        outcome: Outcome,
+        note: &str,
+    ) -> (StepOutcome, String) {
         // `Committed` is terminal in the journal; a manual rollback ends as `RolledBack` instead.
         if outcome == Outcome::Updated {
             self.advance(id, Step::Committed).await;
@@ -406,6 +518,9 @@ impl Applier<'_> {
             Outcome::RolledBack => "healthy again on its previous image".to_string(),
             _ => "healthy on the new image".to_string(),
         };
+        if !note.is_empty() {
+            detail = format!("{detail}; {note}");
+        }
         if let Err(e) = self.engine.remove(old_id).await {
             // The update stands; the aside copy is harmless and recovery retries the removal.
             tracing::warn!(container = old_id, "removing the old container: {e}");

@@ -89,6 +89,7 @@ pub(super) async fn run(config: Arc<Config>, name: &str) -> Result<Exit, Failure
     let mut results = applier
         .apply(&plan, &observed_map, &graph)
         .await
+        .results
         .into_iter();
     let result = results
         .next()

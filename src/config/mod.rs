@@ -276,6 +276,10 @@ pub struct UpdateConfig {
     /// replace that container by a successor on its new digest (see `apply::self_update`).
     /// Otherwise its own container is never recreated.
     pub self_update: bool,
+    /// Run lifecycle hooks (Watchtower's `lifecycle.*` labels, `tidewatch.hook.*` labels and
+    /// `[[service]] hooks`) around checks and updates; off, they are ignored as Watchtower
+    /// ignores them without `--enable-lifecycle-hooks`.
+    pub lifecycle_hooks: bool,
 }
 
 impl Default for UpdateConfig {
@@ -285,6 +289,7 @@ impl Default for UpdateConfig {
             health_timeout: Duration::from_secs(120),
             keep_images: 2,
             self_update: false,
+            lifecycle_hooks: false,
         }
     }
 }
@@ -302,7 +307,34 @@ pub struct ServiceConfig {
     pub window: Option<Window>,
     /// Overrides `[watch] min_age`.
     pub min_age: Option<Duration>,
+    /// Lifecycle hooks for this container, ahead of its labels (`[update] lifecycle_hooks`).
+    pub hooks: ServiceHooks,
 }
+
+/// `[[service]] hooks`: commands run with `docker exec` as argv (no shell), for containers
+/// whose labels cannot be changed. Each overrides the container's label for the same moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceHooks {
+    /// Before a cycle checks the container.
+    pub pre_check: Option<Vec<String>>,
+    /// In the old container, before it is stopped for an update.
+    pub pre_update: Option<Vec<String>>,
+    /// In the new container, once it runs and passed the health gate.
+    pub post_update: Option<Vec<String>>,
+    /// After a cycle, in the container as it then is.
+    pub post_check: Option<Vec<String>>,
+    /// In the current container, before `tidewatch rollback` replaces it.
+    pub pre_rollback: Option<Vec<String>>,
+    /// How long each may run (default [`DEFAULT_HOOK_TIMEOUT`], at most [`MAX_HOOK_TIMEOUT`]).
+    pub timeout: Option<Duration>,
+}
+
+/// How long a hook may run when nothing says otherwise (Watchtower's default for its
+/// pre- and post-update commands).
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a hook may run: longer settings (and Watchtower's `0`, "no timeout") are
+/// capped here, so a hung hook never holds a cycle forever.
+pub const MAX_HOOK_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -501,6 +533,11 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
                 policy: s.policy.map(|p| parse_policy(&p, at)).transpose()?,
                 window: s.window.map(|w| parse_window(w, at)).transpose()?,
                 min_age: bounded(s.min_age, "min_age", MAX_LONG_DURATION, at)?,
+                hooks: s
+                    .hooks
+                    .map(|h| validate_hooks(h, at))
+                    .transpose()?
+                    .unwrap_or_default(),
             },
         );
     }
@@ -522,6 +559,7 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         .unwrap_or(update.health_timeout),
         keep_images: raw.update.keep_images.unwrap_or(update.keep_images),
         self_update: raw.update.self_update,
+        lifecycle_hooks: raw.update.lifecycle_hooks,
     };
     Ok(Config {
         agent,
@@ -546,6 +584,35 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         swarm: swarm::validate(raw.swarm, at)?,
         services,
         notify: notify::validate(raw.notify, at)?,
+    })
+}
+
+/// `[[service]] hooks`: each command a non-empty argv, the timeout a bounded duration.
+fn validate_hooks(raw: raw::RawHooks, at: &Locator<'_>) -> Result<ServiceHooks, ConfigError> {
+    let argv = |value: Option<Spanned<Vec<String>>>, key: &str| {
+        value
+            .map(|v| {
+                let span = v.span();
+                let argv = v.into_inner();
+                if argv.first().is_none_or(|program| program.is_empty()) {
+                    return Err(at.error(
+                        span,
+                        format!(
+                            "hooks.{key} needs a program: [\"/path/to/program\", \"arg\", ...]"
+                        ),
+                    ));
+                }
+                Ok(argv)
+            })
+            .transpose()
+    };
+    Ok(ServiceHooks {
+        pre_check: argv(raw.pre_check, "pre_check")?,
+        pre_update: argv(raw.pre_update, "pre_update")?,
+        post_update: argv(raw.post_update, "post_update")?,
+        post_check: argv(raw.post_check, "post_check")?,
+        pre_rollback: argv(raw.pre_rollback, "pre_rollback")?,
+        timeout: bounded(raw.timeout, "hooks.timeout", MAX_HOOK_TIMEOUT, at)?,
     })
 }
 

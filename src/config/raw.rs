@@ -87,6 +87,8 @@ pub(super) struct RawUpdate {
     pub keep_images: Option<usize>,
     #[serde(default)]
     pub self_update: bool,
+    #[serde(default)]
+    pub lifecycle_hooks: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +131,19 @@ pub(super) struct RawService {
     pub policy: Option<Spanned<String>>,
     pub window: Option<RawWindow>,
     pub min_age: Option<Spanned<String>>,
+    pub hooks: Option<RawHooks>,
+}
+
+/// `[[service]] hooks = { pre_update = ["argv", ...], ..., timeout = "1m" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHooks {
+    pub pre_check: Option<Spanned<Vec<String>>>,
+    pub pre_update: Option<Spanned<Vec<String>>>,
+    pub post_update: Option<Spanned<Vec<String>>>,
+    pub post_check: Option<Spanned<Vec<String>>>,
+    pub pre_rollback: Option<Spanned<Vec<String>>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -389,3 +389,34 @@ fn tag_list_caps_are_read_per_registry_and_bounded() {
         "{e}"
     );
 }
+
+#[test]
+fn service_hooks_are_argv_with_a_bounded_timeout_and_off_unless_enabled() {
+    let c = Config::parse(
+        "[update]\nlifecycle_hooks = true\n\n[[service]]\nname = \"db\"\n\
+         hooks = { pre_update = [\"/bin/dump\", \"--all dbs\"], timeout = \"5m\" }\n",
+        "agent.toml",
+    )
+    .unwrap();
+    assert!(c.update.lifecycle_hooks);
+    let hooks = &c.services["db"].hooks;
+    assert_eq!(
+        hooks.pre_update.as_deref(),
+        Some(&["/bin/dump".to_string(), "--all dbs".to_string()][..])
+    );
+    assert_eq!(hooks.post_update, None);
+    assert_eq!(hooks.timeout, Some(Duration::from_secs(300)));
+    assert!(!Config::default().update.lifecycle_hooks, "off by default");
+
+    let e = err("[[service]]\nname = \"db\"\nhooks = { post_update = [] }\n");
+    assert!(e.starts_with("agent.toml:3:25:"), "{e}");
+    assert!(e.contains("hooks.post_update needs a program"), "{e}");
+    let e = err("[[service]]\nname = \"db\"\nhooks = { pre_check = [\"/x\"], timeout = \"2h\" }\n");
+    assert!(e.starts_with("agent.toml:3:"), "{e}");
+    assert!(
+        e.contains("hooks.timeout") && e.contains("at most 1h"),
+        "{e}"
+    );
+    let e = err("[[service]]\nname = \"db\"\nhooks = { pre_deploy = [\"/x\"] }\n");
+    assert!(e.contains("pre_deploy"), "{e}");
+}

@@ -7,6 +7,7 @@
 
 pub mod api_version;
 pub mod endpoint;
+mod exec;
 mod facts;
 mod health;
 mod inventory;
@@ -16,6 +17,7 @@ mod own;
 mod raw;
 mod swarm;
 
+pub use exec::{ExecEnd, ExecRun, EXEC_OUTPUT_LIMIT};
 pub use facts::EngineFacts;
 pub use health::Health;
 

@@ -1,6 +1,7 @@
 //! The pure planning core: observed containers and remote digests in, decisions out.
 
 pub mod detect;
+pub mod hooks;
 pub mod observed;
 pub mod order;
 pub mod recover;

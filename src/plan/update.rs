@@ -141,6 +141,12 @@ pub enum WaitReason {
     DependencyCycle(CycleError),
     /// It depends, directly or not, on containers on a dependency cycle.
     BehindCycle,
+    /// Its pre-update lifecycle hook exited 75 (EX_TEMPFAIL): the update is tried again next
+    /// cycle. Found while applying, not planning.
+    PreUpdateHook {
+        /// Which hook said so, with its output.
+        why: String,
+    },
 }
 
 impl WaitReason {
@@ -165,6 +171,7 @@ impl WaitReason {
             WaitReason::OwnContainer => "own_container",
             WaitReason::DependencyCycle(_) => "dependency_cycle",
             WaitReason::BehindCycle => "behind_dependency_cycle",
+            WaitReason::PreUpdateHook { .. } => "pre_update_hook",
         }
     }
 }
@@ -204,6 +211,9 @@ impl fmt::Display for WaitReason {
             WaitReason::OwnContainer => f.write_str(OWN_CONTAINER),
             WaitReason::DependencyCycle(cycle) => write!(f, "{cycle}"),
             WaitReason::BehindCycle => f.write_str("depends on containers in a dependency cycle"),
+            WaitReason::PreUpdateHook { why } => {
+                write!(f, "deferred to the next cycle: {why}")
+            }
         }
     }
 }

@@ -322,6 +322,25 @@ impl Store {
         })
     }
 
+    /// Deletes an open entry whose recreate was called off before the old container was
+    /// touched ([`Step::Planned`] or [`Step::Pulled`]): a pre-update hook deferred it to the
+    /// next cycle, which is no outcome for the history. Refused at any later step.
+    pub fn withdraw(&mut self, id: JournalId) -> Result<(), StateError> {
+        self.write("withdrawing a recreate", |tx| {
+            let entry = load_open(tx, id)?;
+            if !matches!(entry.step, Step::Planned | Step::Pulled) {
+                return Err(StateError::InvalidStep {
+                    id,
+                    from: entry.step,
+                    to: Step::Planned,
+                }
+                .into());
+            }
+            tx.execute("DELETE FROM journal WHERE id = ?1", [id.0])?;
+            Ok(())
+        })
+    }
+
     /// Closes an entry and appends its history row, in one transaction so a finished recreate
     /// always has one. The entry is left in the outcome's terminal step; `Updated` is refused
     /// unless the replacement reached [`Step::Healthy`], because the old container must never
@@ -631,6 +650,24 @@ mod tests {
         // Nothing was written: still open, no history.
         assert_eq!(store.unfinished().unwrap().len(), 1);
         assert!(store.history(None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_withdrawn_entry_leaves_no_trace_and_only_untouched_ones_are_withdrawn() {
+        let (_dir, mut store) = open_temp();
+        let id = store.begin(&web()).unwrap();
+        store.advance(id, Step::Pulled).unwrap();
+        store.withdraw(id).unwrap();
+        assert!(store.unfinished().unwrap().is_empty());
+        assert_eq!(store.last_update("web").unwrap(), None);
+        // The container can be journalled again at once.
+        let again = store.begin(&web()).unwrap();
+        store.advance(again, Step::Stopped).unwrap();
+        assert!(
+            store.withdraw(again).is_err(),
+            "the old container was touched"
+        );
+        assert_eq!(store.unfinished().unwrap().len(), 1);
     }
 
     #[test]
