@@ -10,6 +10,7 @@ mod check;
 mod crash;
 mod engine_requests;
 mod engine_tls;
+mod mqtt;
 mod ops;
 mod podman;
 mod progress;
