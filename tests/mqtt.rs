@@ -157,6 +157,38 @@ fn a_check_through_a_broker_login_publishes_the_available_update() {
     );
 }
 
+#[test]
+fn a_broker_that_refuses_the_login_does_not_fail_the_update_nor_see_the_password_logged() {
+    let bed = TestBed::new("mqtt-refused");
+    let registry = Registry::start();
+    let broker = Broker::with_login("tidewatch", "the-right-one");
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "1");
+    push(&image);
+    bed.run_with("web", QUICK_STOP, &image, &[], &[]);
+    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    let updater = bed.updater(&[registry.host()]);
+    let password = broker.write_file("mqtt.password", "a-wrong-one\n");
+    settings::append(
+        &updater,
+        &notify_mqtt(
+            &broker,
+            "tw",
+            &format!("username = \"tidewatch\"\npassword_file = {password:?}\n"),
+        ),
+    );
+    bed.build_app(&image, "2");
+    push(&image);
+
+    let update = updater.update(&[]);
+
+    update.assert_exit(0);
+    assert!(bed.serves("web").contains(&page("2")));
+    let stderr = &update.outcome.stderr;
+    assert!(stderr.contains("MQTT: publishing the state"), "{stderr}");
+    assert!(!stderr.contains("a-wrong-one"), "{stderr}");
+}
+
 /// `tidewatch run` with `updater`, after its start-up cycle.
 fn start(updater: &Updater) -> crate::support::Daemon {
     let mut daemon = updater.spawn_run();
@@ -251,6 +283,11 @@ fn an_install_command_updates_its_container_only_with_the_token() {
 
     broker.publish(&command_topic, "not-the-token");
     daemon.wait_for_log("MQTT install refused", 1, DAEMON_TIMEOUT);
+    // The right token for a container the agent never published names nothing.
+    let unknown = command_topic.replacen(&format!("/{web}/"), "/not-a-container/", 1);
+    assert_ne!(unknown, command_topic);
+    broker.publish(&unknown, "press-to-update");
+    daemon.wait_for_log("MQTT install refused", 2, DAEMON_TIMEOUT);
     broker.publish(&command_topic, "press-to-update");
     daemon.wait_for_log("cycle finished", 2, DAEMON_TIMEOUT);
 
