@@ -34,8 +34,10 @@ pub struct Surface {
     pub board: StatusBoard,
     /// `/metrics`.
     pub metrics: Metrics,
-    /// Triggers from the API (`None` without `[api]`).
+    /// Triggers from the API and MQTT install commands (`None` without either).
     pub triggers: Option<mpsc::Receiver<ApiTrigger>>,
+    /// The sending side of `triggers`, for the MQTT notifiers' install commands.
+    pub trigger_sender: Option<mpsc::Sender<ApiTrigger>>,
 }
 
 /// Why a cycle runs.
@@ -202,6 +204,13 @@ impl Schedule<'_> {
 pub async fn run(agent: &Agent, shutdown: Shutdown, mut surface: Surface) {
     tracing::info!(engine = %agent.engine.host(), "tidewatch running");
     let triggers = surface.triggers.take();
+    // Held for the daemon's life: its cycles publish through them, and they say `offline` at
+    // shutdown.
+    let mqtt = agent.notifications.start_mqtt(
+        &agent.host,
+        &shutdown,
+        surface.trigger_sender.take().as_ref(),
+    );
     let cycles = AgentCycles {
         agent,
         surface: &surface,
@@ -211,6 +220,10 @@ pub async fn run(agent: &Agent, shutdown: Shutdown, mut surface: Surface) {
         wall: &Local::now,
     };
     run_loop(&cycles, &schedule, shutdown, triggers).await;
+    // A handover ends the loop without shutdown: the connections are dropped with the process.
+    if agent.shutdown.is_triggered() {
+        futures_util::future::join_all(mqtt).await;
+    }
     tracing::info!("tidewatch stopped");
 }
 
@@ -279,7 +292,10 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
     let (result, full) = match reason {
         Reason::Scheduled => (agent.cycle(&[], false, false).await, true),
         Reason::Triggered(t @ ApiTrigger::Cycle { container, force }) => {
-            tracing::info!(?t, "cycle triggered through the API");
+            tracing::info!(
+                ?t,
+                "cycle triggered through the API or an MQTT install command"
+            );
             let names: Vec<String> = container.iter().cloned().collect();
             (
                 agent.cycle(&names, false, *force).await,

@@ -11,6 +11,7 @@ mod crash;
 mod engine_requests;
 mod engine_tls;
 mod hooks;
+mod mqtt;
 mod ops;
 mod podman;
 mod progress;

@@ -8,6 +8,7 @@ use super::{Exit, Failure};
 use crate::config::Config;
 use crate::cycle::detect_on;
 use crate::engine::{Engine, SwarmRole, WORKER_NOTE};
+use crate::notify::{self, Notifications};
 use crate::output;
 use crate::plan::detect::{count_by_status, missing_rows, CheckRow, Status};
 use crate::registry::RegistryClient;
@@ -30,6 +31,14 @@ pub(super) async fn run(
     let mut rows: Vec<CheckRow> = detections.into_iter().map(|d| d.row).collect();
     let missing = missing_rows(names, &rows);
     rows.extend(missing);
+    // A check changes nothing, but MQTT subscribers (Home Assistant) want what it found.
+    if config.notify.iter().any(|n| n.mqtt.is_some()) {
+        let notifications =
+            Notifications::new(&config.notify).context("setting up notifications")?;
+        let _ = notifications
+            .publish_state(&notify::host_name(), rows.clone(), Vec::new())
+            .await;
+    }
     print(&rows, json)?;
     // The JSON array is a contract; the note goes to the log there (see `detect`).
     if role == SwarmRole::Worker && !json {

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::cycle::Agent;
 use crate::daemon::{self, Surface};
 use crate::error_chain::error_chain;
+use crate::notify::Notifications;
 use crate::service_manager;
 use crate::shutdown::{self, Shutdown};
 
@@ -31,6 +32,13 @@ pub(super) async fn run(config: Arc<Config>) -> Result<Exit, Failure> {
         connected = Some(agent);
     }
     let mut surface = Surface::default();
+    // One queue of triggers for the API and MQTT install commands: the daemon runs them one
+    // at a time, whoever asked.
+    let (tx, rx) = api::trigger_channel();
+    if config.api.is_some() || Notifications::mqtt_install(&config.notify) {
+        surface.triggers = Some(rx);
+        surface.trigger_sender = Some(tx.clone());
+    }
     // The API comes up before the engine is reached, so /healthz and /metrics answer while
     // tidewatch waits for a restarting engine.
     let server = match &config.api {
@@ -38,8 +46,6 @@ pub(super) async fn run(config: Arc<Config>) -> Result<Exit, Failure> {
             let listener = tokio::net::TcpListener::bind(api_config.listen)
                 .await
                 .with_context(|| format!("listening on {} ([api] listen)", api_config.listen))?;
-            let (tx, rx) = api::trigger_channel();
-            surface.triggers = Some(rx);
             let state = ApiState::new(
                 api_config,
                 tx,

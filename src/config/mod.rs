@@ -24,7 +24,9 @@ use toml::Spanned;
 
 pub use api::{ApiConfig, HostName, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use docker::{ClientCert, DockerConfig, TlsFiles};
-pub use notify::{redacted, EmailConfig, EventKind, NotifyConfig, NotifyKind, SmtpSecurity};
+pub use notify::{
+    redacted, EmailConfig, EventKind, MqttConfig, NotifyConfig, NotifyKind, SmtpSecurity,
+};
 pub use secret_files::ConfigWarning;
 pub use swarm::{SwarmConfig, SwarmFailureAction, SwarmOrder};
 

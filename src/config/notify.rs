@@ -66,6 +66,8 @@ pub enum NotifyKind {
     Gotify,
     /// An email through an SMTP server.
     Email,
+    /// Retained per-container state on an MQTT broker, with Home Assistant discovery.
+    Mqtt,
 }
 
 impl NotifyKind {
@@ -78,6 +80,7 @@ impl NotifyKind {
             NotifyKind::Ntfy => "ntfy",
             NotifyKind::Gotify => "gotify",
             NotifyKind::Email => "email",
+            NotifyKind::Mqtt => "mqtt",
         }
     }
 }
@@ -117,6 +120,29 @@ pub struct EmailConfig {
     pub login: Option<ConfiguredLogin>,
 }
 
+/// The broker side of a `kind = "mqtt"` notifier.
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    /// The broker's host name (also the name its certificate must carry).
+    pub host: String,
+    /// The broker's port: 1883 for `mqtt://`, 8883 for `mqtts://` unless the URL says.
+    pub port: u16,
+    /// `mqtts://`: TLS from the first byte, verified against the system's trust store.
+    pub tls: bool,
+    /// `username` + `password_file`.
+    pub login: Option<ConfiguredLogin>,
+    /// `topic_prefix`: the first levels of every topic but discovery's (`tidewatch`).
+    pub topic_prefix: String,
+    /// `homeassistant_discovery`: one Home Assistant `update` entity per container.
+    pub discovery: bool,
+    /// `install_token_file`: the payload the `install` command topic must carry. Without it
+    /// the command topic is not subscribed to and discovery offers no install.
+    pub install_token: Option<Secret>,
+}
+
+/// The longest `topic_prefix`, in bytes: topics stay well under brokers' limits.
+pub const MAX_TOPIC_PREFIX: usize = 128;
+
 /// `[[notify]]`: one notifier.
 #[derive(Clone)]
 pub struct NotifyConfig {
@@ -131,6 +157,8 @@ pub struct NotifyConfig {
     pub token: Option<Secret>,
     /// The SMTP settings, for `kind = "email"` only.
     pub email: Option<EmailConfig>,
+    /// The broker settings, for `kind = "mqtt"` only.
+    pub mqtt: Option<MqttConfig>,
 }
 
 impl NotifyConfig {
@@ -163,6 +191,7 @@ impl fmt::Debug for NotifyConfig {
             .field("events", &self.events)
             .field("token", &self.token)
             .field("email", &self.email)
+            .field("mqtt", &self.mqtt)
             .finish()
     }
 }
@@ -186,6 +215,17 @@ fn validate_one(n: RawNotify, at: &Locator<'_>) -> Result<NotifyConfig, ConfigEr
     let kind = *n.kind.get_ref();
     // Keys that only some kinds take are refused elsewhere, rather than silently ignored.
     let email_only = &[NotifyKind::Email][..];
+    let mqtt_only = &[NotifyKind::Mqtt][..];
+    let with_login = &[NotifyKind::Email, NotifyKind::Mqtt][..];
+    // The MQTT notifier publishes every container's state each cycle: it has no events to pick.
+    let not_mqtt = &[
+        NotifyKind::Webhook,
+        NotifyKind::Slack,
+        NotifyKind::Discord,
+        NotifyKind::Ntfy,
+        NotifyKind::Gotify,
+        NotifyKind::Email,
+    ][..];
     let keys = [
         (
             "token_file",
@@ -197,12 +237,28 @@ fn validate_one(n: RawNotify, at: &Locator<'_>) -> Result<NotifyConfig, ConfigEr
         (
             "username",
             n.username.as_ref().map(Spanned::span),
-            email_only,
+            with_login,
         ),
         (
             "password_file",
             n.password_file.as_ref().map(Spanned::span),
-            email_only,
+            with_login,
+        ),
+        ("events", n.events.as_ref().map(Spanned::span), not_mqtt),
+        (
+            "topic_prefix",
+            n.topic_prefix.as_ref().map(Spanned::span),
+            mqtt_only,
+        ),
+        (
+            "homeassistant_discovery",
+            n.homeassistant_discovery.as_ref().map(Spanned::span),
+            mqtt_only,
+        ),
+        (
+            "install_token_file",
+            n.install_token_file.as_ref().map(Spanned::span),
+            mqtt_only,
         ),
     ];
     for (key, span, kinds) in keys {
@@ -263,12 +319,17 @@ fn validate_one(n: RawNotify, at: &Locator<'_>) -> Result<NotifyConfig, ConfigEr
         NotifyKind::Email => Some(email(&n, &url, at)?),
         _ => None,
     };
+    let mqtt = match kind {
+        NotifyKind::Mqtt => Some(mqtt(&n, &url, at)?),
+        _ => None,
+    };
     Ok(NotifyConfig {
         kind,
         url,
         events,
         token,
         email,
+        mqtt,
     })
 }
 
@@ -299,6 +360,7 @@ fn url(n: &RawNotify, at: &Locator<'_>) -> Result<Url, ConfigError> {
         (None, None) => {
             let example = match kind {
                 NotifyKind::Email => "\"smtp://mail.example.com:25\"",
+                NotifyKind::Mqtt => "\"mqtt://broker.lan:1883\"",
                 _ => "\"https://hooks.example.com/tidewatch\"",
             };
             return Err(at.error(
@@ -309,16 +371,18 @@ fn url(n: &RawNotify, at: &Locator<'_>) -> Result<Url, ConfigError> {
     };
     let url = Url::parse(&text)
         .map_err(|e| at.error(span.clone(), format!("{source}: not a URL ({e})")))?;
-    let scheme_ok = if HTTP_KINDS.contains(&kind) {
-        matches!(url.scheme(), "http" | "https")
-    } else {
-        matches!(url.scheme(), "smtp" | "smtp+starttls" | "smtps")
+    let scheme_ok = match kind {
+        NotifyKind::Email => matches!(url.scheme(), "smtp" | "smtp+starttls" | "smtps"),
+        NotifyKind::Mqtt => matches!(url.scheme(), "mqtt" | "mqtts"),
+        _ => HTTP_KINDS.contains(&kind) && matches!(url.scheme(), "http" | "https"),
     };
     if !scheme_ok || url.host_str().is_none_or(str::is_empty) {
-        let expected = if kind == NotifyKind::Email {
-            "smtp://host[:port] (plain), smtp+starttls://host[:port] or smtps://host[:port]"
-        } else {
-            "an http:// or https:// URL"
+        let expected = match kind {
+            NotifyKind::Email => {
+                "smtp://host[:port] (plain), smtp+starttls://host[:port] or smtps://host[:port]"
+            }
+            NotifyKind::Mqtt => "mqtt://host[:port] (plain) or mqtts://host[:port] (TLS)",
+            _ => "an http:// or https:// URL",
         };
         return Err(at.error(
             span,
@@ -412,6 +476,91 @@ fn email(n: &RawNotify, url: &Url, at: &Locator<'_>) -> Result<EmailConfig, Conf
         to,
         login,
     })
+}
+
+fn mqtt(n: &RawNotify, url: &Url, at: &Locator<'_>) -> Result<MqttConfig, ConfigError> {
+    let span = url_span(n);
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(at.error(
+            span,
+            "the MQTT url takes no user or password: use username and password_file",
+        ));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+        return Err(at.error(
+            span,
+            "the MQTT url names the broker only (mqtt://host[:port]): topics come from topic_prefix",
+        ));
+    }
+    let tls = url.scheme() == "mqtts";
+    let host = url.host_str().unwrap_or_default().to_string();
+    let login = match (&n.username, &n.password_file) {
+        (None, None) => None,
+        (Some(user), None) => return Err(at.error(user.span(), "username needs password_file")),
+        (None, Some(file)) => return Err(at.error(file.span(), "password_file needs a username")),
+        (Some(user), Some(file)) => Some(ConfiguredLogin {
+            username: user.get_ref().clone(),
+            password: read_secret("password_file", file, at)?,
+            source: format!("password_file {}", file.get_ref().display()),
+        }),
+    };
+    let install_token = n
+        .install_token_file
+        .as_ref()
+        .map(|file| read_secret("install_token_file", file, at))
+        .transpose()?;
+    // Like ntfy's and Gotify's tokens: a password or the install token crosses the network in
+    // the clear only to a broker on this machine.
+    if !tls && (login.is_some() || install_token.is_some()) && !crate::net::is_loopback(&host) {
+        return Err(at.error(
+            span,
+            "a password or install token over plain mqtt:// to another machine is shown to anyone on the way: use mqtts:// (mqtt:// only to a loopback address)",
+        ));
+    }
+    let topic_prefix = match &n.topic_prefix {
+        None => "tidewatch".to_string(),
+        Some(prefix) => {
+            let text = prefix.get_ref();
+            check_topic_prefix(text)
+                .map_err(|why| at.error(prefix.span(), format!("topic_prefix {text:?}: {why}")))?;
+            text.clone()
+        }
+    };
+    Ok(MqttConfig {
+        port: url.port().unwrap_or(if tls { 8883 } else { 1883 }),
+        host,
+        tls,
+        login,
+        topic_prefix,
+        discovery: n
+            .homeassistant_discovery
+            .as_ref()
+            .is_some_and(|d| *d.get_ref()),
+        install_token,
+    })
+}
+
+/// A prefix is one or more topic levels: not empty, no empty level (a leading, trailing or
+/// doubled `/`), no wildcard, no NUL, no `$` at the start (the broker's own topics).
+fn check_topic_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() || prefix.len() > MAX_TOPIC_PREFIX {
+        return Err(format!(
+            "expected 1 to {MAX_TOPIC_PREFIX} bytes, e.g. \"tidewatch\" or \"home/servers\""
+        ));
+    }
+    if prefix.split('/').any(str::is_empty) {
+        return Err("a topic level is empty (a leading, trailing or doubled `/`)".to_string());
+    }
+    if let Some(c) = prefix
+        .chars()
+        .find(|c| matches!(c, '+' | '#' | '\0') || c.is_control())
+    {
+        return Err(format!("{c:?} is not allowed in a topic prefix"));
+    }
+    if prefix.starts_with('$') {
+        return Err("topics starting with `$` are the broker's own".to_string());
+    }
+    Ok(())
 }
 
 /// Reads a secret now, so a missing file fails at start-up. A trailing newline from

@@ -159,4 +159,7 @@ pub(super) struct RawNotify {
     pub to: Option<Spanned<Vec<Spanned<String>>>>,
     pub username: Option<Spanned<String>>,
     pub password_file: Option<Spanned<PathBuf>>,
+    pub topic_prefix: Option<Spanned<String>>,
+    pub homeassistant_discovery: Option<Spanned<bool>>,
+    pub install_token_file: Option<Spanned<PathBuf>>,
 }

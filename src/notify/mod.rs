@@ -1,4 +1,5 @@
-//! Notifications: what a cycle did, announced to webhooks, chat services and email.
+//! Notifications: what a cycle did, announced to webhooks, chat services and email, and every
+//! container's state, retained on an MQTT broker ([`mqtt`]).
 //!
 //! This module owns turning a [`CycleReport`] into [`Event`]s, remembering which were already
 //! announced (in the state store, so a restart does not announce them again), and sending one
@@ -10,6 +11,7 @@
 //! [`dedupe`], then [`Notifications::dispatch`].
 
 mod message;
+pub mod mqtt;
 mod send;
 
 use std::sync::Arc;
@@ -18,9 +20,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::config::NotifyConfig;
-use crate::plan::detect::Status;
+use crate::config::{NotifyConfig, NotifyKind};
+use crate::plan::detect::{CheckRow, Status};
 use crate::report::{CycleReport, StepOutcome, StepResult};
+use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
 
 pub use crate::config::EventKind;
@@ -163,6 +166,7 @@ impl Default for Retry {
 /// Every configured notifier, ready to send.
 pub struct Notifications {
     notifiers: Vec<Arc<Notifier>>,
+    mqtt: Vec<Arc<mqtt::Mqtt>>,
     retry: Retry,
 }
 
@@ -170,6 +174,15 @@ impl Notifications {
     /// Builds a notifier per `[[notify]]`. Fails only when an HTTP or SMTP client cannot be set
     /// up (e.g. the system's TLS roots cannot be loaded); nothing is sent yet.
     pub fn new(configs: &[NotifyConfig]) -> Result<Notifications, NotifyError> {
+        let mqtt = configs
+            .iter()
+            .filter_map(mqtt::Mqtt::new)
+            .map(Arc::new)
+            .collect();
+        let configs: Vec<&NotifyConfig> = configs
+            .iter()
+            .filter(|c| c.kind != NotifyKind::Mqtt)
+            .collect();
         let notifiers = if configs.is_empty() {
             Vec::new()
         } else {
@@ -185,6 +198,7 @@ impl Notifications {
         };
         Ok(Notifications {
             notifiers,
+            mqtt,
             retry: Retry::default(),
         })
     }
@@ -197,7 +211,54 @@ impl Notifications {
 
     /// True when no notifier is configured.
     pub fn is_empty(&self) -> bool {
-        self.notifiers.is_empty()
+        self.notifiers.is_empty() && self.mqtt.is_empty()
+    }
+
+    /// Opens the daemon's MQTT connections (see [`mqtt::Mqtt::start`]), which publish from
+    /// then on; install commands go to `triggers`. The tasks end after their goodbye, once
+    /// `shutdown` fires. A notifier whose TLS cannot be set up is logged and left out.
+    pub fn start_mqtt(
+        &self,
+        host: &str,
+        shutdown: &Shutdown,
+        triggers: Option<&tokio::sync::mpsc::Sender<crate::api::Trigger>>,
+    ) -> Vec<JoinHandle<()>> {
+        self.mqtt
+            .iter()
+            .filter_map(
+                |m| match m.start(host, shutdown.clone(), triggers.cloned()) {
+                    Ok(task) => Some(task),
+                    Err(e) => {
+                        tracing::error!("MQTT: {e}");
+                        None
+                    }
+                },
+            )
+            .collect()
+    }
+
+    /// Whether some MQTT notifier takes install commands.
+    pub fn mqtt_install(configs: &[NotifyConfig]) -> bool {
+        configs
+            .iter()
+            .any(|c| c.mqtt.as_ref().is_some_and(|m| m.install_token.is_some()))
+    }
+
+    /// Publishes `rows` (with the outcomes of `results`) to the MQTT notifiers, in a task
+    /// that ends when they are published or given up on. Must be called within a Tokio
+    /// runtime.
+    pub fn publish_state(
+        &self,
+        host: &str,
+        rows: Vec<CheckRow>,
+        results: Vec<StepResult>,
+    ) -> JoinHandle<()> {
+        let mqtt = self.mqtt.clone();
+        let host = host.to_string();
+        tokio::spawn(async move {
+            let sends = mqtt.iter().map(|m| m.publish(&host, &rows, &results));
+            futures_util::future::join_all(sends).await;
+        })
     }
 
     /// Whether some notifier announces `event`.
@@ -219,7 +280,21 @@ impl Notifications {
         let mut events = events_of(report, notify_only);
         events.retain(|e| self.wants(e.event));
         let events = dedupe(store, events).await;
-        self.dispatch(host, events)
+        let messages = self.dispatch(host, events);
+        if self.mqtt.is_empty() {
+            return messages;
+        }
+        let results = report
+            .recovered
+            .iter()
+            .chain(&report.results)
+            .cloned()
+            .collect();
+        let state = self.publish_state(host, report.current_rows(), results);
+        tokio::spawn(async move {
+            let _ = messages.await;
+            let _ = state.await;
+        })
     }
 
     /// Sends `events` from `host`: one message per notifier, holding the events it wants, in a

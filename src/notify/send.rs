@@ -100,7 +100,8 @@ impl Notifier {
             NotifyKind::Discord => Some(Format::Discord),
             NotifyKind::Ntfy => Some(Format::Ntfy),
             NotifyKind::Gotify => Some(Format::Gotify),
-            NotifyKind::Email => None,
+            // MQTT is not a message per cycle: `Notifications` keeps it apart (see `mqtt`).
+            NotifyKind::Email | NotifyKind::Mqtt => None,
         };
         let channel = match (format, &config.email) {
             (Some(format), _) => Channel::Http {
@@ -131,9 +132,10 @@ impl Notifier {
                 }
             }
             (None, None) => {
-                return Err(NotifyError::Build(
-                    "kind = \"email\" without its SMTP settings".into(),
-                ))
+                return Err(NotifyError::Build(format!(
+                    "kind = \"{}\" is not sent as a message",
+                    config.kind
+                )))
             }
         };
         Ok(Notifier {

@@ -24,6 +24,7 @@ mod flaky_server;
 mod htpasswd;
 pub mod http;
 mod images;
+pub mod mqtt;
 pub mod objects;
 mod observe;
 mod podman;

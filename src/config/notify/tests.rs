@@ -272,3 +272,108 @@ fn ntfy_and_gotify_tokens_are_refused_over_plain_http_to_another_machine() {
     assert!(e.starts_with("agent.toml:3:12:"), "{e}");
     assert!(!e.contains("push.example"), "{e}");
 }
+
+#[test]
+fn mqtt_defaults_to_port_1883_the_tidewatch_prefix_and_no_discovery() {
+    let n = notify("[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://broker.lan\"\n");
+    let m = n[0].mqtt.as_ref().expect("mqtt settings");
+    assert_eq!(
+        (m.host.as_str(), m.port, m.tls),
+        ("broker.lan", 1883, false)
+    );
+    assert_eq!(m.topic_prefix, "tidewatch");
+    assert!(!m.discovery && m.install_token.is_none() && m.login.is_none());
+    assert!(n[0].email.is_none());
+}
+
+#[test]
+fn mqtts_defaults_to_port_8883_and_takes_a_login_and_install_token() {
+    let (_dir, password) = secret_file("hunter2\n");
+    let (_dir2, token) = secret_file("press-me\n");
+    let n = notify(&format!(
+        "[[notify]]\nkind = \"mqtt\"\nurl = \"mqtts://broker.example\"\nusername = \"tidewatch\"\n\
+         password_file = {password:?}\ntopic_prefix = \"home/servers\"\n\
+         homeassistant_discovery = true\ninstall_token_file = {token:?}\n"
+    ));
+    let m = n[0].mqtt.as_ref().expect("mqtt settings");
+    assert_eq!((m.port, m.tls, m.discovery), (8883, true, true));
+    assert_eq!(m.topic_prefix, "home/servers");
+    let login = m.login.as_ref().expect("login");
+    assert_eq!(login.username, "tidewatch");
+    assert_eq!(login.password.expose(), "hunter2");
+    assert_eq!(
+        m.install_token.as_ref().map(Secret::expose),
+        Some("press-me")
+    );
+    assert!(!format!("{:?}", n[0]).contains("hunter2"));
+    assert!(!format!("{:?}", n[0]).contains("press-me"));
+}
+
+#[test]
+fn mqtt_refuses_other_schemes_and_credentials_in_the_url() {
+    let e = err("[[notify]]\nkind = \"mqtt\"\nurl = \"http://broker.lan\"\n");
+    assert!(
+        e.contains("agent.toml:3:7") && e.contains("mqtt://host[:port]"),
+        "{e}"
+    );
+    let e = err("[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://u:p@broker.lan\"\n");
+    assert!(
+        e.contains("username and password_file") && !e.contains("u:p"),
+        "{e}"
+    );
+    let e = err("[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://broker.lan/topic\"\n");
+    assert!(e.contains("topic_prefix"), "{e}");
+}
+
+#[test]
+fn mqtt_sends_secrets_in_the_clear_only_to_loopback() {
+    let (_dir, token) = secret_file("press-me");
+    let e = err(&format!(
+        "[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://broker.lan\"\ninstall_token_file = {token:?}\n"
+    ));
+    assert!(e.contains("use mqtts://"), "{e}");
+    let n = notify(&format!(
+        "[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1884\"\ninstall_token_file = {token:?}\n"
+    ));
+    assert_eq!(n[0].mqtt.as_ref().map(|m| m.port), Some(1884));
+}
+
+#[test]
+fn a_topic_prefix_with_wildcards_or_empty_levels_is_refused() {
+    for (prefix, why) in [
+        ("a/+/b", "'+'"),
+        ("a/#", "'#'"),
+        ("/a", "empty"),
+        ("a//b", "empty"),
+        ("a/", "empty"),
+        ("", "1 to 128 bytes"),
+        ("$SYS", "broker's own"),
+    ] {
+        let e = err(&format!(
+            "[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://broker.lan\"\ntopic_prefix = {prefix:?}\n"
+        ));
+        assert!(
+            e.contains("agent.toml:4:16") && e.contains(why),
+            "{prefix}: {e}"
+        );
+    }
+}
+
+#[test]
+fn mqtt_only_keys_are_refused_elsewhere_and_events_on_mqtt() {
+    let e = err(
+        "[[notify]]\nkind = \"webhook\"\nurl = \"https://hooks.example\"\nhomeassistant_discovery = true\n",
+    );
+    assert!(
+        e.contains("`homeassistant_discovery` is only for kind = \"mqtt\""),
+        "{e}"
+    );
+    let e =
+        err("[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://broker.lan\"\nevents = [\"failed\"]\n");
+    assert!(
+        e.contains("`events`") && e.contains("kind = \"mqtt\""),
+        "{e}"
+    );
+    let e = err("[[notify]]\nkind = \"mqtt\"\nurl = \"mqtt://broker.lan\"\nusername = \"u\"\n");
+    assert!(e.contains("username needs password_file"), "{e}");
+}
