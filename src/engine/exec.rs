@@ -11,6 +11,11 @@ use super::{Engine, EngineError};
 /// How much of a command's output (stdout and stderr, interleaved) is kept.
 pub const EXEC_OUTPUT_LIMIT: usize = 4096;
 
+/// How often, and how far apart, an exec whose output ended is asked for its exit status
+/// (2 s in all).
+const EXIT_STATUS_TRIES: usize = 40;
+const EXIT_STATUS_PAUSE: Duration = Duration::from_millis(50);
+
 /// How a command run inside a container ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecEnd {
@@ -98,20 +103,34 @@ impl Engine {
         let end = if timed_out {
             ExecEnd::TimedOut
         } else {
-            let inspect = self
-                .docker()
-                .inspect_exec(&created.id)
-                .await
-                .map_err(EngineError::request(what()))?;
-            match inspect.exit_code {
-                Some(code) if inspect.running != Some(true) => ExecEnd::Exited(code),
-                _ => ExecEnd::Unknown,
-            }
+            self.exit_status(&created.id, &what).await?
         };
         Ok(ExecRun {
             end,
             output: String::from_utf8_lossy(&kept).into_owned(),
             truncated,
         })
+    }
+
+    /// The exit status of exec `id` whose output has ended. The engine may close the output a
+    /// moment before it records the exit, so a still-running exec is asked again for a while.
+    async fn exit_status(
+        &self,
+        id: &str,
+        what: &impl Fn() -> String,
+    ) -> Result<ExecEnd, EngineError> {
+        for _ in 0..EXIT_STATUS_TRIES {
+            let inspect = self
+                .docker()
+                .inspect_exec(id)
+                .await
+                .map_err(EngineError::request(what()))?;
+            match (inspect.running, inspect.exit_code) {
+                (Some(true), _) => tokio::time::sleep(EXIT_STATUS_PAUSE).await,
+                (_, Some(code)) => return Ok(ExecEnd::Exited(code)),
+                (_, None) => return Ok(ExecEnd::Unknown),
+            }
+        }
+        Ok(ExecEnd::Unknown)
     }
 }
