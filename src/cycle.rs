@@ -194,6 +194,7 @@ impl Agent {
                 to_digest: step.to_digest.clone(),
                 outcome: StepOutcome::Failed,
                 detail,
+                notes: Default::default(),
             })
         };
         // Read afresh: the cycle's other steps recreated containers this one may name.
@@ -414,6 +415,7 @@ mod tests {
             state: "service".into(),
             problem: None,
             details: None,
+            image_labels: Default::default(),
         }
     }
 

@@ -201,6 +201,7 @@ mod tests {
             available_digest: None,
             status: Status::Error,
             detail: Some("registry down".into()),
+            notes: Default::default(),
         }]);
         assert!(t.contains("sha256:0123456789ab  -"), "{t}");
         assert!(t.contains("error"), "{t}");

@@ -169,6 +169,7 @@ mod tests {
             available_digest: None,
             status,
             detail: None,
+            notes: Default::default(),
         }
     }
 

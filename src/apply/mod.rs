@@ -39,6 +39,7 @@ impl StepResult {
             to_digest: step.to_digest.clone(),
             outcome,
             detail,
+            notes: Default::default(),
         }
     }
 }

@@ -265,6 +265,11 @@ fn observe(
                 .filter(|v| !v.is_empty()),
         },
         labels: s.labels.unwrap_or_default().into_iter().collect(),
+        image_labels: image
+            .and_then(|i| i.config.as_ref())
+            .and_then(|c| c.labels.clone())
+            .map(crate::release_notes::kept)
+            .unwrap_or_default(),
         state: s.state.map(|s| s.to_string()).unwrap_or_default(),
         image_id,
         problem,

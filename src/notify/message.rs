@@ -294,6 +294,7 @@ mod tests {
             from_digest: Some(format!("sha256:{}", "a".repeat(64))),
             to_digest: Some(format!("sha256:{}", "b".repeat(64))),
             detail: String::new(),
+            notes: Default::default(),
         }
     }
 

@@ -26,6 +26,7 @@ fn event(container: &str, kind: EventKind) -> Event {
         from_digest: Some(OLD.to_string()),
         to_digest: Some(NEW.to_string()),
         detail: String::new(),
+        notes: Default::default(),
     }
 }
 
@@ -37,6 +38,7 @@ fn step(container: &str, outcome: StepOutcome, detail: &str) -> StepResult {
         to_digest: Some(NEW.to_string()),
         outcome,
         detail: detail.to_string(),
+        notes: Default::default(),
     }
 }
 
@@ -48,6 +50,7 @@ fn row(container: &str, status: Status) -> CheckRow {
         available_digest: Some(NEW.to_string()),
         status,
         detail: None,
+        notes: Default::default(),
     }
 }
 
