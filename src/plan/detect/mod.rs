@@ -322,6 +322,11 @@ pub fn compare(
     }
 }
 
+/// The manifest of an index that serves `platform`.
+pub fn entry_for<'a>(entries: &'a [IndexEntry], platform: &Platform) -> Option<&'a IndexEntry> {
+    entries.iter().find(|e| platform_matches(e, platform))
+}
+
 fn platform_matches(entry: &IndexEntry, platform: &Platform) -> bool {
     entry.os == platform.os
         && entry.architecture == platform.architecture
