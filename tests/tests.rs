@@ -13,6 +13,7 @@ mod engine_tls;
 mod ops;
 mod podman;
 mod progress;
+mod release_notes;
 mod status;
 mod swarm;
 mod update_flow;
