@@ -96,6 +96,9 @@ impl RegistryClient {
         platform: &Platform,
     ) -> Result<Option<Arc<ImageConfig>>, RegistryError> {
         let state = self.state(reference.registry()).await;
+        // A GET of a manifest counts as a pull on Docker Hub: the quota kept for updates is not
+        // spent on notes.
+        state.check_rate_limit(reference.registry())?;
         let protocol = |reason: String| RegistryError::Protocol {
             registry: reference.registry().to_string(),
             reason,

@@ -414,17 +414,7 @@ impl RegistryClient {
         let _permit = state.limit.clone().acquire_owned().await.ok();
         // Checked once our turn has come, so requests that queued behind the one that saw the
         // limit run low are deferred too.
-        let reserve = state.settings.rate_limit_reserve;
-        let last = *state.rate_limit.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((rl, seen)) = last {
-            // Deferred for a while, then one request finds out whether the window moved on.
-            if rl.remaining <= reserve && seen.elapsed() < DEFER_FOR {
-                return Err(RegistryError::Deferred {
-                    registry: reference.registry().to_string(),
-                    remaining: rl.remaining,
-                });
-            }
-        }
+        state.check_rate_limit(reference.registry())?;
         let url = self.manifest_url(reference, reference.manifest_reference());
         let response = self.send(Method::HEAD, &url, reference, &state).await?;
         let headers = response.headers();
@@ -625,6 +615,25 @@ impl RegistryClient {
                 reference,
                 &state.credentials,
             ));
+        }
+    }
+}
+
+impl RegistryState {
+    /// `Deferred` while the registry's rate limit, as it last reported it, is down to
+    /// `rate_limit_reserve`: for a while, then one request finds out whether the window moved
+    /// on.
+    fn check_rate_limit(&self, registry: &str) -> Result<(), RegistryError> {
+        let reserve = self.settings.rate_limit_reserve;
+        let last = *self.rate_limit.lock().unwrap_or_else(|p| p.into_inner());
+        match last {
+            Some((rl, seen)) if rl.remaining <= reserve && seen.elapsed() < DEFER_FOR => {
+                Err(RegistryError::Deferred {
+                    registry: registry.to_string(),
+                    remaining: rl.remaining,
+                })
+            }
+            _ => Ok(()),
         }
     }
 }

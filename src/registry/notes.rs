@@ -33,7 +33,16 @@ impl RegistryClient {
             Some((reference, digest, platform))
         };
         let mut wanted: Vec<Key> = detections.iter().filter_map(key).collect();
-        wanted.sort_by(|a, b| (a.0.name(), &a.1).cmp(&(b.0.name(), &b.1)));
+        // Sorted on the whole key so that equal keys are adjacent and read once.
+        wanted.sort_by_key(|(r, d, p)| {
+            (
+                r.name(),
+                d.clone(),
+                p.os.clone(),
+                p.architecture.clone(),
+                p.variant.clone(),
+            )
+        });
         wanted.dedup_by(|a, b| a.0.name() == b.0.name() && a.1 == b.1 && a.2 == b.2);
         let labels: Vec<(Key, Option<BTreeMap<String, String>>)> = stream::iter(wanted)
             .map(|k| async move {
