@@ -2,7 +2,7 @@
 //! running image (the engine's) and of the candidate (its config blob on the registry, read
 //! once per changed reference and never for an unchanged one).
 
-use crate::support::{push, Registry, TestBed};
+use crate::support::{push, Fault, FlakyServer, Registry, Requests, Status, TestBed};
 
 const SOURCE: &str = "org.opencontainers.image.source";
 const VERSION: &str = "org.opencontainers.image.version";
@@ -148,4 +148,39 @@ fn an_update_carries_its_release_notes_into_its_result_and_the_history() {
     assert_eq!(newest.current_version.as_deref(), Some("1.0.0"));
     assert_eq!(newest.available_version.as_deref(), Some("2.0.0"));
     assert_eq!(newest.changes_url.as_deref(), Some(compare.as_str()));
+}
+
+#[test]
+fn notes_that_cannot_be_read_leave_their_fields_out_and_the_verdict_as_it_is() {
+    let bed = TestBed::new("notes-unreadable");
+    let origin = Registry::start();
+    let front = FlakyServer::front(&origin);
+    let app = front.image("app", "stable");
+    bed.build_app_with_labels(&app, "1", &oci_labels("1.0.0", OLD_REVISION));
+    push(&app);
+    bed.run("web", &app, &[]);
+    bed.build_app_with_labels(&app, "2", &oci_labels("2.0.0", NEW_REVISION));
+    push(&app);
+    // HEADs still answer, so the update is seen; reading the new manifest fails.
+    front.fail_always(Requests::ManifestGets, Fault::ServerError);
+
+    let check = bed.agent(&[front.host()]).check(&[]);
+
+    check.assert_exit(0);
+    let row = check.row("web");
+    assert_eq!(row.status, Status::UpdateAvailable, "{check}");
+    assert_eq!(
+        row.current_version.as_deref(),
+        Some("1.0.0"),
+        "the running image's side needs no registry; {check}"
+    );
+    assert_eq!(
+        (&row.available_version, &row.changes_url),
+        (&None, &None),
+        "{check}"
+    );
+    assert!(
+        check.outcome.stderr.contains("release notes"),
+        "the failure is logged: {check}"
+    );
 }
