@@ -487,4 +487,62 @@ mod tests {
         ]);
         assert_eq!(kept.keys().collect::<Vec<_>>(), [VERSION]);
     }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Label values as a hostile image might set them: forge-like URLs, markup, control
+        /// characters, template placeholders, and anything at all.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "(https?|ssh|git\\+https|javascript|file)://[a-z.]{0,12}(/[a-z.]{0,8}){0,3}/?",
+                "git@[a-z.]{0,10}:[a-z/]{0,12}(\\.git)?",
+                "[ -~]{0,40}",
+                "\\PC{0,20}",
+                "[\\x00-\\x1f<>|\\[\\]()@*_ ]{0,10}",
+                Just("{new_version}".to_string()),
+            ]
+        }
+
+        fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just(SOURCE.to_string()),
+                    Just(VERSION.to_string()),
+                    Just(REVISION.to_string()),
+                    Just(URL.to_string()),
+                    Just(CHANGELOG.to_string()),
+                ],
+                value(),
+                0..5,
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn whatever_the_labels_say_a_link_is_a_short_http_url_and_versions_are_plain_text(
+                old in labels(),
+                new in labels(),
+                template in proptest::option::of(value()),
+            ) {
+                let notes = derive(&old, &new, template.as_deref());
+                if let Some(url) = &notes.changes_url {
+                    prop_assert!(
+                        url.starts_with("https://") || url.starts_with("http://"),
+                        "{url:?}"
+                    );
+                    prop_assert!(url.len() <= MAX_URL_LEN, "{}", url.len());
+                    prop_assert!(
+                        !url.chars().any(|c| c.is_control() || c.is_whitespace()),
+                        "{url:?}"
+                    );
+                }
+                for v in [&notes.current_version, &notes.available_version].into_iter().flatten() {
+                    prop_assert!(v.len() <= MAX_VERSION_LEN && !v.chars().any(char::is_control));
+                }
+            }
+        }
+    }
 }
