@@ -13,6 +13,7 @@ use crate::plan::hooks::HookMoment;
 use crate::plan::order::{ConfigDependency, Graph, Node};
 use crate::plan::update::{self, Candidate, Marks, Moment};
 use crate::registry::RegistryClient;
+use crate::release_notes::ReleaseNotes;
 use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
 
@@ -140,7 +141,7 @@ impl Agent {
         }
         let mut candidates = candidates(&detections, &observed, &self.config, |o| self.is_own(o));
         let marks = self.marks(&mut candidates, dry_run).await;
-        let containers = detections.iter().map(|d| d.row.clone()).collect();
+        let containers: Vec<detect::CheckRow> = detections.iter().map(|d| d.row.clone()).collect();
         // Only a cycle with something to update needs the containers' full settings: for the
         // namespaces and links of the dependency graph, and for recreating them. `update
         // NAME...` checks only the named containers, but the sharers of their namespaces must
@@ -190,7 +191,9 @@ impl Agent {
         let mut plan = plan;
         plan.waiting.extend(applied.waiting);
         plan.waiting.sort_by(|a, b| a.container.cmp(&b.container));
-        let results = applied.results;
+        let mut results = applied.results;
+        with_release_notes(&mut results, &containers);
+        self.record_release_notes(&results).await;
         applier
             .run_check_hooks(HookMoment::PostCheck, &hooked)
             .await;
@@ -220,6 +223,7 @@ impl Agent {
                 to_digest: step.to_digest.clone(),
                 outcome: StepOutcome::Failed,
                 detail,
+                notes: Default::default(),
             })
         };
         // Read afresh: the cycle's other steps recreated containers this one may name.
@@ -250,6 +254,30 @@ impl Agent {
                 report.monitor_only.contains(name)
             })
             .await
+    }
+
+    /// Adds the steps' release notes to the history rows they wrote.
+    async fn record_release_notes(&self, results: &[StepResult]) {
+        let notes: Vec<(String, String, ReleaseNotes)> = results
+            .iter()
+            .filter(|r| matches!(r.outcome, StepOutcome::Updated | StepOutcome::RolledBack))
+            .filter(|r| !r.notes.is_empty())
+            .filter_map(|r| Some((r.container.clone(), r.to_digest.clone()?, r.notes.clone())))
+            .collect();
+        if notes.is_empty() {
+            return;
+        }
+        let written = self
+            .store
+            .with(move |s| {
+                notes
+                    .iter()
+                    .try_for_each(|(c, d, n)| s.add_release_notes(c, d, n).map(|_| ()))
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!("recording release notes in the history: {e}");
+        }
     }
 
     /// Quarantine and holds for the candidates, and when each new digest was first seen. A
@@ -332,7 +360,11 @@ pub async fn detect_on(
         &|r| registry.aliases(r),
     );
     let remotes = registry.resolve(&pending, &inventory.observed).await;
-    detect::verdicts(&pending, &inventory.observed, &remotes)
+    let mut detections = detect::verdicts(&pending, &inventory.observed, &remotes);
+    registry
+        .add_release_notes(&mut detections, &inventory.observed)
+        .await;
+    detections
 }
 
 fn candidates(
@@ -366,6 +398,20 @@ fn candidates(
             })
         })
         .collect()
+}
+
+/// Gives each step the release notes its container's row had for the digest it moved to.
+fn with_release_notes(results: &mut [StepResult], rows: &[detect::CheckRow]) {
+    for r in results {
+        let row = rows.iter().find(|row| {
+            row.container == r.container
+                && row.available_digest.is_some()
+                && row.available_digest == r.to_digest
+        });
+        if let Some(row) = row {
+            r.notes = row.notes.clone();
+        }
+    }
 }
 
 /// When a candidate's new digest was first seen, if known.
@@ -440,6 +486,7 @@ mod tests {
             state: "service".into(),
             problem: None,
             details: None,
+            image_labels: Default::default(),
         }
     }
 

@@ -100,6 +100,7 @@ fn cycle_panicked(
             detail: format!(
                 "panicked and was abandoned: {panic}; the next cycle runs as scheduled"
             ),
+            notes: Default::default(),
         };
         // Sent in the background, like a cycle's own notifications.
         drop(agent.notifications.dispatch(&agent.host, vec![event]));

@@ -29,6 +29,7 @@ pub mod progress;
 #[cfg(test)]
 mod prop_json;
 pub mod registry;
+pub mod release_notes;
 pub mod report;
 pub mod service_manager;
 pub mod shutdown;

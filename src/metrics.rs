@@ -263,6 +263,7 @@ mod tests {
             to_digest: Some("sha256:bbbb".into()),
             outcome,
             detail: String::new(),
+            notes: Default::default(),
         }
     }
 
@@ -274,6 +275,7 @@ mod tests {
             available_digest: None,
             status,
             detail: None,
+            notes: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use crate::image_ref::short_digest;
 use crate::plan::detect::CheckRow;
 use crate::plan::update::{Plan, Reason};
+use crate::release_notes::ReleaseNotes;
 use crate::report::StepResult;
 use crate::state::HistoryEntry;
 
@@ -54,21 +55,45 @@ pub fn check_table(rows: &[CheckRow]) -> String {
                 r.available_digest
                     .as_deref()
                     .map_or("-".into(), |d| short_digest(d).to_string()),
+                versions(&r.notes),
                 r.detail.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    table(
+    let mut out = table(
         &[
             "CONTAINER",
             "IMAGE",
             "STATUS",
             "CURRENT",
             "AVAILABLE",
+            "VERSION",
             "DETAIL",
         ],
         &cells,
-    )
+    );
+    out.push_str(&changes(
+        rows.iter().map(|r| (r.container.as_str(), &r.notes)),
+    ));
+    out
+}
+
+/// `1.0.0 -> 2.0.0` (a side unknown is `?`), or `-` when neither version is known.
+fn versions(notes: &ReleaseNotes) -> String {
+    notes.versions().unwrap_or_else(|| "-".into())
+}
+
+/// The links to what changed, under a table: too long for a column.
+fn changes<'a>(rows: impl Iterator<Item = (&'a str, &'a ReleaseNotes)>) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .filter_map(|(container, notes)| {
+            Some(vec![container.to_string(), notes.changes_url.clone()?])
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!("\n{}", table(&["CONTAINER", "CHANGES"], &rows))
 }
 
 fn short(d: Option<&str>) -> String {
@@ -139,6 +164,7 @@ pub fn results_table(recovered: &[StepResult], results: &[StepResult]) -> String
                 r.outcome.to_string(),
                 short(r.from_digest.as_deref()),
                 short(r.to_digest.as_deref()),
+                versions(&r.notes),
                 r.detail.clone(),
             ]
         })
@@ -148,8 +174,14 @@ pub fn results_table(recovered: &[StepResult], results: &[StepResult]) -> String
     }
     let mut out = String::from("\n");
     out.push_str(&table(
-        &["CONTAINER", "OUTCOME", "FROM", "TO", "DETAIL"],
+        &["CONTAINER", "OUTCOME", "FROM", "TO", "VERSION", "DETAIL"],
         &rows,
+    ));
+    out.push_str(&changes(
+        recovered
+            .iter()
+            .chain(results)
+            .map(|r| (r.container.as_str(), &r.notes)),
     ));
     out
 }
@@ -165,12 +197,21 @@ pub fn history_table(entries: &[HistoryEntry]) -> String {
                 e.outcome.to_string(),
                 short(e.from_digest.as_deref()),
                 short(Some(&e.to_digest)),
+                versions(&e.notes),
                 e.reason.clone(),
             ]
         })
         .collect();
     table(
-        &["WHEN (UTC)", "CONTAINER", "OUTCOME", "FROM", "TO", "REASON"],
+        &[
+            "WHEN (UTC)",
+            "CONTAINER",
+            "OUTCOME",
+            "FROM",
+            "TO",
+            "VERSION",
+            "REASON",
+        ],
         &rows,
     )
 }
@@ -201,8 +242,62 @@ mod tests {
             available_digest: None,
             status: Status::Error,
             detail: Some("registry down".into()),
+            notes: Default::default(),
         }]);
         assert!(t.contains("sha256:0123456789ab  -"), "{t}");
         assert!(t.contains("error"), "{t}");
+        assert!(!t.contains("CHANGES"), "no links, no list of them: {t}");
+    }
+
+    #[test]
+    fn check_table_shows_versions_in_a_column_and_links_below() {
+        let row = |container: &str, notes: ReleaseNotes| CheckRow {
+            container: container.into(),
+            image: "app:1".into(),
+            current_digest: Some("sha256:0123456789abcdef".into()),
+            available_digest: Some("sha256:fedcba9876543210".into()),
+            status: Status::UpdateAvailable,
+            detail: None,
+            notes,
+        };
+        let t = check_table(&[
+            row(
+                "web",
+                ReleaseNotes {
+                    current_version: Some("1.0.0".into()),
+                    available_version: Some("2.0.0".into()),
+                    changes_url: Some("https://github.com/acme/app/compare/a...b".into()),
+                },
+            ),
+            row("db", ReleaseNotes::default()),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            [
+                "CONTAINER",
+                "IMAGE",
+                "STATUS",
+                "CURRENT",
+                "AVAILABLE",
+                "VERSION",
+                "DETAIL"
+            ],
+            "{t}"
+        );
+        assert!(
+            lines[1].ends_with("sha256:fedcba987654  1.0.0 -> 2.0.0"),
+            "{t}"
+        );
+        assert!(lines[2].ends_with("sha256:fedcba987654  -"), "{t}");
+        assert_eq!(
+            &lines[3..],
+            [
+                "",
+                "CONTAINER  CHANGES",
+                "web        https://github.com/acme/app/compare/a...b"
+            ],
+            "{t}"
+        );
     }
 }

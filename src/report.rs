@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::plan::detect::{CheckRow, Status};
 use crate::plan::update::Plan;
+use crate::release_notes::ReleaseNotes;
 use crate::state::CycleCounts;
 
 /// How one step ended. The names are part of the JSON and history contract.
@@ -51,6 +52,9 @@ pub struct StepResult {
     pub outcome: StepOutcome,
     /// Why, in words.
     pub detail: String,
+    /// The versions and where to read what changed (each field absent when unknown).
+    #[serde(flatten)]
+    pub notes: ReleaseNotes,
 }
 
 /// What one cycle saw and did.
@@ -85,6 +89,11 @@ impl CycleReport {
                 row.current_digest = Some(to.clone());
                 row.available_digest = Some(to.clone());
                 row.detail = None;
+                // Up to date now: its version is the one it moved to, and nothing is pending.
+                row.notes = ReleaseNotes {
+                    current_version: row.notes.available_version.take(),
+                    ..ReleaseNotes::default()
+                };
             }
         }
         rows

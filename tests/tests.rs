@@ -15,6 +15,7 @@ mod mqtt;
 mod ops;
 mod podman;
 mod progress;
+mod release_notes;
 mod status;
 mod swarm;
 mod update_flow;

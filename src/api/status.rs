@@ -169,6 +169,7 @@ mod tests {
             available_digest: None,
             status,
             detail: None,
+            notes: Default::default(),
         }
     }
 
@@ -212,6 +213,53 @@ mod tests {
         assert_eq!(s.containers, vec![row("db", Status::UpToDate)]);
         assert!(s.pending.is_empty());
         assert!(s.last_cycle.unwrap().succeeded);
+    }
+
+    #[test]
+    fn the_status_shows_release_notes_of_pending_updates_and_the_version_an_update_reached() {
+        let board = StatusBoard::default();
+        let t0 = Utc::now();
+        let notes = crate::release_notes::ReleaseNotes {
+            current_version: Some("1.0.0".into()),
+            available_version: Some("2.0.0".into()),
+            changes_url: Some("https://github.com/acme/app/compare/a...b".into()),
+        };
+        let mut r = report(
+            vec![
+                CheckRow {
+                    notes: notes.clone(),
+                    ..row("web", Status::UpdateAvailable)
+                },
+                CheckRow {
+                    notes: notes.clone(),
+                    available_digest: Some("sha256:new".into()),
+                    ..row("api", Status::UpdateAvailable)
+                },
+            ],
+            vec![],
+        );
+        r.results.push(crate::report::StepResult {
+            container: "api".into(),
+            image: "127.0.0.1:5000/api:latest".into(),
+            from_digest: Some("sha256:aaaa".into()),
+            to_digest: Some("sha256:new".into()),
+            outcome: crate::report::StepOutcome::Updated,
+            detail: String::new(),
+            notes,
+        });
+        board.update(&r, t0, t0);
+        let json = serde_json::to_value(board.snapshot().containers).unwrap();
+        assert_eq!(json[0]["container"], "web");
+        assert_eq!(json[0]["current_version"], "1.0.0");
+        assert_eq!(json[0]["available_version"], "2.0.0");
+        assert_eq!(
+            json[0]["changes_url"],
+            "https://github.com/acme/app/compare/a...b"
+        );
+        assert_eq!(json[1]["container"], "api");
+        assert_eq!(json[1]["status"], "up_to_date");
+        assert_eq!(json[1]["current_version"], "2.0.0", "{json}");
+        assert!(json[1].get("changes_url").is_none(), "{json}");
     }
 
     #[test]

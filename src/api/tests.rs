@@ -111,6 +111,7 @@ fn row(container: &str, status: Status) -> CheckRow {
         available_digest: Some("sha256:bbbb".into()),
         status,
         detail: None,
+        notes: Default::default(),
     }
 }
 
@@ -127,6 +128,7 @@ fn a_cycle_that_updated_web_and_holds_api() -> CycleReport {
             to_digest: Some("sha256:bbbb".into()),
             outcome: StepOutcome::Updated,
             detail: "healthy on the new image".into(),
+            notes: Default::default(),
         }],
         ..CycleReport::default()
     };

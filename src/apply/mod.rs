@@ -40,6 +40,7 @@ impl StepResult {
             to_digest: step.to_digest.clone(),
             outcome,
             detail,
+            notes: Default::default(),
         }
     }
 }

@@ -39,6 +39,7 @@ pub async fn recover(applier: &Applier<'_>) -> Vec<StepResult> {
             to_digest: Some(entry.new_digest.clone()),
             outcome,
             detail,
+            notes: Default::default(),
         });
     }
     results

@@ -126,6 +126,7 @@ impl Applier<'_> {
             to_digest: step.to_digest.clone(),
             outcome: StepOutcome::Failed,
             detail: String::new(),
+            notes: Default::default(),
         };
         let own = match self.inspected(own).await {
             Ok(Some(own)) => own,
@@ -316,6 +317,7 @@ impl Applier<'_> {
             to_digest: Some(entry.recreate.new_digest),
             outcome,
             detail: format!("self-update: {detail}"),
+            notes: Default::default(),
         })
     }
 }

@@ -220,6 +220,7 @@ impl Applier<'_> {
             outcome,
             reason: result.detail.clone(),
             duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            notes: Default::default(),
         };
         let quarantine = (result.outcome == StepOutcome::RolledBack)
             .then(|| (result.container.clone(), to_digest, result.detail.clone()));

@@ -236,6 +236,15 @@ fn observe(
         None => (None, Some(format!("image {image_id} was not inspected"))),
     };
     let described = descriptor.and_then(|d| d.platform.as_ref());
+    // The image's own labels; when the image record is gone (containerd store, above), the
+    // container's, which the engine merged the image's into when creating it.
+    let image_labels = crate::release_notes::kept(
+        image
+            .and_then(|i| i.config.as_ref())
+            .and_then(|c| c.labels.clone())
+            .or_else(|| s.labels.clone())
+            .unwrap_or_default(),
+    );
     Observed {
         kind: Kind::Container,
         id: s.id.clone().unwrap_or_default(),
@@ -265,6 +274,7 @@ fn observe(
                 .filter(|v| !v.is_empty()),
         },
         labels: s.labels.unwrap_or_default().into_iter().collect(),
+        image_labels,
         state: s.state.map(|s| s.to_string()).unwrap_or_default(),
         image_id,
         problem,

@@ -120,5 +120,6 @@ fn observe_service(s: Service, platform: &Platform) -> Option<Observed> {
         state: "service".into(),
         problem: None,
         details: None,
+        image_labels: Default::default(),
     })
 }

@@ -64,11 +64,7 @@ pub(crate) fn http_message(
         },
         Format::Slack => {
             let title = self::title(&slack_escape(host), events);
-            let body = body_with(
-                events,
-                SLACK_LIMIT.saturating_sub(title.len()),
-                slack_escape,
-            );
+            let body = body_with(events, SLACK_LIMIT.saturating_sub(title.len()), &SLACK);
             json(json!({ "text": format!("*{title}*\n{body}") }))
         }
         Format::Discord => {
@@ -76,7 +72,7 @@ pub(crate) fn http_message(
             let body = body_with(
                 events,
                 DISCORD_LIMIT.saturating_sub(title.len() + 8),
-                discord_escape,
+                &DISCORD,
             );
             // No @everyone or role pings, whatever a container's name or an error says: the
             // text is escaped, and Discord is told to parse no mentions besides.
@@ -166,19 +162,62 @@ pub(crate) fn title(host: &str, events: &[Event]) -> String {
 
 /// One line per event, worst first, cut to `limit` bytes with a count of what was left out.
 pub(crate) fn body(events: &[Event], limit: usize) -> String {
-    body_with(events, limit, str::to_string)
+    body_with(events, limit, &PLAIN)
 }
 
-/// [`body`], with the text that came from containers, engines and registries passed through
-/// `escape` (for a chat service's markup) before it is measured.
-fn body_with(events: &[Event], limit: usize, escape: fn(&str) -> String) -> String {
+/// How a message's text is marked up: the text that came from containers, engines and
+/// registries passed through `escape` (so it cannot become markup or mentions), and a link to
+/// what changed written by `link`.
+pub(crate) struct Markup {
+    escape: fn(&str) -> String,
+    link: fn(&str) -> String,
+}
+
+/// Plain text: email, ntfy, Gotify.
+pub(crate) const PLAIN: Markup = Markup {
+    escape: str::to_string,
+    link: |url| format!("changes: {url}"),
+};
+/// Slack's mrkdwn: `<url|changes>`.
+const SLACK: Markup = Markup {
+    escape: slack_escape,
+    link: |url| format!("<{}|changes>", link_target(url, &['|', '<', '>'])),
+};
+/// Discord's markdown: `[changes](<url>)`, the brackets keeping Discord from embedding it.
+const DISCORD: Markup = Markup {
+    escape: discord_escape,
+    link: |url| format!("[changes](<{}>)", link_target(url, &['<', '>', ' '])),
+};
+
+/// `url` with the characters that would end the markup around it percent-encoded. The URL
+/// was checked already (`release_notes::safe_url`): http(s), no control characters.
+fn link_target(url: &str, ends: &[char]) -> String {
+    let mut out = String::with_capacity(url.len());
+    for c in url.chars() {
+        if ends.contains(&c) {
+            out.push_str(&format!("%{:02X}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`body`], marked up with `markup` before it is measured.
+fn body_with(events: &[Event], limit: usize, markup: &Markup) -> String {
     let mut sorted: Vec<&Event> = events.iter().collect();
     sorted.sort_by_key(|e| severity(e.event));
     // Room for the "... and N more" line.
     let budget = limit.saturating_sub(24);
     let mut out = String::new();
     for (i, e) in sorted.iter().enumerate() {
-        let line = cut(line(e, escape), budget);
+        // A link cut short would be a broken one: it is left out of a line that is too long.
+        let full = line(e, markup);
+        let line = if full.len() <= budget {
+            full
+        } else {
+            cut(line_without_link(e, markup.escape), budget)
+        };
         if i > 0 && out.len() + 1 + line.len() > budget {
             out.push_str(&format!("\n... and {} more", sorted.len() - i));
             return out;
@@ -204,10 +243,21 @@ fn cut(mut text: String, max: usize) -> String {
     text
 }
 
-/// `web updated: ghcr.io/acme/web:1 sha256:c7542392269d -> sha256:c255ade3adbb (healthy)`, with
-/// the container's name, its image and the detail passed through `escape`: they come from the
-/// engine and the registry, and must not become a chat service's markup or mentions.
-pub(crate) fn line(e: &Event, escape: fn(&str) -> String) -> String {
+/// [`line_without_link`] and, when the release notes have one, the link to what changed.
+pub(crate) fn line(e: &Event, markup: &Markup) -> String {
+    let mut line = line_without_link(e, markup.escape);
+    if let Some(url) = &e.notes.changes_url {
+        line.push(' ');
+        line.push_str(&(markup.link)(url));
+    }
+    line
+}
+
+/// `web updated: ghcr.io/acme/web:1 sha256:c7542392269d -> sha256:c255ade3adbb version 1.0.0 ->
+/// 2.0.0 (healthy)`, with the container's name, its image, the versions and the detail passed
+/// through `escape`: they come from the engine, the registry and image labels, and must not
+/// become a chat service's markup or mentions.
+fn line_without_link(e: &Event, escape: fn(&str) -> String) -> String {
     let what = match e.event {
         EventKind::Updated => "updated",
         EventKind::RolledBack => "rolled back",
@@ -220,6 +270,9 @@ pub(crate) fn line(e: &Event, escape: fn(&str) -> String) -> String {
         (None, Some(to)) => line.push_str(&format!(" -> {}", short(to))),
         (Some(from), None) => line.push_str(&format!(" {}", short(from))),
         (None, None) => {}
+    }
+    if let Some(versions) = e.notes.versions() {
+        line.push_str(&format!(" version {}", escape(&versions)));
     }
     if !e.detail.is_empty() {
         line.push_str(&format!(" ({})", escape(&e.detail)));
@@ -294,6 +347,7 @@ mod tests {
             from_digest: Some(format!("sha256:{}", "a".repeat(64))),
             to_digest: Some(format!("sha256:{}", "b".repeat(64))),
             detail: String::new(),
+            notes: Default::default(),
         }
     }
 
@@ -324,7 +378,7 @@ mod tests {
         let mut e = event("web", EventKind::RolledBack);
         e.detail = "new container exited with code 3".into();
         assert_eq!(
-            line(&e, str::to_string),
+            line(&e, &PLAIN),
             "web rolled back: 127.0.0.1:5000/web:latest sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb (new container exited with code 3)"
         );
     }
@@ -469,6 +523,30 @@ mod tests {
         assert!(
             content.ends_with("(denied: \\*everyone\\* @\u{200B}everyone \\<!channel\\>)"),
             "{content}"
+        );
+    }
+
+    #[test]
+    fn a_link_that_does_not_fit_is_left_out_rather_than_cut() {
+        let mut e = event("web", EventKind::Updated);
+        e.notes.available_version = Some("2.0.0".into());
+        e.notes.changes_url = Some(format!("https://example.com/{}", "a".repeat(1990)));
+        let m = http_message(
+            Format::Discord,
+            &url("https://discord.com/api/webhooks/1/x"),
+            "box1",
+            &[e.clone()],
+        )
+        .unwrap();
+        let content = body_json(&m)["content"].as_str().unwrap().to_string();
+        assert!(content.chars().count() <= 2000, "{}", content.len());
+        assert!(!content.contains("changes"), "{content}");
+        assert!(content.ends_with("version ? -\\> 2.0.0"), "{content}");
+
+        let slack = line(&e, &SLACK);
+        assert!(
+            slack.ends_with("aaaa|changes>"),
+            "fits Slack's line: {slack}"
         );
     }
 

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{NotifyConfig, NotifyKind};
 use crate::plan::detect::{CheckRow, Status};
+use crate::release_notes::ReleaseNotes;
 use crate::report::{CycleReport, StepOutcome, StepResult};
 use crate::shutdown::Shutdown;
 use crate::state::SharedStore;
@@ -44,6 +45,9 @@ pub struct Event {
     pub to_digest: Option<String>,
     /// Why, in words (may be empty).
     pub detail: String,
+    /// The versions and where to read what changed (each field absent when unknown).
+    #[serde(flatten)]
+    pub notes: ReleaseNotes,
 }
 
 impl Event {
@@ -78,6 +82,7 @@ pub fn events_of(report: &CycleReport, notify_only: impl Fn(&str) -> bool) -> Ve
             from_digest: row.current_digest.clone(),
             to_digest: row.available_digest.clone(),
             detail: row.detail.clone().unwrap_or_default(),
+            notes: row.notes.clone(),
         });
     steps.chain(available).collect()
 }
@@ -96,6 +101,7 @@ fn step_event(step: &StepResult) -> Option<Event> {
         from_digest: step.from_digest.clone(),
         to_digest: step.to_digest.clone(),
         detail: step.detail.clone(),
+        notes: step.notes.clone(),
     })
 }
 

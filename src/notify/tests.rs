@@ -26,6 +26,7 @@ fn event(container: &str, kind: EventKind) -> Event {
         from_digest: Some(OLD.to_string()),
         to_digest: Some(NEW.to_string()),
         detail: String::new(),
+        notes: Default::default(),
     }
 }
 
@@ -37,6 +38,7 @@ fn step(container: &str, outcome: StepOutcome, detail: &str) -> StepResult {
         to_digest: Some(NEW.to_string()),
         outcome,
         detail: detail.to_string(),
+        notes: Default::default(),
     }
 }
 
@@ -48,6 +50,7 @@ fn row(container: &str, status: Status) -> CheckRow {
         available_digest: Some(NEW.to_string()),
         status,
         detail: None,
+        notes: Default::default(),
     }
 }
 
@@ -775,4 +778,124 @@ async fn without_notifiers_nothing_is_recorded() {
             .len(),
         1
     );
+}
+
+/// An update with release notes whose version label tries to format, link and ping.
+fn event_with_notes(container: &str) -> Event {
+    Event {
+        notes: ReleaseNotes {
+            current_version: Some("1.0.0".into()),
+            available_version: Some("2.0.0 [x](https://evil) <!channel> @everyone *b*".into()),
+            changes_url: Some("https://github.com/acme/app/compare/aaa1...bbb2".into()),
+        },
+        ..event(container, EventKind::Updated)
+    }
+}
+
+#[tokio::test]
+async fn release_notes_reach_every_notifier_in_its_own_form_and_labels_cannot_inject_markup() {
+    let receiver = HttpReceiver::start(&[]).await;
+    let (addr, mails) = smtp_receiver().await;
+    let n = notifications(&format!(
+        r#"
+[[notify]]
+kind = "webhook"
+url = "{webhook}"
+[[notify]]
+kind = "slack"
+url = "{slack}"
+[[notify]]
+kind = "discord"
+url = "{discord}"
+[[notify]]
+kind = "ntfy"
+url = "{ntfy}"
+[[notify]]
+kind = "email"
+url = "smtp://{addr}"
+from = "tidewatch@box1.example.com"
+to = ["ops@example.com"]
+"#,
+        webhook = receiver.url("/hook"),
+        slack = receiver.url("/services/T0/B0/x"),
+        discord = receiver.url("/api/webhooks/1/x"),
+        ntfy = receiver.url("/ops"),
+    ));
+    n.dispatch("box1", vec![event_with_notes("web")])
+        .await
+        .unwrap();
+    let requests = receiver.requests();
+    let at = |prefix: &str| {
+        requests
+            .iter()
+            .find(|r| r.path.starts_with(prefix))
+            .unwrap_or_else(|| panic!("nothing posted to {prefix}"))
+    };
+    let link = "https://github.com/acme/app/compare/aaa1...bbb2";
+
+    let webhook = at("/hook").json();
+    let e = &webhook["events"][0];
+    assert_eq!(e["current_version"], "1.0.0", "{webhook}");
+    assert_eq!(
+        e["available_version"],
+        "2.0.0 [x](https://evil) <!channel> @everyone *b*"
+    );
+    assert_eq!(e["changes_url"], link);
+    assert_eq!(e["container"], "web", "the old fields stay");
+
+    let slack = at("/services/").json()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        slack.ends_with(&format!(
+            "version 1.0.0 -&gt; 2.0.0 [x](https://evil) &lt;!channel&gt; @everyone \
+             \u{200B}*\u{200B}b\u{200B}*\u{200B} <{link}|changes>"
+        )),
+        "{slack}"
+    );
+    assert_eq!(slack.matches('<').count(), 1, "one link only: {slack}");
+
+    let discord = at("/api/webhooks/").json()["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        discord.ends_with(&format!(
+            "version 1.0.0 -\\> 2.0.0 \\[x\\](https://evil) \\<!channel\\> @\u{200B}everyone \
+             \\*b\\* [changes](<{link}>)"
+        )),
+        "{discord}"
+    );
+
+    let ntfy = at("/ops").text();
+    assert!(
+        ntfy.contains(" version 1.0.0 -> 2.0.0 ") && ntfy.ends_with(&format!("changes: {link}")),
+        "{ntfy}"
+    );
+
+    let mails = mails.lock().unwrap().clone();
+    // Quoted-printable folds long lines with a soft break.
+    let text = mails[0].data.replace("=\r\n", "").replace("=\n", "");
+    assert!(text.contains(&format!("changes: {link}")), "{text}");
+    assert!(text.contains("version 1.0.0 -> 2.0.0"), "{text}");
+}
+
+#[test]
+fn a_cycle_reports_release_notes_on_its_events() {
+    let notes = event_with_notes("web").notes;
+    let report = CycleReport {
+        containers: vec![CheckRow {
+            notes: notes.clone(),
+            ..row("cache", Status::UpdateAvailable)
+        }],
+        results: vec![StepResult {
+            notes: notes.clone(),
+            ..step("web", StepOutcome::RolledBack, "unhealthy")
+        }],
+        ..CycleReport::default()
+    };
+    let events = events_of(&report, |_| true);
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.notes == notes), "{events:?}");
 }

@@ -49,6 +49,9 @@ pub struct Observed {
     pub platform: Platform,
     /// Container labels.
     pub labels: BTreeMap<String, String>,
+    /// The labels of the image it runs that release notes read (see
+    /// [`crate::release_notes::kept`]); empty for a service or an image not inspected.
+    pub image_labels: BTreeMap<String, String>,
     /// `running`, `exited`, `restarting`...
     pub state: String,
     /// Why what the container runs could not be fully observed, if it could not.

@@ -8,8 +8,10 @@
 //! in the tests, the push API).
 
 pub mod auth;
+mod config;
 pub mod credentials;
 mod index;
+mod notes;
 mod ratelimit;
 mod request;
 mod resolve;
@@ -31,6 +33,7 @@ use crate::image_ref::ImageRef;
 use crate::net::is_loopback;
 pub use crate::plan::remote::{IndexEntry, RemoteManifest, INDEX_MEDIA_TYPES};
 use auth::{Credentials, TokenCache};
+pub use config::ImageConfig;
 use credentials::Found;
 pub use ratelimit::RateLimit;
 pub use tags::{next_link, parse_tag_page, same_origin_page};
@@ -226,6 +229,8 @@ pub struct RequestCounts {
     pub manifest_gets: AtomicU64,
     /// Token requests.
     pub tokens: AtomicU64,
+    /// `GET`s of image config blobs (for tag tracking by regex and release notes).
+    pub config_blobs: AtomicU64,
 }
 
 /// What the client keeps per registry host.
@@ -258,8 +263,8 @@ pub struct RegistryClient {
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
     /// Index contents by digest: a digest's content never changes, so this never goes stale.
     indexes: Mutex<HashMap<String, Arc<Vec<IndexEntry>>>>,
-    /// Image creation times by digest, for tag tracking by regex.
-    created: Mutex<tags::CreatedCache>,
+    /// Image configs by digest and platform, for tag tracking by regex and release notes.
+    configs: Mutex<config::ConfigCache>,
     counts: RequestCounts,
 }
 
@@ -300,7 +305,7 @@ impl RegistryClient {
             tokens: TokenCache::default(),
             registries: Mutex::default(),
             indexes: Mutex::default(),
-            created: Mutex::default(),
+            configs: Mutex::default(),
             counts: RequestCounts::default(),
         })
     }
@@ -409,17 +414,7 @@ impl RegistryClient {
         let _permit = state.limit.clone().acquire_owned().await.ok();
         // Checked once our turn has come, so requests that queued behind the one that saw the
         // limit run low are deferred too.
-        let reserve = state.settings.rate_limit_reserve;
-        let last = *state.rate_limit.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((rl, seen)) = last {
-            // Deferred for a while, then one request finds out whether the window moved on.
-            if rl.remaining <= reserve && seen.elapsed() < DEFER_FOR {
-                return Err(RegistryError::Deferred {
-                    registry: reference.registry().to_string(),
-                    remaining: rl.remaining,
-                });
-            }
-        }
+        state.check_rate_limit(reference.registry())?;
         let url = self.manifest_url(reference, reference.manifest_reference());
         let response = self.send(Method::HEAD, &url, reference, &state).await?;
         let headers = response.headers();
@@ -620,6 +615,25 @@ impl RegistryClient {
                 reference,
                 &state.credentials,
             ));
+        }
+    }
+}
+
+impl RegistryState {
+    /// `Deferred` while the registry's rate limit, as it last reported it, is down to
+    /// `rate_limit_reserve`: for a while, then one request finds out whether the window moved
+    /// on.
+    fn check_rate_limit(&self, registry: &str) -> Result<(), RegistryError> {
+        let reserve = self.settings.rate_limit_reserve;
+        let last = *self.rate_limit.lock().unwrap_or_else(|p| p.into_inner());
+        match last {
+            Some((rl, seen)) if rl.remaining <= reserve && seen.elapsed() < DEFER_FOR => {
+                Err(RegistryError::Deferred {
+                    registry: registry.to_string(),
+                    remaining: rl.remaining,
+                })
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -1,15 +1,11 @@
 //! Tags of a repository (`/v2/<repo>/tags/list`, paginated with `Link`) and when an image was
 //! built (its config's `created`), for tag tracking.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use reqwest::{Method, Url};
 use serde::Deserialize;
 
-use super::{
-    index, read_capped, RegistryClient, RegistryError, MAX_MANIFEST_BYTES, MAX_TAG_PAGE_BYTES,
-};
+use super::{read_capped, RegistryClient, RegistryError, MAX_TAG_PAGE_BYTES};
 use crate::image_ref::ImageRef;
 use crate::plan::observed::Platform;
 
@@ -20,21 +16,6 @@ const PAGE: usize = 1000;
 struct TagList {
     #[serde(default)]
     tags: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-struct ManifestBody {
-    config: Option<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct Descriptor {
-    digest: String,
-}
-
-#[derive(Deserialize)]
-struct ImageConfig {
-    created: Option<DateTime<Utc>>,
 }
 
 impl RegistryClient {
@@ -110,63 +91,16 @@ impl RegistryClient {
         Ok(tags)
     }
 
-    /// When the image at `digest` (for `platform`, if it is an index) was built. Cached by
-    /// digest: content behind a digest never changes.
+    /// When the image at `digest` (for `platform`, if it is an index) was built (see
+    /// [`RegistryClient::image_config`]).
     pub async fn created(
         &self,
         reference: &ImageRef,
         digest: &str,
         platform: &Platform,
     ) -> Result<Option<DateTime<Utc>>, RegistryError> {
-        if let Some(c) = self.created.lock().await.get(digest) {
-            return Ok(*c);
-        }
-        let state = self.state(reference.registry()).await;
-        let protocol = |reason: String| RegistryError::Protocol {
-            registry: reference.registry().to_string(),
-            reason,
-        };
-        let get = |path: String| {
-            let state = state.clone();
-            async move {
-                let url = format!(
-                    "{}://{}/v2/{}/{path}",
-                    self.scheme(reference.registry()),
-                    reference.api_host(),
-                    reference.repository()
-                );
-                let _permit = state.limit.clone().acquire_owned().await.ok();
-                let response = self.send(Method::GET, &url, reference, &state).await?;
-                // Image configs are manifests' size too; the same limit bounds both.
-                let what = format!("{path} of {}", reference.name());
-                read_capped(response, MAX_MANIFEST_BYTES, reference.registry(), &what).await
-            }
-        };
-        let mut body = get(format!("manifests/{digest}")).await?;
-        if let Ok(entries) = index::parse(&body) {
-            if !entries.is_empty() {
-                let Some(entry) = entries
-                    .iter()
-                    .find(|e| e.os == platform.os && e.architecture == platform.architecture)
-                else {
-                    return Ok(None);
-                };
-                body = get(format!("manifests/{}", entry.digest)).await?;
-            }
-        }
-        let manifest: ManifestBody = serde_json::from_slice(&body)
-            .map_err(|e| protocol(format!("manifest {digest}: {e}")))?;
-        let Some(config) = manifest.config else {
-            return Ok(None);
-        };
-        let blob = get(format!("blobs/{}", config.digest)).await?;
-        let config: ImageConfig = serde_json::from_slice(&blob)
-            .map_err(|e| protocol(format!("image config {}: {e}", config.digest)))?;
-        self.created
-            .lock()
-            .await
-            .insert(digest.to_string(), config.created);
-        Ok(config.created)
+        let config = self.image_config(reference, digest, platform).await?;
+        Ok(config.and_then(|c| c.created))
     }
 }
 
@@ -221,9 +155,6 @@ pub fn same_origin_page(current: &Url, link: &str) -> Option<Url> {
     let next = current.join(link).ok()?;
     (next.origin() == current.origin()).then_some(next)
 }
-
-/// Cache of image creation times by digest.
-pub(super) type CreatedCache = HashMap<String, Option<DateTime<Utc>>>;
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::outcome::{JournalId, Outcome};
 use super::{bad_value, get_ts, ts, StateError, Store};
+use crate::release_notes::ReleaseNotes;
 
 /// A history row to append; read back inside a [`HistoryEntry`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,9 @@ pub struct NewHistory {
     pub reason: String,
     /// How long it took.
     pub duration_ms: u64,
+    /// The versions and where to read what changed (each field absent when unknown).
+    #[serde(flatten)]
+    pub notes: ReleaseNotes,
 }
 
 /// A stored history row: the row as appended, and the journal entry it came from.
@@ -55,7 +59,8 @@ impl Deref for HistoryEntry {
 }
 
 const COLUMNS: &str = "at, container, image, from_digest, to_digest, from_image_id, outcome, \
-                       reason, duration_ms, journal_id";
+                       reason, duration_ms, journal_id, current_version, available_version, \
+                       changes_url";
 
 fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEntry> {
     let outcome: String = row.get(6)?;
@@ -73,6 +78,11 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEntry> {
             reason: row.get(7)?,
             duration_ms: u64::try_from(duration_ms)
                 .map_err(|_| bad_value(8, format!("negative duration {duration_ms}")))?,
+            notes: ReleaseNotes {
+                current_version: row.get(10)?,
+                available_version: row.get(11)?,
+                changes_url: row.get(12)?,
+            },
         },
         journal_id: row.get::<_, Option<i64>>(9)?.map(JournalId),
     })
@@ -86,8 +96,9 @@ pub(super) fn insert_history(
 ) -> rusqlite::Result<HistoryEntry> {
     conn.execute(
         "INSERT INTO history (at, container, image, from_digest, to_digest, from_image_id, \
-         outcome, reason, duration_ms, journal_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         outcome, reason, duration_ms, journal_id, current_version, available_version, \
+         changes_url) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             ts(new.at),
             new.container,
@@ -99,6 +110,9 @@ pub(super) fn insert_history(
             new.reason,
             new.duration_ms,
             journal_id.map(|id| id.0),
+            new.notes.current_version,
+            new.notes.available_version,
+            new.notes.changes_url,
         ],
     )?;
     Ok(HistoryEntry {
@@ -114,6 +128,32 @@ impl Store {
         self.write("recording history", |tx| {
             insert_history(tx, new, None)?;
             Ok(())
+        })
+    }
+
+    /// Adds `notes` to the newest row of `container` moving to `to_digest`: the step that
+    /// wrote it (deep in `apply`) does not know them, the cycle does. False when there is no
+    /// such row.
+    pub fn add_release_notes(
+        &mut self,
+        container: &str,
+        to_digest: &str,
+        notes: &ReleaseNotes,
+    ) -> Result<bool, StateError> {
+        self.write("recording release notes", |tx| {
+            let changed = tx.execute(
+                "UPDATE history SET current_version = ?3, available_version = ?4, \
+                 changes_url = ?5 WHERE id = (SELECT id FROM history \
+                 WHERE container = ?1 AND to_digest = ?2 ORDER BY at DESC, id DESC LIMIT 1)",
+                params![
+                    container,
+                    to_digest,
+                    notes.current_version,
+                    notes.available_version,
+                    notes.changes_url
+                ],
+            )?;
+            Ok(changed > 0)
         })
     }
 
@@ -168,7 +208,52 @@ mod tests {
             outcome,
             reason: "new digest".into(),
             duration_ms: 1500,
+            notes: Default::default(),
         }
+    }
+
+    #[test]
+    fn release_notes_land_on_the_newest_row_of_that_container_and_digest_and_read_back() {
+        let (_dir, mut store) = open_temp();
+        store
+            .record_history(&row(1, "web", Outcome::Updated, "sha256:w1"))
+            .unwrap();
+        store
+            .record_history(&row(2, "web", Outcome::RolledBack, "sha256:w2"))
+            .unwrap();
+        store
+            .record_history(&row(3, "db", Outcome::Updated, "sha256:w2"))
+            .unwrap();
+        let notes = ReleaseNotes {
+            current_version: Some("1.0.0".into()),
+            available_version: Some("2.0.0".into()),
+            changes_url: Some("https://github.com/acme/web/compare/a...b".into()),
+        };
+        assert!(store.add_release_notes("web", "sha256:w2", &notes).unwrap());
+        assert!(!store
+            .add_release_notes("web", "sha256:none", &notes)
+            .unwrap());
+
+        let rows = store.history(None, 10).unwrap();
+        let notes_of = |c: &str, d: &str| {
+            rows.iter()
+                .find(|h| h.container == c && h.to_digest == d)
+                .unwrap()
+                .notes
+                .clone()
+        };
+        assert_eq!(notes_of("web", "sha256:w2"), notes);
+        assert!(notes_of("web", "sha256:w1").is_empty());
+        assert!(
+            notes_of("db", "sha256:w2").is_empty(),
+            "another container's row"
+        );
+
+        let json = serde_json::to_value(&rows[1]).unwrap();
+        assert_eq!(json["container"], "web");
+        assert_eq!(json["available_version"], "2.0.0");
+        let old = serde_json::to_value(&rows[2]).unwrap();
+        assert!(old.get("changes_url").is_none(), "{old}");
     }
 
     #[test]
@@ -216,6 +301,7 @@ mod tests {
                     outcome: Outcome::Updated,
                     reason: "new digest".into(),
                     duration_ms: 1500,
+                    notes: Default::default(),
                 },
                 journal_id: None,
             }

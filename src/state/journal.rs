@@ -388,6 +388,7 @@ impl Store {
                 outcome,
                 reason: reason.to_string(),
                 duration_ms,
+                notes: Default::default(),
             };
             Ok(insert_history(tx, &history, Some(id))?)
         })

@@ -134,6 +134,13 @@ CREATE TABLE last_cycle (
     check_errors  INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Release notes of an update: the versions and where to read what changed, from the
+-- images' OCI labels; NULL when unknown (and for rows written before).
+ALTER TABLE history ADD COLUMN current_version TEXT;
+ALTER TABLE history ADD COLUMN available_version TEXT;
+ALTER TABLE history ADD COLUMN changes_url TEXT;
+"#,
 ];
 
 /// Why a state operation failed. Database errors name the file and what was being done; the

@@ -384,6 +384,15 @@ pub struct StepResult {
     pub outcome: String,
     /// Why, in words.
     pub detail: String,
+    /// The release notes' versions and link, when known.
+    #[serde(default)]
+    pub current_version: Option<String>,
+    /// See `current_version`.
+    #[serde(default)]
+    pub available_version: Option<String>,
+    /// See `current_version`.
+    #[serde(default)]
+    pub changes_url: Option<String>,
 }
 
 impl UpdateRun {
@@ -478,6 +487,15 @@ pub struct Row {
     pub status: Status,
     /// Why, in words, when there is more to say (always for `error`).
     pub detail: Option<String>,
+    /// The running image's version label (release notes; absent when unknown).
+    #[serde(default)]
+    pub current_version: Option<String>,
+    /// The candidate image's version label.
+    #[serde(default)]
+    pub available_version: Option<String>,
+    /// Where to read what changed.
+    #[serde(default)]
+    pub changes_url: Option<String>,
 }
 
 /// What `check` concluded for a container.

@@ -193,6 +193,13 @@ pub struct StepResult {
     /// `updated`, `rolled_back`, `failed` or `skipped`.
     pub outcome: String,
     pub detail: String,
+    /// Release notes, when they were known.
+    #[serde(default)]
+    pub current_version: Option<String>,
+    #[serde(default)]
+    pub available_version: Option<String>,
+    #[serde(default)]
+    pub changes_url: Option<String>,
 }
 
 impl Update {
@@ -241,6 +248,13 @@ pub struct HistoryRow {
     /// `updated`, `rolled_back` or `failed`.
     pub outcome: String,
     pub reason: String,
+    /// Release notes, when they were known.
+    #[serde(default)]
+    pub current_version: Option<String>,
+    #[serde(default)]
+    pub available_version: Option<String>,
+    #[serde(default)]
+    pub changes_url: Option<String>,
 }
 
 /// `tidewatch run` as a child process.

@@ -53,6 +53,16 @@ impl TestBed {
         version: &str,
         entrypoint: &str,
     ) -> String {
+        self.build_labelled(image, version, entrypoint, &[])
+    }
+
+    fn build_labelled(
+        &self,
+        image: &str,
+        version: &str,
+        entrypoint: &str,
+        labels: &[(&str, &str)],
+    ) -> String {
         assert!(
             version
                 .chars()
@@ -66,15 +76,37 @@ impl TestBed {
         write_app_context(&context, version, entrypoint);
         // No cache: a cached step is an image shared with other builds, possibly in another
         // test process, whose cleanup can delete it mid-build ("unknown parent image ID").
-        build(
-            &[
-                "--no-cache",
-                "--label",
-                &format!("{IMAGE_LABEL}={}", self.id()),
-            ],
-            image,
-            &context,
-        )
+        let mut args = vec![
+            "--no-cache".to_string(),
+            "--label".to_string(),
+            format!("{IMAGE_LABEL}={}", self.id()),
+        ];
+        for (key, value) in labels {
+            args.push("--label".to_string());
+            args.push(format!("{key}={value}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        build(&args, image, &context)
+    }
+
+    /// Like [`TestBed::build_app`], with image labels `labels` too (`docker build --label`),
+    /// as docker/metadata-action sets the OCI ones.
+    pub fn build_app_with_labels(
+        &self,
+        image: &str,
+        version: &str,
+        labels: &[(&str, &str)],
+    ) -> String {
+        let httpd = serde_json::json!([
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            APP_PORT.to_string(),
+            "-h",
+            "/www"
+        ]);
+        self.build_labelled(image, version, &httpd.to_string(), labels)
     }
 
     /// The test app (httpd serving `version`'s page, no HEALTHCHECK) as one layer that also

@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::plan::detect::CheckRow;
+use crate::plan::detect::{CheckRow, Status};
 
 /// The longest topic level or discovery id made from a name, in bytes.
 pub const MAX_LEVEL: usize = 64;
@@ -158,9 +158,11 @@ impl Topics {
     }
 }
 
-/// The versions and release notes of a row. Until the report rows carry versions, the short
-/// digest (`sha256:` and 12 hex digits) stands for a version and there is no changes URL;
-/// this is the one place that decides it.
+/// The versions and release notes of a row, as Home Assistant compares them: it offers an
+/// update whenever the two strings differ, so they differ exactly when the check found one.
+/// The images' version labels (the release notes) when both are known and differ, else the
+/// short digests (`sha256:` and 12 hex digits); without an update, the available version is
+/// the installed one. This is the one place that decides it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Versions {
     /// What the container runs.
@@ -173,10 +175,32 @@ pub struct Versions {
 
 /// See [`Versions`].
 pub fn versions(row: &CheckRow) -> Versions {
+    let notes = &row.notes;
+    if row.status != Status::UpdateAvailable {
+        let current = notes
+            .current_version
+            .clone()
+            .or_else(|| row.current_digest.as_deref().map(short_digest));
+        return Versions {
+            available: current.clone(),
+            current,
+            changes_url: None,
+        };
+    }
+    let (current, available) = match (&notes.current_version, &notes.available_version) {
+        // A rebuild under the same version label is still an update: digests tell it apart.
+        (Some(current), Some(available)) if current != available => {
+            (Some(current.clone()), Some(available.clone()))
+        }
+        _ => (
+            row.current_digest.as_deref().map(short_digest),
+            row.available_digest.as_deref().map(short_digest),
+        ),
+    };
     Versions {
-        current: row.current_digest.as_deref().map(short_digest),
-        available: row.available_digest.as_deref().map(short_digest),
-        changes_url: None,
+        current,
+        available,
+        changes_url: notes.changes_url.clone(),
     }
 }
 

@@ -10,6 +10,7 @@ use crate::image_ref::{repo_digest_for, ImageRef};
 use crate::labels;
 use crate::plan::observed::Platform;
 use crate::plan::remote::{IndexEntry, RemoteManifest};
+use crate::release_notes::ReleaseNotes;
 
 /// A container's status in `check` output. The names are part of the JSON contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
@@ -55,6 +56,10 @@ pub struct CheckRow {
     pub status: Status,
     /// Why, when the status needs explaining.
     pub detail: Option<String>,
+    /// For an update: the versions and where to read what changed (each field absent when
+    /// unknown).
+    #[serde(flatten)]
+    pub notes: ReleaseNotes,
 }
 
 /// Whether this agent looks after a container.
@@ -187,6 +192,7 @@ pub fn target(
             available_digest: None,
             status,
             detail: Some(detail),
+            notes: Default::default(),
         })
     };
     let reference = match ImageRef::parse(image) {
@@ -314,6 +320,11 @@ pub fn compare(
         },
         _ => Comparison::UpdateAvailable { current: first },
     }
+}
+
+/// The manifest of an index that serves `platform`.
+pub fn entry_for<'a>(entries: &'a [IndexEntry], platform: &Platform) -> Option<&'a IndexEntry> {
+    entries.iter().find(|e| platform_matches(e, platform))
 }
 
 fn platform_matches(entry: &IndexEntry, platform: &Platform) -> bool {

@@ -224,6 +224,7 @@ fn containerd_store_local_build_is_unknown_once_the_registry_denies_its_digest()
         available_digest: Some(D2.into()),
         status: Status::UpdateAvailable,
         detail: None,
+        notes: Default::default(),
     };
     let denied = confirmed(row.clone(), false, "127.0.0.1:5000/app");
     assert_eq!(denied.status, Status::Unknown);
@@ -249,6 +250,7 @@ fn containerd_store_up_to_date_rows_need_no_confirmation() {
         available_digest: Some(D1.into()),
         status: Status::UpToDate,
         detail: None,
+        notes: Default::default(),
     };
     assert_eq!(confirmed(row.clone(), false, "app"), row);
 }

@@ -249,6 +249,7 @@ fn compared(o: &Observed, current: &[String], m: &RemoteManifest, remotes: &Remo
         available_digest: Some(m.digest.clone()),
         status,
         detail,
+        notes: Default::default(),
     }
 }
 
@@ -270,6 +271,7 @@ fn row(o: &Observed, status: Status, detail: String) -> CheckRow {
         available_digest: None,
         status,
         detail: Some(detail),
+        notes: Default::default(),
     }
 }
 
@@ -295,6 +297,7 @@ pub fn missing_rows(names: &[String], rows: &[CheckRow]) -> Vec<CheckRow> {
             available_digest: None,
             status: Status::Error,
             detail: Some("no running container of that name in this agent's scope".into()),
+            notes: Default::default(),
         })
         .collect()
 }
@@ -336,6 +339,7 @@ mod tests {
             state: "running".into(),
             problem: None,
             details: None,
+            image_labels: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::plan::detect::Status;
+use crate::release_notes::ReleaseNotes;
 
 const OLD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const NEW: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
@@ -15,6 +16,18 @@ fn row(name: &str, status: Status) -> CheckRow {
         available_digest: Some(NEW.to_string()),
         status,
         detail: None,
+        notes: ReleaseNotes::default(),
+    }
+}
+
+fn noted(status: Status, current: Option<&str>, available: Option<&str>) -> CheckRow {
+    CheckRow {
+        notes: ReleaseNotes {
+            current_version: current.map(str::to_string),
+            available_version: available.map(str::to_string),
+            changes_url: Some("https://github.com/acme/web/compare/a...b".to_string()),
+        },
+        ..row("web", status)
     }
 }
 
@@ -102,12 +115,64 @@ fn install_levels_are_read_from_our_topics_only() {
 }
 
 #[test]
-fn versions_are_short_digests_until_rows_carry_versions() {
+fn without_version_labels_the_short_digests_stand_for_versions() {
     let v = versions(&row("web", Status::UpdateAvailable));
     assert_eq!(v.current.as_deref(), Some("sha256:111111111111"));
     assert_eq!(v.available.as_deref(), Some("sha256:222222222222"));
     assert_eq!(v.changes_url, None);
     assert_eq!(short_digest("abc"), "abc");
+}
+
+#[test]
+fn an_update_between_two_version_labels_shows_them_and_the_changes_link() {
+    let v = versions(&noted(
+        Status::UpdateAvailable,
+        Some("1.0.0"),
+        Some("1.1.0"),
+    ));
+    assert_eq!(v.current.as_deref(), Some("1.0.0"));
+    assert_eq!(v.available.as_deref(), Some("1.1.0"));
+    assert_eq!(
+        v.changes_url.as_deref(),
+        Some("https://github.com/acme/web/compare/a...b")
+    );
+}
+
+#[test]
+fn an_update_the_labels_cannot_tell_apart_is_shown_by_digest() {
+    // Home Assistant offers an update only when the two strings differ.
+    for (current, available) in [
+        (Some("1.0.0"), Some("1.0.0")),
+        (Some("1.0.0"), None),
+        (None, Some("1.1.0")),
+    ] {
+        let v = versions(&noted(Status::UpdateAvailable, current, available));
+        assert_eq!(v.current.as_deref(), Some("sha256:111111111111"));
+        assert_eq!(v.available.as_deref(), Some("sha256:222222222222"));
+    }
+}
+
+#[test]
+fn without_an_update_the_available_version_is_the_installed_one() {
+    for status in [
+        Status::UpToDate,
+        Status::Skipped,
+        Status::Unknown,
+        Status::Error,
+    ] {
+        let v = versions(&noted(status, Some("1.0.0"), None));
+        assert_eq!(v.current.as_deref(), Some("1.0.0"), "{status:?}");
+        assert_eq!(v.available, v.current, "{status:?}");
+        assert_eq!(v.changes_url, None, "{status:?}");
+        // Digests that differ without an update (an index against its platform manifest)
+        // offer nothing either.
+        let v = versions(&row("web", status));
+        assert_eq!(
+            v.available.as_deref(),
+            Some("sha256:111111111111"),
+            "{status:?}"
+        );
+    }
 }
 
 #[test]
