@@ -312,3 +312,63 @@ fn an_install_command_updates_its_container_only_with_the_token() {
     let (code, _) = daemon.terminate(Duration::from_secs(15));
     assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
 }
+
+#[test]
+fn version_labels_reach_home_assistant_as_versions_and_a_release_link() {
+    let bed = TestBed::new("mqtt-notes");
+    let registry = Registry::start();
+    let broker = Broker::anonymous();
+    let image = registry.image("app", "stable");
+    let labels = |version: &'static str, revision: &'static str| {
+        [
+            (
+                "org.opencontainers.image.source",
+                "https://github.com/acme/app",
+            ),
+            ("org.opencontainers.image.version", version),
+            ("org.opencontainers.image.revision", revision),
+        ]
+    };
+    bed.build_app_with_labels(&image, "1", &labels("1.0.0", "aaaa111"));
+    push(&image);
+    bed.run_with("web", QUICK_STOP, &image, &[], &[]);
+    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    let updater = bed.updater(&[registry.host()]);
+    settings::append(&updater, &notify_mqtt(&broker, bed.id(), ""));
+    bed.build_app_with_labels(&image, "2", &labels("2.0.0", "bbbb222"));
+    push(&image);
+    let web = bed.name("web");
+    let config_topic = format!("homeassistant/update/+/{web}/config");
+    let link = "https://github.com/acme/app/compare/aaaa111...bbbb222";
+
+    let check =
+        crate::support::tidewatch(["-c", &updater.config().to_string_lossy(), "check", &web]);
+
+    assert_eq!(check.code, 0, "{check:?}");
+    let config = json(&broker.retained(&config_topic));
+    println!("discovery payload of a pending update:\n{config:#}");
+    let state_topic = assert_update_discovery(&config, &web);
+    assert_eq!(config["release_url"], link, "{config:#}");
+    let state = json(&broker.retained(&state_topic));
+    println!("state of a pending update:\n{state:#}");
+    assert_eq!(state["status"], "update_available", "{state:#}");
+    assert_eq!(state["current_version"], "1.0.0", "{state:#}");
+    assert_eq!(state["available_version"], "2.0.0", "{state:#}");
+    assert_eq!(state["changes_url"], link, "{state:#}");
+
+    updater.update(&[]).assert_exit(0);
+
+    let state = json(&broker.retained(&state_topic));
+    assert_eq!(state["status"], "up_to_date", "{state:#}");
+    assert_eq!(state["current_version"], "2.0.0", "{state:#}");
+    assert_eq!(
+        state["available_version"], "2.0.0",
+        "nothing pending, so Home Assistant offers nothing: {state:#}"
+    );
+    assert_eq!(state["last_result"], "updated", "{state:#}");
+    let config = json(&broker.retained(&config_topic));
+    assert!(
+        config.get("release_url").is_none(),
+        "no link once nothing is pending: {config:#}"
+    );
+}
