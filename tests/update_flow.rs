@@ -8,6 +8,8 @@ use crate::support::{docker, push, Broken, Event, Registry, TestBed, QUICK_STOP,
 
 /// How long a container may take to serve its first page after `docker run`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// A bound for an engine event to come through `docker events` once it happened.
+const EVENT_LAG: Duration = Duration::from_secs(10);
 
 /// A sidecar that only sleeps: it has no port and no healthcheck of its own, and is there to
 /// share another container's network namespace.
@@ -76,9 +78,8 @@ fn pushing_new_digests_recreates_the_proxy_healthy_before_the_app_and_moves_the_
     let proxy_v2 = push(&proxy_image);
     bed.build_app(&app_image, "app-2");
     let app_v2 = push(&app_image);
-    let recorder = bed.record_events();
+    let events = bed.follow_events();
     let update = updater.update(&[]);
-    let events = recorder.finish();
 
     update.assert_exit(0);
     let order: Vec<(&str, &str)> = update
@@ -107,6 +108,12 @@ fn pushing_new_digests_recreates_the_proxy_healthy_before_the_app_and_moves_the_
     assert_ne!(new_app, old_app, "the app was recreated");
     assert_ne!(new_sidecar, old_sidecar, "the sidecar was recreated");
 
+    // Followed live rather than asked for afterwards: the engine replays only its last 256
+    // events, and on a busy engine the start of the update falls out of them.
+    events.wait_for("the new app's start", EVENT_LAG, |e| {
+        e.id == new_app && e.action == "start"
+    });
+    let events = events.seen();
     let proxy_healthy = position(&events, &new_proxy, "health_status: healthy");
     let app_started = position(&events, &new_app, "start");
     assert!(

@@ -1,11 +1,9 @@
 //! Containers the update tests need beyond [`TestBed::run`]: started with extra `docker run`
 //! options, images from a Dockerfile of the test's own (broken on purpose, slow to become
-//! healthy, a sidecar), what a container serves, its health, and the engine's event log.
+//! healthy, a sidecar), what a container serves and its health.
 
 use std::fs;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -255,93 +253,6 @@ ENTRYPOINT ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /tmp /www; echo '
         names.sort();
         names
     }
-
-    /// Starts recording the engine's container events for this bed's containers, from a
-    /// second before now on, as they happen.
-    ///
-    /// Live, not replayed afterwards with `--since/--until`: the engine keeps only its last 256
-    /// events for replay, and on a busy engine (tests running side by side, each container
-    /// health-checked every half second) the start of an update falls out of that window.
-    pub fn record_events(&self) -> EventRecorder {
-        let since = unix_time(SystemTime::now() - Duration::from_secs(1));
-        let mut child = Command::new("docker")
-            .args([
-                "events",
-                "--since",
-                &since,
-                "--filter",
-                "type=container",
-                "--filter",
-                &format!("label={TEST_LABEL}={}", self.id()),
-                "--format",
-                "{{json .}}",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start `docker events`: {error}"));
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let reader = thread::spawn(move || {
-            let mut printed = String::new();
-            // A read error ends the record early; the assertions on it then say what is missing.
-            let _ = stdout.read_to_string(&mut printed);
-            printed
-        });
-        EventRecorder { child, reader }
-    }
-}
-
-/// `docker events` following the engine; [`EventRecorder::finish`] ends it.
-pub struct EventRecorder {
-    child: Child,
-    reader: thread::JoinHandle<String>,
-}
-
-impl EventRecorder {
-    /// Stops recording after what happened up to now has come through, and returns the events,
-    /// oldest first: what happened, in the order the engine saw it.
-    pub fn finish(mut self) -> Vec<Event> {
-        // The engine sends an event as it happens; a moment lets the last ones reach the pipe.
-        thread::sleep(Duration::from_millis(500));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let printed = self
-            .reader
-            .join()
-            .unwrap_or_else(|_| panic!("the `docker events` reader panicked"));
-        printed
-            .lines()
-            .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|error| panic!("not a docker event ({error}): {line}"))
-            })
-            .collect()
-    }
-}
-
-/// One engine event, as `docker events --format '{{json .}}'` prints it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Event {
-    /// The container's id.
-    pub id: String,
-    /// What happened: `create`, `start`, `health_status: healthy`, `die`, `rename`, ...
-    #[serde(rename = "Action")]
-    pub action: String,
-    /// When, in nanoseconds since the epoch.
-    #[serde(rename = "timeNano")]
-    pub time_nano: i64,
-}
-
-/// Seconds since the epoch with nanoseconds, as `docker events --since/--until` take them.
-fn unix_time(at: SystemTime) -> String {
-    let since_epoch = at
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_else(|error| panic!("the clock is before 1970: {error}"));
-    format!(
-        "{}.{:09}",
-        since_epoch.as_secs(),
-        since_epoch.subsec_nanos()
-    )
 }
 
 fn write(path: &Path, contents: &str) {

@@ -33,6 +33,8 @@ pub struct Event {
     pub name: String,
     /// All attributes: the container's labels, `signal` for a kill, `exitCode` for a die...
     pub attributes: BTreeMap<String, String>,
+    /// When, in nanoseconds since the epoch, by the engine's clock.
+    pub time_nano: i64,
 }
 
 impl Event {
@@ -200,6 +202,7 @@ fn parse_event(line: &str) -> Option<Event> {
         id: actor["ID"].as_str()?.to_owned(),
         name: attributes.get("name").cloned().unwrap_or_default(),
         attributes,
+        time_nano: value["timeNano"].as_i64().unwrap_or_default(),
     })
 }
 
