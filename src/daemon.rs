@@ -203,6 +203,7 @@ impl Schedule<'_> {
 
 /// Runs cycles until `shutdown` fires.
 pub async fn run(agent: &Agent, shutdown: Shutdown, mut surface: Surface) {
+    recall(agent, &surface).await;
     tracing::info!(engine = %agent.engine.host(), "tidewatch running");
     let triggers = surface.triggers.take();
     // Held for the daemon's life: its cycles publish through them, and they say `offline` at
@@ -364,8 +365,23 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
     end
 }
 
+/// Puts the last cycle and history a previous run recorded on the board, so `/v1/status` and
+/// `tidewatch status` say what happened before a restart while the first cycle still runs. A
+/// failure is logged: the first cycle fills the board anyway.
+async fn recall(agent: &Agent, surface: &Surface) {
+    let read = agent
+        .store
+        .with(|s| Ok::<_, StateError>((s.last_cycle()?, s.history(None, STATUS_HISTORY)?)))
+        .await;
+    match read {
+        Ok((last, history)) => surface.board.restore(last, history),
+        Err(e) => tracing::warn!("state store: reading the last cycle for status: {e}"),
+    }
+}
+
 /// Keeps `last` in the state store, for `tidewatch status` while the daemon is stopped, and
-/// puts the newest history entries and the digests quarantined this cycle on the board. A failure is logged: the cycle is done.
+/// puts the newest history entries and the digests quarantined this cycle on the board. A
+/// failure is logged: the cycle is done.
 async fn remember(agent: &Agent, surface: &Surface, last: LastCycle) {
     let read = agent
         .store

@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::support::daemon_api::start_daemon;
 use crate::support::settings;
-use crate::support::{push, tidewatch, Broken, Outcome, Registry, TestBed, Updater, QUICK_STOP};
+use crate::support::{
+    docker, push, tidewatch, Broken, Outcome, Registry, TestBed, Updater, QUICK_STOP,
+};
 
 /// How long a container may take to serve its first page after `docker run`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -164,4 +166,95 @@ fn status_with_a_bad_configuration_exits_2() {
     let outcome = tidewatch(["-c", &config.to_string_lossy(), "status"]);
     assert_eq!(outcome.code, 2, "{outcome:#?}");
     assert!(outcome.stderr.contains("intervall"), "{outcome:#?}");
+}
+
+/// A busybox image with a shell, for a label hook; it only sleeps.
+const SHELL_IMAGE: &str = r#"FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENTRYPOINT ["/bin/busybox", "sleep", "86400"]
+"#;
+
+#[test]
+fn a_restarted_daemon_reports_its_previous_run_s_last_cycle_until_its_first_cycle_ends() {
+    let bed = TestBed::new("status-restart");
+    let registry = Registry::start();
+    let image = registry.image("gate", "stable");
+    bed.build_dockerfile(&image, SHELL_IMAGE);
+    push(&image);
+    // With hooks on, its pre-check hook holds a cycle until /go exists: the test decides
+    // when the restarted daemon's first cycle may end.
+    bed.run_with(
+        "gate",
+        QUICK_STOP,
+        &image,
+        &[],
+        &[
+            (
+                "tidewatch.hook.pre-check",
+                "until [ -e /go ]; do sleep 0.1; done",
+            ),
+            ("tidewatch.hook.timeout", "2m"),
+        ],
+    );
+    let updater = bed.updater(&[registry.host()]);
+    settings::set_interval(&updater, "1h");
+    let api = settings::api(&updater);
+    private_secrets(&updater);
+
+    let mut first = start_daemon(&updater, &api);
+    let (_, before) = status_json(&updater);
+    let (code, _) = first.terminate(STOP_TIMEOUT);
+    assert_eq!(code, 0, "stderr:\n{}", first.stderr());
+    assert!(before["last_cycle"].is_object(), "{before:#}");
+
+    let config = fs::read_to_string(updater.config()).expect("agent.toml");
+    let hooked = config.replacen(
+        "health_timeout = \"20s\"\n",
+        "health_timeout = \"20s\"\nlifecycle_hooks = true\n",
+        1,
+    );
+    assert_ne!(
+        hooked, config,
+        "the [update] table is where the test expects it"
+    );
+    fs::write(updater.config(), hooked).expect("agent.toml");
+    let mut second = updater.spawn_run();
+    // Logged once the daemon has read the state store, before its first cycle.
+    second.wait_for_log("tidewatch running", 1, Duration::from_secs(60));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let during = loop {
+        let (outcome, json) = status_json(&updater);
+        if json["source"] == "daemon" {
+            break json;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted daemon's API does not answer: {outcome:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !second.stderr().contains("cycle finished"),
+        "the first cycle is still held by the hook; stderr:\n{}",
+        second.stderr()
+    );
+    assert_eq!(
+        during["last_cycle"],
+        before["last_cycle"],
+        "the previous run's last cycle, before this run's first one ends: {during:#}\nstderr:\n{}",
+        second.stderr()
+    );
+    assert_eq!(during["history"], before["history"], "{during:#}");
+
+    docker(&["exec", &bed.name("gate"), "touch", "/go"]);
+    second.wait_for_log("cycle finished", 1, Duration::from_secs(60));
+    let (_, after) = status_json(&updater);
+    assert_ne!(
+        after["last_cycle"]["started_at"], before["last_cycle"]["started_at"],
+        "this run's cycle replaces it: {after:#}"
+    );
+    let (code, _) = second.terminate(STOP_TIMEOUT);
+    assert_eq!(code, 0, "stderr:\n{}", second.stderr());
 }

@@ -31,7 +31,8 @@ pub const STATUS_HISTORY: usize = 10;
 /// The body of `GET /v1/status`. Field names are part of the API contract.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StatusSnapshot {
-    /// `None` until the first cycle has finished.
+    /// `None` until a cycle has finished (in this run of the daemon or, recorded in the state
+    /// store, an earlier one).
     pub last_cycle: Option<LastCycle>,
     /// Every watched container's row, as `check --json` gives it.
     pub containers: Vec<CheckRow>,
@@ -93,6 +94,15 @@ impl StatusBoard {
             s.last_cycle = Some(last);
         });
         last
+    }
+
+    /// Starts from what a previous run of the daemon recorded: its last cycle and the recent
+    /// history. The containers' rows stay empty until this run's first cycle has checked them.
+    pub fn restore(&self, last: Option<LastCycle>, history: Vec<HistoryEntry>) {
+        self.write(|s| {
+            s.last_cycle = last;
+            s.history = history;
+        });
     }
 
     /// Records when the next scheduled cycle is due.
