@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::agent::{tidewatch, Agent, Outcome};
+use super::agent::{tidewatch, Agent, Outcome, StepResult};
 use super::bed::TestBed;
 
 /// The interval of `run` in tests: short, so a push is picked up within seconds.
@@ -182,24 +182,6 @@ pub struct Waiting {
     pub container: String,
     pub to_digest: String,
     pub reason: String,
-}
-
-/// How one step ended.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StepResult {
-    pub container: String,
-    pub from_digest: Option<String>,
-    pub to_digest: Option<String>,
-    /// `updated`, `rolled_back`, `failed` or `skipped`.
-    pub outcome: String,
-    pub detail: String,
-    /// Release notes, when they were known.
-    #[serde(default)]
-    pub current_version: Option<String>,
-    #[serde(default)]
-    pub available_version: Option<String>,
-    #[serde(default)]
-    pub changes_url: Option<String>,
 }
 
 impl Update {
