@@ -5,18 +5,11 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    docker, push, repo_digests, try_docker, Registry, TestBed, CYCLE_FINISHED, QUICK_STOP,
+    docker, page, push, repo_digests, try_docker, Registry, TestBed, CYCLE_FINISHED,
 };
 
-/// How long a container may take to serve its first page after `docker run`.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the agent may take to notice a push and act on it.
 const PICK_UP: Duration = Duration::from_secs(60);
-
-/// The page the test app serves at `version` (see `TestBed::build_app`).
-fn page(version: &str) -> String {
-    format!("tidewatch test app version {version}")
-}
 
 /// A registry with the app at v1 running as the bed's "web", and the agent image (built from
 /// the test binary) pushed as `tidewatch:latest`. Returns the registry, the app's and the
@@ -24,10 +17,7 @@ fn page(version: &str) -> String {
 fn app_and_agent_image(bed: &TestBed) -> (Registry, String, String) {
     let registry = Registry::start();
     let app = registry.image("app", "stable");
-    bed.build_app(&app, "1");
-    push(&app);
-    bed.run_with("web", QUICK_STOP, &app, &[], &[]);
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    bed.web_on_v1(&app, &[]);
     let agent_image = registry.image("tidewatch", "latest");
     let built = bed.build_agent_image(&agent_image);
     println!("agent image from the debug binary: {built}");

@@ -8,16 +8,10 @@ use serde_json::Value;
 
 use crate::support::mqtt::{Broker, Message};
 use crate::support::settings;
-use crate::support::{push, Registry, TestBed, Updater, QUICK_STOP};
+use crate::support::{page, push, Registry, TestBed, Updater, QUICK_STOP, START_TIMEOUT};
 
-/// How long a container may take to serve its first page after `docker run`.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A bound for the daemon's cycles and reconnections on a slow machine, not a measure.
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn page(version: &str) -> String {
-    format!("tidewatch test app version {version}")
-}
 
 fn json(message: &Message) -> Value {
     serde_json::from_str(&message.payload)
@@ -79,10 +73,7 @@ fn an_update_leaves_retained_state_and_discovery_that_a_later_subscriber_receive
     let registry = Registry::start();
     let broker = Broker::anonymous();
     let image = registry.image("app", "stable");
-    bed.build_app(&image, "1");
-    push(&image);
-    bed.run_with("web", QUICK_STOP, &image, &[], &[]);
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    bed.web_on_v1(&image, &[]);
     let updater = bed.updater(&[registry.host()]);
     settings::append(&updater, &notify_mqtt(&broker, bed.id(), ""));
     bed.build_app(&image, "2");
@@ -163,10 +154,7 @@ fn a_broker_that_refuses_the_login_does_not_fail_the_update_nor_see_the_password
     let registry = Registry::start();
     let broker = Broker::with_login("tidewatch", "the-right-one");
     let image = registry.image("app", "stable");
-    bed.build_app(&image, "1");
-    push(&image);
-    bed.run_with("web", QUICK_STOP, &image, &[], &[]);
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    bed.web_on_v1(&image, &[]);
     let updater = bed.updater(&[registry.host()]);
     let password = broker.write_file("mqtt.password", "a-wrong-one\n");
     settings::append(

@@ -17,20 +17,15 @@ use crate::support::objects::inspect_container;
 use crate::support::receiver::Receiver;
 use crate::support::settings::{self, ApiSettings};
 use crate::support::smtp::SmtpServer;
-use crate::support::{docker, push, tidewatch, Registry, Status, TestBed, Updater, QUICK_STOP};
+use crate::support::{
+    docker, page, push, tidewatch, Registry, Status, TestBed, Updater, QUICK_STOP, START_TIMEOUT,
+};
 
-/// How long a container may take to serve its first page after `docker run`.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The bound on push → serving the new version through the registry webhook. The daemon's
 /// interval is an hour, so only the webhook can make it.
 const WEBHOOK_LAG_BOUND: Duration = Duration::from_secs(60);
 /// How long to watch for something that must not happen (a cycle, a notification).
 const QUIET: Duration = Duration::from_secs(3);
-
-/// The page the test app serves at `version` (see `TestBed::build_app`).
-fn page(version: &str) -> String {
-    format!("tidewatch test app version {version}")
-}
 
 /// The registry configuration that notifies tidewatch's webhook of every push, as the README
 /// shows it, with a short backoff so that a refused notification is not held for long.
@@ -108,10 +103,7 @@ fn a_generic_image_webhook_updates_the_container_and_one_without_the_secret_is_r
     let bed = TestBed::new("ops-generic-webhook");
     let registry = Registry::start();
     let image = registry.image("app", "stable");
-    bed.build_app(&image, "1");
-    push(&image);
-    let old = bed.run_with("web", QUICK_STOP, &image, &[], &[]);
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    let old = bed.web_on_v1(&image, &[]).id;
     let updater = bed.updater(&[registry.host()]);
     settings::set_interval(&updater, "1h");
     let api = settings::api(&updater);
@@ -159,10 +151,7 @@ fn the_api_reports_health_metrics_and_status_and_runs_a_cycle_only_for_the_token
     let bed = TestBed::new("ops-api");
     let registry = Registry::start();
     let image = registry.image("app", "stable");
-    bed.build_app(&image, "1");
-    let v1 = push(&image);
-    bed.run_with("web", QUICK_STOP, &image, &[], &[]);
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    let v1 = bed.web_on_v1(&image, &[]).digest;
     let updater = bed.updater(&[registry.host()]);
     settings::set_interval(&updater, "1h");
     let api = settings::api(&updater);
@@ -579,16 +568,7 @@ fn a_monitor_only_container_is_announced_once_as_update_available_and_not_update
     let registry = Registry::start();
     let receiver = Receiver::start();
     let image = registry.image("app", "stable");
-    bed.build_app(&image, "1");
-    push(&image);
-    let old = bed.run_with(
-        "web",
-        QUICK_STOP,
-        &image,
-        &[],
-        &[("tidewatch.policy", "notify")],
-    );
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    let old = bed.web_on_v1(&image, &[("tidewatch.policy", "notify")]).id;
     let updater = bed.updater(&[registry.host()]);
     settings::append(&updater, &notify_webhook(&receiver));
     bed.build_app(&image, "2");
@@ -669,10 +649,7 @@ fn web_with_v2_pushed(
 ) -> (Registry, Updater, String, String) {
     let registry = Registry::start();
     let image = registry.image("app", "stable");
-    bed.build_app(&image, "1");
-    push(&image);
-    let old = bed.run_with("web", QUICK_STOP, &image, &[], labels);
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    let old = bed.web_on_v1(&image, labels).id;
     let updater = bed.updater(&[registry.host()]);
     bed.build_app(&image, "2");
     let v2 = push(&image);

@@ -12,19 +12,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::http;
-use crate::support::{push, Broken, PodmanBed, Registry, Status, TestBed, APP_PORT};
-
-/// How long a container may take to serve its first page after `podman run`.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::support::{
+    page, push, Broken, PodmanBed, Registry, Status, TestBed, APP_PORT, START_TIMEOUT,
+};
 
 /// Options of every container these tests update: no healthcheck (see the module doc), and a
 /// one-second stop timeout, since busybox as PID 1 ignores SIGTERM.
 const NO_TIMERS: [&str; 3] = ["--no-healthcheck", "--stop-timeout", "1"];
-
-/// The page the test app serves at `version` (see `TestBed::build_app`).
-fn page(version: &str) -> String {
-    format!("tidewatch test app version {version}")
-}
 
 /// A loopback port nothing listens on now.
 fn free_port() -> u16 {

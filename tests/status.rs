@@ -13,14 +13,8 @@ use crate::support::{
     docker, push, tidewatch, Broken, Outcome, Registry, TestBed, Updater, QUICK_STOP,
 };
 
-/// How long a container may take to serve its first page after `docker run`.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the daemon may take to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-
-fn page(version: &str) -> String {
-    format!("tidewatch test app version {version}")
-}
 
 /// Makes the API's secret files private, as the README says to, so that `status` prints nothing
 /// on stderr but what it means to say.
@@ -57,10 +51,7 @@ fn status_tells_the_last_cycle_from_the_running_daemon_and_from_the_state_dir_on
     let bed = TestBed::new("status-daemon");
     let registry = Registry::start();
     let image = registry.image("app", "stable");
-    bed.build_app(&image, "1");
-    push(&image);
-    bed.run_with("web", QUICK_STOP, &image, &[], &[]);
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    bed.web_on_v1(&image, &[]);
     let updater = bed.updater(&[registry.host()]);
     settings::set_interval(&updater, "1h");
     let api = settings::api(&updater);

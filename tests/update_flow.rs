@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use crate::support::{docker, push, Broken, Event, Registry, TestBed, QUICK_STOP, RUN_INTERVAL};
+use crate::support::{
+    docker, page, push, Broken, Event, Registry, TestBed, Web, QUICK_STOP, RUN_INTERVAL,
+    START_TIMEOUT,
+};
 
-/// How long a container may take to serve its first page after `docker run`.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A bound for an engine event to come through `docker events` once it happened.
 const EVENT_LAG: Duration = Duration::from_secs(10);
 
@@ -17,11 +18,6 @@ const SIDECAR: &str = r#"FROM scratch
 COPY busybox /bin/busybox
 ENTRYPOINT ["/bin/busybox", "sleep", "86400"]
 "#;
-
-/// The page the test app serves at `version` (see `TestBed::build_app`).
-fn page(version: &str) -> String {
-    format!("tidewatch test app version {version}")
-}
 
 /// The position of the first event of container `id` with `action`; panics showing them all.
 fn position(events: &[Event], id: &str, action: &str) -> usize {
@@ -161,10 +157,10 @@ fn a_broken_update_is_rolled_back_and_quarantined_until_a_newer_digest(
     let bed = TestBed::new(test);
     let registry = Registry::start();
     let image = registry.image("app", "stable");
-    bed.build_app(&image, "1");
-    let v1 = push(&image);
-    let old = bed.run_with("web", QUICK_STOP, &image, &[], &[]);
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    let Web {
+        digest: v1,
+        id: old,
+    } = bed.web_on_v1(&image, &[]);
     let updater = bed.updater(&[registry.host()]);
 
     bed.build_broken(&image, broken, "broken");
@@ -259,10 +255,7 @@ fn rollback_returns_to_the_previous_image_and_holds_it_there_until_a_newer_diges
     let bed = TestBed::new("flow-rollback");
     let registry = Registry::start();
     let image = registry.image("app", "stable");
-    bed.build_app(&image, "1");
-    let v1 = push(&image);
-    bed.run_with("web", QUICK_STOP, &image, &[], &[]);
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    let v1 = bed.web_on_v1(&image, &[]).digest;
     let updater = bed.updater(&[registry.host()]);
     bed.build_app(&image, "2");
     let v2 = push(&image);
@@ -329,10 +322,7 @@ fn run_picks_up_a_push_within_a_few_intervals_makes_a_manual_update_wait_and_sto
     let bed = TestBed::new("flow-run");
     let registry = Registry::start();
     let image = registry.image("app", "stable");
-    bed.build_app(&image, "1");
-    push(&image);
-    bed.run_with("web", QUICK_STOP, &image, &[], &[]);
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    bed.web_on_v1(&image, &[]);
     let updater = bed.updater(&[registry.host()]);
     let mut daemon = updater.spawn_run();
     daemon.wait_for_log("cycle finished", 1, Duration::from_secs(60));
@@ -443,10 +433,7 @@ fn sigterm_during_the_health_gate_rolls_back_without_quarantine_and_exits_0() {
     let bed = TestBed::new("flow-sigterm-in-gate");
     let registry = Registry::start();
     let image = registry.image("app", "stable");
-    bed.build_app(&image, "1");
-    push(&image);
-    let old = bed.run_with("web", QUICK_STOP, &image, &[], &[]);
-    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    let old = bed.web_on_v1(&image, &[]).id;
     let updater = bed.updater(&[registry.host()]);
     let mut daemon = updater.spawn_run();
     daemon.wait_for_log("cycle finished", 1, Duration::from_secs(60));

@@ -12,10 +12,21 @@ use serde::Deserialize;
 
 use super::bed::{TestBed, IMAGE_LABEL, SCOPE_LABEL, TEST_LABEL};
 use super::docker::{build, docker, try_docker};
-use super::images::APP_PORT;
+use super::images::{page, push, APP_PORT};
 
 /// The static busybox the test images are made of (see `images.rs`).
 const BUSYBOX: &str = "/bin/busybox";
+
+/// How long a test container gets to serve its first page.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What [`TestBed::web_on_v1`] started.
+pub struct Web {
+    /// The manifest digest `docker push` reported for version 1.
+    pub digest: String,
+    /// The id of the container "web".
+    pub id: String,
+}
 
 /// `docker run` options the update tests give every container they start.
 ///
@@ -149,6 +160,16 @@ ENTRYPOINT ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /tmp /www; echo '
             &format!("http://127.0.0.1:{APP_PORT}/"),
         ])
         .ok()
+    }
+
+    /// Where most update tests start: the app at version 1 built as `image` and pushed, and
+    /// the bed's container "web" (with [`QUICK_STOP`] and `labels`) serving it.
+    pub fn web_on_v1(&self, image: &str, labels: &[(&str, &str)]) -> Web {
+        self.build_app(image, "1");
+        let digest = push(image);
+        let id = self.run_with("web", QUICK_STOP, image, &[], labels);
+        self.wait_until_serving("web", &page("1"), START_TIMEOUT);
+        Web { digest, id }
     }
 
     /// Waits until the bed's container `name` serves a page containing `wanted`; panics after

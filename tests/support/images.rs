@@ -143,7 +143,7 @@ impl TestBed {
             (root.join("payload"), payload),
             (
                 www.join("index.html"),
-                format!("tidewatch test app version {version}\n").into_bytes(),
+                format!("{}\n", page(version)).into_bytes(),
             ),
         ] {
             fs::write(&path, contents)
@@ -333,6 +333,11 @@ impl TestBed {
     }
 }
 
+/// The page the test app built by [`TestBed::build_app`] serves at `version`.
+pub fn page(version: &str) -> String {
+    format!("tidewatch test app version {version}")
+}
+
 /// Pushes `image` with docker and returns the manifest digest the registry reported.
 pub fn push(image: &str) -> String {
     let output = docker(&["push", image]);
@@ -387,10 +392,7 @@ fn write_app_context(context: &Path, version: &str, entrypoint: &str) {
     fs::copy(BUSYBOX, context.join("busybox")).unwrap_or_else(|error| {
         panic!("cannot copy {BUSYBOX} into the build context: {error} (run scripts/test-env)")
     });
-    write(
-        &www.join("index.html"),
-        &format!("tidewatch test app version {version}\n"),
-    );
+    write(&www.join("index.html"), &format!("{}\n", page(version)));
     write(
         &context.join("Dockerfile"),
         &format!(

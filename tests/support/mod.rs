@@ -48,14 +48,14 @@ pub use agent::{
 };
 pub use agent_image::{AgentContainer, CYCLE_FINISHED};
 pub use bed::{TestBed, SCOPE_LABEL, TEST_LABEL};
-pub use containers::{Broken, QUICK_STOP};
+pub use containers::{Broken, Web, QUICK_STOP, START_TIMEOUT};
 pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
 pub use docker::{docker, image_id, try_docker, Engine};
 pub use docker_config::{CredentialHelper, DockerConfig};
 pub use engine_proxy::{EngineProxy, EngineRequest};
 pub use engine_tls::TlsEngine;
 pub use flaky_server::{Fault, FlakyServer, Length, Requests, Seen};
-pub use images::{pull, push, repo_digests, tag, APP_PORT};
+pub use images::{page, pull, push, repo_digests, tag, APP_PORT};
 pub use observe::{show_events, Event, Events, Monitor, Sighting, Snapshot};
 pub use podman::{Podman, PodmanBed};
 pub use process::Background;
