@@ -566,17 +566,47 @@ async fn remember(agent: &Agent, surface: &Surface, last: Option<LastCycle>) {
                 s.history(None, STATUS_HISTORY)?,
                 s.quarantined(None)?,
                 s.last_updated()?,
+                s.holds()?,
             ))
         })
         .await;
     match read {
-        Ok((history, quarantine, updated)) => {
+        Ok((history, quarantine, updated, holds)) => {
             surface.board.set_history(history);
             surface.board.set_last_updated(updated);
+            surface.board.set_held(held(&quarantine, &holds));
             surface.board.hold_quarantined(&quarantine);
         }
         Err(e) => tracing::warn!("state store: recording the cycle for status: {e}"),
     }
+}
+
+/// What holds each container back, in words, for the board: its rollback hold, then its
+/// quarantined digests.
+fn held(
+    quarantine: &[crate::state::QuarantineEntry],
+    holds: &[crate::state::Hold],
+) -> std::collections::BTreeMap<String, String> {
+    let mut held = std::collections::BTreeMap::new();
+    for h in holds {
+        held.insert(
+            h.container.clone(),
+            format!(
+                "rolled back to {} and held there until a newer digest than {} is pushed",
+                h.held_digest, h.skipped_digest
+            ),
+        );
+    }
+    for q in quarantine {
+        let text = format!("{} quarantined: {}", q.digest, q.reason);
+        held.entry(q.container.clone())
+            .and_modify(|t: &mut String| {
+                t.push_str("; ");
+                t.push_str(&text);
+            })
+            .or_insert(text);
+    }
+    held
 }
 
 /// A push of another tag of a container's repository matters to containers that track tags

@@ -54,6 +54,9 @@ pub struct StatusRow {
     pub badge_detail: Option<String>,
     /// When a wait ends by itself (min_age, a maintenance window), if it does.
     pub waiting_until: Option<DateTime<Utc>>,
+    /// What holds it back until released or a newer digest is pushed (a rollback hold,
+    /// quarantined digests), whatever else it waits for; `POST /v1/release` lifts it.
+    pub held: Option<String>,
 }
 
 impl StatusRow {
@@ -70,6 +73,13 @@ impl StatusRow {
             }
             Some(r) => ("waiting", Some(r.to_string()), r.until()),
             None => (self.row.status.as_str(), self.row.detail.clone(), None),
+        };
+        // A hold outlasts a closed window or min_age: it is what a person must act on.
+        let (badge, detail, until) = match &self.held {
+            Some(why) if badge == "waiting" || badge == "update_available" => {
+                ("quarantined", Some(why.clone()), None)
+            }
+            _ => (badge, detail, until),
         };
         self.badge = badge;
         self.badge_detail = detail;
@@ -150,6 +160,9 @@ pub struct StatusSnapshot {
     /// When each container was last updated, for the rows' `updated_at`.
     #[serde(skip)]
     updated: BTreeMap<String, DateTime<Utc>>,
+    /// What holds each held container back, for the rows' `held`.
+    #[serde(skip)]
+    held: BTreeMap<String, String>,
 }
 
 impl StatusSnapshot {
@@ -165,6 +178,7 @@ impl StatusSnapshot {
                 badge: row.status.as_str(),
                 badge_detail: None,
                 waiting_until: None,
+                held: None,
                 row,
             };
             match self
@@ -248,6 +262,11 @@ impl StatusBoard {
         });
     }
 
+    /// Records what holds containers back (rollback holds, quarantined digests), by name.
+    pub fn set_held(&self, held: BTreeMap<String, String>) {
+        self.write(|s| s.held = held);
+    }
+
     /// Records a request the API queued for the daemon; its id (`None` for a registry push).
     pub fn queue_action(&self, trigger: &Trigger) -> Option<u64> {
         self.write(|s| s.requests.queue(trigger, Utc::now()))
@@ -320,6 +339,7 @@ impl StatusBoard {
         s.actions = s.requests.list();
         let pending = std::mem::take(&mut s.pending);
         for row in &mut s.containers {
+            row.held = s.held.get(&row.container).cloned();
             row.set_badge(pending.iter().find(|w| w.container == row.container));
         }
         s.pending = pending;
@@ -457,6 +477,52 @@ mod tests {
         assert_eq!(json[1]["status"], "up_to_date");
         assert_eq!(json[1]["current_version"], "2.0.0", "{json}");
         assert!(json[1].get("changes_url").is_none(), "{json}");
+    }
+
+    #[test]
+    fn a_hold_outranks_a_closed_window_on_the_badge() {
+        let board = StatusBoard::default();
+        let t0 = Utc::now();
+        let window = Waiting {
+            container: "web".into(),
+            to_digest: "sha256:bbbb".into(),
+            reason: WaitReason::MinAge {
+                age: std::time::Duration::from_secs(1),
+                min_age: std::time::Duration::from_secs(60),
+                until: t0,
+            },
+        };
+        board.update(
+            &report(
+                vec![
+                    row("web", Status::UpdateAvailable),
+                    row("db", Status::UpdateAvailable),
+                ],
+                vec![window],
+            ),
+            t0,
+            t0,
+        );
+        let badges = |board: &StatusBoard| -> Vec<(&'static str, Option<String>)> {
+            board
+                .snapshot()
+                .containers
+                .iter()
+                .map(|r| (r.badge, r.held.clone()))
+                .collect()
+        };
+        assert_eq!(
+            badges(&board),
+            vec![("waiting", None), ("update_available", None)]
+        );
+        board.set_held([("web".to_string(), "rolled back".to_string())].into());
+        assert_eq!(
+            badges(&board),
+            vec![
+                ("quarantined", Some("rolled back".into())),
+                ("update_available", None)
+            ]
+        );
     }
 
     #[test]

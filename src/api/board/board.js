@@ -121,7 +121,8 @@
     const td = el("td", null, "js-only actions");
     const name = encodeURIComponent(row.container);
     const q = "?container=" + name;
-    if (row.badge === "update_available" || row.badge === "waiting") {
+    const monitorOnly = waits && waits.reason_kind === "monitor_only";
+    if ((row.badge === "update_available" || row.badge === "waiting") && !monitorOnly) {
       td.append(button("Update now", "/v1/update" + q, "Update " + row.container));
     }
     if (waits && waits.reason_kind === "maintenance_window") {
@@ -131,7 +132,7 @@
     if (row.updated_at) {
       td.append(button("Roll back", "/v1/rollback" + q, "Roll back " + row.container));
     }
-    if (row.badge === "quarantined") {
+    if (row.held || row.badge === "quarantined") {
       td.append(button("Release hold", "/v1/release" + q, "Release " + row.container));
     }
     return td;
