@@ -199,3 +199,91 @@ fn hostile_label_text_is_shown_as_text_on_the_board() {
     let (code, _) = daemon.terminate(Duration::from_secs(15));
     assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
 }
+
+/// The closing figures of #16, printed, not asserted (a shared machine's timings are noise):
+/// the page's weight for 100 containers, how soon a browser shows it, and the daemon's memory
+/// while the board is open and polling. `cargo test --test tests board::figures -- --ignored
+/// --nocapture`; starting 100 containers takes a minute or two.
+#[test]
+#[ignore = "prints figures; starts 100 containers"]
+fn figures_for_100_containers() {
+    const CONTAINERS: usize = 100;
+    let bed = TestBed::new("board-figures");
+    let registry = Registry::start();
+    let image = registry.image("app", "stable");
+    bed.build_app_with_labels(&image, "1", &labels("1.0.0"));
+    push(&image);
+    for n in 0..CONTAINERS {
+        bed.run_with(
+            &format!("c{n:03}"),
+            QUICK_STOP,
+            &image,
+            &["/bin/busybox", "sleep", "86400"],
+            &[],
+        );
+    }
+    let updater = bed.updater(&[registry.host()]);
+    settings::set_interval(&updater, "1h");
+    let api = settings::api(&updater);
+    let mut daemon = start_daemon(&updater, &api);
+
+    let get = |path: &str| {
+        let r = crate::support::http::request(&api.host, "GET", path, &[], Duration::from_secs(10))
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+        assert_eq!(r.status, 200, "{path}");
+        r.body.len()
+    };
+    let (html, js, css) = (get("/"), get("/board.js"), get("/board.css"));
+    let status = get("/v1/status");
+    println!(
+        "page weight for {CONTAINERS} containers: HTML {html} B + JS {js} B + CSS {css} B = {} B (uncompressed); /v1/status {status} B per poll",
+        html + js + css
+    );
+
+    let browser = Browser::start(bed.dir());
+    let started = std::time::Instant::now();
+    browser.open(&format!("http://{}/", api.host));
+    let loaded = started.elapsed();
+    let rows = format!("return document.querySelectorAll('#rows tr').length === {CONTAINERS} && document.documentElement.classList.contains('js') && document.querySelector('#rows td.actions') !== null;");
+    let deadline = std::time::Instant::now() + SHOWN;
+    while browser.eval(&rows) != serde_json::json!(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script never rendered {CONTAINERS} rows"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let scripted = started.elapsed();
+    let paint = browser.eval(
+        "const p = performance.getEntriesByName('first-contentful-paint')[0]; const n = performance.getEntriesByType('navigation')[0]; return [p ? p.startTime : null, n.domContentLoadedEventEnd, n.responseEnd];",
+    );
+    println!(
+        "first render with {CONTAINERS} containers: first contentful paint {:.0} ms, DOMContentLoaded {:.0} ms, HTML received {:.0} ms (browser's clock); page loaded after {} ms and the script's first render of all rows after {} ms (test's clock, WebDriver round trips included)",
+        paint[0].as_f64().unwrap_or(f64::NAN),
+        paint[1].as_f64().unwrap_or(f64::NAN),
+        paint[2].as_f64().unwrap_or(f64::NAN),
+        loaded.as_millis(),
+        scripted.as_millis()
+    );
+    browser.screenshot("board-100");
+
+    // Polling every 5 s for a minute, then the daemon's resident memory.
+    let rss = || {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap_or("VmRSS: ?")
+            .to_string()
+    };
+    println!("daemon {} after its first cycle, board open", rss());
+    std::thread::sleep(Duration::from_secs(60));
+    println!(
+        "daemon {} after 60 s with the board open and polling /v1/status every 5 s",
+        rss()
+    );
+    drop(browser);
+    let (code, _) = daemon.terminate(Duration::from_secs(15));
+    assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
+}
