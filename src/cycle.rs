@@ -177,6 +177,7 @@ impl Agent {
             .filter(|c| c.policy == Policy::Notify)
             .map(|c| c.container.clone())
             .collect();
+        let rules = rules(&containers, observed.values(), &self.config);
         if dry_run {
             return Ok(CycleReport {
                 recovered,
@@ -184,6 +185,7 @@ impl Agent {
                 plan,
                 results: Vec::new(),
                 monitor_only,
+                rules,
             });
         }
         let applier = self.applier();
@@ -203,6 +205,7 @@ impl Agent {
             plan,
             results,
             monitor_only,
+            rules,
         })
     }
 
@@ -396,6 +399,35 @@ fn candidates(
                 first_seen: None,
                 own: is_own(o),
             })
+        })
+        .collect()
+}
+
+/// The policy and window of each of `rows`' containers, as `candidates` finds them.
+fn rules<'a>(
+    rows: &[detect::CheckRow],
+    observed: impl Iterator<Item = &'a Observed>,
+    config: &Config,
+) -> BTreeMap<String, crate::report::Rules> {
+    let observed: BTreeMap<&str, &Observed> = observed.map(|o| (o.name.as_str(), o)).collect();
+    rows.iter()
+        .filter_map(|row| {
+            let name = &row.container;
+            let o = observed.get(name.as_str())?;
+            let window = config
+                .services
+                .get(name)
+                .and_then(|s| s.window.as_ref())
+                .or(config.watch.window.as_ref())
+                .map(|w| {
+                    format!(
+                        "{} for {}",
+                        w.expression,
+                        humantime::format_duration(w.length)
+                    )
+                });
+            let policy = detect::policy_for(name, &o.labels, &config.watch, &config.services);
+            Some((name.clone(), crate::report::Rules { policy, window }))
         })
         .collect()
 }

@@ -14,13 +14,17 @@ use tokio::sync::mpsc;
 // tokio's clock, not std's: it is the one that tokio's paused test time moves.
 use tokio::time::Instant;
 
-use crate::api::{LastCycle, NextCycle, StatusBoard, Trigger as ApiTrigger, STATUS_HISTORY};
+use crate::api::{
+    EngineFacts, LastCycle, NextCycle, StatusBoard, Trigger as ApiTrigger, STATUS_HISTORY,
+};
 use crate::apply::{Handover, StepOutcome};
 use crate::config::{AgentConfig, Trigger};
 use crate::cycle::{Agent, CycleReport};
 use crate::image_ref::ImageRef;
 use crate::metrics::Metrics;
 use crate::notify::{Event, EventKind};
+use crate::plan::detect::Status;
+use crate::plan::recreate::Flavor;
 use crate::shutdown::Shutdown;
 use crate::state::{CycleLock, StateError, Wait};
 
@@ -85,6 +89,11 @@ fn cycle_panicked(
     elapsed: Duration,
 ) {
     surface.metrics.record_cycle_failed(elapsed);
+    if let Reason::Triggered(t) = reason {
+        surface
+            .board
+            .action_finished(t, false, format!("panicked and was abandoned: {panic}"));
+    }
     tracing::error!(
         cycle = %reason,
         panic,
@@ -204,6 +213,7 @@ impl Schedule<'_> {
 /// Runs cycles until `shutdown` fires.
 pub async fn run(agent: &Agent, shutdown: Shutdown, mut surface: Surface) {
     recall(agent, &surface).await;
+    surface.board.set_engine(engine_facts(agent));
     tracing::info!(engine = %agent.engine.host(), "tidewatch running");
     let triggers = surface.triggers.take();
     // Held for the daemon's life: its cycles publish through them, and they say `offline` at
@@ -286,9 +296,47 @@ async fn recv(triggers: &mut Option<mpsc::Receiver<ApiTrigger>>) -> Option<ApiTr
     }
 }
 
+/// The engine's facts for the status board.
+fn engine_facts(agent: &Agent) -> EngineFacts {
+    let (major, minor) = agent.engine.api_version();
+    EngineFacts {
+        host: agent.engine.host().to_string(),
+        flavor: match agent.engine.flavor() {
+            Flavor::Docker => "docker",
+            Flavor::Podman => "podman",
+        }
+        .to_string(),
+        version: agent.engine.server_version().map(str::to_string),
+        api_version: format!("{major}.{minor}"),
+    }
+}
+
 /// One cycle, narrowed to what a trigger names, then the self-update if the plan has one, all
-/// recorded everywhere.
+/// recorded everywhere; or the rollback or release a trigger asks for.
 async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd {
+    if let Reason::Triggered(t) = reason {
+        surface.board.action_started(t);
+    }
+    match reason {
+        Reason::Triggered(t @ ApiTrigger::Rollback { container }) => {
+            let (ok, detail) = match crate::rollback::roll_back(agent, container).await {
+                Ok(done) => rolled_back(container, &done),
+                Err(e) => (false, e.to_string()),
+            };
+            log_action(ok, &detail);
+            look_again(agent, surface, container).await;
+            surface.board.action_finished(t, ok, detail);
+            return CycleEnd::Finished;
+        }
+        Reason::Triggered(t @ ApiTrigger::Release { container }) => {
+            let (ok, detail) = release(agent, container).await;
+            log_action(ok, &detail);
+            look_again(agent, surface, container).await;
+            surface.board.action_finished(t, ok, detail);
+            return CycleEnd::Finished;
+        }
+        _ => {}
+    }
     let started = Utc::now();
     let clock = Instant::now();
     let (result, full) = match reason {
@@ -327,10 +375,13 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
             tracing::info!(?images, containers = ?names, "registry push: checking the containers that use it");
             (agent.cycle_after(inventory, &names, false).await, false)
         }
+        // Answered above.
+        Reason::Triggered(ApiTrigger::Rollback { .. } | ApiTrigger::Release { .. }) => {
+            return CycleEnd::Finished
+        }
     };
-    for (registry, requests, errors) in agent.registry.take_registry_counts().await {
-        surface.metrics.record_registry(&registry, requests, errors);
-    }
+    let requests = record_registry_counts(agent, surface).await;
+    surface.board.set_last_cycle_requests(requests);
     let mut end = CycleEnd::Finished;
     match result {
         Ok(mut report) => {
@@ -354,15 +405,127 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
             } else {
                 surface.board.merge(&report, started, Utc::now())
             };
-            remember(agent, surface, last).await;
+            remember(agent, surface, Some(last)).await;
             log_summary(&report);
+            if let Reason::Triggered(t @ ApiTrigger::Cycle { container, .. }) = reason {
+                let (ok, detail) = cycle_outcome(&report, container.as_deref());
+                surface.board.action_finished(t, ok, detail);
+            }
         }
         Err(e) => {
             surface.metrics.record_cycle_error(clock.elapsed());
             tracing::error!("cycle failed: {e}");
+            if let Reason::Triggered(t) = reason {
+                surface
+                    .board
+                    .action_finished(t, false, format!("the cycle failed: {e}"));
+            }
         }
     }
     end
+}
+
+/// Adds the registry requests since the last call to the metrics; returns how many there were.
+async fn record_registry_counts(agent: &Agent, surface: &Surface) -> u64 {
+    let mut total = 0;
+    for (registry, requests, errors) in agent.registry.take_registry_counts().await {
+        surface.metrics.record_registry(&registry, requests, errors);
+        total += requests;
+    }
+    total
+}
+
+/// What a cycle a person asked for did, for the board: whether it did what was asked, and a
+/// sentence. `container`: the one container it was asked for, if any.
+fn cycle_outcome(report: &CycleReport, container: Option<&str>) -> (bool, String) {
+    let Some(name) = container else {
+        let c = report.counts();
+        return (
+            report.succeeded(),
+            format!(
+                "checked {} containers: {} updated, {} rolled back, {} failed, {} waiting",
+                report.containers.len(),
+                c.updated,
+                c.rolled_back,
+                c.failed,
+                report.plan.waiting.len()
+            ),
+        );
+    };
+    if let Some(r) = report.results.iter().find(|r| r.container == name) {
+        let detail = format!("{name}: {}: {}", r.outcome, r.detail);
+        return (r.outcome == StepOutcome::Updated, detail);
+    }
+    if let Some(w) = report.plan.waiting.iter().find(|w| w.container == name) {
+        return (true, format!("{name}: the update waits: {}", w.reason));
+    }
+    match report.containers.iter().find(|r| r.container == name) {
+        Some(row) => {
+            let status = row.status.as_str().replace('_', " ");
+            let detail = match &row.detail {
+                Some(d) => format!("{name}: {status}: {d}"),
+                None => format!("{name}: {status}"),
+            };
+            (row.status != Status::Error, detail)
+        }
+        None => (
+            false,
+            format!("{name}: no such container in this agent's scope"),
+        ),
+    }
+}
+
+/// The board's sentence for a rollback that was done, and whether its sharers followed.
+fn rolled_back(container: &str, done: &crate::rollback::RolledBack) -> (bool, String) {
+    let mut detail = format!(
+        "{container}: rolled back to {} and held there until a newer digest is pushed",
+        done.back_to
+    );
+    let mut ok = true;
+    for s in &done.sharers {
+        if s.outcome == StepOutcome::Updated {
+            detail.push_str(&format!("; {} recreated to follow it", s.container));
+        } else {
+            ok = false;
+            detail.push_str(&format!("; {}: {}: {}", s.container, s.outcome, s.detail));
+        }
+    }
+    (ok, detail)
+}
+
+/// Lifts `container`'s quarantined digests and rollback hold (`POST /v1/release`).
+async fn release(agent: &Agent, container: &str) -> (bool, String) {
+    let name = container.to_string();
+    match agent.store.with(move |s| s.release_all(&name)).await {
+        Ok((0, false)) => (true, format!("{container}: nothing was held")),
+        Ok((lifted, hold)) => (
+            true,
+            format!(
+                "{container}: released {lifted} quarantined digest(s){}; the next cycle may update it",
+                if hold { " and the rollback hold" } else { "" }
+            ),
+        ),
+        Err(e) => (false, format!("{container}: {e}")),
+    }
+}
+
+fn log_action(ok: bool, detail: &str) {
+    if ok {
+        tracing::info!("{detail}");
+    } else {
+        tracing::warn!("{detail}");
+    }
+}
+
+/// After a rollback or release: checks `container` again without changing anything, so the
+/// board shows where it stands, and reads the history that moved.
+async fn look_again(agent: &Agent, surface: &Surface, container: &str) {
+    match agent.cycle(&[container.to_string()], true, false).await {
+        Ok(report) => surface.board.refresh(&report, Utc::now()),
+        Err(e) => tracing::warn!("checking {container} again for the status: {e}"),
+    }
+    record_registry_counts(agent, surface).await;
+    remember(agent, surface, None).await;
 }
 
 /// Puts the last cycle and history a previous run recorded on the board, so `/v1/status` and
@@ -371,32 +534,79 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
 async fn recall(agent: &Agent, surface: &Surface) {
     let read = agent
         .store
-        .with(|s| Ok::<_, StateError>((s.last_cycle()?, s.history(None, STATUS_HISTORY)?)))
+        .with(|s| {
+            Ok::<_, StateError>((
+                s.last_cycle()?,
+                s.history(None, STATUS_HISTORY)?,
+                s.last_updated()?,
+            ))
+        })
         .await;
     match read {
-        Ok((last, history)) => surface.board.restore(last, history),
+        Ok((last, history, updated)) => {
+            surface.board.restore(last, history);
+            surface.board.set_last_updated(updated);
+        }
         Err(e) => tracing::warn!("state store: reading the last cycle for status: {e}"),
     }
 }
 
-/// Keeps `last` in the state store, for `tidewatch status` while the daemon is stopped, and
-/// puts the newest history entries and the digests quarantined this cycle on the board. A
-/// failure is logged: the cycle is done.
-async fn remember(agent: &Agent, surface: &Surface, last: LastCycle) {
+/// Keeps `last` (if a cycle ended) in the state store, for `tidewatch status` while the
+/// daemon is stopped, and puts the newest history entries, when each container was last
+/// updated and the digests quarantined this cycle on the board. A failure is logged: the
+/// cycle is done.
+async fn remember(agent: &Agent, surface: &Surface, last: Option<LastCycle>) {
     let read = agent
         .store
         .with(move |s| {
-            s.record_cycle(&last)?;
-            Ok::<_, StateError>((s.history(None, STATUS_HISTORY)?, s.quarantined(None)?))
+            if let Some(last) = &last {
+                s.record_cycle(last)?;
+            }
+            Ok::<_, StateError>((
+                s.history(None, STATUS_HISTORY)?,
+                s.quarantined(None)?,
+                s.last_updated()?,
+                s.holds()?,
+            ))
         })
         .await;
     match read {
-        Ok((history, quarantine)) => {
+        Ok((history, quarantine, updated, holds)) => {
             surface.board.set_history(history);
+            surface.board.set_last_updated(updated);
+            surface.board.set_held(held(&quarantine, &holds));
             surface.board.hold_quarantined(&quarantine);
         }
         Err(e) => tracing::warn!("state store: recording the cycle for status: {e}"),
     }
+}
+
+/// What holds each container back, in words, for the board: its rollback hold, then its
+/// quarantined digests.
+fn held(
+    quarantine: &[crate::state::QuarantineEntry],
+    holds: &[crate::state::Hold],
+) -> std::collections::BTreeMap<String, String> {
+    let mut held = std::collections::BTreeMap::new();
+    for h in holds {
+        held.insert(
+            h.container.clone(),
+            format!(
+                "rolled back to {} and held there until a newer digest than {} is pushed",
+                h.held_digest, h.skipped_digest
+            ),
+        );
+    }
+    for q in quarantine {
+        let text = format!("{} quarantined: {}", q.digest, q.reason);
+        held.entry(q.container.clone())
+            .and_modify(|t: &mut String| {
+                t.push_str("; ");
+                t.push_str(&text);
+            })
+            .or_insert(text);
+    }
+    held
 }
 
 /// A push of another tag of a container's repository matters to containers that track tags

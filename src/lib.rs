@@ -31,6 +31,7 @@ mod prop_json;
 pub mod registry;
 pub mod release_notes;
 pub mod report;
+pub mod rollback;
 pub mod service_manager;
 pub mod shutdown;
 pub mod state;

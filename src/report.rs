@@ -2,11 +2,12 @@
 //! did ([`CycleReport`]). `apply` and `cycle` fill them in; notifications, metrics, the CLI's
 //! output and the API's status read them, so those need neither `apply` nor `cycle`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
 
+use crate::config::Policy;
 use crate::plan::detect::{CheckRow, Status};
 use crate::plan::update::Plan;
 use crate::release_notes::ReleaseNotes;
@@ -71,6 +72,18 @@ pub struct CycleReport {
     /// Containers with a new digest whose policy is `notify` (monitor only).
     #[serde(skip)]
     pub monitor_only: BTreeSet<String>,
+    /// Each checked container's policy and window, by name, for the status board.
+    #[serde(skip)]
+    pub rules: BTreeMap<String, Rules>,
+}
+
+/// The rules a container is updated by, as the status board shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// Its policy.
+    pub policy: Policy,
+    /// Its maintenance window (`0 2 * * 6 for 2h`), if any.
+    pub window: Option<String>,
 }
 
 impl CycleReport {

@@ -6,6 +6,7 @@
 mod support;
 
 mod agent_image;
+mod board;
 mod check;
 mod crash;
 mod engine_requests;

@@ -46,8 +46,15 @@ pub(super) async fn json_body(request: Request, next: Next) -> Response {
 
 /// No `Origin` (not a browser, or a same-origin `GET`), or `http://` and the request's `Host`.
 /// The API speaks plain HTTP, so its own origin is `http://`; `Origin: null` (a sandboxed or
-/// local page) is another origin.
+/// local page) is another origin. A browser's `Sec-Fetch-Site`, when it sends one, must say
+/// `same-origin` (or `none`: typed by the user): `same-site` covers the other ports of the same
+/// host, which are other origins.
 fn is_same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return false;
+        }
+    }
     let Some(origin) = headers.get(ORIGIN) else {
         return true;
     };
@@ -151,6 +158,20 @@ mod tests {
             "origin",
             "http://127.0.0.1:8787"
         )])));
+        let own = ("origin", "http://127.0.0.1:8787");
+        for site in ["same-origin", "none"] {
+            assert!(is_same_origin(&headers(&[
+                host,
+                own,
+                ("sec-fetch-site", site)
+            ])));
+        }
+        for site in ["same-site", "cross-site", ""] {
+            assert!(
+                !is_same_origin(&headers(&[host, own, ("sec-fetch-site", site)])),
+                "{site}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The HTTP API of `tidewatch run`: health, Prometheus metrics, the status of the last cycle,
-//! and triggers (`POST /v1/update`, a registry's push webhook).
+//! the status board, and triggers (`POST /v1/update`, `/v1/rollback`, `/v1/release`, a
+//! registry's push webhook).
 //!
 //! The API runs no cycle itself: it reads the [`StatusBoard`] and [`Metrics`] the daemon
 //! records into, and sends [`Trigger`]s on a channel the daemon receives from. So a request
@@ -11,6 +12,10 @@
 //! | `GET /metrics` | Prometheus text (token beyond loopback, unless `public_read`) |
 //! | `GET /v1/status` | [`StatusSnapshot`] as JSON (token beyond loopback, unless `public_read`) |
 //! | `POST /v1/update[?container=NAME][&force=true]` | token: `202`, sends [`Trigger::Cycle`] |
+//! | `POST /v1/rollback?container=NAME` | token (one must be configured): `202`, sends [`Trigger::Rollback`] |
+//! | `POST /v1/release?container=NAME` | token (one must be configured): `202`, sends [`Trigger::Release`] |
+//! | `GET /` | the status board ([`board`]): HTML; its data needs the token where `/v1/status` does |
+//! | `GET /board.js`, `GET /board.css` | the board's script and style sheet |
 //! | `POST /v1/hooks/registry` | hook secret: `202`, sends [`Trigger::Images`] |
 //! | `POST /v1/hooks/github` | signed with the hook secret: `202`, sends [`Trigger::Images`] for a container push |
 //! | `POST /v1/hooks/dockerhub[/SECRET]` | hook secret (bearer or path): `202`, sends [`Trigger::Images`] |
@@ -20,7 +25,9 @@
 //! must be JSON ([`forgery`]). Each connection has [`ApiConfig::header_read_timeout`] to send a
 //! request head, and at most [`ApiConfig::max_connections`] are served at once (#13).
 
+mod actions;
 mod auth;
+pub mod board;
 mod dockerhub;
 mod forgery;
 mod github;
@@ -54,8 +61,12 @@ use crate::image_ref::ImageRef;
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
 
+pub use actions::{Action, ActionKind, ActionState, KEPT_ACTIONS};
 pub use hook::{parse_hook, HookError, HookImages};
-pub use status::{LastCycle, NextCycle, StatusBoard, StatusSnapshot, STATUS_HISTORY};
+pub use status::{
+    AgentFacts, EngineFacts, LastCycle, NextCycle, StatusBoard, StatusRow, StatusSnapshot,
+    STATUS_HISTORY,
+};
 
 /// How many triggers may wait for the daemon; beyond that the API answers 503.
 pub const TRIGGER_QUEUE: usize = 16;
@@ -90,6 +101,17 @@ pub enum Trigger {
     /// A registry push: check (and update) only the containers that use these references,
     /// normalised as [`ImageRef`] prints them (`host/repo:tag`).
     Images(Vec<String>),
+    /// `POST /v1/rollback`: back to the image `container` ran before its last update, as
+    /// `tidewatch rollback` does.
+    Rollback {
+        /// The container (by name).
+        container: String,
+    },
+    /// `POST /v1/release`: lift the quarantined digests and the rollback hold of `container`.
+    Release {
+        /// The container (by name).
+        container: String,
+    },
 }
 
 impl Trigger {
@@ -101,6 +123,7 @@ impl Trigger {
             Trigger::Images(images) => ImageRef::parse(image)
                 .map(|r| images.contains(&r.to_string()))
                 .unwrap_or(false),
+            Trigger::Rollback { container } | Trigger::Release { container } => container == name,
         }
     }
 }
@@ -182,13 +205,15 @@ impl ApiState {
 /// The routes, for [`serve`] and for tests that drive them directly.
 pub fn router(state: ApiState) -> Router {
     // Layers added later run first: the origin, then the secret, then the body's type.
-    let update = post(post_update)
-        .route_layer(middleware::from_fn(forgery::json_body))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ))
-        .route_layer(middleware::from_fn(forgery::same_origin));
+    let guarded = |handler: axum::routing::MethodRouter<ApiState>| {
+        handler
+            .route_layer(middleware::from_fn(forgery::json_body))
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_token,
+            ))
+            .route_layer(middleware::from_fn(forgery::same_origin))
+    };
     // A push webhook: not from a web page, then (where the caller can send one) the hook
     // secret as a bearer token, then a body declared JSON and bounded in size. GitHub's
     // deliveries carry a signature instead (checked by the handler, which needs the body);
@@ -220,7 +245,12 @@ pub fn router(state: ApiState) -> Router {
     let named = Router::new()
         .route("/metrics", read(get(get_metrics)))
         .route("/v1/status", read(get(get_status)))
-        .route("/v1/update", update)
+        .route("/v1/update", guarded(post(post_update)))
+        .route("/v1/rollback", guarded(post(post_rollback)))
+        .route("/v1/release", guarded(post(post_release)))
+        .route("/", get(board::get_page))
+        .route("/board.js", get(board::get_script))
+        .route("/board.css", get(board::get_style))
         .route("/v1/hooks/registry", hook)
         .route("/v1/hooks/github", github)
         .route("/v1/hooks/dockerhub", dockerhub)
@@ -337,6 +367,41 @@ struct UpdateParams {
     force: bool,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContainerParams {
+    container: Option<String>,
+}
+
+/// A refusal: the status and the message of its [`error`] body.
+type Refusal = (StatusCode, String);
+
+/// The container a query names, trimmed of blanks and docker's leading `/`; an empty one is
+/// refused.
+fn container_param(container: Option<String>) -> Result<Option<String>, Refusal> {
+    match container.map(|c| c.trim().trim_start_matches('/').to_string()) {
+        Some(c) if c.is_empty() => Err((
+            StatusCode::BAD_REQUEST,
+            "container must not be empty".to_string(),
+        )),
+        c => Ok(c),
+    }
+}
+
+/// Queues `trigger` for the daemon, recorded on the board as an action: `202` with `body`
+/// and the action's id, or `503` when it could not be queued.
+fn queue(state: &ApiState, trigger: Trigger, mut body: serde_json::Value) -> Response {
+    let id = state.board.queue_action(&trigger);
+    if let Err(why) = state.send(trigger) {
+        if let Some(id) = id {
+            state.board.drop_action(id, why);
+        }
+        return error(StatusCode::SERVICE_UNAVAILABLE, why);
+    }
+    body["action"] = json!(id);
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
 async fn post_update(
     State(state): State<ApiState>,
     params: Result<Query<UpdateParams>, QueryRejection>,
@@ -350,14 +415,9 @@ async fn post_update(
             )
         }
     };
-    let container = match params
-        .container
-        .map(|c| c.trim().trim_start_matches('/').to_string())
-    {
-        Some(c) if c.is_empty() => {
-            return error(StatusCode::BAD_REQUEST, "container must not be empty")
-        }
-        c => c,
+    let container = match container_param(params.container) {
+        Ok(c) => c,
+        Err((status, why)) => return error(status, &why),
     };
     // Forcing lets updates through closed maintenance windows: not for whoever can reach a
     // loopback port. With a token configured, `auth::require_token` has already checked it.
@@ -368,18 +428,76 @@ async fn post_update(
         );
     }
     tracing::info!(container = ?container, force = params.force, "update requested over the API");
+    let body = json!({ "queued": "cycle", "container": container, "force": params.force });
     let trigger = Trigger::Cycle {
-        container: container.clone(),
+        container,
         force: params.force,
     };
-    if let Err(why) = state.send(trigger) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, why);
+    queue(&state, trigger, body)
+}
+
+/// The container a rollback or release names. Both override what the agent decided (a
+/// quarantine, a newer digest), so, like `force`, they need a configured token: not for
+/// whoever can reach a loopback port.
+fn named_container(
+    state: &ApiState,
+    params: Result<Query<ContainerParams>, QueryRejection>,
+    what: &str,
+) -> Result<String, Refusal> {
+    let params = params.map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("{} (expected ?container=NAME)", e.body_text()),
+        )
+    })?;
+    if state.token.is_none() {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("{what} needs the API token: set [api] token_file and send it as `Authorization: Bearer <token>`"),
+        ));
     }
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({ "queued": "cycle", "container": container, "force": params.force })),
-    )
-        .into_response()
+    container_param(params.0.container)?.ok_or_else(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            "?container=NAME is required".to_string(),
+        )
+    })
+}
+
+/// A request about one named container, queued as `trigger(name)`; `queued` names it in the
+/// answer and the log, `what` in a refusal.
+fn queue_named(
+    state: &ApiState,
+    params: Result<Query<ContainerParams>, QueryRejection>,
+    what: &str,
+    queued: &str,
+    trigger: fn(String) -> Trigger,
+) -> Response {
+    let container = match named_container(state, params, what) {
+        Ok(c) => c,
+        Err((status, why)) => return error(status, &why),
+    };
+    tracing::info!(?container, "{queued} requested over the API");
+    let body = json!({ "queued": queued, "container": container });
+    queue(state, trigger(container), body)
+}
+
+async fn post_rollback(
+    State(state): State<ApiState>,
+    params: Result<Query<ContainerParams>, QueryRejection>,
+) -> Response {
+    queue_named(&state, params, "a rollback", "rollback", |container| {
+        Trigger::Rollback { container }
+    })
+}
+
+async fn post_release(
+    State(state): State<ApiState>,
+    params: Result<Query<ContainerParams>, QueryRejection>,
+) -> Response {
+    queue_named(&state, params, "releasing a hold", "release", |container| {
+        Trigger::Release { container }
+    })
 }
 
 #[cfg(test)]

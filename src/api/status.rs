@@ -1,11 +1,15 @@
 //! The status board: what the last cycles found, kept by the daemon for `GET /v1/status` and
 //! the containers-by-status metric.
 
+use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::actions::{Action, Actions};
+use super::Trigger;
 use crate::plan::detect::{CheckRow, Status};
 use crate::plan::update::{WaitReason, Waiting};
 use crate::report::CycleReport;
@@ -28,14 +32,112 @@ pub struct NextCycle {
 /// How many history entries `GET /v1/status` carries, newest first.
 pub const STATUS_HISTORY: usize = 10;
 
+/// One container's (or Swarm service's) row: its `check --json` row, flattened, and what the
+/// board adds. Field names are part of the API contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusRow {
+    /// The row as `check --json` gives it.
+    #[serde(flatten)]
+    pub row: CheckRow,
+    /// When a cycle of this run last checked it.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// When it was last updated (the history's newest `updated` entry), if ever.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Its policy (`update`, `notify`, `ignore`), when the cycle that checked it knew it.
+    pub policy: Option<String>,
+    /// Its maintenance window (`0 2 * * 6 for 2h`), if it has one.
+    pub window: Option<String>,
+    /// The board's badge: `up_to_date`, `update_available`, `waiting`, `quarantined` (a
+    /// quarantined digest or a rollback hold), `error`, `skipped` or `unknown`.
+    pub badge: &'static str,
+    /// Why, for the badges that need it (the wait's reason, the error, why it is skipped).
+    pub badge_detail: Option<String>,
+    /// When a wait ends by itself (min_age, a maintenance window), if it does.
+    pub waiting_until: Option<DateTime<Utc>>,
+    /// What holds it back until released or a newer digest is pushed (a rollback hold,
+    /// quarantined digests), whatever else it waits for; `POST /v1/release` lifts it.
+    pub held: Option<String>,
+}
+
+impl StatusRow {
+    /// Sets the badge from the row's status and the update waiting for it, if any.
+    fn set_badge(&mut self, waiting: Option<&Waiting>) {
+        let (badge, detail, until) = match waiting.map(|w| &w.reason) {
+            Some(WaitReason::MonitorOnly) => (
+                "update_available",
+                Some(WaitReason::MonitorOnly.to_string()),
+                None,
+            ),
+            Some(r @ (WaitReason::Quarantined { .. } | WaitReason::RollbackHold)) => {
+                ("quarantined", Some(r.to_string()), None)
+            }
+            Some(r) => ("waiting", Some(r.to_string()), r.until()),
+            None => (self.row.status.as_str(), self.row.detail.clone(), None),
+        };
+        // A hold outlasts a closed window or min_age: it is what a person must act on.
+        let (badge, detail, until) = match &self.held {
+            Some(why) if badge == "waiting" || badge == "update_available" => {
+                ("quarantined", Some(why.clone()), None)
+            }
+            _ => (badge, detail, until),
+        };
+        self.badge = badge;
+        self.badge_detail = detail;
+        self.waiting_until = until;
+    }
+}
+
+impl Deref for StatusRow {
+    type Target = CheckRow;
+
+    fn deref(&self) -> &CheckRow {
+        &self.row
+    }
+}
+
+/// This agent, for the board. Field names are part of the API contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentFacts {
+    /// tidewatch's version.
+    pub version: String,
+    /// When this run of the daemon started.
+    pub started_at: DateTime<Utc>,
+    /// Seconds since then, when the snapshot was taken.
+    pub uptime_secs: u64,
+}
+
+impl Default for AgentFacts {
+    fn default() -> AgentFacts {
+        AgentFacts {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: Utc::now().trunc_subsecs(0),
+            uptime_secs: 0,
+        }
+    }
+}
+
+/// The engine the agent manages, for the board. Field names are part of the API contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EngineFacts {
+    /// Its address (`unix:///var/run/docker.sock`).
+    pub host: String,
+    /// `docker` or `podman`.
+    pub flavor: String,
+    /// Its own version, if it said.
+    pub version: Option<String>,
+    /// The API version tidewatch speaks with it (`1.41`).
+    pub api_version: String,
+}
+
 /// The body of `GET /v1/status`. Field names are part of the API contract.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StatusSnapshot {
     /// `None` until a cycle has finished (in this run of the daemon or, recorded in the state
     /// store, an earlier one).
     pub last_cycle: Option<LastCycle>,
-    /// Every watched container's row, as `check --json` gives it.
-    pub containers: Vec<CheckRow>,
+    /// Every watched container's row, as `check --json` gives it, with when it was last
+    /// checked and updated, its policy and window.
+    pub containers: Vec<StatusRow>,
     /// Updates found but held back (quarantined digests, rollback holds, dependency cycles).
     pub pending: Vec<Waiting>,
     /// When the next scheduled cycle is due; `None` until the first cycle has finished.
@@ -43,6 +145,55 @@ pub struct StatusSnapshot {
     /// The newest [`STATUS_HISTORY`] history entries as the daemon read them after its last
     /// cycle, newest first, as `history --json` gives them.
     pub history: Vec<HistoryEntry>,
+    /// How many requests the last cycle of this run sent to registries; `None` before one.
+    pub last_cycle_requests: Option<u64>,
+    /// tidewatch's version and uptime.
+    pub agent: AgentFacts,
+    /// The engine's address, version and API version; `None` until the daemon connected.
+    pub engine: Option<EngineFacts>,
+    /// What was asked over the API (`POST /v1/update`, `/v1/rollback`, `/v1/release`) and how
+    /// it went, oldest first, the last [`super::actions::KEPT_ACTIONS`].
+    pub actions: Vec<Action>,
+    /// The requests behind `actions`.
+    #[serde(skip)]
+    requests: Actions,
+    /// When each container was last updated, for the rows' `updated_at`.
+    #[serde(skip)]
+    updated: BTreeMap<String, DateTime<Utc>>,
+    /// What holds each held container back, for the rows' `held`.
+    #[serde(skip)]
+    held: BTreeMap<String, String>,
+}
+
+impl StatusSnapshot {
+    /// Replaces (or adds) the rows of `report`'s containers, checked at `at`.
+    fn put_rows(&mut self, report: &CycleReport, at: DateTime<Utc>) {
+        for row in report.current_rows() {
+            let rules = report.rules.get(&row.container);
+            let new = StatusRow {
+                checked_at: Some(at.trunc_subsecs(0)),
+                updated_at: self.updated.get(&row.container).copied(),
+                policy: rules.map(|r| r.policy.as_str().to_string()),
+                window: rules.and_then(|r| r.window.clone()),
+                badge: row.status.as_str(),
+                badge_detail: None,
+                waiting_until: None,
+                held: None,
+                row,
+            };
+            match self
+                .containers
+                .iter_mut()
+                .find(|r| r.container == new.container)
+            {
+                Some(old) => *old = new,
+                None => self.containers.push(new),
+            }
+        }
+        let seen = |name: &str| report.containers.iter().any(|r| r.container == name);
+        self.pending.retain(|w| !seen(&w.container));
+        self.pending.extend(report.plan.waiting.iter().cloned());
+    }
 }
 
 /// A shared snapshot: the daemon writes it after each cycle, the API reads it. Clones share it.
@@ -60,8 +211,9 @@ impl StatusBoard {
     ) -> LastCycle {
         let last = last_cycle(report, started, finished);
         self.write(|s| {
-            s.containers = report.current_rows();
-            s.pending = report.plan.waiting.clone();
+            s.containers.clear();
+            s.pending.clear();
+            s.put_rows(report, finished);
             s.last_cycle = Some(last);
         });
         last
@@ -78,22 +230,61 @@ impl StatusBoard {
     ) -> LastCycle {
         let last = last_cycle(report, started, finished);
         self.write(|s| {
-            for row in report.current_rows() {
-                match s
-                    .containers
-                    .iter_mut()
-                    .find(|r| r.container == row.container)
-                {
-                    Some(old) => *old = row,
-                    None => s.containers.push(row),
-                }
-            }
-            let seen = |name: &str| report.containers.iter().any(|r| r.container == name);
-            s.pending.retain(|w| !seen(&w.container));
-            s.pending.extend(report.plan.waiting.iter().cloned());
+            s.put_rows(report, finished);
             s.last_cycle = Some(last);
         });
         last
+    }
+
+    /// Folds in the rows of a dry run that looked again at some containers after a rollback
+    /// or a release, checked at `at`; the last cycle stays the one it was.
+    pub fn refresh(&self, report: &CycleReport, at: DateTime<Utc>) {
+        self.write(|s| s.put_rows(report, at));
+    }
+
+    /// Records how many requests the last cycle sent to registries.
+    pub fn set_last_cycle_requests(&self, requests: u64) {
+        self.write(|s| s.last_cycle_requests = Some(requests));
+    }
+
+    /// Records the engine the daemon manages.
+    pub fn set_engine(&self, engine: EngineFacts) {
+        self.write(|s| s.engine = Some(engine));
+    }
+
+    /// Records when each container was last updated.
+    pub fn set_last_updated(&self, updated: BTreeMap<String, DateTime<Utc>>) {
+        self.write(|s| {
+            for row in &mut s.containers {
+                row.updated_at = updated.get(&row.container).copied();
+            }
+            s.updated = updated;
+        });
+    }
+
+    /// Records what holds containers back (rollback holds, quarantined digests), by name.
+    pub fn set_held(&self, held: BTreeMap<String, String>) {
+        self.write(|s| s.held = held);
+    }
+
+    /// Records a request the API queued for the daemon; its id (`None` for a registry push).
+    pub fn queue_action(&self, trigger: &Trigger) -> Option<u64> {
+        self.write(|s| s.requests.queue(trigger, Utc::now()))
+    }
+
+    /// The API could not queue request `id` after all.
+    pub fn drop_action(&self, id: u64, why: &str) {
+        self.write(|s| s.requests.drop_queued(id, why, Utc::now()));
+    }
+
+    /// The daemon took `trigger`.
+    pub fn action_started(&self, trigger: &Trigger) {
+        self.write(|s| s.requests.start(trigger));
+    }
+
+    /// The daemon finished `trigger`, as asked (`ok`) or not, with what happened.
+    pub fn action_finished(&self, trigger: &Trigger, ok: bool, detail: String) {
+        self.write(|s| s.requests.finish(trigger, ok, detail, Utc::now()));
     }
 
     /// Starts from what a previous run of the daemon recorded: its last cycle and the recent
@@ -138,9 +329,21 @@ impl StatusBoard {
         self.write(|s| s.history = history);
     }
 
-    /// A copy of the current snapshot.
+    /// A copy of the current snapshot, with the uptime and requests as they stand now.
     pub fn snapshot(&self) -> StatusSnapshot {
-        self.read(StatusSnapshot::clone)
+        let mut s = self.read(StatusSnapshot::clone);
+        s.agent.uptime_secs = (Utc::now() - s.agent.started_at)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs();
+        s.actions = s.requests.list();
+        let pending = std::mem::take(&mut s.pending);
+        for row in &mut s.containers {
+            row.held = s.held.get(&row.container).cloned();
+            row.set_badge(pending.iter().find(|w| w.container == row.container));
+        }
+        s.pending = pending;
+        s
     }
 
     /// Runs `f` on the current snapshot without copying it.
@@ -151,9 +354,9 @@ impl StatusBoard {
         f(&guard)
     }
 
-    fn write(&self, f: impl FnOnce(&mut StatusSnapshot)) {
+    fn write<T>(&self, f: impl FnOnce(&mut StatusSnapshot) -> T) -> T {
         let mut guard = self.0.write().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard);
+        f(&mut guard)
     }
 }
 
@@ -181,6 +384,10 @@ mod tests {
             detail: None,
             notes: Default::default(),
         }
+    }
+
+    fn rows(s: &StatusSnapshot) -> Vec<CheckRow> {
+        s.containers.iter().map(|r| r.row.clone()).collect()
     }
 
     fn waiting(container: &str) -> Waiting {
@@ -220,7 +427,7 @@ mod tests {
         );
         board.update(&report(vec![row("db", Status::UpToDate)], vec![]), t0, t0);
         let s = board.snapshot();
-        assert_eq!(s.containers, vec![row("db", Status::UpToDate)]);
+        assert_eq!(rows(&s), vec![row("db", Status::UpToDate)]);
         assert!(s.pending.is_empty());
         assert!(s.last_cycle.unwrap().succeeded);
     }
@@ -273,6 +480,52 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_outranks_a_closed_window_on_the_badge() {
+        let board = StatusBoard::default();
+        let t0 = Utc::now();
+        let window = Waiting {
+            container: "web".into(),
+            to_digest: "sha256:bbbb".into(),
+            reason: WaitReason::MinAge {
+                age: std::time::Duration::from_secs(1),
+                min_age: std::time::Duration::from_secs(60),
+                until: t0,
+            },
+        };
+        board.update(
+            &report(
+                vec![
+                    row("web", Status::UpdateAvailable),
+                    row("db", Status::UpdateAvailable),
+                ],
+                vec![window],
+            ),
+            t0,
+            t0,
+        );
+        let badges = |board: &StatusBoard| -> Vec<(&'static str, Option<String>)> {
+            board
+                .snapshot()
+                .containers
+                .iter()
+                .map(|r| (r.badge, r.held.clone()))
+                .collect()
+        };
+        assert_eq!(
+            badges(&board),
+            vec![("waiting", None), ("update_available", None)]
+        );
+        board.set_held([("web".to_string(), "rolled back".to_string())].into());
+        assert_eq!(
+            badges(&board),
+            vec![
+                ("quarantined", Some("rolled back".into())),
+                ("update_available", None)
+            ]
+        );
+    }
+
+    #[test]
     fn a_partial_cycle_keeps_the_other_containers() {
         let board = StatusBoard::default();
         let t0 = Utc::now();
@@ -297,7 +550,7 @@ mod tests {
         );
         let s = board.snapshot();
         assert_eq!(
-            s.containers,
+            rows(&s),
             vec![
                 row("web", Status::UpToDate),
                 row("db", Status::UpToDate),
@@ -332,7 +585,13 @@ mod tests {
     #[test]
     fn snapshot_serialises_as_the_status_contract() {
         let board = StatusBoard::default();
-        let json = serde_json::to_value(board.snapshot()).unwrap();
+        let mut json = serde_json::to_value(board.snapshot()).unwrap();
+        let agent = json.as_object_mut().unwrap().remove("agent").unwrap();
+        assert_eq!(agent["version"], env!("CARGO_PKG_VERSION"));
+        assert!(
+            agent["started_at"].is_string() && agent["uptime_secs"].is_u64(),
+            "{agent}"
+        );
         assert_eq!(
             json,
             serde_json::json!({
@@ -340,7 +599,10 @@ mod tests {
                 "containers": [],
                 "pending": [],
                 "next_cycle": null,
-                "history": []
+                "history": [],
+                "last_cycle_requests": null,
+                "engine": null,
+                "actions": []
             })
         );
         let t0 = DateTime::parse_from_rfc3339("2026-03-10T12:00:00Z")

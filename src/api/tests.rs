@@ -775,7 +775,9 @@ async fn status_is_null_before_the_first_cycle() {
     let s = serve_guarded().await;
     let r = s.http.get(s.url("/v1/status")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let json: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let agent = json.as_object_mut().unwrap().remove("agent").unwrap();
+    assert_eq!(agent["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
         json,
         serde_json::json!({
@@ -783,7 +785,10 @@ async fn status_is_null_before_the_first_cycle() {
             "containers": [],
             "pending": [],
             "next_cycle": null,
-            "history": []
+            "history": [],
+            "last_cycle_requests": null,
+            "engine": null,
+            "actions": []
         })
     );
 }
@@ -1252,4 +1257,205 @@ async fn a_docker_hub_push_without_the_secret_is_401_and_sends_nothing() {
     let r = post_json(&s, &path, &other_registry, None).await;
     assert_eq!(r.status(), 400);
     s.assert_nothing_sent();
+}
+
+#[tokio::test]
+async fn rollback_and_release_need_the_token_and_queue_an_action_the_board_follows() {
+    let mut s = serve_guarded().await;
+    for path in ["/v1/rollback?container=web", "/v1/release?container=web"] {
+        let r = s.http.post(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path} without the token");
+        let r = s
+            .http
+            .post(s.url(path))
+            .bearer_auth("token-0123456789abcdeX")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path} with a wrong token");
+    }
+    s.assert_nothing_sent();
+    for (path, bad) in [
+        ("/v1/rollback", "?container=NAME is required"),
+        ("/v1/release?container=%20", "must not be empty"),
+        (
+            "/v1/release?container=web&force=true",
+            "expected ?container=NAME",
+        ),
+    ] {
+        let r = s
+            .http
+            .post(s.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        assert!(r.text().await.unwrap().contains(bad), "{path}");
+    }
+    s.assert_nothing_sent();
+
+    let r = s
+        .http
+        .post(s.url("/v1/rollback?container=/web"))
+        .bearer_auth(TOKEN)
+        .header("origin", &s.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["queued"], "rollback");
+    assert_eq!(body["container"], "web");
+    let id = body["action"].as_u64().unwrap();
+    let trigger = s.triggers.try_recv().unwrap();
+    assert_eq!(
+        trigger,
+        Trigger::Rollback {
+            container: "web".into()
+        }
+    );
+    let r = s
+        .http
+        .post(s.url("/v1/release?container=db"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        s.triggers.try_recv().unwrap(),
+        Trigger::Release {
+            container: "db".into()
+        }
+    );
+
+    // The daemon's side: taken, then finished; /v1/status shows where each stands.
+    s.board.action_started(&trigger);
+    s.board
+        .action_finished(&trigger, true, "web: rolled back".into());
+    let status: serde_json::Value = s
+        .http
+        .get(s.url("/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions = status["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{status:#}");
+    assert_eq!(actions[0]["id"], id);
+    assert_eq!(actions[0]["action"], "rollback");
+    assert_eq!(actions[0]["state"], "done");
+    assert_eq!(actions[0]["detail"], "web: rolled back");
+    assert_eq!(actions[1]["action"], "release");
+    assert_eq!(actions[1]["state"], "queued");
+}
+
+#[tokio::test]
+async fn rollback_and_release_are_refused_where_no_token_is_configured() {
+    let mut s = serve_with(None, None).await;
+    for path in ["/v1/rollback?container=web", "/v1/release?container=web"] {
+        let r = s.http.post(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        assert!(r.text().await.unwrap().contains("needs the API token"));
+    }
+    s.assert_nothing_sent();
+}
+
+#[tokio::test]
+async fn a_browser_post_from_another_site_is_refused_by_its_fetch_metadata() {
+    let mut s = serve_guarded().await;
+    for site in ["cross-site", "same-site"] {
+        let r = s
+            .http
+            .post(s.url("/v1/update?container=web"))
+            .bearer_auth(TOKEN)
+            .header("sec-fetch-site", site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{site}");
+    }
+    s.assert_nothing_sent();
+    let r = s
+        .http
+        .post(s.url("/v1/update?container=web"))
+        .bearer_auth(TOKEN)
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", &s.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+#[tokio::test]
+async fn the_board_is_served_with_a_strict_policy_and_escapes_what_it_shows() {
+    let s = serve_guarded().await;
+    let hostile = "<img src=x onerror=alert(1)>";
+    let mut report = a_cycle_that_updated_web_and_holds_api();
+    report.containers[1].notes.available_version = Some(hostile.into());
+    report.containers[1].notes.changes_url = Some("javascript:alert(1)".into());
+    s.board.update(&report, Utc::now(), Utc::now());
+
+    let r = s.http.get(s.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = r.text().await.unwrap();
+    assert!(!html.contains(hostile), "{html}");
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("javascript:"), "{html}");
+    assert!(html.contains("data-container=\"web\""), "{html}");
+    assert!(html.contains("<script src=\"/board.js\" defer></script>"));
+    assert!(!html.contains("<script>"), "no inline script");
+
+    for (path, kind, text) in [
+        ("/board.js", "text/javascript", "textContent"),
+        ("/board.css", "text/css", "prefers-color-scheme"),
+    ] {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind),
+            "{path}"
+        );
+        assert!(r.text().await.unwrap().contains(text), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn beyond_loopback_the_board_shows_no_data_until_the_script_has_the_token() {
+    let s = serve_as(Some(TOKEN), Some(HOOK_SECRET), "0.0.0.0").await;
+    s.board.update(
+        &a_cycle_that_updated_web_and_holds_api(),
+        Utc::now(),
+        Utc::now(),
+    );
+    let r = s.http.get(s.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"locked\""), "{html}");
+    assert!(!html.contains("data-container"), "{html}");
+    let r = s.http.get(s.url("/v1/status")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
 }

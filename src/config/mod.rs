@@ -102,6 +102,15 @@ impl Policy {
             _ => None,
         }
     }
+
+    /// The name `parse` reads: `update`, `notify` or `ignore`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Update => "update",
+            Policy::Notify => "notify",
+            Policy::Ignore => "ignore",
+        }
+    }
 }
 
 /// A maintenance window: updates start only while one is open.

@@ -185,6 +185,8 @@ fn why(reason: &Reason) -> String {
             container.clone().unwrap_or_else(|| "all".to_string())
         }
         Reason::Triggered(ApiTrigger::Images(images)) => images.join(","),
+        Reason::Triggered(ApiTrigger::Rollback { container }) => format!("rollback {container}"),
+        Reason::Triggered(ApiTrigger::Release { container }) => format!("release {container}"),
     }
 }
 

@@ -159,6 +159,9 @@ pub struct Engine {
     docker: Docker,
     host: String,
     flavor: Flavor,
+    /// The engine's own version as `GET /version` gave it (for the status board), if it gave
+    /// a short printable one.
+    server_version: Option<String>,
     /// How to reach the engine, for the requests made outside bollard (`raw.rs`): over the
     /// same TLS as bollard's, never in plain text.
     connector: Arc<Connector>,
@@ -225,10 +228,15 @@ impl Engine {
             version = version.version.as_deref().unwrap_or("?"),
             "connected to the engine"
         );
+        // The engine's text: shown on the status board, so kept short and printable.
+        let server_version = version
+            .version
+            .filter(|v| !v.is_empty() && v.len() <= 64 && !v.chars().any(char::is_control));
         Ok(Engine {
             docker,
             host,
             flavor,
+            server_version,
             connector: Arc::new(client),
             progress: Progress::log(),
         })
@@ -243,6 +251,11 @@ impl Engine {
     /// Whose engine answers: Docker's or Podman's Docker-compatible service.
     pub fn flavor(&self) -> Flavor {
         self.flavor
+    }
+
+    /// The engine's own version (`20.10.24`, `28.0.1`, Podman's `5.4.2`), when it said.
+    pub fn server_version(&self) -> Option<&str> {
+        self.server_version.as_deref()
     }
 
     /// The engine address in use.

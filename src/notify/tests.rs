@@ -636,6 +636,7 @@ fn a_cycle_report_becomes_events() {
         ],
         plan: Default::default(),
         monitor_only: Default::default(),
+        rules: Default::default(),
         results: vec![
             step("api", StepOutcome::Updated, "healthy on the new image"),
             step(

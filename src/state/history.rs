@@ -1,6 +1,7 @@
 //! History: one row per finished update or rollback, for `tidewatch history`, the API and
 //! `tidewatch rollback`.
 
+use std::collections::BTreeMap;
 use std::ops::Deref;
 
 use chrono::{DateTime, Utc};
@@ -174,6 +175,21 @@ impl Store {
         })
     }
 
+    /// When each container was last updated successfully (its newest `updated` row), for the
+    /// status board.
+    pub fn last_updated(&self) -> Result<BTreeMap<String, DateTime<Utc>>, StateError> {
+        self.read("reading when containers were last updated", |conn| {
+            // Fixed-width RFC 3339 in UTC: text order is time order.
+            conn.prepare(
+                "SELECT container, MAX(at) FROM history WHERE outcome = ?1 GROUP BY container",
+            )?
+            .query_map([Outcome::Updated.as_str()], |row| {
+                Ok((row.get(0)?, get_ts(row, 1)?))
+            })?
+            .collect()
+        })
+    }
+
     /// The newest successful update of `container`: what `tidewatch rollback` undoes.
     pub fn last_update(&self, container: &str) -> Result<Option<HistoryEntry>, StateError> {
         self.read("reading the last update", |conn| {
@@ -210,6 +226,24 @@ mod tests {
             duration_ms: 1500,
             notes: Default::default(),
         }
+    }
+
+    #[test]
+    fn last_updated_is_each_containers_newest_successful_update() {
+        let (_dir, mut store) = open_temp();
+        for r in [
+            row(1, "web", Outcome::Updated, "sha256:w1"),
+            row(3, "web", Outcome::Updated, "sha256:w2"),
+            row(5, "web", Outcome::RolledBack, "sha256:w3"),
+            row(2, "db", Outcome::Updated, "sha256:d1"),
+            row(4, "cache", Outcome::Failed, "sha256:c1"),
+        ] {
+            store.record_history(&r).unwrap();
+        }
+        let last = store.last_updated().unwrap();
+        assert_eq!(last.len(), 2, "{last:?}");
+        assert_eq!(last["web"], row(3, "web", Outcome::Updated, "x").at);
+        assert_eq!(last["db"], row(2, "db", Outcome::Updated, "x").at);
     }
 
     #[test]

@@ -167,6 +167,17 @@ impl Store {
         })
     }
 
+    /// Lifts every quarantine of `container` and its rollback hold, so the next cycle may
+    /// move it to the digest they held back (`POST /v1/release`, the board's "Release hold").
+    /// Returns how many quarantined digests were lifted and whether there was a hold.
+    pub fn release_all(&mut self, container: &str) -> Result<(usize, bool), StateError> {
+        self.write("releasing quarantine and hold", |tx| {
+            let lifted = tx.execute("DELETE FROM quarantine WHERE container = ?1", [container])?;
+            let held = tx.execute("DELETE FROM holds WHERE container = ?1", [container])? > 0;
+            Ok((lifted, held))
+        })
+    }
+
     /// Records that `event` was announced for `container` at `digest`. Returns `true` the first
     /// time and `false` ever after, also across restarts, so each is announced once.
     pub fn mark_notified(
@@ -226,6 +237,22 @@ impl Store {
 mod tests {
     use super::super::open_temp;
     use super::*;
+
+    #[test]
+    fn release_all_lifts_every_quarantine_and_the_hold_of_one_container_only() {
+        let (_dir, mut store) = open_temp();
+        store.quarantine("web", "sha256:bad1", "exited").unwrap();
+        store.quarantine("web", "sha256:bad2", "unhealthy").unwrap();
+        store.quarantine("db", "sha256:bad3", "exited").unwrap();
+        store.hold("web", "sha256:old", "sha256:bad2").unwrap();
+        store.hold("db", "sha256:old", "sha256:bad3").unwrap();
+        assert_eq!(store.release_all("web").unwrap(), (2, true));
+        assert!(store.quarantined(Some("web")).unwrap().is_empty());
+        assert_eq!(store.hold_for("web").unwrap(), None);
+        assert_eq!(store.quarantined(Some("db")).unwrap().len(), 1);
+        assert!(store.hold_for("db").unwrap().is_some());
+        assert_eq!(store.release_all("web").unwrap(), (0, false));
+    }
 
     #[test]
     fn newer_digest_lifts_quarantine() {

@@ -255,6 +255,11 @@ impl Daemon {
             .count()
     }
 
+    /// Its process id, e.g. to read its memory in `/proc/PID/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its log so far.
     pub fn stderr(&self) -> String {
         fs::read_to_string(&self.stderr).unwrap_or_default()

@@ -12,6 +12,7 @@ mod agent;
 pub mod agent_cli;
 mod agent_image;
 mod bed;
+pub mod browser;
 pub mod compose;
 mod containers;
 mod cycle;
