@@ -23,7 +23,6 @@ use crate::cycle::{Agent, CycleReport};
 use crate::image_ref::ImageRef;
 use crate::metrics::Metrics;
 use crate::notify::{Event, EventKind};
-use crate::plan::detect::Status;
 use crate::plan::recreate::Flavor;
 use crate::shutdown::Shutdown;
 use crate::state::{CycleLock, StateError, Wait};
@@ -317,25 +316,11 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
     if let Reason::Triggered(t) = reason {
         surface.board.action_started(t);
     }
-    match reason {
-        Reason::Triggered(t @ ApiTrigger::Rollback { container }) => {
-            let (ok, detail) = match crate::rollback::roll_back(agent, container).await {
-                Ok(done) => rolled_back(container, &done),
-                Err(e) => (false, e.to_string()),
-            };
-            log_action(ok, &detail);
-            look_again(agent, surface, container).await;
-            surface.board.action_finished(t, ok, detail);
-            return CycleEnd::Finished;
-        }
-        Reason::Triggered(t @ ApiTrigger::Release { container }) => {
-            let (ok, detail) = release(agent, container).await;
-            log_action(ok, &detail);
-            look_again(agent, surface, container).await;
-            surface.board.action_finished(t, ok, detail);
-            return CycleEnd::Finished;
-        }
-        _ => {}
+    if let Reason::Triggered(t @ (ApiTrigger::Rollback { .. } | ApiTrigger::Release { .. })) =
+        reason
+    {
+        actions::run(agent, surface, t).await;
+        return CycleEnd::Finished;
     }
     let started = Utc::now();
     let clock = Instant::now();
@@ -408,7 +393,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
             remember(agent, surface, Some(last)).await;
             log_summary(&report);
             if let Reason::Triggered(t @ ApiTrigger::Cycle { container, .. }) = reason {
-                let (ok, detail) = cycle_outcome(&report, container.as_deref());
+                let (ok, detail) = actions::cycle_outcome(&report, container.as_deref());
                 surface.board.action_finished(t, ok, detail);
             }
         }
@@ -433,99 +418,6 @@ async fn record_registry_counts(agent: &Agent, surface: &Surface) -> u64 {
         total += requests;
     }
     total
-}
-
-/// What a cycle a person asked for did, for the board: whether it did what was asked, and a
-/// sentence. `container`: the one container it was asked for, if any.
-fn cycle_outcome(report: &CycleReport, container: Option<&str>) -> (bool, String) {
-    let Some(name) = container else {
-        let c = report.counts();
-        return (
-            report.succeeded(),
-            format!(
-                "checked {} containers: {} updated, {} rolled back, {} failed, {} waiting",
-                report.containers.len(),
-                c.updated,
-                c.rolled_back,
-                c.failed,
-                report.plan.waiting.len()
-            ),
-        );
-    };
-    if let Some(r) = report.results.iter().find(|r| r.container == name) {
-        let detail = format!("{name}: {}: {}", r.outcome, r.detail);
-        return (r.outcome == StepOutcome::Updated, detail);
-    }
-    if let Some(w) = report.plan.waiting.iter().find(|w| w.container == name) {
-        return (true, format!("{name}: the update waits: {}", w.reason));
-    }
-    match report.containers.iter().find(|r| r.container == name) {
-        Some(row) => {
-            let status = row.status.as_str().replace('_', " ");
-            let detail = match &row.detail {
-                Some(d) => format!("{name}: {status}: {d}"),
-                None => format!("{name}: {status}"),
-            };
-            (row.status != Status::Error, detail)
-        }
-        None => (
-            false,
-            format!("{name}: no such container in this agent's scope"),
-        ),
-    }
-}
-
-/// The board's sentence for a rollback that was done, and whether its sharers followed.
-fn rolled_back(container: &str, done: &crate::rollback::RolledBack) -> (bool, String) {
-    let mut detail = format!(
-        "{container}: rolled back to {} and held there until a newer digest is pushed",
-        done.back_to
-    );
-    let mut ok = true;
-    for s in &done.sharers {
-        if s.outcome == StepOutcome::Updated {
-            detail.push_str(&format!("; {} recreated to follow it", s.container));
-        } else {
-            ok = false;
-            detail.push_str(&format!("; {}: {}: {}", s.container, s.outcome, s.detail));
-        }
-    }
-    (ok, detail)
-}
-
-/// Lifts `container`'s quarantined digests and rollback hold (`POST /v1/release`).
-async fn release(agent: &Agent, container: &str) -> (bool, String) {
-    let name = container.to_string();
-    match agent.store.with(move |s| s.release_all(&name)).await {
-        Ok((0, false)) => (true, format!("{container}: nothing was held")),
-        Ok((lifted, hold)) => (
-            true,
-            format!(
-                "{container}: released {lifted} quarantined digest(s){}; the next cycle may update it",
-                if hold { " and the rollback hold" } else { "" }
-            ),
-        ),
-        Err(e) => (false, format!("{container}: {e}")),
-    }
-}
-
-fn log_action(ok: bool, detail: &str) {
-    if ok {
-        tracing::info!("{detail}");
-    } else {
-        tracing::warn!("{detail}");
-    }
-}
-
-/// After a rollback or release: checks `container` again without changing anything, so the
-/// board shows where it stands, and reads the history that moved.
-async fn look_again(agent: &Agent, surface: &Surface, container: &str) {
-    match agent.cycle(&[container.to_string()], true, false).await {
-        Ok(report) => surface.board.refresh(&report, Utc::now()),
-        Err(e) => tracing::warn!("checking {container} again for the status: {e}"),
-    }
-    record_registry_counts(agent, surface).await;
-    remember(agent, surface, None).await;
 }
 
 /// Puts the last cycle and history a previous run recorded on the board, so `/v1/status` and
@@ -690,5 +582,6 @@ fn random_fraction() -> f64 {
     (n >> 11) as f64 / (1u64 << 53) as f64
 }
 
+mod actions;
 #[cfg(test)]
 mod tests;
