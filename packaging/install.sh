@@ -1,19 +1,25 @@
 #!/bin/sh
 # Install tidewatch on a server and enable it, in one command.
 #
+#   sudo sh install.sh --version v0.2.0                  # a release, for this machine's architecture
 #   sudo sh install.sh tidewatch_0.1.0_amd64.deb         # Debian, Ubuntu: the package
 #   sudo sh install.sh https://example.org/tidewatch.deb  # the same, downloaded first
 #   sudo sh install.sh --sha256 HEX https://example.org/tidewatch.deb
 #   sudo sh install.sh --binary ./tidewatch               # elsewhere: binary, unit, config
 #
-# The package path installs with apt (dependencies resolved), which enables and starts the
-# systemd unit. A URL must be https://; its SHA-256 is checked before anything is installed:
-# --sha256 HEX, else the checksum file URL.sha256 beside it (`HEX` or `HEX  NAME`). --sha256
-# checks a local file too. The --binary path installs /usr/bin/tidewatch, the unit and the
-# example /etc/tidewatch/agent.toml (an existing one is kept) from the directory this script is
-# in (a checkout or a release archive), the man pages and bash, zsh and fish completions (written
-# by the binary itself, to where the package puts them), then enables and starts the unit when
-# systemd runs. Either way the configuration is validated before the service starts.
+# --version downloads the release archive for this machine (x86_64 or aarch64) and the
+# release's SHA256SUMS from the project's GitHub releases (TIDEWATCH_RELEASE_URL replaces
+# https://github.com/tidewatch/tidewatch/releases/download), checks SHA256SUMS's cosign
+# signature when cosign is installed and the archive's SHA-256 against it, then installs
+# what the archive holds as --binary does. The package path installs with apt (dependencies
+# resolved), which enables and starts the systemd unit. A URL must be https://; its SHA-256 is
+# checked before anything is installed: --sha256 HEX, else the checksum file URL.sha256 beside
+# it (`HEX` or `HEX  NAME`). --sha256 checks a local file too. The --binary path installs
+# /usr/bin/tidewatch, the unit and the example /etc/tidewatch/agent.toml (an existing one is
+# kept) from the directory this script is in (a checkout or a release archive), the man pages
+# and bash, zsh and fish completions (written by the binary itself, to where the package puts
+# them), then enables and starts the unit when systemd runs. Either way the configuration is
+# validated before the service starts.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,14 +29,21 @@ say() { printf 'install: %s\n' "$*"; }
 die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
 # Whatever ends the script (an error, a signal, the end), its temporary files (downloads, the
-# generated man pages) go with it.
+# generated man pages) go with it: one directory, made on first use.
 tmp=""
 cleanup() { if [ -n "$tmp" ]; then rm -rf "$tmp"; fi; }
+make_tmp() {
+    if [ -z "$tmp" ]; then
+        tmp=$(mktemp -d)
+        # apt's sandbox user reads a downloaded package: the directory is root's, readable by all.
+        chmod 0755 "$tmp"
+    fi
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -38,6 +51,7 @@ trap 'exit 129' HUP
 
 sha256=""
 mode=package
+release=""
 while [ $# -gt 0 ]; do
     case $1 in
         -h | --help) usage ;;
@@ -50,13 +64,25 @@ while [ $# -gt 0 ]; do
             mode=binary
             shift
             ;;
+        --version)
+            [ $# -ge 2 ] || usage
+            mode=release
+            release=$2
+            shift 2
+            ;;
         --) shift; break ;;
         -*) usage ;;
         *) break ;;
     esac
 done
-[ $# -eq 1 ] || usage
-target=$1
+if [ "$mode" = release ]; then
+    [ $# -eq 0 ] || usage
+    [ -z "$sha256" ] || die "--sha256 goes with a package or binary; --version checks the release's SHA256SUMS"
+    target=""
+else
+    [ $# -eq 1 ] || usage
+    target=$1
+fi
 
 is_sha256() {
     [ ${#1} -eq 64 ] && case $1 in *[!0-9a-fA-F]*) false ;; *) true ;; esac
@@ -99,9 +125,7 @@ install_package() {
     command -v apt-get >/dev/null || die "apt-get not found: use --binary on this system"
     case $package in
         https://*)
-            tmp=$(mktemp -d)
-            # apt's sandbox user reads the file: the directory is root's, readable by all.
-            chmod 0755 "$tmp"
+            make_tmp
             url=$package
             package=$tmp/$(basename "$url" | sed 's/[?#].*//')
             case $package in *.deb) ;; *) package=$package.deb ;; esac
@@ -132,10 +156,12 @@ install_package() {
 # where the package puts them. zsh's directory for packaged completions is vendor-completions on
 # Debian and its derivatives, site-functions elsewhere.
 install_manual() {
-    tmp=$(mktemp -d)
-    "$1" man "$tmp/man" >/dev/null
+    make_tmp
+    manual=$tmp/manual
+    mkdir "$manual"
+    "$1" man "$manual/man" >/dev/null
     install -d -m 0755 /usr/share/man/man1
-    for page in "$tmp"/man/*.1; do
+    for page in "$manual"/man/*.1; do
         if command -v gzip >/dev/null; then
             gzip -9n "$page"
             page=$page.gz
@@ -147,24 +173,29 @@ install_manual() {
     else
         zsh_dir=/usr/share/zsh/site-functions
     fi
-    "$1" completions bash >"$tmp/tidewatch.bash"
-    "$1" completions zsh >"$tmp/_tidewatch"
-    "$1" completions fish >"$tmp/tidewatch.fish"
+    "$1" completions bash >"$manual/tidewatch.bash"
+    "$1" completions zsh >"$manual/_tidewatch"
+    "$1" completions fish >"$manual/tidewatch.fish"
     install -d -m 0755 /usr/share/bash-completion/completions "$zsh_dir" \
         /usr/share/fish/vendor_completions.d
-    install -m 0644 "$tmp/tidewatch.bash" /usr/share/bash-completion/completions/tidewatch
-    install -m 0644 "$tmp/_tidewatch" "$zsh_dir/_tidewatch"
-    install -m 0644 "$tmp/tidewatch.fish" /usr/share/fish/vendor_completions.d/tidewatch.fish
+    install -m 0644 "$manual/tidewatch.bash" /usr/share/bash-completion/completions/tidewatch
+    install -m 0644 "$manual/_tidewatch" "$zsh_dir/_tidewatch"
+    install -m 0644 "$manual/tidewatch.fish" /usr/share/fish/vendor_completions.d/tidewatch.fish
 }
 
+# Installs the binary $1 with the unit and example configuration from the directory $2 (this
+# script's by default): systemd/ and agent.toml in a release archive, ../agent.toml in a
+# checkout's packaging/.
 install_binary() {
     binary=$1
+    from=${2:-$here}
     [ -x "$binary" ] || die "$binary: not an executable file"
     if [ -n "$sha256" ]; then
         verify "$binary" "$sha256"
     fi
-    unit=$here/systemd/tidewatch.service
-    example=$here/../agent.toml
+    unit=$from/systemd/tidewatch.service
+    example=$from/agent.toml
+    [ -f "$example" ] || example=$from/../agent.toml
     [ -f "$unit" ] || die "$unit not found: run this script from a tidewatch checkout or archive"
     [ -f "$example" ] || die "$example not found: run this script from a tidewatch checkout or archive"
     say "installing $binary as /usr/bin/tidewatch"
@@ -185,8 +216,59 @@ install_binary() {
     fi
 }
 
+# The project's GitHub releases, or what stands in for them (a mirror, a test's server).
+release_url=${TIDEWATCH_RELEASE_URL:-https://github.com/tidewatch/tidewatch/releases/download}
+# Who signs SHA256SUMS: the release workflow, run for the release's tag (keyless, GitHub's OIDC).
+signer=https://github.com/tidewatch/tidewatch/.github/workflows/release.yml
+
+# Downloads the release $1 (v0.2.0 or 0.2.0) for this machine's architecture, checks it and
+# installs it as --binary does.
+install_release() {
+    version=${1#v}
+    case $version in
+        '' | *[!0-9A-Za-z.-]*) die "--version takes a release's version (v0.2.0), not \"$1\"" ;;
+    esac
+    case $(uname -m) in
+        x86_64 | amd64) triple=x86_64-unknown-linux-gnu ;;
+        aarch64 | arm64) triple=aarch64-unknown-linux-gnu ;;
+        *) die "no release archive for this machine's architecture ($(uname -m)): build from source" ;;
+    esac
+    case $release_url in
+        https://*) ;;
+        *) die "TIDEWATCH_RELEASE_URL: only https:// URLs are downloaded, not $release_url" ;;
+    esac
+    base=${release_url%/}/v$version
+    name=tidewatch-$version-$triple
+    make_tmp
+    download "$base/SHA256SUMS" "$tmp/SHA256SUMS" ||
+        die "cannot download $base/SHA256SUMS (is v$version a release?)"
+    if command -v cosign >/dev/null; then
+        download "$base/SHA256SUMS.cosign.bundle" "$tmp/SHA256SUMS.cosign.bundle" ||
+            die "cannot download SHA256SUMS's signature $base/SHA256SUMS.cosign.bundle"
+        cosign verify-blob --bundle "$tmp/SHA256SUMS.cosign.bundle" \
+            --certificate-identity "$signer@refs/tags/v$version" \
+            --certificate-oidc-issuer https://token.actions.githubusercontent.com \
+            "$tmp/SHA256SUMS" >/dev/null ||
+            die "SHA256SUMS of v$version: its cosign signature does not verify; not installed"
+        say "SHA256SUMS: cosign signature of $signer verified"
+    else
+        say "cosign is not installed: SHA256SUMS is trusted for its https:// origin alone"
+    fi
+    sha256=$(awk -v f="$name.tar.gz" '$2 == f || $2 == "*" f { print $1; exit }' "$tmp/SHA256SUMS")
+    is_sha256 "$sha256" || die "SHA256SUMS of v$version lists no $name.tar.gz"
+    download "$base/$name.tar.gz" "$tmp/$name.tar.gz" || die "cannot download $base/$name.tar.gz"
+    verify "$tmp/$name.tar.gz" "$sha256"
+    # The archive's binary is covered by the archive's checksum.
+    sha256=""
+    mkdir "$tmp/release"
+    tar -xzf "$tmp/$name.tar.gz" -C "$tmp/release" --no-same-owner ||
+        die "$name.tar.gz: cannot unpack"
+    install_binary "$tmp/release/$name/tidewatch" "$tmp/release/$name"
+}
+
 case $mode in
     binary) install_binary "$target" ;;
+    release) install_release "$release" ;;
     *) install_package "$target" ;;
 esac
 

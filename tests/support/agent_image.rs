@@ -16,7 +16,7 @@ use super::docker::{docker, try_docker};
 const SOCKET: &str = "/var/run/docker.sock";
 /// What `tidewatch run` logs at the end of each cycle.
 pub const CYCLE_FINISHED: &str = "cycle finished";
-/// The label of the agent's image (packaging/image/Dockerfile).
+/// The label of the agent's image (packaging/image/build).
 const AGENT_LABEL: &str = "tidewatch.agent";
 
 impl TestBed {
