@@ -231,3 +231,66 @@ fn a_workers_agent_updates_its_own_container_and_leaves_the_service_tasks_alone(
     assert_eq!(fleet.task_images(&bed.name("svc")), task_before);
     assert!(services.image("svc").ends_with(&v1));
 }
+
+#[test]
+fn when_the_leaders_node_stops_a_surviving_managers_agent_rolls_out_the_next_push() {
+    let fleet = Fleet::require();
+    let _shape = fleet.exclusive();
+    // Node 1 runs the bed's builds and `docker service` commands, so it must survive.
+    fleet.lead_elsewhere(1);
+    let leader = fleet.leader();
+    let bed = TestBed::new("fleet-leader");
+    let services = bed.services();
+    let registry = fleet.registry(&[]);
+    let image = registry.image("db", "stable");
+    bed.build_app(&image, "db-1");
+    crate::support::push(&image);
+    let elsewhere = format!("node.hostname!=fleet-{leader}");
+    // A task on each surviving node, none on the node that is lost.
+    services.create_global("db", 2, &image, &[], &["--constraint", &elsewhere]);
+    let entry = RegistryEntry::new(&registry.host()).insecure(true);
+    let agents: Vec<_> = fleet
+        .nodes()
+        .map(|node| bed.fleet_agent(&fleet, node, std::slice::from_ref(&entry)))
+        .collect();
+    let mut daemons: Vec<_> = agents.iter().map(|a| a.spawn_run()).collect();
+    for daemon in &mut daemons {
+        daemon.wait_for_log(CYCLE_FINISHED, 1, Duration::from_secs(60));
+    }
+
+    let lost = Instant::now();
+    fleet.stop(leader);
+    let stopped = lost.elapsed();
+    bed.build_app(&image, "db-2");
+    let v2 = crate::support::push(&image);
+    let pushed = Instant::now();
+    let survivors: Vec<usize> = fleet.nodes().filter(|n| *n != leader).collect();
+    fleet.wait_on_digest(&bed.name("db"), &v2, &survivors, pushed, CONVERGE);
+    let new_leader = fleet.leader();
+    println!(
+        "fleet: leader's node {leader} stopped ({:.1}s to stop its engine); the next push on \
+         every surviving node {:.1}s after the push, {:.1}s after the loss began; new leader \
+         node {new_leader}; run interval {}s",
+        stopped.as_secs_f64(),
+        pushed.elapsed().as_secs_f64(),
+        lost.elapsed().as_secs_f64(),
+        crate::support::RUN_INTERVAL.as_secs()
+    );
+    assert_ne!(new_leader, leader);
+    fleet.start(leader);
+    // Two cycles of every agent after the node came back, its own included.
+    for daemon in &mut daemons {
+        let cycles = daemon.stderr().matches(CYCLE_FINISHED).count();
+        daemon.wait_for_log(CYCLE_FINISHED, cycles + 2, Duration::from_secs(90));
+    }
+    for daemon in &mut daemons {
+        daemon.terminate(Duration::from_secs(30));
+    }
+    let histories: Vec<Vec<String>> = agents.iter().map(|a| history(a, "db")).collect();
+    let all: Vec<&String> = histories.iter().flatten().collect();
+    assert_eq!(all, [&format!("updated {v2}")], "{histories:?}");
+    assert!(
+        histories[leader - 1].is_empty(),
+        "the stopped node's agent recorded it: {histories:?}"
+    );
+}

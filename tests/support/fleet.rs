@@ -178,6 +178,18 @@ impl Fleet {
         Demoted { fleet: self, node }
     }
 
+    /// Makes sure node `node` is not the leader: a leader demoted hands leadership to another
+    /// manager, and is promoted back as a follower. Needs [`Fleet::exclusive`].
+    pub fn lead_elsewhere(&self, node: usize) {
+        if self.leader() != node {
+            return;
+        }
+        drop(self.demote(node));
+        // `up` waits until all three are reachable managers again.
+        self.script(&["up"]);
+        assert_ne!(self.leader(), node, "node {node} leads again");
+    }
+
     fn script(&self, args: &[&str]) {
         let mut command = Command::new(&self.script);
         command.args(args);
