@@ -11,6 +11,7 @@ mod check;
 mod crash;
 mod engine_requests;
 mod engine_tls;
+mod fleet;
 mod hooks;
 mod mqtt;
 mod ops;

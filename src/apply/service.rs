@@ -4,6 +4,10 @@
 //!
 //! There is no journal entry: the update is one Engine API call, and Swarm keeps the previous
 //! spec itself. A crash while waiting loses only the report of the outcome.
+//!
+//! With an agent on every manager, only the Swarm leader's updates services: it is asked at
+//! the start of the step and again right before the update (see `plan/actor.rs`). An update
+//! another actor got in first is `skipped`, not `failed`.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +16,7 @@ use bollard::models::ServiceSpec;
 use super::{Applier, StepOutcome, StepResult};
 use crate::engine::{EngineError, Observed};
 use crate::image_ref::ImageRef;
+use crate::plan::actor::{self, Raced};
 use crate::plan::swarm::{self, Convergence};
 use crate::plan::update::PlannedStep;
 use crate::state::{NewHistory, Outcome};
@@ -34,6 +39,9 @@ enum ServiceError {
     BadReference(String),
     #[error("the service's version {0} is beyond what the Engine API takes")]
     Version(u64),
+    /// Not this agent's to do, or already done: the step is `skipped` for this reason.
+    #[error("{0}")]
+    NotOurs(String),
 }
 
 impl Applier<'_> {
@@ -45,11 +53,16 @@ impl Applier<'_> {
             let why = "a service is only updated to a new digest".to_string();
             return StepResult::of(step, &old.image, StepOutcome::Failed, why);
         };
+        if let Some(why) = self.not_the_actor().await {
+            tracing::info!(service = %old.name, "{why}");
+            return StepResult::of(step, &old.image, StepOutcome::Skipped, why);
+        }
         let (outcome, detail) = match self.start_roll_out(step, old, &digest).await {
             Ok(started_before) => {
                 self.wait_converged(&old.id, started_before.as_deref())
                     .await
             }
+            Err(ServiceError::NotOurs(why)) => (StepOutcome::Skipped, why),
             Err(e) => (
                 StepOutcome::Failed,
                 format!("{e} (the service was not touched)"),
@@ -81,6 +94,9 @@ impl Applier<'_> {
             .and_then(|c| c.image.clone())
             .ok_or(ServiceError::NoImage)?;
         let pinned = swarm::split_pinned(&current);
+        if pinned.digest.as_deref() == Some(digest) {
+            return Err(ServiceError::NotOurs(actor::DONE_ELSEWHERE.into()));
+        }
         if pinned.digest != step.from_digest {
             return Err(ServiceError::Changed { now: current });
         }
@@ -109,7 +125,10 @@ impl Applier<'_> {
             credentials = %found.source,
             "asking swarm to roll the service"
         );
-        let warnings = self
+        if let Some(why) = self.not_the_actor().await {
+            return Err(ServiceError::NotOurs(why));
+        }
+        let updated = self
             .engine
             .update_service(
                 &old.id,
@@ -118,11 +137,51 @@ impl Applier<'_> {
                 found.credentials.as_ref(),
                 &registry_host,
             )
-            .await?;
+            .await;
+        let warnings = match updated {
+            Ok(warnings) => warnings,
+            Err(e) if e.is_version_conflict() => return Err(self.raced(&old.id, digest).await),
+            Err(e) => return Err(e.into()),
+        };
         for warning in warnings {
             tracing::warn!(service = %old.name, "engine: {warning}");
         }
         Ok(started_before)
+    }
+
+    /// Why this agent leaves services alone now, if it does: it is not on the Swarm leader, or
+    /// cannot tell (during an election a manager's answers say there is no leader).
+    async fn not_the_actor(&self) -> Option<String> {
+        match self.engine.leadership().await {
+            Ok(leadership) => leadership.why_not(),
+            Err(e) => Some(format!(
+                "cannot tell whether this node is the swarm leader ({e}): left for the next cycle"
+            )),
+        }
+    }
+
+    /// The engine refused the update as out of sequence: another actor changed the service
+    /// since it was read. Read once more: on the wanted digest, the update was done elsewhere;
+    /// otherwise the next cycle compares again.
+    async fn raced(&self, service: &str, digest: &str) -> ServiceError {
+        let now = match self.engine.service(service).await {
+            Ok(s) => s
+                .spec
+                .and_then(|s| s.task_template)
+                .and_then(|t| t.container_spec)
+                .and_then(|c| c.image)
+                .and_then(|image| swarm::split_pinned(&image).digest),
+            Err(e) => {
+                tracing::warn!(service, "reading the service after a conflict: {e}");
+                None
+            }
+        };
+        ServiceError::NotOurs(match actor::after_race(now.as_deref(), digest) {
+            Raced::DoneElsewhere => actor::DONE_ELSEWHERE.into(),
+            Raced::NextCycle => "the service changed while it was being updated (update out of \
+                sequence): compared again next cycle"
+                .into(),
+        })
     }
 
     /// Polls the service until its roll-out completes, is rolled back or pauses, or
@@ -205,7 +264,9 @@ impl Applier<'_> {
         let outcome = match result.outcome {
             StepOutcome::Updated => Outcome::Updated,
             StepOutcome::RolledBack => Outcome::RolledBack,
-            StepOutcome::Failed | StepOutcome::Skipped => Outcome::Failed,
+            StepOutcome::Failed => Outcome::Failed,
+            // Left to another actor or to the next cycle: nothing happened here to remember.
+            StepOutcome::Skipped => return,
         };
         let Some(to_digest) = result.to_digest.clone() else {
             return;

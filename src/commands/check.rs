@@ -44,6 +44,18 @@ pub(super) async fn run(
     if role == SwarmRole::Worker && !json {
         println!("note: {WORKER_NOTE}");
     }
+    if role == SwarmRole::Manager {
+        // Only the leader's agent updates services; a check anywhere says which node that is.
+        let leader = match engine.leadership().await {
+            Ok(leadership) => leadership.describe(),
+            Err(e) => format!("cannot tell which node is the swarm leader: {e}"),
+        };
+        if json {
+            tracing::info!("{leader}");
+        } else {
+            println!("note: {leader}");
+        }
+    }
     let counts = count_by_status(&rows);
     tracing::info!(
         containers = rows.len(),

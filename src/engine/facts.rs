@@ -14,6 +14,8 @@ use crate::plan::swarm::platform;
 pub struct EngineFacts {
     /// This node's Swarm role.
     pub role: SwarmRole,
+    /// This node's Swarm node id (`Swarm.NodeID`), empty outside a Swarm.
+    pub node_id: String,
     /// The engine's platform, which stands for the platform of its services' images.
     pub platform: Platform,
     /// How the engine stores images, which decides what their digests mean.
@@ -39,6 +41,7 @@ impl Engine {
 /// Reads [`EngineFacts`] from an `/info` answer.
 fn facts_from(info: SystemInfo) -> EngineFacts {
     let swarm = info.swarm.unwrap_or_default();
+    let node_id = swarm.node_id.clone().unwrap_or_default();
     let role = match (swarm.local_node_state, swarm.control_available) {
         (Some(LocalNodeState::ACTIVE), Some(true)) => SwarmRole::Manager,
         (Some(LocalNodeState::ACTIVE), _) => SwarmRole::Worker,
@@ -50,6 +53,7 @@ fn facts_from(info: SystemInfo) -> EngineFacts {
     );
     EngineFacts {
         role,
+        node_id,
         platform,
         image_store: image_store(info.driver_status.as_deref().unwrap_or_default()),
     }

@@ -145,6 +145,22 @@ impl EngineError {
         )
     }
 
+    /// True when the engine refused a service update because the service changed since it was
+    /// read ("update out of sequence"): another actor updated it.
+    pub fn is_version_conflict(&self) -> bool {
+        match self {
+            EngineError::Request {
+                source:
+                    bollard::errors::Error::DockerResponseServerError {
+                        status_code,
+                        message,
+                    },
+                ..
+            } => crate::plan::actor::is_version_conflict(*status_code, message),
+            _ => false,
+        }
+    }
+
     pub(crate) fn request(what: impl fmt::Display) -> impl FnOnce(bollard::errors::Error) -> Self {
         move |source| EngineError::Request {
             what: what.to_string(),

@@ -5,10 +5,11 @@
 
 use bollard::auth::DockerCredentials;
 use bollard::models::{Service, ServiceSpec};
-use bollard::query_parameters::UpdateServiceOptions;
+use bollard::query_parameters::{ListNodesOptions, UpdateServiceOptions};
 
 use super::{Engine, EngineError};
 use crate::credentials::Credentials;
+use crate::plan::actor::{self, Leadership, Manager};
 use crate::plan::observed::{Kind, Observed, Platform};
 use crate::plan::swarm::split_pinned;
 
@@ -42,6 +43,30 @@ impl Engine {
             .collect();
         observed.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(observed)
+    }
+
+    /// Whether this manager is the Swarm leader, whose agent alone updates services (see
+    /// `plan/actor.rs`), and which node is: `/info`'s `Swarm.NodeID`, then the managers'
+    /// `ManagerStatus`. Asked afresh each time, as leadership moves when a manager is lost.
+    pub async fn leadership(&self) -> Result<Leadership, EngineError> {
+        let this_node = self.facts().await?.node_id;
+        let options = ListNodesOptions {
+            filters: Some([("role".to_string(), vec!["manager".to_string()])].into()),
+        };
+        let nodes = self
+            .docker()
+            .list_nodes(Some(options))
+            .await
+            .map_err(EngineError::request("listing swarm managers"))?;
+        let managers: Vec<Manager> = nodes
+            .into_iter()
+            .map(|n| Manager {
+                id: n.id.unwrap_or_default(),
+                hostname: n.description.and_then(|d| d.hostname).unwrap_or_default(),
+                leader: n.manager_status.and_then(|m| m.leader).unwrap_or(false),
+            })
+            .collect();
+        Ok(actor::leadership(&this_node, &managers))
     }
 
     /// Inspects a service by id or name.

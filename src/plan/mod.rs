@@ -1,5 +1,6 @@
 //! The pure planning core: observed containers and remote digests in, decisions out.
 
+pub mod actor;
 pub mod detect;
 pub mod hooks;
 pub mod observed;

@@ -236,8 +236,27 @@ impl TestBed {
         self.agent_config(&host_table(&Engine::host()), registries, false)
     }
 
+    /// Like [`TestBed::agent_for`], for the engine at `host`, with its config file and state
+    /// directory in `dir`: one of several agents of a bed on several engines, each with a
+    /// history of its own.
+    pub fn agent_in(&self, dir: &Path, host: &str, registries: &[RegistryEntry]) -> Agent {
+        fs::create_dir_all(dir)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+        self.agent_config_in(dir, &host_table(host), registries, false)
+    }
+
     fn agent_config(
         &self,
+        docker: &str,
+        registries: &[RegistryEntry],
+        label_enable: bool,
+    ) -> Agent {
+        self.agent_config_in(self.dir(), docker, registries, label_enable)
+    }
+
+    fn agent_config_in(
+        &self,
+        dir: &Path,
         docker: &str,
         registries: &[RegistryEntry],
         label_enable: bool,
@@ -253,7 +272,7 @@ impl TestBed {
              [watch]\n\
              scope = {scope:?}\n\
              label_enable = {label_enable}\n",
-            state_dir = self.dir().join("state").to_string_lossy(),
+            state_dir = dir.join("state").to_string_lossy(),
             scope = self.scope(),
         );
         for registry in registries {
@@ -262,8 +281,8 @@ impl TestBed {
         // One file per agent: a test may compare two agents of the same bed.
         let config = (1..)
             .map(|n| match n {
-                1 => self.dir().join("agent.toml"),
-                n => self.dir().join(format!("agent-{n}.toml")),
+                1 => dir.join("agent.toml"),
+                n => dir.join(format!("agent-{n}.toml")),
             })
             .find(|path| !path.exists())
             .unwrap_or_else(|| unreachable!("an unbounded range always has a next name"));

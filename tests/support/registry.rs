@@ -43,6 +43,8 @@ const REGISTRY_BIN: &str = "docker-registry";
 /// drop; when the test is failing, its directory (config, log, blobs) is kept and printed.
 pub struct Registry {
     dir: TempDir,
+    /// The address it listens on: 127.0.0.1 unless [`RegistryOptions::listen_on`] says.
+    ip: String,
     port: u16,
     child: Option<Child>,
     /// Set when the registry serves TLS: how the tests' probes trust it.
@@ -60,6 +62,7 @@ pub struct RegistryOptions {
     token: Option<TokenAuth>,
     tls: Option<TlsFiles>,
     mirror_of: Option<String>,
+    listen_on: Option<String>,
 }
 
 struct TokenAuth {
@@ -125,6 +128,13 @@ impl RegistryOptions {
     /// ("http://127.0.0.1:PORT"). It serves pulls only: pushes go to the remote.
     pub fn mirror_of(mut self, remote_url: &str) -> RegistryOptions {
         self.mirror_of = Some(remote_url.to_owned());
+        self
+    }
+
+    /// Listens on `ip` (an address of this machine, such as the fleet's bridge) instead of
+    /// 127.0.0.1: engines in other network namespaces cannot reach this one's loopback.
+    pub fn listen_on(mut self, ip: &str) -> RegistryOptions {
+        self.listen_on = Some(ip.to_owned());
         self
     }
 
@@ -261,9 +271,10 @@ impl Registry {
     fn try_start(options: &RegistryOptions) -> Result<Registry, String> {
         let dir = super::scratch_dir("registry-");
         let port = free_port();
+        let ip = options.listen_on.clone().unwrap_or("127.0.0.1".to_owned());
         let extra = options.write_files(dir.path())?;
         let config = dir.path().join("config.yml");
-        let yaml = config_yml(&dir.path().join("data"), port, &extra) + &options.extra_yaml;
+        let yaml = config_yml(&dir.path().join("data"), &ip, port, &extra) + &options.extra_yaml;
         fs::write(&config, yaml)
             .map_err(|error| format!("cannot write {}: {error}", config.display()))?;
         let log_path = dir.path().join("registry.log");
@@ -286,6 +297,7 @@ impl Registry {
             })?;
         let mut registry = Registry {
             dir,
+            ip,
             port,
             child: Some(child),
             tls: options.tls.as_ref().map(|tls| Arc::clone(&tls.client)),
@@ -364,7 +376,7 @@ impl Registry {
 
     /// "127.0.0.1:PORT", as in image references and the agent config.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// "http://127.0.0.1:PORT" or "https://...": where a mirror finds this registry.
@@ -498,7 +510,7 @@ impl Drop for Registry {
 
 /// Configuration for `docker-registry serve`: loopback only, text logs with one "response
 /// completed" line per request, storage in the test's directory, and the variant's extras.
-fn config_yml(storage: &std::path::Path, port: u16, extra: &ExtraConfig) -> String {
+fn config_yml(storage: &std::path::Path, ip: &str, port: u16, extra: &ExtraConfig) -> String {
     format!(
         "version: 0.1
 log:
@@ -512,7 +524,7 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:{port}
+  addr: {ip}:{port}
   # A fixed secret silences the start-up warning; nothing here is load-balanced.
   secret: tidewatch-test
 {http}{top}",

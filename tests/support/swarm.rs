@@ -90,20 +90,45 @@ impl Services<'_> {
         labels: &[(&str, &str)],
         options: &[&str],
     ) -> String {
+        let count = replicas.to_string();
+        self.create_as(
+            name,
+            &["--replicas", &count],
+            replicas,
+            image,
+            labels,
+            options,
+        )
+    }
+
+    /// Like [`Services::create`], a global service (a task on every node) on a Swarm of
+    /// `nodes` nodes.
+    pub fn create_global(
+        &self,
+        name: &str,
+        nodes: usize,
+        image: &str,
+        labels: &[(&str, &str)],
+        options: &[&str],
+    ) -> String {
+        self.create_as(name, &["--mode", "global"], nodes, image, labels, options)
+    }
+
+    fn create_as(
+        &self,
+        name: &str,
+        mode: &[&str],
+        tasks: usize,
+        image: &str,
+        labels: &[(&str, &str)],
+        options: &[&str],
+    ) -> String {
         let full = self.bed.name(name);
-        let replicas = replicas.to_string();
-        let mut args: Vec<String> = [
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            &full,
-            "--replicas",
-            &replicas,
-        ]
-        .iter()
-        .map(|arg| (*arg).to_owned())
-        .collect();
+        let mut args: Vec<String> = ["service", "create", "--detach", "--name", &full]
+            .iter()
+            .chain(mode)
+            .map(|arg| (*arg).to_owned())
+            .collect();
         let own = [(TEST_LABEL, self.bed.id()), (SCOPE_LABEL, self.bed.scope())];
         for (key, value) in own.iter().chain(labels) {
             args.extend(["--label".to_owned(), format!("{key}={value}")]);
@@ -114,7 +139,7 @@ impl Services<'_> {
         args.extend(options.iter().map(|option| (*option).to_owned()));
         args.push(image.to_owned());
         let id = docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        self.wait_running(name, replicas.parse().unwrap_or(1), Duration::from_secs(60));
+        self.wait_running(name, tasks, Duration::from_secs(60));
         id
     }
 
