@@ -193,6 +193,7 @@ impl Agent {
         plan.waiting.sort_by(|a, b| a.container.cmp(&b.container));
         let mut results = applied.results;
         with_release_notes(&mut results, &containers);
+        with_signature_warnings(&mut results, &containers);
         self.record_release_notes(&results).await;
         applier
             .run_check_hooks(HookMoment::PostCheck, &hooked)
@@ -361,6 +362,10 @@ pub async fn detect_on(
     );
     let remotes = registry.resolve(&pending, &inventory.observed).await;
     let mut detections = detect::verdicts(&pending, &inventory.observed, &remotes);
+    // Before anything else reads the rows: a rejected digest is no update to plan or announce.
+    registry
+        .verify_updates(&mut detections, &config.verify)
+        .await;
     registry
         .add_release_notes(&mut detections, &inventory.observed)
         .await;
@@ -410,6 +415,25 @@ fn with_release_notes(results: &mut [StepResult], rows: &[detect::CheckRow]) {
         });
         if let Some(row) = row {
             r.notes = row.notes.clone();
+        }
+    }
+}
+
+/// Says in each step that moved to a digest no trusted signature names (a `[[verify]]` rule in
+/// `warn` mode let it through) that it did, ahead of the step's own detail.
+fn with_signature_warnings(results: &mut [StepResult], rows: &[detect::CheckRow]) {
+    for r in results {
+        let row = rows.iter().find(|row| {
+            row.container == r.container
+                && row.signature == Some(detect::Signature::Unverified)
+                && row.available_digest == r.to_digest
+        });
+        if let Some(warning) = row.and_then(|row| row.detail.as_deref()) {
+            r.detail = if r.detail.is_empty() {
+                warning.to_string()
+            } else {
+                format!("{warning}; {}", r.detail)
+            };
         }
     }
 }

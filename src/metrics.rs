@@ -276,6 +276,7 @@ mod tests {
             status,
             detail: None,
             notes: Default::default(),
+            signature: None,
         }
     }
 

@@ -40,12 +40,14 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// `check` as a table.
+/// `check` as a table. A SIGNATURE column (verified, unverified, rejected) comes after
+/// AVAILABLE when a `[[verify]]` rule covered some update.
 pub fn check_table(rows: &[CheckRow]) -> String {
+    let signed = rows.iter().any(|r| r.signature.is_some());
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            vec![
+            let mut cells = vec![
                 r.container.clone(),
                 r.image.clone(),
                 r.status.as_str().to_string(),
@@ -55,23 +57,21 @@ pub fn check_table(rows: &[CheckRow]) -> String {
                 r.available_digest
                     .as_deref()
                     .map_or("-".into(), |d| short_digest(d).to_string()),
-                versions(&r.notes),
-                r.detail.clone().unwrap_or_default(),
-            ]
+            ];
+            if signed {
+                cells.push(r.signature.map_or("-", |s| s.as_str()).to_string());
+            }
+            cells.push(versions(&r.notes));
+            cells.push(r.detail.clone().unwrap_or_default());
+            cells
         })
         .collect();
-    let mut out = table(
-        &[
-            "CONTAINER",
-            "IMAGE",
-            "STATUS",
-            "CURRENT",
-            "AVAILABLE",
-            "VERSION",
-            "DETAIL",
-        ],
-        &cells,
-    );
+    let mut header = vec!["CONTAINER", "IMAGE", "STATUS", "CURRENT", "AVAILABLE"];
+    if signed {
+        header.push("SIGNATURE");
+    }
+    header.extend(["VERSION", "DETAIL"]);
+    let mut out = table(&header, &cells);
     out.push_str(&changes(
         rows.iter().map(|r| (r.container.as_str(), &r.notes)),
     ));
@@ -243,6 +243,7 @@ mod tests {
             status: Status::Error,
             detail: Some("registry down".into()),
             notes: Default::default(),
+            signature: None,
         }]);
         assert!(t.contains("sha256:0123456789ab  -"), "{t}");
         assert!(t.contains("error"), "{t}");
@@ -259,6 +260,7 @@ mod tests {
             status: Status::UpdateAvailable,
             detail: None,
             notes,
+            signature: None,
         };
         let t = check_table(&[
             row(

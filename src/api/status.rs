@@ -180,6 +180,7 @@ mod tests {
             status,
             detail: None,
             notes: Default::default(),
+            signature: None,
         }
     }
 

@@ -14,6 +14,7 @@ mod agent_image;
 mod bed;
 pub mod compose;
 mod containers;
+pub mod cosign;
 mod cycle;
 pub mod daemon_api;
 mod docker;

@@ -1,0 +1,236 @@
+//! `[[verify]]`: a new digest is pulled only when a cosign signature that the rule trusts names
+//! it. Signatures are made here (a key pair generated per test) and pushed to the real test
+//! registry in cosign's layout.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::cosign::{self, keyed_rule, payload, push_signatures, SigLayer, Signer};
+use crate::support::{
+    push, settings, Agent, Registry, Status, TestBed, Update, Updater, QUICK_STOP,
+};
+
+/// How long a container may take to serve its first page after `docker run`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn page(version: &str) -> String {
+    format!("tidewatch test app version {version}")
+}
+
+/// A registry with `app:stable` at v1, container `web` serving it, v2 pushed (unsigned), and
+/// an agent.toml with `rule` appended.
+struct Scene {
+    registry: Registry,
+    /// `check` with the same agent.toml as `updater`.
+    agent: Agent,
+    updater: Updater,
+    old: String,
+    v1: String,
+    v2: String,
+}
+
+fn scene(bed: &TestBed, rule: impl FnOnce(&Registry) -> String) -> Scene {
+    let registry = Registry::start();
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "1");
+    let v1 = push(&image);
+    let old = bed.run_with("web", QUICK_STOP, &image, &[], &[]);
+    bed.wait_until_serving("web", &page("1"), START_TIMEOUT);
+    let agent = bed.agent(&[registry.host()]);
+    let updater = bed.updater_of(&agent);
+    settings::append(&updater, &rule(&registry));
+    bed.build_app(&image, "2");
+    let v2 = push(&image);
+    Scene {
+        registry,
+        agent,
+        updater,
+        old,
+        v1,
+        v2,
+    }
+}
+
+/// The row `update --json` printed for the bed's container `name`.
+fn row<'a>(update: &'a Update, updater: &Updater, name: &str) -> &'a Value {
+    let full = updater.full(name);
+    update
+        .report
+        .containers
+        .iter()
+        .find(|row| row["container"] == full.as_str())
+        .unwrap_or_else(|| panic!("no row for {full}: {update:#?}"))
+}
+
+fn field<'a>(row: &'a Value, key: &str) -> &'a str {
+    row[key].as_str().unwrap_or_default()
+}
+
+/// A key file for `signer` in the bed's directory.
+fn key_file(bed: &TestBed, signer: &Signer, name: &str) -> std::path::PathBuf {
+    signer.write_public(bed.dir(), name)
+}
+
+#[test]
+fn a_digest_signed_with_the_rule_s_key_is_updated() {
+    let bed = TestBed::new("verify-signed");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
+    cosign::sign(&s.registry, "app", &s.v2, &signer);
+
+    let update = s.updater.update(&[]);
+
+    update.assert_exit(0);
+    let result = update.result("web");
+    assert_eq!(result.outcome, "updated", "{update:#?}");
+    assert_eq!(result.to_digest.as_deref(), Some(s.v2.as_str()));
+    assert_eq!(
+        field(row(&update, &s.updater, "web"), "signature"),
+        "verified"
+    );
+    assert!(bed.serves("web").contains(&page("2")));
+}
+
+/// Runs `update` and checks that web was left alone with an `error` row naming the rule and
+/// `why`.
+fn assert_blocked(bed: &TestBed, s: &Scene, why: &str) -> Update {
+    let update = s.updater.update(&[]);
+    assert!(
+        update.report.results.is_empty(),
+        "nothing applied: {update:#?}"
+    );
+    assert!(
+        update.report.plan.steps.is_empty(),
+        "nothing planned: {update:#?}"
+    );
+    let row = row(&update, &s.updater, "web");
+    assert_eq!(field(row, "status"), "error", "{row}");
+    assert_eq!(field(row, "signature"), "rejected", "{row}");
+    let detail = field(row, "detail");
+    assert!(
+        detail.starts_with("blocked by verify rule 1 (") && detail.ends_with(why),
+        "names the rule and why ({why}): {detail}"
+    );
+    assert_eq!(field(row, "available_digest"), s.v2, "{row}");
+    assert_eq!(
+        bed.container_id("web"),
+        s.old,
+        "the old container is untouched"
+    );
+    assert!(bed.serves("web").contains(&page("1")));
+    update
+}
+
+#[test]
+fn an_unsigned_digest_is_not_pulled_and_each_cycle_asks_once_more_for_its_sig_tag() {
+    let bed = TestBed::new("verify-unsigned");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
+    let sig = format!("/v2/app/manifests/{}", cosign::sig_tag(&s.v2));
+    let before = s.registry.requests().len();
+
+    let first = assert_blocked(&bed, &s, "no signature");
+    let second = assert_blocked(&bed, &s, "no signature");
+
+    // A rejection is an error row, so the run exits 1, but nothing loops: each cycle is one
+    // HEAD of the tag and one GET of the `.sig` tag (a 404), and no pull.
+    first.assert_exit(1);
+    second.assert_exit(1);
+    let requests: Vec<_> = s.registry.requests().split_off(before);
+    let sig_gets: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.uri == sig)
+        .collect();
+    assert_eq!(
+        sig_gets.len(),
+        2,
+        "one .sig lookup per cycle: {requests:#?}"
+    );
+    assert!(
+        sig_gets.iter().all(|r| r.status == Some(404)),
+        "{sig_gets:#?}"
+    );
+    let heads = s.registry.manifest_requests("HEAD", "app");
+    assert!(heads >= 2, "{requests:#?}");
+    assert!(
+        !requests.iter().any(|r| r.is_from_engine()),
+        "the engine pulled nothing: {requests:#?}"
+    );
+    assert_eq!(
+        requests.len(),
+        4,
+        "a HEAD and a .sig GET per cycle, nothing else: {requests:#?}"
+    );
+}
+
+#[test]
+fn a_digest_signed_by_another_key_is_not_pulled() {
+    let bed = TestBed::new("verify-other-key");
+    let (ours, theirs) = (Signer::generate(), Signer::generate());
+    let key = key_file(&bed, &ours, "cosign.pub");
+    let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
+    cosign::sign(&s.registry, "app", &s.v2, &theirs);
+
+    let update = assert_blocked(&bed, &s, "signed by another key");
+    update.assert_exit(1);
+}
+
+#[test]
+fn a_signature_of_another_digest_pushed_under_this_digest_s_tag_is_not_accepted() {
+    let bed = TestBed::new("verify-other-digest");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
+    // A genuine signature of v1, replayed as v2's.
+    let replayed = SigLayer::keyed(&signer, payload(&s.registry.repo("app"), &s.v1));
+    push_signatures(&s.registry, "app", &s.v2, &[replayed]);
+
+    let update = assert_blocked(&bed, &s, "signature is for another digest");
+    update.assert_exit(1);
+}
+
+#[test]
+fn in_warn_mode_an_unsigned_digest_is_updated_and_the_result_says_so() {
+    let bed = TestBed::new("verify-warn");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| keyed_rule(r, "app", &key, "mode = \"warn\"\n"));
+
+    let update = s.updater.update(&[]);
+
+    update.assert_exit(0);
+    let result = update.result("web");
+    assert_eq!(result.outcome, "updated", "{update:#?}");
+    assert!(
+        result.detail.starts_with("UNVERIFIED (verify rule 1 (")
+            && result.detail.contains("is in warn mode): no signature"),
+        "{}",
+        result.detail
+    );
+    let row = row(&update, &s.updater, "web");
+    assert_eq!(field(row, "signature"), "unverified", "{row}");
+    assert!(bed.serves("web").contains(&page("2")));
+}
+
+#[test]
+fn check_shows_whether_an_available_digest_is_verified() {
+    let bed = TestBed::new("verify-check");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
+
+    let unsigned = s.agent.check(&[]);
+    cosign::sign(&s.registry, "app", &s.v2, &signer);
+    let signed = s.agent.check(&[]);
+
+    let row = unsigned.row("web");
+    assert_eq!(row.status, Status::Error, "{unsigned}");
+    assert_eq!(row.signature.as_deref(), Some("rejected"), "{unsigned}");
+    let row = signed.row("web");
+    assert_eq!(row.status, Status::UpdateAvailable, "{signed}");
+    assert_eq!(row.signature.as_deref(), Some("verified"), "{signed}");
+    assert_eq!(bed.container_id("web"), s.old, "check changes nothing");
+}
