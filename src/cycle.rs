@@ -15,7 +15,7 @@ use crate::plan::update::{self, Candidate, Marks, Moment};
 use crate::registry::RegistryClient;
 use crate::release_notes::ReleaseNotes;
 use crate::shutdown::Shutdown;
-use crate::state::SharedStore;
+use crate::state::{NewHistory, Outcome as HistoryOutcome, SharedStore};
 
 pub use crate::report::CycleReport;
 
@@ -142,6 +142,9 @@ impl Agent {
         let mut candidates = candidates(&detections, &observed, &self.config, |o| self.is_own(o));
         let marks = self.marks(&mut candidates, dry_run).await;
         let containers: Vec<detect::CheckRow> = detections.iter().map(|d| d.row.clone()).collect();
+        if !dry_run {
+            self.record_blocked(&containers).await;
+        }
         // Only a cycle with something to update needs the containers' full settings: for the
         // namespaces and links of the dependency graph, and for recreating them. `update
         // NAME...` checks only the named containers, but the sharers of their namespaces must
@@ -255,6 +258,48 @@ impl Agent {
                 report.monitor_only.contains(name)
             })
             .await
+    }
+
+    /// One history row per container and new digest that its `[[verify]]` rule refused, however
+    /// many cycles it stays refused; each cycle logs it.
+    async fn record_blocked(&self, rows: &[detect::CheckRow]) {
+        let blocked: Vec<NewHistory> = rows
+            .iter()
+            .filter(|r| r.signature == Some(detect::Signature::Rejected))
+            .filter_map(|r| {
+                tracing::warn!(
+                    container = %r.container,
+                    "{}",
+                    r.detail.as_deref().unwrap_or("blocked by a verify rule")
+                );
+                Some(NewHistory {
+                    at: chrono::Utc::now(),
+                    container: r.container.clone(),
+                    image: r.image.clone(),
+                    from_digest: r.current_digest.clone(),
+                    to_digest: r.available_digest.clone()?,
+                    from_image_id: None,
+                    outcome: HistoryOutcome::Blocked,
+                    reason: r.detail.clone().unwrap_or_default(),
+                    duration_ms: 0,
+                    notes: r.notes.clone(),
+                })
+            })
+            .collect();
+        if blocked.is_empty() {
+            return;
+        }
+        let written = self
+            .store
+            .with(move |s| {
+                blocked
+                    .iter()
+                    .try_for_each(|row| s.record_history_once(row).map(|_| ()))
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!("recording blocked updates in the history: {e}");
+        }
     }
 
     /// Adds the steps' release notes to the history rows they wrote.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::cosign::{self, keyed_rule, payload, push_signatures, SigLayer, Signer};
+use crate::support::receiver::{announced, Receiver};
 use crate::support::{
     push, settings, Agent, Registry, Status, TestBed, Update, Updater, QUICK_STOP,
 };
@@ -233,4 +234,58 @@ fn check_shows_whether_an_available_digest_is_verified() {
     assert_eq!(row.status, Status::UpdateAvailable, "{signed}");
     assert_eq!(row.signature.as_deref(), Some("verified"), "{signed}");
     assert_eq!(bed.container_id("web"), s.old, "check changes nothing");
+}
+
+#[test]
+fn a_digest_signed_two_cycles_late_is_updated_on_the_next_cycle_after_one_blocked_notice() {
+    let bed = TestBed::new("verify-signed-late");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let receiver = Receiver::start();
+    let s = scene(&bed, |r| {
+        keyed_rule(r, "app", &key, "")
+            + &format!(
+                "[[notify]]\nkind = \"webhook\"\nurl = {:?}\n",
+                receiver.url()
+            )
+    });
+
+    let first = assert_blocked(&bed, &s, "no signature");
+    let second = assert_blocked(&bed, &s, "no signature");
+    cosign::sign(&s.registry, "app", &s.v2, &signer);
+    let third = s.updater.update(&[]);
+
+    first.assert_exit(1);
+    second.assert_exit(1);
+    third.assert_exit(0);
+    assert_eq!(third.result("web").outcome, "updated", "{third:#?}");
+    assert!(bed.serves("web").contains(&page("2")));
+    // Each run waited for its notifications before it exited.
+    let bodies = receiver.bodies();
+    let events: Vec<Vec<(String, String)>> = bodies.iter().map(|b| announced(b)).collect();
+    let web = bed.name("web");
+    assert_eq!(
+        events,
+        [
+            vec![(web.clone(), "blocked".to_owned())],
+            vec![(web.clone(), "updated".to_owned())],
+        ],
+        "one blocked notice, not one per cycle, then the update: {bodies:#?}"
+    );
+    assert!(
+        bodies[0].contains(&s.v2) && bodies[0].contains("no signature"),
+        "{}",
+        bodies[0]
+    );
+    let (history, rows) = s.updater.history("web");
+    assert_eq!(history.code, 0, "{history:?}");
+    let outcomes: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.outcome.as_str(), r.to_digest.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("updated", s.v2.as_str()), ("blocked", s.v2.as_str())],
+        "one history row for the blocked digest, newest first: {rows:#?}"
+    );
 }
