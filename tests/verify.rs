@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::cosign::{self, keyed_rule, payload, push_signatures, SigLayer, Signer};
+use crate::support::cosign::{
+    self, keyed_rule, payload, push_signatures, trusted_root, Fulcio, Rekor, SigLayer, Signer,
+};
 use crate::support::receiver::{announced, Receiver};
 use crate::support::{
     push, settings, Agent, Registry, Status, TestBed, Update, Updater, QUICK_STOP,
@@ -288,4 +290,134 @@ fn a_digest_signed_two_cycles_late_is_updated_on_the_next_cycle_after_one_blocke
         [("updated", s.v2.as_str()), ("blocked", s.v2.as_str())],
         "one history row for the blocked digest, newest first: {rows:#?}"
     );
+}
+
+const WORKFLOW: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
+const ACTIONS: &str = "https://token.actions.githubusercontent.com";
+
+/// A keyless `[[verify]]` table for `repo` trusting `root` (a trusted_root.json written into
+/// the bed), with `identity_line` (`identity = ...` or `identity_regex = ...`) and `extra`.
+fn keyless_rule(
+    bed: &TestBed,
+    registry: &Registry,
+    root: &str,
+    identity_line: &str,
+    extra: &str,
+) -> String {
+    let path = bed.dir().join("trusted_root.json");
+    std::fs::write(&path, root).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    format!(
+        "[[verify]]\nimages = [{:?}]\n{identity_line}\nissuer = {ACTIONS:?}\ntrusted_root = {path:?}\n{extra}",
+        registry.repo("app"),
+    )
+}
+
+/// Signs v2 keyless as `identity`, with a certificate from `fulcio` and the log's bundle from
+/// `rekor` when given.
+fn sign_keyless(s: &Scene, fulcio: &Fulcio, rekor: Option<&Rekor>, identity: &str) {
+    let layer = SigLayer::keyless(
+        fulcio,
+        rekor,
+        identity,
+        ACTIONS,
+        payload(&s.registry.repo("app"), &s.v2),
+    );
+    push_signatures(&s.registry, "app", &s.v2, &[layer]);
+}
+
+#[test]
+fn a_keyless_signature_from_the_workflow_under_the_trusted_root_is_updated() {
+    let bed = TestBed::new("verify-keyless");
+    let (fulcio, rekor) = (Fulcio::new(), Rekor::new());
+    let root = trusted_root(&fulcio, Some(&rekor));
+    let s = scene(&bed, |r| {
+        keyless_rule(
+            &bed,
+            r,
+            &root,
+            "identity_regex = \"^https://github.com/acme/app/\\\\.github/workflows/.*@refs/heads/main$\"",
+            "",
+        )
+    });
+    sign_keyless(&s, &fulcio, Some(&rekor), WORKFLOW);
+
+    let update = s.updater.update(&[]);
+
+    update.assert_exit(0);
+    assert_eq!(update.result("web").outcome, "updated", "{update:#?}");
+    assert_eq!(
+        field(row(&update, &s.updater, "web"), "signature"),
+        "verified"
+    );
+    assert!(bed.serves("web").contains(&page("2")));
+}
+
+#[test]
+fn a_keyless_signature_from_another_workflow_is_not_pulled() {
+    let bed = TestBed::new("verify-keyless-identity");
+    let (fulcio, rekor) = (Fulcio::new(), Rekor::new());
+    let root = trusted_root(&fulcio, Some(&rekor));
+    let s = scene(&bed, |r| {
+        keyless_rule(&bed, r, &root, &format!("identity = {WORKFLOW:?}"), "")
+    });
+    let fork = "https://github.com/mallory/app/.github/workflows/release.yml@refs/heads/main";
+    sign_keyless(&s, &fulcio, Some(&rekor), fork);
+
+    let update = assert_blocked(&bed, &s, "identity does not match");
+    update.assert_exit(1);
+}
+
+#[test]
+fn a_keyless_signature_from_another_ca_or_without_its_log_entry_is_not_pulled() {
+    let bed = TestBed::new("verify-keyless-untrusted");
+    let (fulcio, rekor) = (Fulcio::new(), Rekor::new());
+    let root = trusted_root(&fulcio, Some(&rekor));
+    let s = scene(&bed, |r| {
+        keyless_rule(&bed, r, &root, &format!("identity = {WORKFLOW:?}"), "")
+    });
+
+    sign_keyless(&s, &Fulcio::new(), Some(&rekor), WORKFLOW);
+    let other_ca = s.updater.update(&[]);
+    sign_keyless(&s, &fulcio, None, WORKFLOW);
+    let unlogged = s.updater.update(&[]);
+    sign_keyless(&s, &fulcio, Some(&Rekor::new()), WORKFLOW);
+    let other_log = s.updater.update(&[]);
+
+    for (update, why) in [
+        (&other_ca, "not issued by the trusted root"),
+        (&unlogged, "no transparency log entry"),
+        (&other_log, "a log the root does not name"),
+    ] {
+        assert!(update.report.results.is_empty(), "{update:#?}");
+        let row = row(update, &s.updater, "web");
+        assert_eq!(field(row, "signature"), "rejected", "{row}");
+        let detail = field(row, "detail");
+        assert!(
+            detail.contains("certificate not trusted") && detail.contains(why),
+            "{why}: {detail}"
+        );
+    }
+    assert_eq!(bed.container_id("web"), s.old);
+}
+
+#[test]
+fn with_tlog_off_a_keyless_signature_needs_no_log_entry() {
+    let bed = TestBed::new("verify-keyless-no-tlog");
+    let fulcio = Fulcio::new();
+    let root = trusted_root(&fulcio, None);
+    let s = scene(&bed, |r| {
+        keyless_rule(
+            &bed,
+            r,
+            &root,
+            &format!("identity = {WORKFLOW:?}"),
+            "tlog = false\n",
+        )
+    });
+    sign_keyless(&s, &fulcio, None, WORKFLOW);
+
+    let update = s.updater.update(&[]);
+
+    update.assert_exit(0);
+    assert_eq!(update.result("web").outcome, "updated", "{update:#?}");
 }
