@@ -11,11 +11,14 @@ use crate::support::cosign::{
 };
 use crate::support::receiver::{announced, Receiver};
 use crate::support::{
-    push, settings, Agent, Registry, Status, TestBed, Update, Updater, QUICK_STOP,
+    push, settings, with_swarm_settings, Agent, Registry, Status, TestBed, Update, Updater,
+    CYCLE_FINISHED, QUICK_STOP,
 };
 
 /// How long a container may take to serve its first page after `docker run`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the agent in its container may take to notice a push and act on it.
+const PICK_UP: Duration = Duration::from_secs(60);
 
 fn page(version: &str) -> String {
     format!("tidewatch test app version {version}")
@@ -420,4 +423,85 @@ fn with_tlog_off_a_keyless_signature_needs_no_log_entry() {
 
     update.assert_exit(0);
     assert_eq!(update.result("web").outcome, "updated", "{update:#?}");
+}
+
+#[test]
+fn a_swarm_service_is_rolled_only_to_a_signed_digest() {
+    let bed = TestBed::new("verify-swarm");
+    let services = bed.services();
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let registry = Registry::start();
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "1");
+    let v1 = push(&image);
+    services.create("web", 1, &image, &[], &[]);
+    bed.build_app(&image, "2");
+    let v2 = push(&image);
+    let updater = bed.updater(&[registry.host()]);
+    with_swarm_settings(updater.config());
+    settings::append(&updater, &keyed_rule(&registry, "app", &key, ""));
+
+    let blocked = updater.update(&[]);
+    let pinned_after_blocked = services.image("web");
+    cosign::sign(&registry, "app", &v2, &signer);
+    let signed = updater.update(&[]);
+
+    assert!(blocked.report.results.is_empty(), "{blocked:#?}");
+    let row = row(&blocked, &updater, "web");
+    assert_eq!(field(row, "signature"), "rejected", "{row}");
+    assert!(field(row, "detail").ends_with("no signature"), "{row}");
+    assert!(
+        pinned_after_blocked.ends_with(&v1),
+        "the service stays on v1: {pinned_after_blocked}"
+    );
+    signed.assert_exit(0);
+    assert_eq!(signed.result("web").outcome, "updated", "{signed:#?}");
+    assert!(
+        services.image("web").ends_with(&v2),
+        "{}",
+        services.image("web")
+    );
+}
+
+#[test]
+fn the_agent_replaces_itself_only_with_a_signed_image() {
+    let bed = TestBed::new("verify-self-update");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let registry = Registry::start();
+    let agent_image = registry.image("tidewatch", "latest");
+    bed.build_agent_image(&agent_image);
+    push(&agent_image);
+    let mount = format!("{}:/etc/tidewatch/cosign.pub:ro", key.display());
+    let rule = format!(
+        "\n[[verify]]\nimages = [{:?}]\nkey = \"/etc/tidewatch/cosign.pub\"\n",
+        registry.repo("tidewatch")
+    );
+    let agent = bed.run_agent_configured(
+        "agent",
+        &agent_image,
+        &[registry.host()],
+        true,
+        &["-v", &mount],
+        &rule,
+    );
+    agent.wait_for_log(CYCLE_FINISHED, 1, PICK_UP);
+    let old = bed.container_id("agent");
+
+    bed.rebuild_agent_image(&agent_image, "2");
+    let v2 = push(&agent_image);
+    agent.wait_for_next_cycle(PICK_UP);
+    agent.wait_for_next_cycle(PICK_UP);
+    let kept = bed.container_id("agent");
+    let logs = agent.logs();
+    cosign::sign(&registry, "tidewatch", &v2, &signer);
+    let new = bed.wait_for_replacement("agent", &old, PICK_UP);
+
+    assert_eq!(kept, old, "not replaced while unsigned; log:\n{logs}");
+    assert!(
+        logs.contains("blocked by verify rule 1") && logs.contains("no signature"),
+        "each cycle says why; log:\n{logs}"
+    );
+    assert_ne!(new, old);
 }
