@@ -225,6 +225,7 @@ fn the_example_agent_toml_loads_and_documents_every_key() {
         "[[registry]]",
         "[[service]]",
         "[[notify]]",
+        "[[verify]]",
     ];
     for table in tables {
         let probe = format!("{table}\nnot_a_key = 1\n");
