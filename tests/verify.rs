@@ -385,11 +385,22 @@ fn a_keyless_signature_from_another_ca_or_without_its_log_entry_is_not_pulled() 
     let unlogged = s.updater.update(&[]);
     sign_keyless(&s, &fulcio, Some(&Rekor::new()), WORKFLOW);
     let other_log = s.updater.update(&[]);
+    // A genuine log entry, but of another signing: replayed to date this one.
+    let keyless = |p| SigLayer::keyless(&fulcio, Some(&rekor), WORKFLOW, ACTIONS, p);
+    let logged = keyless(payload(&s.registry.repo("app"), &s.v1));
+    let mut replayed = keyless(payload(&s.registry.repo("app"), &s.v2));
+    let bundle = "dev.sigstore.cosign/bundle".to_owned();
+    replayed
+        .annotations
+        .insert(bundle.clone(), logged.annotations[&bundle].clone());
+    push_signatures(&s.registry, "app", &s.v2, &[replayed]);
+    let other_entry = s.updater.update(&[]);
 
     for (update, why) in [
         (&other_ca, "not issued by the trusted root"),
         (&unlogged, "no transparency log entry"),
         (&other_log, "a log the root does not name"),
+        (&other_entry, "the log entry is for another signature"),
     ] {
         assert!(update.report.results.is_empty(), "{update:#?}");
         let row = row(update, &s.updater, "web");

@@ -112,3 +112,47 @@ fn a_payload_of_another_type_names_no_digest() {
     assert_eq!(names_digest(b"[]", DIGEST), Err(Rejection::OtherDigest));
     assert_eq!(names_digest(&payload_for("r/a", DIGEST), DIGEST), Ok(()));
 }
+
+mod untrusted {
+    use proptest::prelude::*;
+
+    use super::super::{der, keyless, verify, Identity, Keyless, Trust, TrustedRoot};
+    use super::*;
+
+    fn pem(label: &str, der: &[u8]) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n")
+    }
+
+    proptest! {
+        /// Whatever a registry serves as a signature layer (payload, annotations, a
+        /// certificate of arbitrary DER), checking it ends in a verdict, never a panic.
+        #[test]
+        fn anything_a_registry_serves_is_refused_never_a_panic(
+            payload in proptest::collection::vec(any::<u8>(), 0..256),
+            signature in ".{0,120}",
+            cert in proptest::collection::vec(any::<u8>(), 0..400),
+            bundle in ".{0,200}",
+        ) {
+            let layer = SignatureLayer {
+                payload,
+                signature: Some(signature),
+                certificate: Some(pem("CERTIFICATE", &cert)),
+                chain: Some(pem("CERTIFICATE", &cert)),
+                bundle: Some(bundle),
+            };
+            let keyless = Trust::Keyless(Box::new(Keyless {
+                root: TrustedRoot::default(),
+                identity: Identity::Exact("me@example.com".into()),
+                issuer: "https://issuer.example".into(),
+                tlog: true,
+            }));
+            prop_assert!(verify(&keyless, DIGEST, std::slice::from_ref(&layer)).is_err());
+            prop_assert!(verify(&trust(&pair()), DIGEST, &[layer]).is_err());
+            let _ = der::tbs_parts(&cert);
+            let _ = der::spki_parts(&cert);
+            let _ = der::san_identities(&cert);
+            let _ = keyless::TrustedRoot::parse(&cert);
+        }
+    }
+}
