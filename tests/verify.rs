@@ -516,3 +516,32 @@ fn the_agent_replaces_itself_only_with_a_signed_image() {
     );
     assert_ne!(new, old);
 }
+
+#[test]
+fn a_verified_digest_is_not_looked_up_again_by_the_daemon() {
+    let bed = TestBed::new("verify-cache");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
+    // Monitor only: the new digest stays available cycle after cycle.
+    let config = std::fs::read_to_string(s.updater.config()).unwrap();
+    let monitor_only = config.replacen("[watch]\n", "[watch]\npolicy = \"notify\"\n", 1);
+    std::fs::write(s.updater.config(), monitor_only).unwrap();
+    cosign::sign(&s.registry, "app", &s.v2, &signer);
+    let sig = format!("/v2/app/manifests/{}", cosign::sig_tag(&s.v2));
+    let before = s.registry.requests().len();
+
+    let mut daemon = s.updater.spawn_run();
+    daemon.wait_for_log(CYCLE_FINISHED, 3, Duration::from_secs(60));
+    daemon.terminate(Duration::from_secs(30));
+
+    let requests: Vec<_> = s.registry.requests().split_off(before);
+    let heads = requests.iter().filter(|r| r.method == "HEAD").count();
+    let sig_gets = requests.iter().filter(|r| r.uri == sig).count();
+    assert!(heads >= 3, "one HEAD a cycle: {requests:#?}");
+    assert_eq!(
+        sig_gets, 1,
+        "the .sig tag is read once over {heads} cycles: {requests:#?}"
+    );
+    assert_eq!(bed.container_id("web"), s.old, "monitor only");
+}
