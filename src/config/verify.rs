@@ -162,10 +162,8 @@ fn keyless_trust(r: &raw::RawVerify, at: &Locator<'_>) -> Result<Keyless, Config
             ))
         }
         (Some(exact), None) => Identity::Exact(exact.get_ref().clone()),
-        (None, Some(re)) => Identity::Regex(
-            regex::Regex::new(re.get_ref())
-                .map_err(|e| at.error(re.span(), format!("identity_regex: {e}")))?,
-        ),
+        (None, Some(re)) => Identity::whole_match(re.get_ref())
+            .map_err(|e| at.error(re.span(), format!("identity_regex: {e}")))?,
         (None, None) => unreachable!("only called for keyless rules"),
     };
     let span = r

@@ -29,17 +29,20 @@ const MAX_BUNDLE_BYTES: usize = 64 * 1024;
 pub enum Identity {
     /// Exactly this certificate identity (a workflow URI, an e-mail address).
     Exact(String),
-    /// An identity matching this (whole-string) expression.
+    /// An identity this expression matches as a whole.
     Regex(regex::Regex),
 }
 
 impl Identity {
-    fn matches(&self, identity: &str) -> bool {
+    /// An [`Identity::Regex`] that must match the whole identity, as if written `^(?:...)$`.
+    pub fn whole_match(expression: &str) -> Result<Identity, regex::Error> {
+        regex::Regex::new(&format!("^(?:{expression})$")).map(Identity::Regex)
+    }
+
+    pub(super) fn matches(&self, identity: &str) -> bool {
         match self {
             Identity::Exact(want) => want == identity,
-            Identity::Regex(re) => re
-                .find(identity)
-                .is_some_and(|m| m.start() == 0 && m.end() == identity.len()),
+            Identity::Regex(re) => re.is_match(identity),
         }
     }
 }

@@ -156,3 +156,15 @@ mod untrusted {
         }
     }
 }
+
+#[test]
+fn an_identity_expression_matches_whole_identities_only() {
+    let re = Identity::whole_match("https://github.com/acme/.*@refs/heads/main|a|ab").unwrap();
+    assert!(re.matches("https://github.com/acme/app/.github/workflows/x.yml@refs/heads/main"));
+    assert!(
+        re.matches("ab"),
+        "an alternative that matches whole, not just first"
+    );
+    assert!(!re.matches("https://github.com/acme/app/x.yml@refs/heads/main-evil"));
+    assert!(!re.matches("xhttps://github.com/acme/app@refs/heads/main"));
+}

@@ -129,6 +129,9 @@ impl RegistryClient {
         digest: &str,
     ) -> Result<Vec<SignatureLayer>, RegistryError> {
         let state = self.state(reference.registry()).await;
+        // A manifest GET counts as a pull on Docker Hub: a registry whose quota ran low is
+        // deferred, and the digest stays unverified this cycle.
+        state.check_rate_limit(reference.registry())?;
         let get = |path: String, limit: usize| {
             let state = state.clone();
             async move {
@@ -162,7 +165,7 @@ impl RegistryClient {
             }
             self.counts.signature_blobs.fetch_add(1, Ordering::Relaxed);
             let payload = get(format!("blobs/{}", d.digest), MAX_PAYLOAD_BYTES).await?;
-            let actual = format!("sha256:{}", hex(&payload));
+            let actual = format!("sha256:{}", sha256_hex(&payload));
             if actual != d.digest {
                 tracing::warn!(reference = %reference, blob = d.digest, "a signature payload is not what its descriptor says; ignored");
                 continue;
@@ -186,7 +189,8 @@ fn is_sha256(digest: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The SHA-256 of `bytes`, in hex.
+fn sha256_hex(bytes: &[u8]) -> String {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
         .as_ref()
         .iter()
