@@ -59,24 +59,17 @@ impl RegistryClient {
         if rules.is_empty() {
             return;
         }
+        // Each digest once, however many containers run its reference.
         let mut wanted: Vec<(Key, &VerifyRule, ImageRef)> = Vec::new();
         let mut keys: Vec<Option<Key>> = Vec::new();
         for d in detections.iter() {
-            let key = (|| {
-                if d.row.status != Status::UpdateAvailable {
-                    return None;
+            let covered = covered(d, rules);
+            if let Some((key, rule, reference)) = &covered {
+                if !wanted.iter().any(|(k, ..)| k == key) {
+                    wanted.push((key.clone(), *rule, reference.clone()));
                 }
-                let digest = d.row.available_digest.clone()?;
-                let reference =
-                    ImageRef::parse(d.new_image.as_deref().unwrap_or(&d.row.image)).ok()?;
-                let rule = rule_for(rules, &reference.name())?;
-                let key = (rule.number, reference.name(), digest);
-                if !wanted.iter().any(|(k, ..)| *k == key) {
-                    wanted.push((key.clone(), rule, reference));
-                }
-                Some(key)
-            })();
-            keys.push(key);
+            }
+            keys.push(covered.map(|(key, ..)| key));
         }
         let outcomes: Vec<(Key, Result<(), String>)> = stream::iter(wanted.iter())
             .map(|(key, rule, reference)| async move {
@@ -181,6 +174,19 @@ impl RegistryClient {
         }
         Ok(layers)
     }
+}
+
+/// The rule that covers `d`'s update, with its cache key and the reference whose repository
+/// holds the signatures; `None` when `d` is no update or no rule matches.
+fn covered<'r>(d: &Detection, rules: &'r [VerifyRule]) -> Option<(Key, &'r VerifyRule, ImageRef)> {
+    if d.row.status != Status::UpdateAvailable {
+        return None;
+    }
+    let digest = d.row.available_digest.clone()?;
+    // With tag tracking the update moves to another tag of the same repository.
+    let reference = ImageRef::parse(d.new_image.as_deref().unwrap_or(&d.row.image)).ok()?;
+    let rule = rule_for(rules, &reference.name())?;
+    Some(((rule.number, reference.name(), digest), rule, reference))
 }
 
 fn is_sha256(digest: &str) -> bool {
