@@ -219,7 +219,7 @@ pub fn history_table(entries: &[HistoryEntry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::detect::Status;
+    use crate::plan::detect::{Signature, Status};
 
     #[test]
     fn table_aligns_columns() {
@@ -248,6 +248,30 @@ mod tests {
         assert!(t.contains("sha256:0123456789ab  -"), "{t}");
         assert!(t.contains("error"), "{t}");
         assert!(!t.contains("CHANGES"), "no links, no list of them: {t}");
+    }
+
+    #[test]
+    fn check_table_has_a_signature_column_when_a_rule_covered_an_update() {
+        let row = |container: &str, status, signature| CheckRow {
+            container: container.into(),
+            image: "app:1".into(),
+            current_digest: Some("sha256:0123456789abcdef".into()),
+            available_digest: Some("sha256:fedcba9876543210".into()),
+            status,
+            detail: None,
+            notes: Default::default(),
+            signature,
+        };
+        let t = check_table(&[
+            row("web", Status::UpdateAvailable, Some(Signature::Verified)),
+            row("api", Status::Error, Some(Signature::Rejected)),
+            row("db", Status::UpToDate, None),
+        ]);
+        let cells: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(cells[0][5], "SIGNATURE", "{t}");
+        assert_eq!(cells[1][5], "verified", "{t}");
+        assert_eq!(cells[2][5], "rejected", "{t}");
+        assert_eq!(cells[3][5], "-", "{t}");
     }
 
     #[test]
