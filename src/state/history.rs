@@ -232,39 +232,6 @@ mod tests {
     }
 
     #[test]
-    fn a_blocked_digest_is_one_row_however_often_it_is_recorded() {
-        let (_dir, mut store) = open_temp();
-        let blocked = row(1, "web", Outcome::Blocked, "sha256:w2");
-        assert!(store.record_history_once(&blocked).unwrap());
-        assert!(!store
-            .record_history_once(&row(2, "web", Outcome::Blocked, "sha256:w2"))
-            .unwrap());
-        assert!(store
-            .record_history_once(&row(3, "web", Outcome::Blocked, "sha256:w3"))
-            .unwrap());
-        assert!(store
-            .record_history_once(&row(4, "db", Outcome::Blocked, "sha256:w2"))
-            .unwrap());
-        let rows = store.history(Some("web"), 10).unwrap();
-        let outcomes: Vec<(Outcome, &str)> = rows
-            .iter()
-            .map(|h| (h.outcome, h.to_digest.as_str()))
-            .collect();
-        assert_eq!(
-            outcomes,
-            [
-                (Outcome::Blocked, "sha256:w3"),
-                (Outcome::Blocked, "sha256:w2")
-            ]
-        );
-        assert_eq!(
-            store.last_update("web").unwrap(),
-            None,
-            "nothing to roll back"
-        );
-    }
-
-    #[test]
     fn release_notes_land_on_the_newest_row_of_that_container_and_digest_and_read_back() {
         let (_dir, mut store) = open_temp();
         store
@@ -420,5 +387,38 @@ mod tests {
         assert_eq!(last.to_digest, "sha256:good");
         assert_eq!(last.from_digest.as_deref(), Some("sha256:good-before"));
         assert_eq!(store.last_update("db").unwrap(), None);
+    }
+
+    #[test]
+    fn a_blocked_digest_is_one_row_however_often_it_is_recorded() {
+        let (_dir, mut store) = open_temp();
+        let blocked = row(1, "web", Outcome::Blocked, "sha256:w2");
+        assert!(store.record_history_once(&blocked).unwrap());
+        assert!(!store
+            .record_history_once(&row(2, "web", Outcome::Blocked, "sha256:w2"))
+            .unwrap());
+        assert!(store
+            .record_history_once(&row(3, "web", Outcome::Blocked, "sha256:w3"))
+            .unwrap());
+        assert!(store
+            .record_history_once(&row(4, "db", Outcome::Blocked, "sha256:w2"))
+            .unwrap());
+        let rows = store.history(Some("web"), 10).unwrap();
+        let outcomes: Vec<(Outcome, &str)> = rows
+            .iter()
+            .map(|h| (h.outcome, h.to_digest.as_str()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                (Outcome::Blocked, "sha256:w3"),
+                (Outcome::Blocked, "sha256:w2")
+            ]
+        );
+        assert_eq!(
+            store.last_update("web").unwrap(),
+            None,
+            "nothing to roll back"
+        );
     }
 }
