@@ -15,7 +15,7 @@ use crate::plan::update::{self, Candidate, Marks, Moment};
 use crate::registry::RegistryClient;
 use crate::release_notes::ReleaseNotes;
 use crate::shutdown::Shutdown;
-use crate::state::SharedStore;
+use crate::state::{NewHistory, Outcome as HistoryOutcome, SharedStore};
 
 pub use crate::report::CycleReport;
 
@@ -142,6 +142,9 @@ impl Agent {
         let mut candidates = candidates(&detections, &observed, &self.config, |o| self.is_own(o));
         let marks = self.marks(&mut candidates, dry_run).await;
         let containers: Vec<detect::CheckRow> = detections.iter().map(|d| d.row.clone()).collect();
+        if !dry_run {
+            self.record_blocked(&containers).await;
+        }
         // Only a cycle with something to update needs the containers' full settings: for the
         // namespaces and links of the dependency graph, and for recreating them. `update
         // NAME...` checks only the named containers, but the sharers of their namespaces must
@@ -195,6 +198,7 @@ impl Agent {
         plan.waiting.sort_by(|a, b| a.container.cmp(&b.container));
         let mut results = applied.results;
         with_release_notes(&mut results, &containers);
+        with_signature_warnings(&mut results, &containers);
         self.record_release_notes(&results).await;
         applier
             .run_check_hooks(HookMoment::PostCheck, &hooked)
@@ -257,6 +261,48 @@ impl Agent {
                 report.monitor_only.contains(name)
             })
             .await
+    }
+
+    /// One history row per container and new digest that its `[[verify]]` rule refused, however
+    /// many cycles it stays refused; each cycle logs it.
+    async fn record_blocked(&self, rows: &[detect::CheckRow]) {
+        let blocked: Vec<NewHistory> = rows
+            .iter()
+            .filter(|r| r.signature == Some(detect::Signature::Rejected))
+            .filter_map(|r| {
+                tracing::warn!(
+                    container = %r.container,
+                    "{}",
+                    r.detail.as_deref().unwrap_or("blocked by a verify rule")
+                );
+                Some(NewHistory {
+                    at: chrono::Utc::now(),
+                    container: r.container.clone(),
+                    image: r.image.clone(),
+                    from_digest: r.current_digest.clone(),
+                    to_digest: r.available_digest.clone()?,
+                    from_image_id: None,
+                    outcome: HistoryOutcome::Blocked,
+                    reason: r.detail.clone().unwrap_or_default(),
+                    duration_ms: 0,
+                    notes: r.notes.clone(),
+                })
+            })
+            .collect();
+        if blocked.is_empty() {
+            return;
+        }
+        let written = self
+            .store
+            .with(move |s| {
+                blocked
+                    .iter()
+                    .try_for_each(|row| s.record_history_once(row).map(|_| ()))
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!("recording blocked updates in the history: {e}");
+        }
     }
 
     /// Adds the steps' release notes to the history rows they wrote.
@@ -364,6 +410,10 @@ pub async fn detect_on(
     );
     let remotes = registry.resolve(&pending, &inventory.observed).await;
     let mut detections = detect::verdicts(&pending, &inventory.observed, &remotes);
+    // Before anything else reads the rows: a rejected digest is no update to plan or announce.
+    registry
+        .verify_updates(&mut detections, &config.verify)
+        .await;
     registry
         .add_release_notes(&mut detections, &inventory.observed)
         .await;
@@ -442,6 +492,25 @@ fn with_release_notes(results: &mut [StepResult], rows: &[detect::CheckRow]) {
         });
         if let Some(row) = row {
             r.notes = row.notes.clone();
+        }
+    }
+}
+
+/// Says in each step that moved to a digest no trusted signature names (a `[[verify]]` rule in
+/// `warn` mode let it through) that it did, ahead of the step's own detail.
+fn with_signature_warnings(results: &mut [StepResult], rows: &[detect::CheckRow]) {
+    for r in results {
+        let row = rows.iter().find(|row| {
+            row.container == r.container
+                && row.signature == Some(detect::Signature::Unverified)
+                && row.available_digest == r.to_digest
+        });
+        if let Some(warning) = row.and_then(|row| row.detail.as_deref()) {
+            r.detail = if r.detail.is_empty() {
+                warning.to_string()
+            } else {
+                format!("{warning}; {}", r.detail)
+            };
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod cosign;
 pub mod credentials;
 pub mod cycle;
 pub mod daemon;

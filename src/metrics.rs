@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::plan::detect::Status;
+use crate::plan::detect::{Signature, Status};
 use crate::report::{CycleReport, StepOutcome};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
@@ -53,6 +53,18 @@ struct RegistryLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignatureLabels {
+    result: &'static str,
+}
+
+/// Every signature check result, so each series exists (at zero) from the start.
+const SIGNATURES: [Signature; 3] = [
+    Signature::Verified,
+    Signature::Unverified,
+    Signature::Rejected,
+];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: &'static str,
 }
@@ -71,6 +83,7 @@ pub struct Metrics {
     registry_errors: Family<RegistryLabels, Counter>,
     cycle_duration: Histogram,
     containers: Family<StatusLabels, Gauge>,
+    signatures: Family<SignatureLabels, Counter>,
     last_success: Gauge<f64, AtomicU64>,
 }
 
@@ -102,8 +115,14 @@ impl Metrics {
             registry_errors: Family::default(),
             cycle_duration: Histogram::new(DURATION_BUCKETS),
             containers: Family::default(),
+            signatures: Family::default(),
             last_success: Gauge::default(),
         };
+        for result in SIGNATURES {
+            let _ = m.signatures.get_or_create(&SignatureLabels {
+                result: result.as_str(),
+            });
+        }
         // Creating the series is the point: they are listed, at zero, from the start.
         for outcome in OUTCOMES {
             let _ = m.updates.get_or_create(&outcome_labels(outcome));
@@ -161,6 +180,11 @@ impl Metrics {
             m.containers.clone(),
         );
         r.register(
+            "signature_checks",
+            "New digests whose signatures a [[verify]] rule checked, per cycle and container, by result: verified, unverified (let through in warn mode), rejected (not pulled)",
+            m.signatures.clone(),
+        );
+        r.register(
             "last_successful_cycle_timestamp_seconds",
             "When the last cycle in which nothing failed or was rolled back ended (Unix time)",
             m.last_success.clone(),
@@ -183,6 +207,13 @@ impl Metrics {
             if result.outcome == StepOutcome::RolledBack {
                 self.rollbacks.inc();
             }
+        }
+        for signature in report.containers.iter().filter_map(|r| r.signature) {
+            self.signatures
+                .get_or_create(&SignatureLabels {
+                    result: signature.as_str(),
+                })
+                .inc();
         }
         self.cycle_duration.observe(duration.as_secs_f64());
         if report.succeeded() {
@@ -276,6 +307,7 @@ mod tests {
             status,
             detail: None,
             notes: Default::default(),
+            signature: None,
         }
     }
 
@@ -297,10 +329,40 @@ mod tests {
             "tidewatch_rollbacks_total",
             "tidewatch_cycle_duration_seconds_count",
             "tidewatch_containers{status=\"update_available\"}",
+            "tidewatch_signature_checks_total{result=\"rejected\"}",
             "tidewatch_last_successful_cycle_timestamp_seconds",
         ] {
             assert_eq!(value(&text, name), Some(0.0), "{name} in\n{text}");
         }
+    }
+
+    #[test]
+    fn signature_checks_are_counted_by_result() {
+        let m = Metrics::new();
+        let mut rejected = row("web", Status::Error);
+        rejected.signature = Some(Signature::Rejected);
+        let mut verified = row("api", Status::UpdateAvailable);
+        verified.signature = Some(Signature::Verified);
+        let report = CycleReport {
+            containers: vec![
+                rejected.clone(),
+                verified,
+                rejected,
+                row("db", Status::UpToDate),
+            ],
+            ..CycleReport::default()
+        };
+        m.record_cycle(&report, Duration::from_secs(1));
+        let text = m.encode().unwrap();
+        let count = |result: &str| {
+            value(
+                &text,
+                &format!("tidewatch_signature_checks_total{{result=\"{result}\"}}"),
+            )
+        };
+        assert_eq!(count("rejected"), Some(2.0), "{text}");
+        assert_eq!(count("verified"), Some(1.0), "{text}");
+        assert_eq!(count("unverified"), Some(0.0), "{text}");
     }
 
     #[test]

@@ -40,12 +40,14 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// `check` as a table.
+/// `check` as a table. A SIGNATURE column (verified, unverified, rejected) comes after
+/// AVAILABLE when a `[[verify]]` rule covered some update.
 pub fn check_table(rows: &[CheckRow]) -> String {
+    let signed = rows.iter().any(|r| r.signature.is_some());
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            vec![
+            let mut cells = vec![
                 r.container.clone(),
                 r.image.clone(),
                 r.status.as_str().to_string(),
@@ -55,23 +57,21 @@ pub fn check_table(rows: &[CheckRow]) -> String {
                 r.available_digest
                     .as_deref()
                     .map_or("-".into(), |d| short_digest(d).to_string()),
-                versions(&r.notes),
-                r.detail.clone().unwrap_or_default(),
-            ]
+            ];
+            if signed {
+                cells.push(r.signature.map_or("-", |s| s.as_str()).to_string());
+            }
+            cells.push(versions(&r.notes));
+            cells.push(r.detail.clone().unwrap_or_default());
+            cells
         })
         .collect();
-    let mut out = table(
-        &[
-            "CONTAINER",
-            "IMAGE",
-            "STATUS",
-            "CURRENT",
-            "AVAILABLE",
-            "VERSION",
-            "DETAIL",
-        ],
-        &cells,
-    );
+    let mut header = vec!["CONTAINER", "IMAGE", "STATUS", "CURRENT", "AVAILABLE"];
+    if signed {
+        header.push("SIGNATURE");
+    }
+    header.extend(["VERSION", "DETAIL"]);
+    let mut out = table(&header, &cells);
     out.push_str(&changes(
         rows.iter().map(|r| (r.container.as_str(), &r.notes)),
     ));
@@ -219,7 +219,7 @@ pub fn history_table(entries: &[HistoryEntry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::detect::Status;
+    use crate::plan::detect::{Signature, Status};
 
     #[test]
     fn table_aligns_columns() {
@@ -243,10 +243,35 @@ mod tests {
             status: Status::Error,
             detail: Some("registry down".into()),
             notes: Default::default(),
+            signature: None,
         }]);
         assert!(t.contains("sha256:0123456789ab  -"), "{t}");
         assert!(t.contains("error"), "{t}");
         assert!(!t.contains("CHANGES"), "no links, no list of them: {t}");
+    }
+
+    #[test]
+    fn check_table_has_a_signature_column_when_a_rule_covered_an_update() {
+        let row = |container: &str, status, signature| CheckRow {
+            container: container.into(),
+            image: "app:1".into(),
+            current_digest: Some("sha256:0123456789abcdef".into()),
+            available_digest: Some("sha256:fedcba9876543210".into()),
+            status,
+            detail: None,
+            notes: Default::default(),
+            signature,
+        };
+        let t = check_table(&[
+            row("web", Status::UpdateAvailable, Some(Signature::Verified)),
+            row("api", Status::Error, Some(Signature::Rejected)),
+            row("db", Status::UpToDate, None),
+        ]);
+        let cells: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(cells[0][5], "SIGNATURE", "{t}");
+        assert_eq!(cells[1][5], "verified", "{t}");
+        assert_eq!(cells[2][5], "rejected", "{t}");
+        assert_eq!(cells[3][5], "-", "{t}");
     }
 
     #[test]
@@ -259,6 +284,7 @@ mod tests {
             status: Status::UpdateAvailable,
             detail: None,
             notes,
+            signature: None,
         };
         let t = check_table(&[
             row(

@@ -14,7 +14,7 @@ use crate::support::daemon_api::{
 };
 use crate::support::http;
 use crate::support::objects::inspect_container;
-use crate::support::receiver::Receiver;
+use crate::support::receiver::{announced, Receiver};
 use crate::support::settings::{self, ApiSettings};
 use crate::support::smtp::SmtpServer;
 use crate::support::{
@@ -481,25 +481,6 @@ fn notify_webhook(receiver: &Receiver) -> String {
         "[[notify]]\nkind = \"webhook\"\nurl = {:?}\n",
         receiver.url()
     )
-}
-
-/// The `(container, event)` pairs of a webhook message, sorted.
-fn announced(body: &str) -> Vec<(String, String)> {
-    let message: Value = serde_json::from_str(body)
-        .unwrap_or_else(|error| panic!("the notification is not JSON ({error}): {body}"));
-    let mut pairs: Vec<(String, String)> = message["events"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no events in {message:#}"))
-        .iter()
-        .map(|event| {
-            (
-                event["container"].as_str().unwrap_or_default().to_owned(),
-                event["event"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    pairs.sort();
-    pairs
 }
 
 #[test]

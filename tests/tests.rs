@@ -22,4 +22,5 @@ mod status;
 mod swarm;
 mod update_flow;
 mod update_preserve;
+mod verify;
 mod wild_registries;

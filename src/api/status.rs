@@ -383,6 +383,7 @@ mod tests {
             status,
             detail: None,
             notes: Default::default(),
+            signature: None,
         }
     }
 

@@ -112,6 +112,7 @@ fn row(container: &str, status: Status) -> CheckRow {
         status,
         detail: None,
         notes: Default::default(),
+        signature: None,
     }
 }
 

@@ -11,6 +11,7 @@ mod raw;
 mod secret_files;
 mod swarm;
 pub mod tls;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +30,7 @@ pub use notify::{
 };
 pub use secret_files::ConfigWarning;
 pub use swarm::{SwarmConfig, SwarmFailureAction, SwarmOrder};
+pub use verify::{rule_for, VerifyMode, VerifyRule};
 
 /// Where the configuration is read from when neither `-c` nor `TIDEWATCH_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tidewatch/agent.toml";
@@ -368,6 +370,8 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     /// `[[notify]]`, in file order.
     pub notify: Vec<NotifyConfig>,
+    /// `[[verify]]`, in file order: the first whose images match applies.
+    pub verify: Vec<VerifyRule>,
 }
 
 impl Default for Config {
@@ -595,6 +599,7 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         swarm: swarm::validate(raw.swarm, at)?,
         services,
         notify: notify::validate(raw.notify, at)?,
+        verify: verify::validate(raw.verify, at)?,
     })
 }
 

@@ -27,15 +27,19 @@ pub enum EventKind {
     RolledBack,
     /// An update could not be done.
     Failed,
+    /// A new digest was not pulled: no signature that its `[[verify]]` rule trusts names it.
+    /// Announced once per digest, however many cycles it stays blocked.
+    Blocked,
 }
 
 impl EventKind {
     /// Every kind, the default of `events`.
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::UpdateAvailable,
         EventKind::Updated,
         EventKind::RolledBack,
         EventKind::Failed,
+        EventKind::Blocked,
     ];
 
     /// The contract name (`update_available`...).
@@ -45,6 +49,7 @@ impl EventKind {
             EventKind::Updated => "updated",
             EventKind::RolledBack => "rolled_back",
             EventKind::Failed => "failed",
+            EventKind::Blocked => "blocked",
         }
     }
 }
@@ -282,7 +287,7 @@ fn validate_one(n: RawNotify, at: &Locator<'_>) -> Result<NotifyConfig, ConfigEr
             if events.is_empty() {
                 return Err(at.error(
                     list.span(),
-                    "events must name at least one of \"update_available\", \"updated\", \"rolled_back\", \"failed\" (or be left out for all four)",
+                    "events must name at least one of \"update_available\", \"updated\", \"rolled_back\", \"failed\", \"blocked\" (or be left out for all five)",
                 ));
             }
             events.sort();

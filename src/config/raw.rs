@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     pub service: Vec<RawService>,
     #[serde(default)]
     pub notify: Vec<RawNotify>,
+    #[serde(default)]
+    pub verify: Vec<RawVerify>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,4 +164,18 @@ pub(super) struct RawNotify {
     pub topic_prefix: Option<Spanned<String>>,
     pub homeassistant_discovery: Option<Spanned<bool>>,
     pub install_token_file: Option<Spanned<PathBuf>>,
+}
+
+/// `[[verify]]`: a cosign key, or a keyless identity under a trusted root.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVerify {
+    pub images: Spanned<Vec<Spanned<String>>>,
+    pub key: Option<Spanned<PathBuf>>,
+    pub identity: Option<Spanned<String>>,
+    pub identity_regex: Option<Spanned<String>>,
+    pub issuer: Option<Spanned<String>>,
+    pub trusted_root: Option<Spanned<PathBuf>>,
+    pub tlog: Option<Spanned<bool>>,
+    pub mode: Option<Spanned<String>>,
 }

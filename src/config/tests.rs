@@ -225,6 +225,7 @@ fn the_example_agent_toml_loads_and_documents_every_key() {
         "[[registry]]",
         "[[service]]",
         "[[notify]]",
+        "[[verify]]",
     ];
     for table in tables {
         let probe = format!("{table}\nnot_a_key = 1\n");
@@ -419,4 +420,114 @@ fn service_hooks_are_argv_with_a_bounded_timeout_and_off_unless_enabled() {
     );
     let e = err("[[service]]\nname = \"db\"\nhooks = { pre_deploy = [\"/x\"] }\n");
     assert!(e.contains("pre_deploy"), "{e}");
+}
+
+/// A P-256 public key in cosign.pub's form, written to a temporary file.
+fn cosign_pub(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    use base64::Engine as _;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap();
+    let der = pair.public_key().as_der().unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let path = dir.path().join("cosign.pub");
+    std::fs::write(
+        &path,
+        format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n"),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn verify_rules_keep_their_order_and_the_first_match_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = cosign_pub(&dir);
+    let c = Config::parse(
+        &format!(
+            "[[verify]]\nimages = [\"ghcr.io/acme/legacy\"]\nkey = {key:?}\nmode = \"warn\"\n\
+             [[verify]]\nimages = [\"ghcr.io/acme/*\", \"registry.lan:5000/app\"]\nkey = {key:?}\n"
+        ),
+        "agent.toml",
+    )
+    .unwrap();
+    assert_eq!(c.verify.len(), 2);
+    let rule = |name| rule_for(&c.verify, name).map(|r| (r.number, r.mode));
+    assert_eq!(rule("ghcr.io/acme/legacy"), Some((1, VerifyMode::Warn)));
+    assert_eq!(rule("ghcr.io/acme/api"), Some((2, VerifyMode::Enforce)));
+    assert_eq!(
+        rule("registry.lan:5000/app"),
+        Some((2, VerifyMode::Enforce))
+    );
+    assert_eq!(rule("docker.io/library/nginx"), None);
+    assert_eq!(
+        c.verify[1].describe(),
+        "verify rule 2 (ghcr.io/acme/*, registry.lan:5000/app)"
+    );
+}
+
+#[test]
+fn a_bad_verify_rule_is_refused_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = cosign_pub(&dir);
+    let missing = dir.path().join("nope.pub");
+    let not_a_key = dir.path().join("bad.pub");
+    std::fs::write(&not_a_key, "hello").unwrap();
+    let cases = [
+        (
+            format!("[[verify]]\nimages = [\"ghcr.io/a/*\"]\nkey = {missing:?}\n"),
+            "agent.toml:3:7: key ",
+        ),
+        (
+            format!("[[verify]]\nimages = [\"ghcr.io/a/*\"]\nkey = {not_a_key:?}\n"),
+            "not a PEM public key",
+        ),
+        (
+            "[[verify]]\nimages = [\"ghcr.io/a/*\"]\n".to_string(),
+            "agent.toml:2:10: a [[verify]] rule needs key",
+        ),
+        (
+            format!("[[verify]]\nimages = [\"nginx\"]\nkey = {key:?}\n"),
+            "agent.toml:2:11: image pattern \"nginx\" needs its registry host first",
+        ),
+        (
+            format!("[[verify]]\nimages = [\"ghcr.io/a/app:latest\"]\nkey = {key:?}\n"),
+            "names a tag or digest",
+        ),
+        (
+            format!("[[verify]]\nimages = []\nkey = {key:?}\n"),
+            "agent.toml:2:10: images needs at least one pattern",
+        ),
+        (
+            format!("[[verify]]\nimages = [\"ghcr.io/a/*\"]\nkey = {key:?}\nmode = \"audit\"\n"),
+            "agent.toml:4:8: unknown mode \"audit\"",
+        ),
+        (
+            format!("[[verify]]\nimages = [\"ghcr.io/a/*\"]\nkey = {key:?}\nidentity = \"me@x\"\n"),
+            "key and identity are exclusive",
+        ),
+        (
+            format!("[[verify]]\nimages = [\"ghcr.io/a/*\"]\nkey = {key:?}\ntlog = false\n"),
+            "agent.toml:4:8: tlog is for keyless rules",
+        ),
+        (
+            "[[verify]]\nimages = [\"ghcr.io/a/*\"]\nidentity = \"me@x\"\n".to_string(),
+            "a keyless rule needs issuer",
+        ),
+        (
+            "[[verify]]\nimages = [\"ghcr.io/a/*\"]\nidentity_regex = \"(\"\nissuer = \"i\"\n"
+                .to_string(),
+            "agent.toml:3:18: identity_regex:",
+        ),
+        (
+            "[[verify]]\nimages = [\"ghcr.io/a/*\"]\nkeys = \"x\"\n".to_string(),
+            "unknown field `keys`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let e = err(&text);
+        assert!(e.contains(expected), "{text}\n=> {e}\nwanted {expected}");
+    }
 }

@@ -127,16 +127,20 @@ fn gotify_message_url(base: &Url) -> Url {
 fn severity(kind: EventKind) -> u8 {
     match kind {
         EventKind::Failed => 0,
-        EventKind::RolledBack => 1,
-        EventKind::Updated => 2,
-        EventKind::UpdateAvailable => 3,
+        EventKind::Blocked => 1,
+        EventKind::RolledBack => 2,
+        EventKind::Updated => 3,
+        EventKind::UpdateAvailable => 4,
     }
 }
 
 fn is_bad_news(events: &[Event]) -> bool {
-    events
-        .iter()
-        .any(|e| matches!(e.event, EventKind::Failed | EventKind::RolledBack))
+    events.iter().any(|e| {
+        matches!(
+            e.event,
+            EventKind::Failed | EventKind::RolledBack | EventKind::Blocked
+        )
+    })
 }
 
 /// `tidewatch on web1: 1 failed, 2 updated`.
@@ -151,6 +155,7 @@ pub(crate) fn title(host: &str, events: &[Event]) -> String {
             match kind {
                 EventKind::Failed => format!("{n} failed"),
                 EventKind::RolledBack => format!("{n} rolled back"),
+                EventKind::Blocked => format!("{n} blocked"),
                 EventKind::Updated => format!("{n} updated"),
                 EventKind::UpdateAvailable if n == 1 => "1 update available".to_string(),
                 EventKind::UpdateAvailable => format!("{n} updates available"),
@@ -263,6 +268,7 @@ fn line_without_link(e: &Event, escape: fn(&str) -> String) -> String {
         EventKind::RolledBack => "rolled back",
         EventKind::Failed => "failed to update",
         EventKind::UpdateAvailable => "has an update",
+        EventKind::Blocked => "update blocked",
     };
     let mut line = format!("{} {what}: {}", escape(&e.container), escape(&e.image));
     match (&e.from_digest, &e.to_digest) {

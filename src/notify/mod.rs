@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::config::{NotifyConfig, NotifyKind};
-use crate::plan::detect::{CheckRow, Status};
+use crate::plan::detect::{CheckRow, Signature, Status};
 use crate::release_notes::ReleaseNotes;
 use crate::report::{CycleReport, StepOutcome, StepResult};
 use crate::shutdown::Shutdown;
@@ -63,28 +63,34 @@ impl Event {
 
 /// The events of one cycle: `updated`, `rolled_back` and `failed` from the steps it applied and
 /// those it recovered after a crash, then `update_available` for the containers that
-/// `notify_only` says are monitor-only (they are reported, never updated). Skipped steps are
-/// not events.
+/// `notify_only` says are monitor-only (they are reported, never updated), and `blocked` for
+/// the new digests that their `[[verify]]` rule refused. Skipped steps are not events.
 pub fn events_of(report: &CycleReport, notify_only: impl Fn(&str) -> bool) -> Vec<Event> {
     let steps = report
         .recovered
         .iter()
         .chain(&report.results)
         .filter_map(step_event);
+    let row_event = |row: &CheckRow, event| Event {
+        container: row.container.clone(),
+        image: row.image.clone(),
+        event,
+        from_digest: row.current_digest.clone(),
+        to_digest: row.available_digest.clone(),
+        detail: row.detail.clone().unwrap_or_default(),
+        notes: row.notes.clone(),
+    };
     let available = report
         .containers
         .iter()
         .filter(|row| row.status == Status::UpdateAvailable && notify_only(&row.container))
-        .map(|row| Event {
-            container: row.container.clone(),
-            image: row.image.clone(),
-            event: EventKind::UpdateAvailable,
-            from_digest: row.current_digest.clone(),
-            to_digest: row.available_digest.clone(),
-            detail: row.detail.clone().unwrap_or_default(),
-            notes: row.notes.clone(),
-        });
-    steps.chain(available).collect()
+        .map(|row| row_event(row, EventKind::UpdateAvailable));
+    let blocked = report
+        .containers
+        .iter()
+        .filter(|row| row.signature == Some(Signature::Rejected))
+        .map(|row| row_event(row, EventKind::Blocked));
+    steps.chain(available).chain(blocked).collect()
 }
 
 fn step_event(step: &StepResult) -> Option<Event> {

@@ -51,6 +51,7 @@ fn row(container: &str, status: Status) -> CheckRow {
         status,
         detail: None,
         notes: Default::default(),
+        signature: None,
     }
 }
 
@@ -899,4 +900,27 @@ fn a_cycle_reports_release_notes_on_its_events() {
     let events = events_of(&report, |_| true);
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.notes == notes), "{events:?}");
+}
+
+#[test]
+fn a_rejected_signature_is_a_blocked_event_and_a_let_through_one_is_not() {
+    let mut blocked = row("web", Status::Error);
+    blocked.signature = Some(crate::plan::detect::Signature::Rejected);
+    blocked.detail = Some("blocked by verify rule 1 (r/web): no signature".into());
+    let mut warned = row("api", Status::UpdateAvailable);
+    warned.signature = Some(crate::plan::detect::Signature::Unverified);
+    let report = CycleReport {
+        containers: vec![blocked, warned, row("db", Status::Error)],
+        ..CycleReport::default()
+    };
+    let events = events_of(&report, |_| false);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].event, EventKind::Blocked);
+    assert_eq!(events[0].container, "web");
+    assert_eq!(events[0].to_digest.as_deref(), Some(NEW));
+    assert!(events[0].detail.ends_with("no signature"));
+    assert_eq!(
+        message::title("box", &events),
+        "tidewatch on box: 1 blocked"
+    );
 }

@@ -9,10 +9,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use reqwest::Method;
 use serde::Deserialize;
 
-use super::{index, read_capped, RegistryClient, RegistryError, MAX_MANIFEST_BYTES};
+use super::{index, RegistryClient, RegistryError, MAX_MANIFEST_BYTES};
 use crate::image_ref::ImageRef;
 use crate::plan::detect::entry_for;
 use crate::plan::observed::Platform;
@@ -106,20 +105,12 @@ impl RegistryClient {
         let get = |path: String| {
             let state = state.clone();
             async move {
-                let url = format!(
-                    "{}://{}/v2/{}/{path}",
-                    self.scheme(reference.registry()),
-                    reference.api_host(),
-                    reference.repository()
-                );
                 if path.starts_with("blobs/") {
                     self.counts.config_blobs.fetch_add(1, Ordering::Relaxed);
                 }
-                let _permit = state.limit.clone().acquire_owned().await.ok();
-                let response = self.send(Method::GET, &url, reference, &state).await?;
                 // Image configs are manifests' size too; the same limit bounds both.
-                let what = format!("{path} of {}", reference.name());
-                read_capped(response, MAX_MANIFEST_BYTES, reference.registry(), &what).await
+                self.get_in_repository(reference, &path, MAX_MANIFEST_BYTES, &state)
+                    .await
             }
         };
         let mut body = get(format!("manifests/{digest}")).await?;

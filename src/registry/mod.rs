@@ -15,6 +15,7 @@ mod notes;
 mod ratelimit;
 mod request;
 mod resolve;
+mod signatures;
 mod tags;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ use auth::{Credentials, TokenCache};
 pub use config::ImageConfig;
 use credentials::Found;
 pub use ratelimit::RateLimit;
+pub use signatures::signature_tag;
 pub use tags::{next_link, parse_tag_page, same_origin_page};
 
 /// Media types tidewatch accepts for a manifest: Docker v2 and OCI, single and multi-arch.
@@ -231,6 +233,8 @@ pub struct RequestCounts {
     pub tokens: AtomicU64,
     /// `GET`s of image config blobs (for tag tracking by regex and release notes).
     pub config_blobs: AtomicU64,
+    /// `GET`s of signature payload blobs (the `.sig` manifests count as manifest `GET`s).
+    pub signature_blobs: AtomicU64,
 }
 
 /// What the client keeps per registry host.
@@ -265,6 +269,8 @@ pub struct RegistryClient {
     indexes: Mutex<HashMap<String, Arc<Vec<IndexEntry>>>>,
     /// Image configs by digest and platform, for tag tracking by regex and release notes.
     configs: Mutex<config::ConfigCache>,
+    /// Digests whose signatures were verified, by `(rule number, repository, digest)`.
+    verified: Mutex<std::collections::HashSet<(usize, String, String)>>,
     counts: RequestCounts,
 }
 
@@ -306,6 +312,7 @@ impl RegistryClient {
             registries: Mutex::default(),
             indexes: Mutex::default(),
             configs: Mutex::default(),
+            verified: Mutex::default(),
             counts: RequestCounts::default(),
         })
     }
@@ -535,6 +542,27 @@ impl RegistryClient {
             reference.repository(),
             tag_or_digest
         )
+    }
+
+    /// GETs `path` (`manifests/...`, `blobs/...`) of `reference`'s repository within the
+    /// registry's concurrency limit, reading at most `limit` bytes of the answer.
+    async fn get_in_repository(
+        &self,
+        reference: &ImageRef,
+        path: &str,
+        limit: usize,
+        state: &RegistryState,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let url = format!(
+            "{}://{}/v2/{}/{path}",
+            self.scheme(reference.registry()),
+            reference.api_host(),
+            reference.repository()
+        );
+        let _permit = state.limit.clone().acquire_owned().await.ok();
+        let response = self.send(Method::GET, &url, reference, state).await?;
+        let what = format!("{path} of {}", reference.name());
+        read_capped(response, limit, reference.registry(), &what).await
     }
 
     /// `http` for registries marked insecure, and by default for loopback ones (as Docker does).

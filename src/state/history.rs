@@ -132,6 +132,25 @@ impl Store {
         })
     }
 
+    /// Appends `new` unless the history has a row of the same container, digest and outcome
+    /// already: a digest that stays blocked over many cycles is one row. True when appended.
+    pub fn record_history_once(&mut self, new: &NewHistory) -> Result<bool, StateError> {
+        self.write("recording history", |tx| {
+            let seen: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM history WHERE container = ?1 AND to_digest = ?2 AND outcome = ?3",
+                    params![new.container, new.to_digest, new.outcome.as_str()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if seen.is_some() {
+                return Ok(false);
+            }
+            insert_history(tx, new, None)?;
+            Ok(true)
+        })
+    }
+
     /// Adds `notes` to the newest row of `container` moving to `to_digest`: the step that
     /// wrote it (deep in `apply`) does not know them, the cycle does. False when there is no
     /// such row.
@@ -402,5 +421,38 @@ mod tests {
         assert_eq!(last.to_digest, "sha256:good");
         assert_eq!(last.from_digest.as_deref(), Some("sha256:good-before"));
         assert_eq!(store.last_update("db").unwrap(), None);
+    }
+
+    #[test]
+    fn a_blocked_digest_is_one_row_however_often_it_is_recorded() {
+        let (_dir, mut store) = open_temp();
+        let blocked = row(1, "web", Outcome::Blocked, "sha256:w2");
+        assert!(store.record_history_once(&blocked).unwrap());
+        assert!(!store
+            .record_history_once(&row(2, "web", Outcome::Blocked, "sha256:w2"))
+            .unwrap());
+        assert!(store
+            .record_history_once(&row(3, "web", Outcome::Blocked, "sha256:w3"))
+            .unwrap());
+        assert!(store
+            .record_history_once(&row(4, "db", Outcome::Blocked, "sha256:w2"))
+            .unwrap());
+        let rows = store.history(Some("web"), 10).unwrap();
+        let outcomes: Vec<(Outcome, &str)> = rows
+            .iter()
+            .map(|h| (h.outcome, h.to_digest.as_str()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                (Outcome::Blocked, "sha256:w3"),
+                (Outcome::Blocked, "sha256:w2")
+            ]
+        );
+        assert_eq!(
+            store.last_update("web").unwrap(),
+            None,
+            "nothing to roll back"
+        );
     }
 }

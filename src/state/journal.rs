@@ -130,7 +130,9 @@ fn terminal_step(outcome: Outcome) -> Step {
     match outcome {
         Outcome::Updated => Step::Committed,
         Outcome::RolledBack => Step::RolledBack,
-        Outcome::Failed => Step::Failed,
+        // A recreate is never blocked (the gate runs before one is planned); were it asked
+        // to end so, it ended without the update.
+        Outcome::Failed | Outcome::Blocked => Step::Failed,
     }
 }
 
@@ -356,7 +358,7 @@ impl Store {
             let to = terminal_step(outcome);
             let allowed = match outcome {
                 Outcome::Updated => matches!(entry.step, Step::Healthy | Step::Committed),
-                Outcome::RolledBack | Outcome::Failed => {
+                Outcome::RolledBack | Outcome::Failed | Outcome::Blocked => {
                     entry.step == to || entry.step.can_advance_to(&to)
                 }
             };

@@ -141,6 +141,37 @@ ALTER TABLE history ADD COLUMN current_version TEXT;
 ALTER TABLE history ADD COLUMN available_version TEXT;
 ALTER TABLE history ADD COLUMN changes_url TEXT;
 "#,
+    r#"
+-- A digest that no signature its [[verify]] rule trusts names is recorded as 'blocked'.
+-- SQLite cannot change a CHECK constraint in place: the table is rebuilt with the same rows.
+CREATE TABLE history_with_blocked (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    at                 TEXT NOT NULL,
+    container          TEXT NOT NULL,
+    image              TEXT NOT NULL,
+    from_digest        TEXT,
+    to_digest          TEXT NOT NULL,
+    from_image_id      TEXT,
+    outcome            TEXT NOT NULL
+        CHECK (outcome IN ('updated', 'rolled_back', 'failed', 'blocked')),
+    reason             TEXT NOT NULL,
+    duration_ms        INTEGER NOT NULL,
+    journal_id         INTEGER,
+    current_version    TEXT,
+    available_version  TEXT,
+    changes_url        TEXT
+);
+INSERT INTO history_with_blocked
+    (id, at, container, image, from_digest, to_digest, from_image_id, outcome, reason,
+     duration_ms, journal_id, current_version, available_version, changes_url)
+    SELECT id, at, container, image, from_digest, to_digest, from_image_id, outcome, reason,
+           duration_ms, journal_id, current_version, available_version, changes_url
+    FROM history;
+DROP TABLE history;
+ALTER TABLE history_with_blocked RENAME TO history;
+CREATE INDEX history_by_container ON history (container, at);
+CREATE INDEX history_by_time ON history (at);
+"#,
 ];
 
 /// Why a state operation failed. Database errors name the file and what was being done; the

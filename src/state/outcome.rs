@@ -28,15 +28,19 @@ pub enum Outcome {
     RolledBack,
     /// It ended some other way; the reason says how.
     Failed,
+    /// Never started: the new digest has no signature its `[[verify]]` rule trusts. A history
+    /// row only (once per container and digest), never a recreate's outcome.
+    Blocked,
 }
 
 impl Outcome {
-    /// The stored name: `updated`, `rolled_back` or `failed`.
+    /// The stored name: `updated`, `rolled_back`, `failed` or `blocked`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Updated => "updated",
             Outcome::RolledBack => "rolled_back",
             Outcome::Failed => "failed",
+            Outcome::Blocked => "blocked",
         }
     }
 
@@ -45,6 +49,7 @@ impl Outcome {
             "updated" => Some(Outcome::Updated),
             "rolled_back" => Some(Outcome::RolledBack),
             "failed" => Some(Outcome::Failed),
+            "blocked" => Some(Outcome::Blocked),
             _ => None,
         }
     }

@@ -515,6 +515,9 @@ pub struct Row {
     /// Where to read what changed.
     #[serde(default)]
     pub changes_url: Option<String>,
+    /// `verified`, `unverified` or `rejected` when a `[[verify]]` rule covered the update.
+    #[serde(default)]
+    pub signature: Option<String>,
 }
 
 /// What `check` concluded for a container.

@@ -77,6 +77,19 @@ impl TestBed {
         self_update: bool,
         options: &[&str],
     ) -> AgentContainer {
+        self.run_agent_configured(name, image, registries, self_update, options, "")
+    }
+
+    /// Like [`TestBed::run_agent_with`], with `extra` appended to its agent.toml.
+    pub fn run_agent_configured(
+        &self,
+        name: &str,
+        image: &str,
+        registries: &[String],
+        self_update: bool,
+        options: &[&str],
+        extra: &str,
+    ) -> AgentContainer {
         let mut toml = format!(
             "[agent]\ninterval = \"{}s\"\n\n[watch]\nscope = {:?}\n\n\
              [update]\nmin_running = \"1s\"\nhealth_timeout = \"20s\"\nself_update = {self_update}\n",
@@ -88,6 +101,7 @@ impl TestBed {
                 "\n[[registry]]\nhost = {host:?}\ninsecure = true\n"
             ));
         }
+        toml.push_str(extra);
         let config = self.dir().join(format!("{name}-agent.toml"));
         fs::write(&config, toml)
             .unwrap_or_else(|error| panic!("cannot write {}: {error}", config.display()));

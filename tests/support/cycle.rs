@@ -227,7 +227,7 @@ pub struct HistoryRow {
     pub container: String,
     pub from_digest: Option<String>,
     pub to_digest: String,
-    /// `updated`, `rolled_back` or `failed`.
+    /// `updated`, `rolled_back`, `failed` or `blocked`.
     pub outcome: String,
     pub reason: String,
     /// Release notes, when they were known.

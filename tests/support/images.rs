@@ -410,7 +410,7 @@ ENTRYPOINT {entrypoint}
 
 /// Runs a future to completion on a runtime of its own; the tests are plain `#[test]`s and only
 /// the oci-client calls are async.
-fn block_on<F: Future>(future: F) -> F::Output {
+pub(super) fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -419,14 +419,14 @@ fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 /// oci-client aimed at one repository of a test registry, panicking with what failed.
-struct Oci {
+pub(super) struct Oci {
     client: Client,
     host: String,
     repo: String,
 }
 
 impl Oci {
-    fn new(registry: &Registry, repo: &str) -> Oci {
+    pub(super) fn new(registry: &Registry, repo: &str) -> Oci {
         let client = Client::new(ClientConfig {
             protocol: ClientProtocol::Http,
             ..ClientConfig::default()
@@ -480,7 +480,7 @@ impl Oci {
     }
 
     /// Uploads `data` as a blob; returns its digest and size.
-    async fn push_blob(&self, data: Vec<u8>) -> (String, usize) {
+    pub(super) async fn push_blob(&self, data: Vec<u8>) -> (String, usize) {
         let (digest, size) = (sha256(&data), data.len());
         self.client
             .push_blob(&self.reference(&digest), data, &digest)
@@ -491,7 +491,7 @@ impl Oci {
 
     /// Uploads a manifest at `tag`, or by its digest when `tag` is None; returns its digest and
     /// size.
-    async fn push_manifest(
+    pub(super) async fn push_manifest(
         &self,
         body: Vec<u8>,
         media_type: &str,

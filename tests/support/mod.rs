@@ -15,6 +15,7 @@ mod bed;
 pub mod browser;
 pub mod compose;
 mod containers;
+pub mod cosign;
 mod cycle;
 pub mod daemon_api;
 mod docker;

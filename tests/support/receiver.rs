@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
+
 use super::serve::{http_server, Reply};
 use super::tcp_server::TcpServer;
 
@@ -38,4 +40,23 @@ impl Receiver {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// The `(container, event)` pairs of a webhook message, sorted.
+pub fn announced(body: &str) -> Vec<(String, String)> {
+    let message: Value = serde_json::from_str(body)
+        .unwrap_or_else(|error| panic!("the notification is not JSON ({error}): {body}"));
+    let mut pairs: Vec<(String, String)> = message["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events in {message:#}"))
+        .iter()
+        .map(|event| {
+            (
+                event["container"].as_str().unwrap_or_default().to_owned(),
+                event["event"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs
 }

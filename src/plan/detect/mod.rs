@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Policy, ServiceConfig, WatchConfig};
+use crate::config::{Policy, ServiceConfig, VerifyMode, WatchConfig};
 use crate::image_ref::{repo_digest_for, ImageRef};
 use crate::labels;
 use crate::plan::observed::Platform;
@@ -60,6 +60,64 @@ pub struct CheckRow {
     /// unknown).
     #[serde(flatten)]
     pub notes: ReleaseNotes,
+    /// For an update that a `[[verify]]` rule covers: whether its new digest is signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+}
+
+/// What the signature check of an available digest found. The names are part of the JSON
+/// contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signature {
+    /// Signed as its rule says.
+    Verified,
+    /// Not verified, and let through: the rule is in `warn` mode.
+    Unverified,
+    /// Not verified, so not pulled: the row is an error (not quarantined: the next cycle
+    /// looks again).
+    Rejected,
+}
+
+impl Signature {
+    /// The contract name (`verified`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signature::Verified => "verified",
+            Signature::Unverified => "unverified",
+            Signature::Rejected => "rejected",
+        }
+    }
+}
+
+/// Marks an update's row with its signature check by `rule` (as messages name it): verified
+/// rows are unchanged but for the mark; a failure (`why`) makes the row an error in `enforce`
+/// mode, so the digest is not pulled, and says so loudly in `warn` mode.
+pub fn signature_checked(
+    row: &mut CheckRow,
+    rule: &str,
+    mode: VerifyMode,
+    outcome: Result<(), String>,
+) {
+    let Err(why) = outcome else {
+        row.signature = Some(Signature::Verified);
+        return;
+    };
+    match mode {
+        VerifyMode::Enforce => {
+            row.signature = Some(Signature::Rejected);
+            row.status = Status::Error;
+            row.detail = Some(format!("blocked by {rule}: {why}"));
+        }
+        VerifyMode::Warn => {
+            row.signature = Some(Signature::Unverified);
+            let note = format!("UNVERIFIED ({rule} is in warn mode): {why}");
+            row.detail = Some(match row.detail.take() {
+                Some(d) => format!("{note}; {d}"),
+                None => note,
+            });
+        }
+    }
 }
 
 /// Whether this agent looks after a container.
@@ -193,6 +251,7 @@ pub fn target(
             status,
             detail: Some(detail),
             notes: Default::default(),
+            signature: None,
         })
     };
     let reference = match ImageRef::parse(image) {

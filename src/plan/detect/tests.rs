@@ -225,6 +225,7 @@ fn containerd_store_local_build_is_unknown_once_the_registry_denies_its_digest()
         status: Status::UpdateAvailable,
         detail: None,
         notes: Default::default(),
+        signature: None,
     };
     let denied = confirmed(row.clone(), false, "127.0.0.1:5000/app");
     assert_eq!(denied.status, Status::Unknown);
@@ -251,6 +252,7 @@ fn containerd_store_up_to_date_rows_need_no_confirmation() {
         status: Status::UpToDate,
         detail: None,
         notes: Default::default(),
+        signature: None,
     };
     assert_eq!(confirmed(row.clone(), false, "app"), row);
 }

@@ -250,6 +250,7 @@ fn compared(o: &Observed, current: &[String], m: &RemoteManifest, remotes: &Remo
         status,
         detail,
         notes: Default::default(),
+        signature: None,
     }
 }
 
@@ -272,6 +273,7 @@ fn row(o: &Observed, status: Status, detail: String) -> CheckRow {
         status,
         detail: Some(detail),
         notes: Default::default(),
+        signature: None,
     }
 }
 
@@ -298,6 +300,7 @@ pub fn missing_rows(names: &[String], rows: &[CheckRow]) -> Vec<CheckRow> {
             status: Status::Error,
             detail: Some("no running container of that name in this agent's scope".into()),
             notes: Default::default(),
+            signature: None,
         })
         .collect()
 }

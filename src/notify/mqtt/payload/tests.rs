@@ -17,6 +17,7 @@ fn row(name: &str, status: Status) -> CheckRow {
         status,
         detail: None,
         notes: ReleaseNotes::default(),
+        signature: None,
     }
 }
 
