@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    agent_dir, tidewatch, DockerConfig, Fleet, NodeContainers, RegistryEntry, TestBed,
-    CYCLE_FINISHED,
+    agent_dir, tidewatch, Broken, DockerConfig, Fleet, NodeContainers, Registry, RegistryEntry,
+    TestBed, Updater, CYCLE_FINISHED,
 };
 
 const USER: &str = "fleet";
@@ -15,12 +15,30 @@ const PASSWORD: &str = "tw-fleet-Hv83kqZ5";
 const CONVERGE: Duration = Duration::from_secs(90);
 
 /// The history outcomes (`outcome to_digest`) of the bed's `name` in an agent's store.
-fn history(updater: &crate::support::Updater, name: &str) -> Vec<String> {
+fn history(updater: &Updater, name: &str) -> Vec<String> {
     let (run, rows) = updater.history(name);
     assert_eq!(run.code, 0, "{run:#?}");
     rows.iter()
         .map(|row| format!("{} {}", row.outcome, row.to_digest))
         .collect()
+}
+
+/// An agent for each of the fleet's nodes, node 1 first, reading `registry` anonymously.
+fn every_nodes_agent(fleet: &Fleet, bed: &TestBed, registry: &Registry) -> Vec<Updater> {
+    let entry = RegistryEntry::new(&registry.host()).insecure(true);
+    fleet
+        .nodes()
+        .map(|node| bed.fleet_agent(fleet, node, std::slice::from_ref(&entry)))
+        .collect()
+}
+
+/// `node 1 14.7s, node 2 16.3s, ...` of what [`Fleet::wait_on_digest`] returns.
+fn per_node(reached: &[(usize, Duration)]) -> String {
+    reached
+        .iter()
+        .map(|(node, at)| format!("node {node} {:.1}s", at.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[test]
@@ -101,11 +119,69 @@ fn a_global_service_of_a_private_image_rolls_on_all_three_nodes_by_the_leaders_a
         "fleet: global service on 3 nodes, monitor 1s: `tidewatch update` on the leader \
          {:.1}s; each node's tasks on the new digest after {}",
         took.as_secs_f64(),
-        reached
+        per_node(&reached)
+    );
+}
+
+#[test]
+fn an_unhealthy_digest_of_a_global_service_is_rolled_back_on_every_node() {
+    let fleet = Fleet::require();
+    let _shape = fleet.shared();
+    let bed = TestBed::new("fleet-unhealthy");
+    let services = bed.services();
+    let registry = fleet.registry(&[]);
+    let image = registry.image("api", "stable");
+    bed.build_app(&image, "api-1");
+    let v1 = crate::support::push(&image);
+    services.create_global("api", 3, &image, &[], &[]);
+    bed.build_broken(&image, Broken::FailingHealthcheck, "api-2");
+    let v2 = crate::support::push(&image);
+    let agents = every_nodes_agent(&fleet, &bed, &registry);
+    let leader = fleet.leader();
+
+    // Every manager's agent runs a cycle at once, as three running agents would.
+    let started = Instant::now();
+    let updates: Vec<_> = std::thread::scope(|scope| {
+        let running: Vec<_> = agents
             .iter()
-            .map(|(node, at)| format!("node {node} {:.1}s", at.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .map(|agent| scope.spawn(|| (agent.update(&[]), started.elapsed())))
+            .collect();
+        running
+            .into_iter()
+            .map(|run| run.join().unwrap_or_else(|_| panic!("an update panicked")))
+            .collect()
+    });
+
+    for (node, (update, _)) in fleet.nodes().zip(&updates) {
+        let result = update.result("api");
+        let wanted = if node == leader {
+            "rolled_back"
+        } else {
+            "skipped"
+        };
+        assert_eq!(result.outcome, wanted, "node {node}: {update:#?}");
+    }
+    let (leaders, took) = &updates[leader - 1];
+    leaders.assert_exit(1);
+    assert_eq!(
+        leaders.result("api").to_digest.as_deref(),
+        Some(v2.as_str())
+    );
+    assert!(
+        services.image("api").ends_with(&v1),
+        "swarm did not put the previous spec back: {}",
+        services.image("api")
+    );
+    let back = fleet.wait_on_digest(&bed.name("api"), &v1, &[1, 2, 3], started, CONVERGE);
+    let histories: Vec<Vec<String>> = agents.iter().map(|a| history(a, "api")).collect();
+    let all: Vec<&String> = histories.iter().flatten().collect();
+    assert_eq!(all, [&format!("rolled_back {v2}")], "{histories:?}");
+    println!(
+        "fleet: unhealthy digest on a global service of 3 nodes: the leader's (node {leader}) \
+         `tidewatch update` reported rolled_back after {:.1}s; every node's tasks on the old \
+         digest after {}",
+        took.as_secs_f64(),
+        per_node(&back)
     );
 }
 
@@ -120,11 +196,7 @@ fn three_agents_on_three_managers_give_each_push_one_updated_and_no_failed() {
     bed.build_app(&image, "api-1");
     let v1 = crate::support::push(&image);
     services.create_global("api", 3, &image, &[], &[]);
-    let entry = RegistryEntry::new(&registry.host()).insecure(true);
-    let agents: Vec<_> = fleet
-        .nodes()
-        .map(|node| bed.fleet_agent(&fleet, node, std::slice::from_ref(&entry)))
-        .collect();
+    let agents = every_nodes_agent(&fleet, &bed, &registry);
     let mut daemons: Vec<_> = agents.iter().map(|a| a.spawn_run()).collect();
     let mut pushed = Vec::new();
     for version in ["api-2", "api-3"] {
@@ -248,11 +320,7 @@ fn when_the_leaders_node_stops_a_surviving_managers_agent_rolls_out_the_next_pus
     let elsewhere = format!("node.hostname!=fleet-{leader}");
     // A task on each surviving node, none on the node that is lost.
     services.create_global("db", 2, &image, &[], &["--constraint", &elsewhere]);
-    let entry = RegistryEntry::new(&registry.host()).insecure(true);
-    let agents: Vec<_> = fleet
-        .nodes()
-        .map(|node| bed.fleet_agent(&fleet, node, std::slice::from_ref(&entry)))
-        .collect();
+    let agents = every_nodes_agent(&fleet, &bed, &registry);
     let mut daemons: Vec<_> = agents.iter().map(|a| a.spawn_run()).collect();
     for daemon in &mut daemons {
         daemon.wait_for_log(CYCLE_FINISHED, 1, Duration::from_secs(60));
@@ -292,5 +360,105 @@ fn when_the_leaders_node_stops_a_surviving_managers_agent_rolls_out_the_next_pus
     assert!(
         histories[leader - 1].is_empty(),
         "the stopped node's agent recorded it: {histories:?}"
+    );
+}
+
+/// `[swarm]` of the node-loss test: a delay between nodes, so the roll-out has a window to
+/// lose a node in, and a short timeout, so waiting on a node that is gone ends soon.
+const SLOW_ROLL_OUT: &str = "timeout = \"20s\"\ndelay = \"5s\"\n";
+
+#[test]
+fn a_node_lost_in_the_middle_of_a_roll_out_is_reported_within_the_timeout_and_converges_later() {
+    let fleet = Fleet::require();
+    let _shape = fleet.exclusive();
+    let leader = fleet.leader();
+    // Node 1 runs the bed's builds and `docker service` commands, and the leader's agent
+    // must keep its engine: the node lost is the third one.
+    let lost = fleet.nodes().find(|n| *n != 1 && *n != leader).unwrap_or(3);
+    let bed = TestBed::new("fleet-lost");
+    let services = bed.services();
+    let registry = fleet.registry(&[]);
+    let image = registry.image("web", "stable");
+    bed.build_app(&image, "web-1");
+    crate::support::push(&image);
+    services.create_global("web", 3, &image, &[], &[]);
+    bed.build_app(&image, "web-2");
+    let v2 = crate::support::push(&image);
+    let agents = every_nodes_agent(&fleet, &bed, &registry);
+    let agent = &agents[leader - 1];
+    let config = std::fs::read_to_string(agent.config()).unwrap_or_else(|e| panic!("{e}"));
+    let default_timeout = "timeout = \"90s\"\n";
+    assert!(config.contains(default_timeout), "{config}");
+    std::fs::write(
+        agent.config(),
+        config.replacen(default_timeout, SLOW_ROLL_OUT, 1),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // The roll-out runs in the leader's agent; node `lost` stops once Swarm says it is
+    // updating, and what Swarm says is noted as it changes.
+    let started = Instant::now();
+    let mut said: Vec<(f64, String)> = Vec::new();
+    let mut stopped_at = None;
+    let (update, took) = std::thread::scope(|scope| {
+        let running = scope.spawn(|| (agent.update(&[]), started.elapsed()));
+        while !running.is_finished() {
+            let status = services.update_status("web");
+            let now = format!("{} {}", status["State"], status["Message"]);
+            if said.last().map(|(_, s)| s) != Some(&now) {
+                said.push((started.elapsed().as_secs_f64(), now));
+            }
+            if stopped_at.is_none() && status["State"] == "updating" {
+                let on = fleet.task_images(&bed.name("web"));
+                fleet.stop(lost);
+                stopped_at = Some((started.elapsed(), on));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        running
+            .join()
+            .unwrap_or_else(|_| panic!("the update panicked"))
+    });
+    let (stopped_at, on_at_loss) =
+        stopped_at.unwrap_or_else(|| panic!("swarm never said updating: {said:?} {update:#?}"));
+
+    let result = update.result("web");
+    assert!(
+        ["updated", "rolled_back", "failed"].contains(&result.outcome.as_str()),
+        "{update:#?}"
+    );
+    assert!(!result.detail.is_empty(), "{update:#?}");
+    let reported = format!("{} ({})", result.outcome, result.detail);
+
+    let back = Instant::now();
+    fleet.start(lost);
+    let converged = fleet.wait_on_digest(&bed.name("web"), &v2, &[1, 2, 3], back, CONVERGE);
+    // The next cycle of every agent finds the service where it should be.
+    for (node, agent) in fleet.nodes().zip(&agents) {
+        let next = agent.update(&[]);
+        let moved = next
+            .report
+            .results
+            .iter()
+            .filter(|r| r.container == bed.name("web") && r.outcome != "skipped")
+            .count();
+        assert_eq!(moved, 0, "node {node}'s next cycle acted: {next:#?}");
+    }
+    let histories: Vec<Vec<String>> = agents.iter().map(|a| history(a, "web")).collect();
+    let all: Vec<&String> = histories.iter().flatten().collect();
+    assert_eq!(all.len(), 1, "one entry, the first cycle's: {histories:?}");
+    assert!(all[0].ends_with(&v2), "{histories:?}");
+    assert!(services.image("web").ends_with(&v2));
+    println!(
+        "fleet: node {lost} lost {:.1}s into a roll-out (tasks then: {on_at_loss:?}); the \
+         leader's `tidewatch update` ([swarm] timeout 20s, delay 5s) returned after {:.1}s: \
+         {reported}; swarm said {said:?}; after the node returned every node ran the new \
+         digest within {:.1}s; histories {histories:?}",
+        stopped_at.as_secs_f64(),
+        took.as_secs_f64(),
+        converged
+            .iter()
+            .map(|(_, at)| at.as_secs_f64())
+            .fold(0.0, f64::max),
     );
 }
