@@ -2,11 +2,13 @@
 //! Swarm of `scripts/fleet` (three managers; a test that needs a worker demotes one). Run in
 //! the fleet lane: `scripts/fleet exec -- <test binary> fleet::`.
 
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    agent_dir, tidewatch, Broken, DockerConfig, Fleet, NodeContainers, Registry, RegistryEntry,
-    TestBed, Updater, CYCLE_FINISHED,
+    agent_dir, tidewatch, BeforeRequest, Broken, DockerConfig, EngineProxy, EngineRequest, Fleet,
+    NodeContainers, Registry, RegistryEntry, TestBed, Updater, CYCLE_FINISHED,
 };
 
 const USER: &str = "fleet";
@@ -410,8 +412,9 @@ fn a_node_lost_in_the_middle_of_a_roll_out_is_reported_within_the_timeout_and_co
             }
             if stopped_at.is_none() && status["State"] == "updating" {
                 let on = fleet.task_images(&bed.name("web"));
+                let at = started.elapsed();
                 fleet.stop(lost);
-                stopped_at = Some((started.elapsed(), on));
+                stopped_at = Some((at, started.elapsed() - at, on));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -419,7 +422,7 @@ fn a_node_lost_in_the_middle_of_a_roll_out_is_reported_within_the_timeout_and_co
             .join()
             .unwrap_or_else(|_| panic!("the update panicked"))
     });
-    let (stopped_at, on_at_loss) =
+    let (stopped_at, stopping, on_at_loss) =
         stopped_at.unwrap_or_else(|| panic!("swarm never said updating: {said:?} {update:#?}"));
 
     let result = update.result("web");
@@ -450,15 +453,146 @@ fn a_node_lost_in_the_middle_of_a_roll_out_is_reported_within_the_timeout_and_co
     assert!(all[0].ends_with(&v2), "{histories:?}");
     assert!(services.image("web").ends_with(&v2));
     println!(
-        "fleet: node {lost} lost {:.1}s into a roll-out (tasks then: {on_at_loss:?}); the \
-         leader's `tidewatch update` ([swarm] timeout 20s, delay 5s) returned after {:.1}s: \
+        "fleet: node {lost} lost {:.1}s into a roll-out ({:.1}s to stop its engine; tasks \
+         then: {on_at_loss:?}); the leader's `tidewatch update` ([swarm] timeout 20s, delay 5s) returned after {:.1}s: \
          {reported}; swarm said {said:?}; after the node returned every node ran the new \
          digest within {:.1}s; histories {histories:?}",
         stopped_at.as_secs_f64(),
+        stopping.as_secs_f64(),
         took.as_secs_f64(),
         converged
             .iter()
             .map(|(_, at)| at.as_secs_f64())
             .fold(0.0, f64::max),
+    );
+}
+
+/// Whether `request` is a service update (`POST /services/{id}/update`).
+fn is_service_update(request: &EngineRequest) -> bool {
+    request.method == "POST"
+        && request.path.starts_with("/services/")
+        && request.path.ends_with("/update")
+}
+
+#[test]
+fn a_service_update_refused_as_out_of_sequence_is_skipped_not_failed() {
+    let fleet = Fleet::require();
+    let _shape = fleet.shared();
+    let leader = fleet.leader();
+    let person = fleet.nodes().find(|n| *n != leader).unwrap_or(1);
+    let bed = TestBed::new("fleet-race");
+    let services = bed.services();
+    let registry = fleet.registry(&[]);
+    let image = registry.image("web", "stable");
+    bed.build_app(&image, "web-1");
+    let v1 = crate::support::push(&image);
+    services.create_global("web", 3, &image, &[], &[]);
+    // A person's `docker service update` on another manager, run between tidewatch's read of
+    // the service and its update (the proxy holds the update back until it is done): the
+    // engine then refuses tidewatch's update, whose version is no longer the service's.
+    let between: Arc<Mutex<Option<Vec<String>>>> = Arc::default();
+    let person_said: Arc<Mutex<Vec<String>>> = Arc::default();
+    let hook: BeforeRequest = {
+        let (between, person_said) = (Arc::clone(&between), Arc::clone(&person_said));
+        let host = fleet.host(person).to_owned();
+        Arc::new(move |request: &EngineRequest| {
+            let args = is_service_update(request)
+                .then(|| between.lock().ok()?.take())
+                .flatten();
+            if let Some(args) = args {
+                let said = Command::new("docker")
+                    .env("DOCKER_HOST", &host)
+                    .args(&args)
+                    .output()
+                    .map(|o| format!("{}: {}", o.status, String::from_utf8_lossy(&o.stderr)))
+                    .unwrap_or_else(|error| error.to_string());
+                if let Ok(mut all) = person_said.lock() {
+                    all.push(said);
+                }
+            }
+        })
+    };
+    let proxy = EngineProxy::start_to(fleet.host(leader), hook);
+    let agent = bed.fleet_agent_at(
+        "leader-via-proxy",
+        &proxy.host(),
+        &[RegistryEntry::new(&registry.host()).insecure(true)],
+    );
+    let person_updates = |args: &[&str]| {
+        let mut all = vec!["service", "update", "--detach"];
+        all.extend_from_slice(args);
+        let name = bed.name("web");
+        all.push(&name);
+        let owned = all.into_iter().map(str::to_owned).collect();
+        *between.lock().unwrap_or_else(|p| p.into_inner()) = Some(owned);
+    };
+    let refusals = |mark: usize| -> Vec<(u16, String)> {
+        proxy
+            .requests_since(mark)
+            .iter()
+            .filter(|r| is_service_update(r) && r.status != Some(200))
+            .map(|r| {
+                let message = r.answer_json()["message"].as_str().unwrap_or("").to_owned();
+                (r.status.unwrap_or(0), message)
+            })
+            .collect()
+    };
+
+    // The person changes something else: tidewatch's update is refused, the service is not
+    // on the new digest, so the next cycle compares again.
+    bed.build_app(&image, "web-2");
+    let v2 = crate::support::push(&image);
+    person_updates(&["--label-add", "touched-by=a-person"]);
+    let mark = proxy.mark();
+    let raced = agent.update(&[]);
+    let refused = refusals(mark);
+
+    raced.assert_exit(0);
+    let result = raced.result("web");
+    assert_eq!(result.outcome, "skipped", "{raced:#?}");
+    assert!(result.detail.contains("next cycle"), "{raced:#?}");
+    assert_eq!(refused.len(), 1, "{refused:?}; the person: {person_said:?}");
+    let (status, message) = &refused[0];
+    let version = fleet.docker(leader, &["version", "--format", "{{.Server.Version}}"]);
+    assert!(
+        tidewatch::plan::actor::is_version_conflict(*status, message),
+        "engine {version} refused the stale update with {status} {message:?}, which is not \
+         taken for a version conflict"
+    );
+    assert!(services.image("web").ends_with(&v1));
+    assert!(history(&agent, "web").is_empty());
+    let next = agent.update(&[]);
+    assert_eq!(next.result("web").outcome, "updated", "{next:#?}");
+
+    // The person rolls the service to the very digest tidewatch wanted: done by another actor.
+    bed.build_app(&image, "web-3");
+    let v3 = crate::support::push(&image);
+    let pinned = format!("{image}@{v3}");
+    person_updates(&["--no-resolve-image", "--image", &pinned]);
+    let mark = proxy.mark();
+    let done = agent.update(&[]);
+    let refused_again = refusals(mark);
+
+    done.assert_exit(0);
+    let result = done.result("web");
+    assert_eq!(result.outcome, "skipped", "{done:#?}");
+    assert_eq!(
+        result.detail,
+        tidewatch::plan::actor::DONE_ELSEWHERE,
+        "{done:#?}"
+    );
+    assert_eq!(
+        refused_again.len(),
+        1,
+        "{refused_again:?}; the person: {person_said:?}"
+    );
+    assert!(!done.outcome.stderr.contains("outcome=failed"), "{done:#?}");
+    assert_eq!(history(&agent, "web"), [format!("updated {v2}")]);
+    println!(
+        "fleet: a service update with a stale version (a person's `docker service update` on \
+         node {person} in between) refused by engine {version} with {status} {message:?}; \
+         reported skipped: {:?}, then {:?}",
+        raced.result("web").detail,
+        result.detail
     );
 }
