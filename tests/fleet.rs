@@ -365,9 +365,11 @@ fn when_the_leaders_node_stops_a_surviving_managers_agent_rolls_out_the_next_pus
     );
 }
 
-/// `[swarm]` of the node-loss test: a delay between nodes, so the roll-out has a window to
-/// lose a node in, and a short timeout, so waiting on a node that is gone ends soon.
-const SLOW_ROLL_OUT: &str = "timeout = \"20s\"\ndelay = \"5s\"\n";
+/// `[swarm] delay` of the node-loss test: the roll-out has a window to lose a node in.
+const NODE_DELAY: &str = "delay = \"5s\"\n";
+/// `[swarm] timeout` of the node-loss test's cycle that loses the node: waiting on a node
+/// that is gone ends soon.
+const SHORT_TIMEOUT: &str = "timeout = \"20s\"\n";
 
 #[test]
 fn a_node_lost_in_the_middle_of_a_roll_out_is_reported_within_the_timeout_and_converges_later() {
@@ -382,7 +384,7 @@ fn a_node_lost_in_the_middle_of_a_roll_out_is_reported_within_the_timeout_and_co
     let registry = fleet.registry(&[]);
     let image = registry.image("web", "stable");
     bed.build_app(&image, "web-1");
-    crate::support::push(&image);
+    let v1 = crate::support::push(&image);
     services.create_global("web", 3, &image, &[], &[]);
     bed.build_app(&image, "web-2");
     let v2 = crate::support::push(&image);
@@ -393,7 +395,7 @@ fn a_node_lost_in_the_middle_of_a_roll_out_is_reported_within_the_timeout_and_co
     assert!(config.contains(default_timeout), "{config}");
     std::fs::write(
         agent.config(),
-        config.replacen(default_timeout, SLOW_ROLL_OUT, 1),
+        config.replacen(default_timeout, &format!("{SHORT_TIMEOUT}{NODE_DELAY}"), 1),
     )
     .unwrap_or_else(|e| panic!("{e}"));
 
@@ -432,12 +434,58 @@ fn a_node_lost_in_the_middle_of_a_roll_out_is_reported_within_the_timeout_and_co
     );
     assert!(!result.detail.is_empty(), "{update:#?}");
     let reported = format!("{} ({})", result.outcome, result.detail);
+    // The next cycles wait as long as a whole roll-out with the delay takes.
+    let whole = format!("{default_timeout}{NODE_DELAY}");
+    std::fs::write(agent.config(), config.replacen(default_timeout, &whole, 1))
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let back = Instant::now();
     fleet.start(lost);
-    let converged = fleet.wait_on_digest(&bed.name("web"), &v2, &[1, 2, 3], back, CONVERGE);
-    // The next cycle of every agent finds the service where it should be.
-    for (node, agent) in fleet.nodes().zip(&agents) {
+    // Swarm finishes the roll-out its own way once the node is back: completed, or rolled
+    // back when the lost node's task counted as a failure.
+    let settled = loop {
+        let status = services.update_status("web");
+        let now = format!("{} {}", status["State"], status["Message"]);
+        if said.last().map(|(_, s)| s) != Some(&now) {
+            said.push((started.elapsed().as_secs_f64(), now));
+        }
+        let state = status["State"].as_str().unwrap_or_default().to_owned();
+        if ["completed", "rollback_completed"].contains(&state.as_str()) {
+            break state;
+        }
+        assert!(
+            back.elapsed() < CONVERGE,
+            "swarm did not finish the roll-out after the node returned: {said:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let settled_after = back.elapsed();
+
+    // The right thing for the next cycle: nothing when Swarm completed, or when it rolled
+    // back and tidewatch saw it (the digest is quarantined); the update again when tidewatch
+    // gave up waiting before Swarm rolled back.
+    let again = settled == "rollback_completed" && result.outcome != "rolled_back";
+    let next = agent.update(&[]);
+    let acted: Vec<&str> = next
+        .report
+        .results
+        .iter()
+        .filter(|r| r.container == bed.name("web") && r.outcome != "skipped")
+        .map(|r| r.outcome.as_str())
+        .collect();
+    let wanted: &[&str] = if again { &["updated"] } else { &[] };
+    assert_eq!(
+        acted, wanted,
+        "swarm {settled}; first {reported}; {next:#?}"
+    );
+    let on = if settled == "completed" || again {
+        &v2
+    } else {
+        &v1
+    };
+    let converged = fleet.wait_on_digest(&bed.name("web"), on, &[1, 2, 3], back, CONVERGE);
+    // The other agents' next cycles leave it alone.
+    for (node, agent) in fleet.nodes().zip(&agents).filter(|(n, _)| *n != leader) {
         let next = agent.update(&[]);
         let moved = next
             .report
@@ -449,17 +497,33 @@ fn a_node_lost_in_the_middle_of_a_roll_out_is_reported_within_the_timeout_and_co
     }
     let histories: Vec<Vec<String>> = agents.iter().map(|a| history(a, "web")).collect();
     let all: Vec<&String> = histories.iter().flatten().collect();
-    assert_eq!(all.len(), 1, "one entry, the first cycle's: {histories:?}");
-    assert!(all[0].ends_with(&v2), "{histories:?}");
-    assert!(services.image("web").ends_with(&v2));
+    assert_eq!(
+        all.len(),
+        1 + usize::from(again),
+        "the first cycle's entry, and the retry's: {histories:?}"
+    );
+    assert!(
+        all.iter().filter(|h| h.starts_with("updated")).count() <= 1,
+        "{histories:?}"
+    );
+    assert!(all.iter().all(|h| h.ends_with(&v2)), "{histories:?}");
+    assert!(services.image("web").ends_with(on.as_str()));
     println!(
         "fleet: node {lost} lost {:.1}s into a roll-out ({:.1}s to stop its engine; tasks \
-         then: {on_at_loss:?}); the leader's `tidewatch update` ([swarm] timeout 20s, delay 5s) returned after {:.1}s: \
-         {reported}; swarm said {said:?}; after the node returned every node ran the new \
-         digest within {:.1}s; histories {histories:?}",
+         then: {on_at_loss:?}); the leader's `tidewatch update` ([swarm] timeout 20s, delay \
+         5s) returned after {:.1}s: {reported}; after the node returned swarm said {settled} \
+         within {:.1}s, the next cycle {}, every node on {} within {:.1}s; swarm said \
+         {said:?}; histories {histories:?}",
         stopped_at.as_secs_f64(),
         stopping.as_secs_f64(),
         took.as_secs_f64(),
+        settled_after.as_secs_f64(),
+        if again { "updated again" } else { "left it" },
+        if on == &v2 {
+            "the new digest"
+        } else {
+            "the old digest"
+        },
         converged
             .iter()
             .map(|(_, at)| at.as_secs_f64())
