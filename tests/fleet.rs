@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     agent_dir, tidewatch, BeforeRequest, Broken, DockerConfig, EngineProxy, EngineRequest, Fleet,
-    NodeContainers, Registry, RegistryEntry, TestBed, Updater, CYCLE_FINISHED,
+    NodeContainers, Registry, RegistryEntry, Services, TestBed, Updater, CYCLE_FINISHED,
 };
 
 const USER: &str = "fleet";
@@ -32,6 +32,21 @@ fn every_nodes_agent(fleet: &Fleet, bed: &TestBed, registry: &Registry) -> Vec<U
         .nodes()
         .map(|node| bed.fleet_agent(fleet, node, std::slice::from_ref(&entry)))
         .collect()
+}
+
+/// A global service `name` on the three nodes, of the test app built and pushed to `registry`
+/// as `<name>:stable` (`<name>-1`); returns the image and its digest.
+fn global_service(
+    bed: &TestBed,
+    services: &Services,
+    registry: &Registry,
+    name: &str,
+) -> (String, String) {
+    let image = registry.image(name, "stable");
+    bed.build_app(&image, &format!("{name}-1"));
+    let v1 = crate::support::push(&image);
+    services.create_global(name, 3, &image, &[], &[]);
+    (image, v1)
 }
 
 /// `node 1 14.7s, node 2 16.3s, ...` of what [`Fleet::wait_on_digest`] returns.
@@ -132,10 +147,7 @@ fn an_unhealthy_digest_of_a_global_service_is_rolled_back_on_every_node() {
     let bed = TestBed::new("fleet-unhealthy");
     let services = bed.services();
     let registry = fleet.registry(&[]);
-    let image = registry.image("api", "stable");
-    bed.build_app(&image, "api-1");
-    let v1 = crate::support::push(&image);
-    services.create_global("api", 3, &image, &[], &[]);
+    let (image, v1) = global_service(&bed, &services, &registry, "api");
     bed.build_broken(&image, Broken::FailingHealthcheck, "api-2");
     let v2 = crate::support::push(&image);
     let agents = every_nodes_agent(&fleet, &bed, &registry);
@@ -194,10 +206,7 @@ fn three_agents_on_three_managers_give_each_push_one_updated_and_no_failed() {
     let bed = TestBed::new("fleet-three");
     let services = bed.services();
     let registry = fleet.registry(&[]);
-    let image = registry.image("api", "stable");
-    bed.build_app(&image, "api-1");
-    let v1 = crate::support::push(&image);
-    services.create_global("api", 3, &image, &[], &[]);
+    let (image, v1) = global_service(&bed, &services, &registry, "api");
     let agents = every_nodes_agent(&fleet, &bed, &registry);
     let mut daemons: Vec<_> = agents.iter().map(|a| a.spawn_run()).collect();
     let mut pushed = Vec::new();
@@ -382,10 +391,7 @@ fn a_node_lost_in_the_middle_of_a_roll_out_is_reported_within_the_timeout_and_co
     let bed = TestBed::new("fleet-lost");
     let services = bed.services();
     let registry = fleet.registry(&[]);
-    let image = registry.image("web", "stable");
-    bed.build_app(&image, "web-1");
-    let v1 = crate::support::push(&image);
-    services.create_global("web", 3, &image, &[], &[]);
+    let (image, v1) = global_service(&bed, &services, &registry, "web");
     bed.build_app(&image, "web-2");
     let v2 = crate::support::push(&image);
     let agents = every_nodes_agent(&fleet, &bed, &registry);
@@ -547,10 +553,7 @@ fn a_service_update_refused_as_out_of_sequence_is_skipped_not_failed() {
     let bed = TestBed::new("fleet-race");
     let services = bed.services();
     let registry = fleet.registry(&[]);
-    let image = registry.image("web", "stable");
-    bed.build_app(&image, "web-1");
-    let v1 = crate::support::push(&image);
-    services.create_global("web", 3, &image, &[], &[]);
+    let (image, v1) = global_service(&bed, &services, &registry, "web");
     // A person's `docker service update` on another manager, run between tidewatch's read of
     // the service and its update (the proxy holds the update back until it is done): the
     // engine then refuses tidewatch's update, whose version is no longer the service's.
