@@ -314,13 +314,18 @@ fn inspects_after(list: &Value) -> BTreeMap<String, usize> {
         .collect()
 }
 
-/// `GET /services` once, when `/info` says the engine is a Swarm manager: its services are
-/// watched like containers.
-fn services_listed(requests: &[EngineRequest]) -> Option<(String, usize)> {
+/// `GET /services` and `GET /nodes` once each, when `/info` says the engine is a Swarm
+/// manager: its services are watched like containers, and `check` names the leader.
+fn services_listed(requests: &[EngineRequest]) -> Vec<(String, usize)> {
     let info = only(requests, "GET /info").answer_json();
     let swarm = &info["Swarm"];
     let manager = swarm["LocalNodeState"] == "active" && swarm["ControlAvailable"] == true;
-    manager.then(|| ("GET /services".to_owned(), 1))
+    let lines = ["GET /services", "GET /nodes"];
+    lines
+        .into_iter()
+        .filter(|_| manager)
+        .map(|line| (line.to_owned(), 1))
+        .collect()
 }
 
 /// The container a `/containers/{id or name}/json` path inspects.

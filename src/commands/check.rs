@@ -46,7 +46,7 @@ pub(super) async fn run(
     }
     if role == SwarmRole::Manager {
         // Only the leader's agent updates services; a check anywhere says which node that is.
-        let leader = match engine.leadership().await {
+        let leader = match engine.leadership_of(&inventory.facts.node_id).await {
             Ok(leadership) => leadership.describe(),
             Err(e) => format!("cannot tell which node is the swarm leader: {e}"),
         };

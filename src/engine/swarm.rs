@@ -50,6 +50,12 @@ impl Engine {
     /// `ManagerStatus`. Asked afresh each time, as leadership moves when a manager is lost.
     pub async fn leadership(&self) -> Result<Leadership, EngineError> {
         let this_node = self.facts().await?.node_id;
+        self.leadership_of(&this_node).await
+    }
+
+    /// Like [`Engine::leadership`], for a caller that has just read `/info` and knows this
+    /// node's id (`check`, whose requests are counted).
+    pub async fn leadership_of(&self, this_node: &str) -> Result<Leadership, EngineError> {
         let options = ListNodesOptions {
             filters: Some([("role".to_string(), vec!["manager".to_string()])].into()),
         };
@@ -66,7 +72,7 @@ impl Engine {
                 leader: n.manager_status.and_then(|m| m.leader).unwrap_or(false),
             })
             .collect();
-        Ok(actor::leadership(&this_node, &managers))
+        Ok(actor::leadership(this_node, &managers))
     }
 
     /// Inspects a service by id or name.

@@ -64,6 +64,10 @@ impl EngineRequest {
     }
 }
 
+/// Called with each request (its answer still to come) before its first byte goes on to the
+/// engine: a test acts there to put something between tidewatch's read and its write.
+pub type BeforeRequest = Arc<dyn Fn(&EngineRequest) + Send + Sync>;
+
 /// The requests seen so far, in the order they were sent (across connections: the order their
 /// heads reached the proxy).
 type Log = Arc<Mutex<Vec<EngineRequest>>>;
@@ -103,7 +107,12 @@ impl EngineProxy {
     /// Listens on a fresh socket and forwards every connection to the test engine's socket
     /// (`DOCKER_HOST`, which must be a `unix://` address, else the default socket).
     pub fn start() -> EngineProxy {
-        let host = Engine::host();
+        EngineProxy::start_to(&Engine::host(), Arc::new(|_: &EngineRequest| {}))
+    }
+
+    /// Like [`EngineProxy::start`], to the engine at `host` (a `unix://` address), calling
+    /// `before` with each request before it is passed on.
+    pub fn start_to(host: &str, before: BeforeRequest) -> EngineProxy {
         let engine = PathBuf::from(host.strip_prefix("unix://").unwrap_or_else(|| {
             panic!("the engine proxy forwards to a unix socket; the test engine is at {host}")
         }));
@@ -138,7 +147,8 @@ impl EngineProxy {
                         eprintln!("engine proxy: cannot reach {}", engine.display());
                         continue;
                     };
-                    if let Err(error) = relay(client, upstream, &log, &connections) {
+                    let before = Arc::clone(&before);
+                    if let Err(error) = relay(client, upstream, &log, &connections, before) {
                         eprintln!("engine proxy: cannot relay a connection: {error}");
                     }
                 }
@@ -224,6 +234,7 @@ fn relay(
     upstream: UnixStream,
     log: &Log,
     connections: &Shared,
+    before: BeforeRequest,
 ) -> io::Result<()> {
     let (client_out, upstream_out) = (client.try_clone()?, upstream.try_clone()?);
     let ends = [client.try_clone()?, upstream.try_clone()?];
@@ -246,7 +257,13 @@ fn relay(
         (Arc::clone(log), Arc::clone(connections), ended.clone());
     thread::spawn(move || {
         // An error is a connection that broke; the engine or client sees it as they would.
-        let _ = pass_requests(BufReader::new(client), upstream_out, &requests, pending);
+        let _ = pass_requests(
+            BufReader::new(client),
+            upstream_out,
+            &requests,
+            pending,
+            &*before,
+        );
         done(&connections_here);
     });
     let (answers, connections_here) = (Arc::clone(log), Arc::clone(connections));
@@ -263,19 +280,22 @@ fn pass_requests(
     mut to: UnixStream,
     log: &Log,
     pending: Sender<Pending>,
+    before: &(dyn Fn(&EngineRequest) + Send + Sync),
 ) -> io::Result<()> {
     while let Some((raw, head)) = next_head(&mut from, &mut to)? {
         let (method, target) = head.request_line();
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let request = EngineRequest {
+            method: method.to_owned(),
+            path: without_version(path).to_owned(),
+            query: query.to_owned(),
+            status: None,
+            answer: Vec::new(),
+        };
+        before(&request);
         let index = {
             let mut log = lock(log);
-            log.push(EngineRequest {
-                method: method.to_owned(),
-                path: without_version(path).to_owned(),
-                query: query.to_owned(),
-                status: None,
-                answer: Vec::new(),
-            });
+            log.push(request);
             log.len() - 1
         };
         let _ = pending.send(Pending {

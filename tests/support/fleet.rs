@@ -342,8 +342,14 @@ impl TestBed {
     /// An updater for the agent of node `node`, with its config and state in a directory of
     /// its own (`node-N`), `[swarm]` set for tests and the `run` interval of tests.
     pub fn fleet_agent(&self, fleet: &Fleet, node: usize, registries: &[RegistryEntry]) -> Updater {
-        let dir: PathBuf = self.dir().join(format!("node-{node}"));
-        let agent = self.agent_in(&dir, fleet.host(node), registries);
+        self.fleet_agent_at(&format!("node-{node}"), fleet.host(node), registries)
+    }
+
+    /// Like [`TestBed::fleet_agent`], for an agent (in directory `name`) that reaches its
+    /// node's engine at `host`, e.g. through an [`super::EngineProxy`].
+    pub fn fleet_agent_at(&self, name: &str, host: &str, registries: &[RegistryEntry]) -> Updater {
+        let dir: PathBuf = self.dir().join(name);
+        let agent = self.agent_in(&dir, host, registries);
         with_swarm_settings(agent.config());
         self.updater_of(&agent)
     }

@@ -55,7 +55,7 @@ pub use containers::{Broken, Web, QUICK_STOP, START_TIMEOUT};
 pub use cycle::{Daemon, DryRun, HistoryRow, Update, Updater, RUN_INTERVAL};
 pub use docker::{docker, image_id, try_docker, Engine};
 pub use docker_config::{CredentialHelper, DockerConfig};
-pub use engine_proxy::{EngineProxy, EngineRequest};
+pub use engine_proxy::{BeforeRequest, EngineProxy, EngineRequest};
 pub use engine_tls::TlsEngine;
 pub use flaky_server::{Fault, FlakyServer, Length, Requests, Seen};
 pub use fleet::{agent_dir, Demoted, Fleet, NodeContainers};
