@@ -87,12 +87,9 @@ impl Applier<'_> {
         let version = i32::try_from(index).map_err(|_| ServiceError::Version(index))?;
         let started_before = service.update_status.and_then(|s| s.started_at);
         let mut spec: ServiceSpec = service.spec.unwrap_or_default();
-        let current = spec
-            .task_template
-            .as_ref()
-            .and_then(|t| t.container_spec.as_ref())
-            .and_then(|c| c.image.clone())
-            .ok_or(ServiceError::NoImage)?;
+        let current = swarm::spec_image(&spec)
+            .ok_or(ServiceError::NoImage)?
+            .to_string();
         let pinned = swarm::split_pinned(&current);
         if pinned.digest.as_deref() == Some(digest) {
             return Err(ServiceError::NotOurs(actor::DONE_ELSEWHERE.into()));
@@ -167,10 +164,9 @@ impl Applier<'_> {
         let now = match self.engine.service(service).await {
             Ok(s) => s
                 .spec
-                .and_then(|s| s.task_template)
-                .and_then(|t| t.container_spec)
-                .and_then(|c| c.image)
-                .and_then(|image| swarm::split_pinned(&image).digest),
+                .as_ref()
+                .and_then(swarm::spec_image)
+                .and_then(|image| swarm::split_pinned(image).digest),
             Err(e) => {
                 tracing::warn!(service, "reading the service after a conflict: {e}");
                 None

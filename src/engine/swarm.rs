@@ -11,7 +11,7 @@ use super::{Engine, EngineError};
 use crate::credentials::Credentials;
 use crate::plan::actor::{self, Leadership, Manager};
 use crate::plan::observed::{Kind, Observed, Platform};
-use crate::plan::swarm::split_pinned;
+use crate::plan::swarm::{spec_image, split_pinned};
 
 /// What `check` and the log say on a Swarm worker about services.
 pub const WORKER_NOTE: &str = "this node is a swarm worker: services (and their task \
@@ -120,12 +120,7 @@ impl Engine {
 fn observe_service(s: Service, platform: &Platform) -> Option<Observed> {
     let spec = s.spec?;
     let name = spec.name.clone()?;
-    let image = spec
-        .task_template
-        .as_ref()
-        .and_then(|t| t.container_spec.as_ref())
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default();
+    let image = spec_image(&spec).unwrap_or_default().to_string();
     let pinned = split_pinned(&image);
     let repo_digests = match &pinned.digest {
         // The repository as written (without the tag), like an image's `RepoDigests`.

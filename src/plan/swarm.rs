@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use bollard::models::{
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum as FailureAction,
+    ServiceSpec, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum as FailureAction,
     ServiceSpecUpdateConfigOrderEnum as Order, ServiceUpdateStatusStateEnum as State,
 };
 
@@ -44,6 +45,16 @@ pub fn split_pinned(image: &str) -> Pinned {
         reference: reference.to_string(),
         digest: Some(digest.to_string()),
     }
+}
+
+/// The image a service's spec runs (`TaskTemplate.ContainerSpec.Image`), when it names one.
+pub fn spec_image(spec: &ServiceSpec) -> Option<&str> {
+    spec.task_template
+        .as_ref()?
+        .container_spec
+        .as_ref()?
+        .image
+        .as_deref()
 }
 
 /// The service's image after the update: `reference` pinned to `digest`.
@@ -159,6 +170,27 @@ mod tests {
             split_pinned("nginx:1.25@sha256:def").digest.as_deref(),
             Some("sha256:def")
         );
+    }
+
+    #[test]
+    fn a_spec_names_its_image_only_through_task_template_and_container_spec() {
+        use bollard::models::{TaskSpec, TaskSpecContainerSpec};
+        let with = |image: Option<&str>| ServiceSpec {
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    image: image.map(str::to_string),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            spec_image(&with(Some("app:1@sha256:a"))),
+            Some("app:1@sha256:a")
+        );
+        assert_eq!(spec_image(&with(None)), None);
+        assert_eq!(spec_image(&ServiceSpec::default()), None);
     }
 
     #[test]
