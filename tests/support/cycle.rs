@@ -199,6 +199,21 @@ impl Update {
     pub fn assert_exit(&self, code: i32) {
         assert_eq!(self.outcome.code, code, "unexpected exit code; {self:#?}");
     }
+
+    /// The `containers` row of the bed's container or service `name`; panics unless there is
+    /// exactly one.
+    pub fn row(&self, name: &str) -> &serde_json::Value {
+        let full = format!("{}{name}", self.prefix);
+        let mut matching = self
+            .report
+            .containers
+            .iter()
+            .filter(|row| row["container"] == full.as_str());
+        match (matching.next(), matching.next()) {
+            (Some(row), None) => row,
+            _ => panic!("expected exactly one row for {full}; {self:#?}"),
+        }
+    }
 }
 
 /// The result of one `update --dry-run --json`.
