@@ -556,15 +556,22 @@ fn positions_stay_right_far_into_a_file_of_multi_byte_characters() {
 
 #[test]
 fn no_digest_line_is_added_after_an_aliased_value() {
-    let text = "tag: &tag v1\nimages:\n- name: app\n  newTag: *tag\n";
+    let text =
+        "registry: &name registry.lan/app\nimages:\n- name: app\n  newTag: v1\n  newName: *name\n";
     let images = found("kustomization.yaml", text);
-    assert_eq!(rows(&images), [("kustomization.yaml#images/app", "app:v1")]);
-    let edits = [(images[0].site.clone(), pinned("app:v1", NEW, None))];
+    assert_eq!(
+        rows(&images),
+        [("kustomization.yaml#images/app", "registry.lan/app:v1")]
+    );
+    let edits = [(
+        images[0].site.clone(),
+        pinned("registry.lan/app:v1", NEW, None),
+    )];
     assert_eq!(
         pin(text, &edits),
         Err(EditError::NoInsertion {
             key: "digest",
-            name: "app".to_string()
+            name: "registry.lan/app".to_string()
         })
     );
 }
@@ -576,4 +583,48 @@ fn every_character_a_reference_may_have_is_written() {
         "services:\n  web:\n    image: registry-1.lan:5000/my_team/my__app.x:v1_2-rc.3@{NEW}\n"
     );
     assert_eq!(pin_all("compose.yaml", text), expected);
+}
+
+#[test]
+fn a_lone_carriage_return_ends_a_line_too() {
+    let text = "images:\r- name: app\r  newTag: v1 # x\r- name: db\r  newTag: v2\r";
+    let expected =
+        format!("images:\r- name: app\r  newTag: v1 # x\r  digest: {NEW}\r- name: db\r  newTag: v2\r  digest: {NEW}\r");
+    assert_eq!(pin_all("kustomization.yaml", text), expected);
+}
+
+#[test]
+fn no_digest_line_is_added_after_a_null_or_a_complex_key() {
+    for text in [
+        "images:\n- name: app\n  newTag: v1\n  note:\n- name: db\n  newTag: v2\n",
+        "images:\n- name: app\n  newTag: v1\n  ? {a: b}\n  : c\n",
+    ] {
+        let images = found("kustomization.yaml", text);
+        let edits = [(images[0].site.clone(), pinned("app:v1", NEW, None))];
+        assert_eq!(
+            pin(text, &edits),
+            Err(EditError::NoInsertion {
+                key: "digest",
+                name: "app".to_string()
+            }),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn an_anchored_image_also_used_as_something_else_is_not_pinned() {
+    let text = "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: &n app\n    image: *n\n  - name: db\n    image: &d db:2\n  - name: db-copy\n    image: *d\n";
+    let rows = scan("pod.yaml", text).expect("the file scans");
+    let error = rows[0].as_ref().expect_err("the anchor is a name too");
+    assert_eq!(error.row, "pod.yaml#Pod/p/app");
+    assert!(error.to_string().contains("anchor"), "{error}");
+    // An anchor used only by images is pinned once for all of them.
+    assert_eq!(
+        rows[1..]
+            .iter()
+            .map(|r| r.as_ref().map(|i| i.reference.as_str()))
+            .collect::<Vec<_>>(),
+        [Ok("db:2"), Ok("db:2")]
+    );
 }
