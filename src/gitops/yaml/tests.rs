@@ -479,7 +479,7 @@ fn a_site_that_no_longer_matches_the_text_is_refused() {
 fn a_value_that_could_escape_its_scalar_is_refused() {
     let text = "services:\n  web:\n    image: app:1\n";
     let site = found("compose.yaml", text).remove(0).site;
-    for value in ["app:1 # x", "app:1\nevil: 1", "'app'", "", "-app"] {
+    for value in ["app:1 # x", "app:1\nevil: 1", "'app'", "", "app\"", "{app}"] {
         assert_eq!(
             pin(text, &[(site.clone(), value.to_string())]),
             Err(EditError::Unsafe {
@@ -627,4 +627,55 @@ fn an_anchored_image_also_used_as_something_else_is_not_pinned() {
             .collect::<Vec<_>>(),
         [Ok("db:2"), Ok("db:2")]
     );
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One compose service as generated: name, image, quoting, comment, blank line after.
+    type Service = (String, String, usize, Option<String>, bool);
+
+    fn service() -> impl Strategy<Value = Service> {
+        (
+            "[a-z][a-z0-9_-]{0,8}",
+            "([a-z0-9-]{1,10}\\.lan(:[0-9]{1,4})?/)?[a-z0-9]{1,8}(/[a-z0-9]{1,8}(_[a-z0-9]{1,4})?)?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,10})?",
+            0..3usize,
+            prop::option::of("[a-zA-Z0-9 éü€😀✓#:'\"-]{0,20}"),
+            any::<bool>(),
+        )
+    }
+
+    /// A compose file of `services`, each image written as `image(reference)` gives it.
+    fn compose(services: &[Service], eol: &str, image: impl Fn(&str) -> String) -> String {
+        let mut text = format!("# ✓ generated{eol}services:{eol}");
+        for (i, (name, reference, quote, comment, blank)) in services.iter().enumerate() {
+            let quote = ["", "'", "\""][*quote];
+            let comment = comment
+                .as_ref()
+                .map_or(String::new(), |c| format!("  # {c}"));
+            text.push_str(&format!(
+                "  s{i}{name}:{eol}    image: {quote}{}{quote}{comment}{eol}",
+                image(reference)
+            ));
+            if *blank {
+                text.push_str(eol);
+            }
+        }
+        text
+    }
+
+    proptest! {
+        #[test]
+        fn pinning_a_compose_file_changes_only_the_references(
+            services in prop::collection::vec(service(), 1..6),
+            crlf in any::<bool>(),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let text = compose(&services, eol, str::to_string);
+            let expected = compose(&services, eol, |r| pinned(r, NEW, None));
+            prop_assert_eq!(pin_all("compose.yaml", &text), expected);
+        }
+    }
 }
