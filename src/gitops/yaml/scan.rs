@@ -74,6 +74,14 @@ pub fn scan(path: &str, text: &str) -> Result<Vec<Result<FoundImage, RowError>>,
             Some(_) => {}
         }
     }
+    if tree.exhausted() {
+        return Err(ScanError {
+            path: path.to_string(),
+            line: 1,
+            col: 1,
+            what: "the file's merge keys (<<) make it too costly to read".to_string(),
+        });
+    }
     scanner.refuse_shared_anchors();
     Ok(scanner.rows)
 }
