@@ -23,6 +23,20 @@ const ISSUER_V1: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x83, 0xbf, 0x30, 0x01,
 
 /// The largest bundle annotation read.
 const MAX_BUNDLE_BYTES: usize = 64 * 1024;
+/// Intermediate certificates read from a signature, at most.
+pub(super) const MAX_CHAIN: usize = 8;
+
+/// A signature made with a certificate's key, as found in a layer or a bundle.
+pub(super) struct Signed<'a> {
+    /// The signing certificate (DER).
+    pub leaf: &'a CertificateDer<'a>,
+    /// Intermediates the signature brought along.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// What was signed.
+    pub message: &'a [u8],
+    /// The signature.
+    pub signature: &'a [u8],
+}
 
 /// Who must have signed.
 #[derive(Debug, Clone)]
@@ -99,15 +113,17 @@ struct RawAuthority {
     cert_chain: RawChain,
 }
 
+/// A chain of certificates, as the trusted root and bundles write it.
 #[derive(Deserialize)]
-struct RawChain {
-    certificates: Vec<RawBytes>,
+pub(super) struct RawChain {
+    pub certificates: Vec<RawBytes>,
 }
 
+/// Bytes, base64, as the trusted root and bundles write them.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawBytes {
-    raw_bytes: String,
+pub(super) struct RawBytes {
+    pub raw_bytes: String,
 }
 
 #[derive(Deserialize)]
@@ -171,7 +187,7 @@ impl TrustedRoot {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -183,28 +199,53 @@ impl Keyless {
             // A keyed signature: not what this rule trusts.
             return Err(Rejection::OtherKey);
         };
-        let untrusted = |why: &str| Rejection::Untrusted(why.to_string());
-        let leaf = CertificateDer::from_pem_slice(pem.as_bytes())
-            .map_err(|_| untrusted("the certificate annotation is not a PEM certificate"))?;
-        let parts = der::tbs_parts(&leaf).ok_or_else(|| untrusted("unreadable certificate"))?;
-        let cert =
-            EndEntityCert::try_from(&leaf).map_err(|e| Rejection::Untrusted(e.to_string()))?;
+        let leaf = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+            Rejection::Untrusted("the certificate annotation is not a PEM certificate".into())
+        })?;
         let signature = decoded_signature(layer).ok_or(Rejection::OtherKey)?;
-        let signed = [
+        let chain = layer.chain.as_deref().map_or_else(Vec::new, |chain| {
+            CertificateDer::pem_slice_iter(chain.as_bytes())
+                .filter_map(Result::ok)
+                .take(MAX_CHAIN)
+                .collect()
+        });
+        let signed = Signed {
+            leaf: &leaf,
+            chain,
+            message: &layer.payload,
+            signature: &signature,
+        };
+        self.check_signed(&signed, || self.logged_at(layer, &leaf, &signature))
+    }
+
+    /// Checks a signature made with a certificate's key: the key signed the message, the
+    /// certificate chains to the root at the signing time (the log's, from `logged`, unless
+    /// the rule opts out of the log), and it names the identity and issuer.
+    pub(super) fn check_signed(
+        &self,
+        signed: &Signed<'_>,
+        logged: impl FnOnce() -> Result<i64, Rejection>,
+    ) -> Result<(), Rejection> {
+        let untrusted = |why: &str| Rejection::Untrusted(why.to_string());
+        let parts =
+            der::tbs_parts(signed.leaf).ok_or_else(|| untrusted("unreadable certificate"))?;
+        let cert = EndEntityCert::try_from(signed.leaf)
+            .map_err(|e| Rejection::Untrusted(e.to_string()))?;
+        let verifies = [
             webpki::aws_lc_rs::ECDSA_P256_SHA256,
             webpki::aws_lc_rs::ECDSA_P384_SHA384,
             webpki::aws_lc_rs::ED25519,
         ]
         .iter()
         .any(|alg| {
-            cert.verify_signature(*alg, &layer.payload, &signature)
+            cert.verify_signature(*alg, signed.message, signed.signature)
                 .is_ok()
         });
-        if !signed {
+        if !verifies {
             return Err(Rejection::OtherKey);
         }
         let at = if self.tlog {
-            self.logged_at(layer, &leaf, &signature)?
+            logged()?
         } else {
             // No log entry dates the signature: the certificate's own start is the only time
             // there is (weaker: see the README).
@@ -220,13 +261,7 @@ impl Keyless {
             .filter_map(|a| webpki::anchor_from_trusted_cert(a).ok())
             .collect();
         let mut intermediates = self.root.intermediates.clone();
-        if let Some(chain) = &layer.chain {
-            intermediates.extend(
-                CertificateDer::pem_slice_iter(chain.as_bytes())
-                    .filter_map(Result::ok)
-                    .take(8),
-            );
-        }
+        intermediates.extend(signed.chain.iter().cloned());
         cert.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
             &anchors,
@@ -257,6 +292,26 @@ impl Keyless {
         }
     }
 
+    /// The time a log of the root recorded `entry`, once `set` (its signed entry timestamp,
+    /// base64) checks out with that log's key. What the entry's body says is the caller's to
+    /// check.
+    pub(super) fn set_time(&self, entry: &LogEntry, set: &str) -> Result<i64, Rejection> {
+        let untrusted = |why: &str| Rejection::Untrusted(why.to_string());
+        let key = self
+            .root
+            .logs
+            .get(&entry.log_id)
+            .ok_or_else(|| untrusted("the log entry is from a log the root does not name"))?;
+        let set = base64::engine::general_purpose::STANDARD
+            .decode(set.trim())
+            .map_err(|_| untrusted("the log entry's SET is not base64"))?;
+        if key.verifies(entry.canonical().as_bytes(), &set) {
+            Ok(entry.integrated_time)
+        } else {
+            Err(untrusted("the log entry's SET is not signed by the log"))
+        }
+    }
+
     /// The time the transparency log recorded the signature, once its SET checks out with a
     /// log key of the root and its entry is this layer's signature, payload and certificate.
     fn logged_at(
@@ -274,17 +329,7 @@ impl Keyless {
         let bundle: Bundle = serde_json::from_str(bundle)
             .map_err(|e| untrusted(format!("unreadable log bundle: {e}")))?;
         let entry = &bundle.payload;
-        let key = self.root.logs.get(&entry.log_id).ok_or_else(|| {
-            untrusted("the log entry is from a log the root does not name".into())
-        })?;
-        let set = base64::engine::general_purpose::STANDARD
-            .decode(bundle.signed_entry_timestamp.trim())
-            .map_err(|_| untrusted("the log entry's SET is not base64".into()))?;
-        if !key.verifies(entry.canonical().as_bytes(), &set) {
-            return Err(untrusted(
-                "the log entry's SET is not signed by the log".into(),
-            ));
-        }
+        let at = self.set_time(entry, &bundle.signed_entry_timestamp)?;
         let body = base64::engine::general_purpose::STANDARD
             .decode(entry.body.trim())
             .map_err(|_| untrusted("the log entry's body is not base64".into()))?;
@@ -306,7 +351,7 @@ impl Keyless {
         if !same {
             return Err(untrusted("the log entry is for another signature".into()));
         }
-        Ok(entry.integrated_time)
+        Ok(at)
     }
 }
 
@@ -323,12 +368,16 @@ struct Bundle {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct LogEntry {
-    body: String,
-    integrated_time: i64,
+    /// The entry's canonical body, base64.
+    pub body: String,
+    /// When the log took it in, Unix seconds.
+    pub integrated_time: i64,
+    /// Its place in the log.
     #[serde(rename = "logIndex")]
-    log_index: i64,
+    pub log_index: i64,
+    /// The log's id, hex.
     #[serde(rename = "logID")]
-    log_id: String,
+    pub log_id: String,
 }
 
 impl LogEntry {
