@@ -629,3 +629,38 @@ fn a_keyless_bundle_from_another_workflow_is_not_pulled_and_one_from_the_workflo
     blocked.assert_exit(1);
     assert_updated_verified(&bed, &s, &signed);
 }
+
+#[test]
+fn with_a_signature_repository_the_signatures_are_looked_up_there_only() {
+    let bed = TestBed::new("verify-signature-repository");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| {
+        keyed_rule(
+            r,
+            "app",
+            &key,
+            &format!("signature_repository = {:?}\n", r.repo("signatures")),
+        )
+    });
+
+    // Beside the image, where this rule does not look.
+    cosign::sign(&s.registry, "app", &s.v2, &signer);
+    let beside = assert_blocked(&bed, &s, "no signature");
+    // Where CI put it with COSIGN_REPOSITORY set.
+    cosign::sign(&s.registry, "signatures", &s.v2, &signer);
+    let before = s.registry.access_log().len();
+    let update = s.updater.update(&[]);
+
+    beside.assert_exit(1);
+    assert_updated_verified(&bed, &s, &update);
+    let requests: Vec<_> = s.registry.access_log().split_off(before);
+    let sig_tag = cosign::sig_tag(&s.v2);
+    let read = |repo: &str| {
+        requests
+            .iter()
+            .any(|r| r.method == "GET" && r.uri == format!("/v2/{repo}/manifests/{sig_tag}"))
+    };
+    assert!(read("signatures"), "{requests:#?}");
+    assert!(!read("app"), "{requests:#?}");
+}

@@ -190,7 +190,8 @@ impl RegistryClient {
 }
 
 /// The rule that covers `d`'s update, with its cache key and the reference whose repository
-/// holds the signatures; `None` when `d` is no update or no rule matches.
+/// holds the signatures (the image's, or the rule's `signature_repository`); `None` when `d`
+/// is no update or no rule matches.
 fn covered<'r>(d: &Detection, rules: &'r [VerifyRule]) -> Option<(Key, &'r VerifyRule, ImageRef)> {
     if d.row.status != Status::UpdateAvailable {
         return None;
@@ -199,6 +200,8 @@ fn covered<'r>(d: &Detection, rules: &'r [VerifyRule]) -> Option<(Key, &'r Verif
     // With tag tracking the update moves to another tag of the same repository.
     let reference = ImageRef::parse(d.new_image.as_deref().unwrap_or(&d.row.image)).ok()?;
     let rule = rule_for(rules, &reference.name())?;
+    // Validation kept the signature repository on the images' registry.
+    let reference = rule.signature_repository.clone().unwrap_or(reference);
     Some(((rule.number, reference.name(), digest), rule, reference))
 }
 
