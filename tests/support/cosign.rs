@@ -217,6 +217,13 @@ impl Fulcio {
         }];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        // Ten minutes from a minute ago, as Fulcio issues: inside the root's validFor.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        params.not_before = epoch + now.saturating_sub(std::time::Duration::from_secs(60));
+        params.not_after = epoch + now + std::time::Duration::from_secs(600);
         // A DER UTF8String holding the issuer URL.
         let mut issuer_value = vec![0x0c, u8::try_from(oidc_issuer.len()).unwrap_or(0)];
         issuer_value.extend_from_slice(oidc_issuer.as_bytes());
