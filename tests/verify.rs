@@ -12,8 +12,8 @@ use crate::support::cosign::{
 };
 use crate::support::receiver::{announced, Receiver};
 use crate::support::{
-    push, settings, with_swarm_settings, Agent, Registry, Status, TestBed, Update, Updater,
-    CYCLE_FINISHED, QUICK_STOP,
+    push, settings, with_swarm_settings, Agent, Registry, Request, Status, TestBed, Update,
+    Updater, CYCLE_FINISHED, QUICK_STOP,
 };
 
 /// How long a container may take to serve its first page after `docker run`.
@@ -523,33 +523,66 @@ fn the_agent_replaces_itself_only_with_a_signed_image() {
     assert_ne!(new, old);
 }
 
+/// Runs the daemon, monitor only (so the new digest stays available cycle after cycle), for
+/// three cycles; returns the registry's requests meanwhile and how many cycles' HEADs it saw.
+fn three_daemon_cycles(s: &Scene) -> (Vec<Request>, usize) {
+    let config = std::fs::read_to_string(s.updater.config()).unwrap();
+    let monitor_only = config.replacen("[watch]\n", "[watch]\npolicy = \"notify\"\n", 1);
+    std::fs::write(s.updater.config(), monitor_only).unwrap();
+    let before = s.registry.access_log().len();
+
+    let mut daemon = s.updater.spawn_run();
+    daemon.wait_for_log(CYCLE_FINISHED, 3, Duration::from_secs(60));
+    daemon.terminate(Duration::from_secs(30));
+
+    let requests: Vec<_> = s.registry.access_log().split_off(before);
+    let heads = requests.iter().filter(|r| r.method == "HEAD").count();
+    assert!(heads >= 3, "one HEAD a cycle: {requests:#?}");
+    (requests, heads)
+}
+
 #[test]
 fn a_verified_digest_is_not_looked_up_again_by_the_daemon() {
     let bed = TestBed::new("verify-cache");
     let signer = Signer::generate();
     let key = key_file(&bed, &signer, "cosign.pub");
     let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
-    // Monitor only: the new digest stays available cycle after cycle.
-    let config = std::fs::read_to_string(s.updater.config()).unwrap();
-    let monitor_only = config.replacen("[watch]\n", "[watch]\npolicy = \"notify\"\n", 1);
-    std::fs::write(s.updater.config(), monitor_only).unwrap();
     cosign::sign(&s.registry, "app", &s.v2, &signer);
     let sig = format!("/v2/app/manifests/{}", cosign::sig_tag(&s.v2));
-    let before = s.registry.requests().len();
 
-    let mut daemon = s.updater.spawn_run();
-    daemon.wait_for_log(CYCLE_FINISHED, 3, Duration::from_secs(60));
-    daemon.terminate(Duration::from_secs(30));
+    let (requests, heads) = three_daemon_cycles(&s);
 
-    let requests: Vec<_> = s.registry.requests().split_off(before);
-    let heads = requests.iter().filter(|r| r.method == "HEAD").count();
     let sig_gets = requests.iter().filter(|r| r.uri == sig).count();
-    assert!(heads >= 3, "one HEAD a cycle: {requests:#?}");
     assert_eq!(
         sig_gets, 1,
         "the .sig tag is read once over {heads} cycles: {requests:#?}"
     );
     assert_eq!(bed.container_id("web"), s.old, "monitor only");
+}
+
+#[test]
+fn a_digest_verified_by_its_bundle_is_not_looked_up_again_by_the_daemon() {
+    let bed = TestBed::new("verify-bundle-cache");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
+    let bundle = keyed_bundle(&signer, &statement(&s.registry.repo("app"), &s.v2));
+    push_bundle(&s.registry, "app", &s.v2, bundle);
+    let lookups = [
+        format!("/v2/app/manifests/{}", cosign::sig_tag(&s.v2)),
+        format!("/v2/app/referrers/{}", s.v2),
+        format!("/v2/app/manifests/{}", referrers_tag(&s.v2)),
+    ];
+
+    let (requests, heads) = three_daemon_cycles(&s);
+
+    for uri in &lookups {
+        let gets = requests.iter().filter(|r| r.uri == *uri).count();
+        assert_eq!(
+            gets, 1,
+            "{uri} is read once over {heads} cycles: {requests:#?}"
+        );
+    }
 }
 
 #[test]
