@@ -135,10 +135,11 @@ impl RegistryClient {
         };
         if !state.no_referrers_api.load(Ordering::Relaxed) {
             // A registry with the API answers an empty list for a digest without referrers;
-            // a 404 means it has no such API, which is remembered for the client's life.
+            // a 404 means it has no such API (see `lacks_the_api`), which is remembered for
+            // the client's life.
             match get(format!("referrers/{digest}")).await {
                 Ok(body) => return Ok(Some(body)),
-                Err(RegistryError::NotFound { .. }) => {
+                Err(e) if lacks_the_api(&e) => {
                     state.no_referrers_api.store(true, Ordering::Relaxed);
                 }
                 Err(e) => return Err(e),
@@ -152,9 +153,44 @@ impl RegistryClient {
     }
 }
 
+/// Whether the referrers API's answer says the registry has no such API: 404, as OCI 1.1
+/// says, or what registries answer for a path they do not route (400, 405, 501).
+fn lacks_the_api(error: &RegistryError) -> bool {
+    match error {
+        RegistryError::NotFound { .. } => true,
+        RegistryError::Status { status, .. } => matches!(status, 400 | 405 | 501),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_404_or_an_unrouted_path_means_no_referrers_api_and_a_refusal_does_not() {
+        let status = |status| RegistryError::Status {
+            registry: "r".into(),
+            reference: "r/a".into(),
+            status,
+        };
+        let not_found = RegistryError::NotFound {
+            reference: "r/a".into(),
+        };
+        assert!(lacks_the_api(&not_found));
+        for code in [400, 405, 501] {
+            assert!(lacks_the_api(&status(code)), "{code}");
+        }
+        for code in [500, 502, 418] {
+            assert!(!lacks_the_api(&status(code)), "{code}");
+        }
+        let refused = RegistryError::Unauthorized {
+            registry: "r".into(),
+            repository: "a".into(),
+            detail: "answered 401".into(),
+        };
+        assert!(!lacks_the_api(&refused));
+    }
 
     #[test]
     fn the_referrers_tag_is_the_digest_with_a_dash() {
