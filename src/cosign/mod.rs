@@ -15,7 +15,7 @@
 //! verifier) rather than the `sigstore` crate: see the README's "Signatures" section.
 
 mod bundle;
-mod der;
+pub mod der;
 mod key;
 mod keyless;
 
