@@ -7,12 +7,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::cosign::{
-    self, keyed_rule, payload, push_signatures, trusted_root, Fulcio, Rekor, SigLayer, Signer,
+    self, keyed_bundle, keyed_rule, keyless_bundle, payload, push_bundle, push_signatures,
+    referrers_tag, statement, trusted_root, Fulcio, Rekor, SigLayer, Signer,
 };
 use crate::support::receiver::{announced, Receiver};
 use crate::support::{
-    push, settings, with_swarm_settings, Agent, Registry, Status, TestBed, Update, Updater,
-    CYCLE_FINISHED, QUICK_STOP,
+    push, settings, with_swarm_settings, Agent, Registry, Request, Status, TestBed, Update,
+    Updater, CYCLE_FINISHED, QUICK_STOP,
 };
 
 /// How long a container may take to serve its first page after `docker run`.
@@ -88,12 +89,17 @@ fn a_digest_signed_with_the_rule_s_key_is_updated() {
 
     let update = s.updater.update(&[]);
 
+    assert_updated_verified(&bed, &s, &update);
+}
+
+/// Checks that `update` replaced web with v2, its signature verified.
+fn assert_updated_verified(bed: &TestBed, s: &Scene, update: &Update) {
     update.assert_exit(0);
     let result = update.result("web");
     assert_eq!(result.outcome, "updated", "{update:#?}");
     assert_eq!(result.to_digest.as_deref(), Some(s.v2.as_str()));
     assert_eq!(
-        field(row(&update, &s.updater, "web"), "signature"),
+        field(row(update, &s.updater, "web"), "signature"),
         "verified"
     );
     assert!(bed.serves("web").contains(&page("2")));
@@ -136,29 +142,27 @@ fn an_unsigned_digest_is_not_pulled_and_each_cycle_asks_once_more_for_its_sig_ta
     let key = key_file(&bed, &signer, "cosign.pub");
     let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
     let sig = format!("/v2/app/manifests/{}", cosign::sig_tag(&s.v2));
-    let before = s.registry.requests().len();
+    let referrers_api = format!("/v2/app/referrers/{}", s.v2);
+    let referrers = format!("/v2/app/manifests/{}", referrers_tag(&s.v2));
+    let before = s.registry.access_log().len();
 
     let first = assert_blocked(&bed, &s, "no signature");
     let second = assert_blocked(&bed, &s, "no signature");
 
     // A rejection is an error row, so the run exits 1, but nothing loops: each cycle is one
-    // HEAD of the tag and one GET of the `.sig` tag (a 404), and no pull.
+    // HEAD of the tag, one GET of the `.sig` tag, one of the referrers API (distribution 2.8
+    // has none) and one of the referrers tag schema's index, each a 404, and no pull.
     first.assert_exit(1);
     second.assert_exit(1);
-    let requests: Vec<_> = s.registry.requests().split_off(before);
-    let sig_gets: Vec<_> = requests
-        .iter()
-        .filter(|r| r.method == "GET" && r.uri == sig)
-        .collect();
-    assert_eq!(
-        sig_gets.len(),
-        2,
-        "one .sig lookup per cycle: {requests:#?}"
-    );
-    assert!(
-        sig_gets.iter().all(|r| r.status == Some(404)),
-        "{sig_gets:#?}"
-    );
+    let requests: Vec<_> = s.registry.access_log().split_off(before);
+    for uri in [&sig, &referrers_api, &referrers] {
+        let gets: Vec<_> = requests
+            .iter()
+            .filter(|r| r.method == "GET" && r.uri == *uri)
+            .collect();
+        assert_eq!(gets.len(), 2, "one GET {uri} per cycle: {requests:#?}");
+        assert!(gets.iter().all(|r| r.status == Some(404)), "{gets:#?}");
+    }
     let heads = s.registry.manifest_requests("HEAD", "app");
     assert!(heads >= 2, "{requests:#?}");
     assert!(
@@ -166,12 +170,13 @@ fn an_unsigned_digest_is_not_pulled_and_each_cycle_asks_once_more_for_its_sig_ta
         "the engine pulled nothing: {requests:#?}"
     );
     // Beside the tag's HEAD, the containerd image store makes detection HEAD the digest the
-    // container runs as well; either way nothing but manifest HEADs and the `.sig` lookups.
+    // container runs as well; either way nothing but manifest HEADs and the signature lookups.
     assert!(
-        requests.iter().all(
-            |r| r.uri == sig || (r.method == "HEAD" && r.uri.starts_with("/v2/app/manifests/"))
-        ),
-        "manifest HEADs and a .sig GET per cycle, nothing else: {requests:#?}"
+        requests
+            .iter()
+            .all(|r| [&sig, &referrers_api, &referrers].contains(&&r.uri)
+                || (r.method == "HEAD" && r.uri.starts_with("/v2/app/manifests/"))),
+        "manifest HEADs and the signature lookups per cycle, nothing else: {requests:#?}"
     );
 }
 
@@ -318,6 +323,19 @@ fn keyless_rule(
     )
 }
 
+/// Another repository's workflow, signing with a genuine certificate of its own.
+const FORK: &str = "https://github.com/mallory/app/.github/workflows/release.yml@refs/heads/main";
+
+/// A scene whose rule trusts keyless signatures by [`WORKFLOW`] under a new test CA and log.
+fn keyless_scene(bed: &TestBed) -> (Scene, Fulcio, Rekor) {
+    let (fulcio, rekor) = (Fulcio::new(), Rekor::new());
+    let root = trusted_root(&fulcio, Some(&rekor));
+    let s = scene(bed, |r| {
+        keyless_rule(bed, r, &root, &format!("identity = {WORKFLOW:?}"), "")
+    });
+    (s, fulcio, rekor)
+}
+
 /// Signs v2 keyless as `identity`, with a certificate from `fulcio` and the log's bundle from
 /// `rekor` when given.
 fn sign_keyless(s: &Scene, fulcio: &Fulcio, rekor: Option<&Rekor>, identity: &str) {
@@ -349,25 +367,14 @@ fn a_keyless_signature_from_the_workflow_under_the_trusted_root_is_updated() {
 
     let update = s.updater.update(&[]);
 
-    update.assert_exit(0);
-    assert_eq!(update.result("web").outcome, "updated", "{update:#?}");
-    assert_eq!(
-        field(row(&update, &s.updater, "web"), "signature"),
-        "verified"
-    );
-    assert!(bed.serves("web").contains(&page("2")));
+    assert_updated_verified(&bed, &s, &update);
 }
 
 #[test]
 fn a_keyless_signature_from_another_workflow_is_not_pulled() {
     let bed = TestBed::new("verify-keyless-identity");
-    let (fulcio, rekor) = (Fulcio::new(), Rekor::new());
-    let root = trusted_root(&fulcio, Some(&rekor));
-    let s = scene(&bed, |r| {
-        keyless_rule(&bed, r, &root, &format!("identity = {WORKFLOW:?}"), "")
-    });
-    let fork = "https://github.com/mallory/app/.github/workflows/release.yml@refs/heads/main";
-    sign_keyless(&s, &fulcio, Some(&rekor), fork);
+    let (s, fulcio, rekor) = keyless_scene(&bed);
+    sign_keyless(&s, &fulcio, Some(&rekor), FORK);
 
     let update = assert_blocked(&bed, &s, "identity does not match");
     update.assert_exit(1);
@@ -376,11 +383,7 @@ fn a_keyless_signature_from_another_workflow_is_not_pulled() {
 #[test]
 fn a_keyless_signature_from_another_ca_or_without_its_log_entry_is_not_pulled() {
     let bed = TestBed::new("verify-keyless-untrusted");
-    let (fulcio, rekor) = (Fulcio::new(), Rekor::new());
-    let root = trusted_root(&fulcio, Some(&rekor));
-    let s = scene(&bed, |r| {
-        keyless_rule(&bed, r, &root, &format!("identity = {WORKFLOW:?}"), "")
-    });
+    let (s, fulcio, rekor) = keyless_scene(&bed);
 
     sign_keyless(&s, &Fulcio::new(), Some(&rekor), WORKFLOW);
     let other_ca = s.updater.update(&[]);
@@ -520,31 +523,177 @@ fn the_agent_replaces_itself_only_with_a_signed_image() {
     assert_ne!(new, old);
 }
 
+/// Runs the daemon, monitor only (so the new digest stays available cycle after cycle), for
+/// three cycles; returns the registry's requests meanwhile and how many cycles' HEADs it saw.
+fn three_daemon_cycles(s: &Scene) -> (Vec<Request>, usize) {
+    let config = std::fs::read_to_string(s.updater.config()).unwrap();
+    let monitor_only = config.replacen("[watch]\n", "[watch]\npolicy = \"notify\"\n", 1);
+    std::fs::write(s.updater.config(), monitor_only).unwrap();
+    let before = s.registry.access_log().len();
+
+    let mut daemon = s.updater.spawn_run();
+    daemon.wait_for_log(CYCLE_FINISHED, 3, Duration::from_secs(60));
+    daemon.terminate(Duration::from_secs(30));
+
+    let requests: Vec<_> = s.registry.access_log().split_off(before);
+    let heads = requests.iter().filter(|r| r.method == "HEAD").count();
+    assert!(heads >= 3, "one HEAD a cycle: {requests:#?}");
+    (requests, heads)
+}
+
 #[test]
 fn a_verified_digest_is_not_looked_up_again_by_the_daemon() {
     let bed = TestBed::new("verify-cache");
     let signer = Signer::generate();
     let key = key_file(&bed, &signer, "cosign.pub");
     let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
-    // Monitor only: the new digest stays available cycle after cycle.
-    let config = std::fs::read_to_string(s.updater.config()).unwrap();
-    let monitor_only = config.replacen("[watch]\n", "[watch]\npolicy = \"notify\"\n", 1);
-    std::fs::write(s.updater.config(), monitor_only).unwrap();
     cosign::sign(&s.registry, "app", &s.v2, &signer);
     let sig = format!("/v2/app/manifests/{}", cosign::sig_tag(&s.v2));
-    let before = s.registry.requests().len();
 
-    let mut daemon = s.updater.spawn_run();
-    daemon.wait_for_log(CYCLE_FINISHED, 3, Duration::from_secs(60));
-    daemon.terminate(Duration::from_secs(30));
+    let (requests, heads) = three_daemon_cycles(&s);
 
-    let requests: Vec<_> = s.registry.requests().split_off(before);
-    let heads = requests.iter().filter(|r| r.method == "HEAD").count();
     let sig_gets = requests.iter().filter(|r| r.uri == sig).count();
-    assert!(heads >= 3, "one HEAD a cycle: {requests:#?}");
     assert_eq!(
         sig_gets, 1,
         "the .sig tag is read once over {heads} cycles: {requests:#?}"
     );
     assert_eq!(bed.container_id("web"), s.old, "monitor only");
+}
+
+#[test]
+fn a_digest_verified_by_its_bundle_is_not_looked_up_again_by_the_daemon() {
+    let bed = TestBed::new("verify-bundle-cache");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
+    let bundle = keyed_bundle(&signer, &statement(&s.registry.repo("app"), &s.v2));
+    push_bundle(&s.registry, "app", &s.v2, bundle);
+    let lookups = [
+        format!("/v2/app/manifests/{}", cosign::sig_tag(&s.v2)),
+        format!("/v2/app/referrers/{}", s.v2),
+        format!("/v2/app/manifests/{}", referrers_tag(&s.v2)),
+    ];
+
+    let (requests, heads) = three_daemon_cycles(&s);
+
+    for uri in &lookups {
+        let gets = requests.iter().filter(|r| r.uri == *uri).count();
+        assert_eq!(
+            gets, 1,
+            "{uri} is read once over {heads} cycles: {requests:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_cosign_3_bundle_signed_with_the_rule_s_key_is_found_through_the_referrers_tag_and_updated() {
+    let bed = TestBed::new("verify-bundle");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
+    let bundle = keyed_bundle(&signer, &statement(&s.registry.repo("app"), &s.v2));
+    let artifact = push_bundle(&s.registry, "app", &s.v2, bundle);
+    let before = s.registry.access_log().len();
+
+    let update = s.updater.update(&[]);
+
+    assert_updated_verified(&bed, &s, &update);
+    // The referrers API answered 404 (distribution 2.8), so the tag schema's index was read,
+    // then the artifact manifest it lists.
+    let requests: Vec<_> = s.registry.access_log().split_off(before);
+    let status = |uri: String| {
+        requests
+            .iter()
+            .find(|r| r.method == "GET" && r.uri == uri)
+            .and_then(|r| r.status)
+    };
+    assert_eq!(
+        status(format!("/v2/app/referrers/{}", s.v2)),
+        Some(404),
+        "{requests:#?}"
+    );
+    assert_eq!(
+        status(format!("/v2/app/manifests/{}", referrers_tag(&s.v2))),
+        Some(200),
+        "{requests:#?}"
+    );
+    assert_eq!(
+        status(format!("/v2/app/manifests/{artifact}")),
+        Some(200),
+        "{requests:#?}"
+    );
+}
+
+#[test]
+fn a_bundle_whose_statement_names_another_digest_is_not_accepted() {
+    let bed = TestBed::new("verify-bundle-other-digest");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| keyed_rule(r, "app", &key, ""));
+    // A genuine bundle of v1, attached to v2 as its referrer.
+    let bundle = keyed_bundle(&signer, &statement(&s.registry.repo("app"), &s.v1));
+    push_bundle(&s.registry, "app", &s.v2, bundle);
+
+    let update = assert_blocked(&bed, &s, "signature is for another digest");
+    update.assert_exit(1);
+}
+
+#[test]
+fn a_keyless_bundle_from_another_workflow_is_not_pulled_and_one_from_the_workflow_is() {
+    let bed = TestBed::new("verify-bundle-keyless");
+    let (s, fulcio, rekor) = keyless_scene(&bed);
+    let v2 = statement(&s.registry.repo("app"), &s.v2);
+    push_bundle(
+        &s.registry,
+        "app",
+        &s.v2,
+        keyless_bundle(&fulcio, &rekor, FORK, ACTIONS, &v2),
+    );
+
+    let blocked = assert_blocked(&bed, &s, "identity does not match");
+    push_bundle(
+        &s.registry,
+        "app",
+        &s.v2,
+        keyless_bundle(&fulcio, &rekor, WORKFLOW, ACTIONS, &v2),
+    );
+    let signed = s.updater.update(&[]);
+
+    blocked.assert_exit(1);
+    assert_updated_verified(&bed, &s, &signed);
+}
+
+#[test]
+fn with_a_signature_repository_the_signatures_are_looked_up_there_only() {
+    let bed = TestBed::new("verify-signature-repository");
+    let signer = Signer::generate();
+    let key = key_file(&bed, &signer, "cosign.pub");
+    let s = scene(&bed, |r| {
+        keyed_rule(
+            r,
+            "app",
+            &key,
+            &format!("signature_repository = {:?}\n", r.repo("signatures")),
+        )
+    });
+
+    // Beside the image, where this rule does not look.
+    cosign::sign(&s.registry, "app", &s.v2, &signer);
+    let beside = assert_blocked(&bed, &s, "no signature");
+    // Where CI put it with COSIGN_REPOSITORY set.
+    cosign::sign(&s.registry, "signatures", &s.v2, &signer);
+    let before = s.registry.access_log().len();
+    let update = s.updater.update(&[]);
+
+    beside.assert_exit(1);
+    assert_updated_verified(&bed, &s, &update);
+    let requests: Vec<_> = s.registry.access_log().split_off(before);
+    let sig_tag = cosign::sig_tag(&s.v2);
+    let read = |repo: &str| {
+        requests
+            .iter()
+            .any(|r| r.method == "GET" && r.uri == format!("/v2/{repo}/manifests/{sig_tag}"))
+    };
+    assert!(read("signatures"), "{requests:#?}");
+    assert!(!read("app"), "{requests:#?}");
 }

@@ -178,4 +178,5 @@ pub(super) struct RawVerify {
     pub trusted_root: Option<Spanned<PathBuf>>,
     pub tlog: Option<Spanned<bool>>,
     pub mode: Option<Spanned<String>>,
+    pub signature_repository: Option<Spanned<String>>,
 }

@@ -448,12 +448,17 @@ fn verify_rules_keep_their_order_and_the_first_match_wins() {
     let c = Config::parse(
         &format!(
             "[[verify]]\nimages = [\"ghcr.io/acme/legacy\"]\nkey = {key:?}\nmode = \"warn\"\n\
-             [[verify]]\nimages = [\"ghcr.io/acme/*\", \"registry.lan:5000/app\"]\nkey = {key:?}\n"
+             [[verify]]\nimages = [\"ghcr.io/acme/*\", \"registry.lan:5000/app\"]\nkey = {key:?}\n\
+             [[verify]]\nimages = [\"registry.lan:5000/team/*\"]\nkey = {key:?}\n\
+             signature_repository = \"registry.lan:5000/sigs/team\"\n"
         ),
         "agent.toml",
     )
     .unwrap();
-    assert_eq!(c.verify.len(), 2);
+    assert_eq!(c.verify.len(), 3);
+    assert_eq!(c.verify[1].signature_repository, None);
+    let elsewhere = c.verify[2].signature_repository.as_ref().map(|r| r.name());
+    assert_eq!(elsewhere.as_deref(), Some("registry.lan:5000/sigs/team"));
     let rule = |name| rule_for(&c.verify, name).map(|r| (r.number, r.mode));
     assert_eq!(rule("ghcr.io/acme/legacy"), Some((1, VerifyMode::Warn)));
     assert_eq!(rule("ghcr.io/acme/api"), Some((2, VerifyMode::Enforce)));
@@ -524,6 +529,26 @@ fn a_bad_verify_rule_is_refused_at_its_place() {
         (
             "[[verify]]\nimages = [\"ghcr.io/a/*\"]\nkeys = \"x\"\n".to_string(),
             "unknown field `keys`",
+        ),
+        (
+            format!(
+                "[[verify]]\nimages = [\"ghcr.io/a/*\", \"registry.lan:5000/a\"]\nkey = {key:?}\n\
+                 signature_repository = \"ghcr.io/a/sigs\"\n"
+            ),
+            "agent.toml:4:24: signature_repository \"ghcr.io/a/sigs\" is on another registry than \
+             image pattern \"registry.lan:5000/a\"",
+        ),
+        (
+            format!(
+                "[[verify]]\nimages = [\"ghcr.io/a/*\"]\nkey = {key:?}\nsignature_repository = \"ghcr.io/a/*\"\n"
+            ),
+            "must name one repository",
+        ),
+        (
+            format!(
+                "[[verify]]\nimages = [\"ghcr.io/a/*\"]\nkey = {key:?}\nsignature_repository = \"ghcr.io/a/s:v1\"\n"
+            ),
+            "names a tag or digest",
         ),
     ];
     for (text, expected) in cases {

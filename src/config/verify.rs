@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use super::{raw, ConfigError, Locator};
 use crate::cosign::{Identity, Keyless, PublicKey, Trust, TrustedRoot};
+use crate::image_ref::ImageRef;
 
 /// The largest key file read.
 const MAX_KEY_BYTES: u64 = 64 * 1024;
@@ -34,6 +35,9 @@ pub struct VerifyRule {
     pub trust: Trust,
     /// Enforce or warn.
     pub mode: VerifyMode,
+    /// Where the signatures are (`registry.lan:5000/sigs/app`), when not beside the image:
+    /// cosign's `COSIGN_REPOSITORY`. Always on the images' registry.
+    pub signature_repository: Option<ImageRef>,
 }
 
 impl VerifyRule {
@@ -145,12 +149,47 @@ fn rule(number: usize, r: raw::RawVerify, at: &Locator<'_>) -> Result<VerifyRule
             ))
         }
     };
+    let signature_repository = r
+        .signature_repository
+        .as_ref()
+        .map(|repo| signature_repository(repo, &images, at))
+        .transpose()?;
     Ok(VerifyRule {
         number,
         images,
         trust,
         mode,
+        signature_repository,
     })
+}
+
+/// A `signature_repository`: one repository (no pattern, tag or digest) on the registry of
+/// every image pattern, since it is read with that registry's credentials.
+fn signature_repository(
+    repo: &Spanned<String>,
+    images: &[String],
+    at: &Locator<'_>,
+) -> Result<ImageRef, ConfigError> {
+    let text = pattern(repo, at)?;
+    if text.contains('*') || !text.contains('/') {
+        return Err(at.error(
+            repo.span(),
+            format!(
+                "signature_repository {text:?} must name one repository, like \"registry.lan:5000/sigs/app\""
+            ),
+        ));
+    }
+    let host = |t: &str| t.split('/').next().unwrap_or_default().to_string();
+    if let Some(other) = images.iter().find(|p| host(p) != host(&text)) {
+        return Err(at.error(
+            repo.span(),
+            format!(
+                "signature_repository {text:?} is on another registry than image pattern {other:?}: \
+                 signatures are read from the images' registry, with its credentials"
+            ),
+        ));
+    }
+    ImageRef::parse(&text).map_err(|e| at.error(repo.span(), format!("signature_repository: {e}")))
 }
 
 fn keyless_trust(r: &raw::RawVerify, at: &Locator<'_>) -> Result<Keyless, ConfigError> {

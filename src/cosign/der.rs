@@ -1,10 +1,11 @@
 //! The few pieces of DER that verification reads: a public key's algorithm and bits, and a
 //! certificate's validity start and extensions. Every read is bounded by its input and returns
-//! `None` on anything malformed: certificates come from the registry, untrusted.
+//! `None` on anything malformed: certificates come from the registry, untrusted. Public for
+//! the fuzz target (`fuzz/src/bin/der.rs`), not as an API.
 
 /// A parsed tag-length-value.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Tlv<'a> {
+pub struct Tlv<'a> {
     /// The identifier octet (only low tag numbers occur in what is read here).
     pub tag: u8,
     /// The value.
@@ -12,7 +13,7 @@ pub(super) struct Tlv<'a> {
 }
 
 /// `SEQUENCE`.
-pub(super) const SEQUENCE: u8 = 0x30;
+pub const SEQUENCE: u8 = 0x30;
 const OID: u8 = 0x06;
 const BOOLEAN: u8 = 0x01;
 const OCTET_STRING: u8 = 0x04;
@@ -25,7 +26,7 @@ const EXTENSIONS: u8 = 0xa3;
 const VERSION: u8 = 0xa0;
 
 /// Reads one element off the front of `input`: the element and what follows it.
-pub(super) fn next(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
+pub fn next(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
     let (&tag, rest) = input.split_first()?;
     // High tag numbers (0x1f) never occur in the structures read here.
     if tag & 0x1f == 0x1f {
@@ -51,7 +52,7 @@ pub(super) fn next(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
 }
 
 /// The elements of a constructed value, in order; stops at the first malformed one.
-pub(super) fn children(mut content: &[u8]) -> impl Iterator<Item = Tlv<'_>> {
+pub fn children(mut content: &[u8]) -> impl Iterator<Item = Tlv<'_>> {
     std::iter::from_fn(move || {
         let (tlv, rest) = next(content)?;
         content = rest;
@@ -66,7 +67,7 @@ fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 }
 
 /// A `SubjectPublicKeyInfo`'s parts.
-pub(super) struct Spki<'a> {
+pub struct Spki<'a> {
     /// The algorithm OID.
     pub algorithm: &'a [u8],
     /// Its parameter OID (an EC key's curve), if any.
@@ -76,7 +77,7 @@ pub(super) struct Spki<'a> {
 }
 
 /// Reads a DER `SubjectPublicKeyInfo`.
-pub(super) fn spki_parts(spki: &[u8]) -> Option<Spki<'_>> {
+pub fn spki_parts(spki: &[u8]) -> Option<Spki<'_>> {
     let (body, _) = expect(spki, SEQUENCE)?;
     let (algorithm, rest) = expect(body, SEQUENCE)?;
     let (bits, _) = expect(rest, BIT_STRING)?;
@@ -93,7 +94,7 @@ pub(super) fn spki_parts(spki: &[u8]) -> Option<Spki<'_>> {
 }
 
 /// A certificate's `tbsCertificate` elements: validity and the extensions, as found.
-pub(super) struct TbsParts<'a> {
+pub struct TbsParts<'a> {
     /// `notBefore`, seconds since the epoch.
     pub not_before: i64,
     /// Each extension's `(oid, value)`.
@@ -101,7 +102,7 @@ pub(super) struct TbsParts<'a> {
 }
 
 /// Reads a DER certificate's validity start and extensions.
-pub(super) fn tbs_parts(cert: &[u8]) -> Option<TbsParts<'_>> {
+pub fn tbs_parts(cert: &[u8]) -> Option<TbsParts<'_>> {
     let (body, _) = expect(cert, SEQUENCE)?;
     let (tbs, _) = expect(body, SEQUENCE)?;
     let mut fields = children(tbs).peekable();
@@ -152,7 +153,7 @@ fn time(t: Tlv<'_>) -> Option<i64> {
 }
 
 /// The URIs and e-mail addresses of a `subjectAltName` extension's value.
-pub(super) fn san_identities(value: &[u8]) -> Vec<String> {
+pub fn san_identities(value: &[u8]) -> Vec<String> {
     let Some((names, _)) = expect(value, SEQUENCE) else {
         return Vec::new();
     };
@@ -165,7 +166,7 @@ pub(super) fn san_identities(value: &[u8]) -> Vec<String> {
 }
 
 /// A DER string (`UTF8String`, `IA5String`, `PrintableString`) as text.
-pub(super) fn string(value: &[u8]) -> Option<String> {
+pub fn string(value: &[u8]) -> Option<String> {
     let (tlv, _) = next(value)?;
     matches!(tlv.tag, 0x0c | 0x16 | 0x13)
         .then(|| std::str::from_utf8(tlv.content).ok().map(str::to_string))

@@ -7,16 +7,22 @@
 //! the layer's annotations. A digest is verified when at least one layer is signed by what the
 //! rule trusts *and* names exactly that digest.
 //!
+//! Cosign 3 writes a Sigstore bundle instead (`bundle.rs`), attached to the digest as an OCI
+//! 1.1 referrer: the same verdict, from a DSSE envelope whose in-toto statement names the
+//! digest.
+//!
 //! Written on aws-lc-rs (already the TLS provider) and rustls-webpki (already the certificate
 //! verifier) rather than the `sigstore` crate: see the README's "Signatures" section.
 
-mod der;
+mod bundle;
+pub mod der;
 mod key;
 mod keyless;
 
 use base64::Engine as _;
 use serde::Deserialize;
 
+pub use bundle::{is_bundle_media_type, pae, BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES, SIGN_PREDICATE};
 pub use key::{KeyError, PublicKey};
 pub use keyless::{Identity, Keyless, TrustedRoot, TrustedRootError};
 
@@ -95,13 +101,31 @@ impl Rejection {
 /// Verifies that some layer is signed as `trust` says and names `digest`; otherwise the most
 /// telling reason over all layers.
 pub fn verify(trust: &Trust, digest: &str, layers: &[SignatureLayer]) -> Result<(), Rejection> {
-    let mut best = Rejection::NoSignature;
-    for layer in layers {
-        let outcome = match trust {
+    best_of(layers.iter().map(|layer| {
+        match trust {
             Trust::Key(key) => signed_by(key, layer),
             Trust::Keyless(keyless) => keyless.check(layer),
         }
-        .and_then(|()| names_digest(&layer.payload, digest));
+        .and_then(|()| names_digest(&layer.payload, digest))
+    }))
+}
+
+/// Verifies that some Sigstore bundle (its JSON) is signed as `trust` says and its statement
+/// names `digest`; otherwise the most telling reason over all bundles.
+pub fn verify_bundles(trust: &Trust, digest: &str, bundles: &[Vec<u8>]) -> Result<(), Rejection> {
+    best_of(bundles.iter().map(|json| {
+        match trust {
+            Trust::Key(key) => bundle::signed_by_key(key, json),
+            Trust::Keyless(keyless) => bundle::signed_keyless(keyless, json),
+        }
+        .and_then(|statement| statement.names_digest(digest))
+    }))
+}
+
+/// The first success, else the most telling rejection (`NoSignature` when there is none).
+pub fn best_of(outcomes: impl IntoIterator<Item = Result<(), Rejection>>) -> Result<(), Rejection> {
+    let mut best = Rejection::NoSignature;
+    for outcome in outcomes {
         match outcome {
             Ok(()) => return Ok(()),
             Err(why) if why.rank() > best.rank() => best = why,

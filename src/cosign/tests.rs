@@ -113,6 +113,144 @@ fn a_payload_of_another_type_names_no_digest() {
     assert_eq!(names_digest(&payload_for("r/a", DIGEST), DIGEST), Ok(()));
 }
 
+mod bundles {
+    use super::super::{pae, verify_bundles, SIGN_PREDICATE};
+    use super::*;
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn statement(digests: &[&str]) -> Vec<u8> {
+        let subject: Vec<_> = digests
+            .iter()
+            .map(|d| serde_json::json!({ "name": "r/a", "digest": { "sha256": &d[7..] } }))
+            .collect();
+        serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": subject,
+            "predicateType": SIGN_PREDICATE,
+            "predicate": {},
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// A bundle as `cosign sign --key` (cosign 3) writes it, with `media_type`.
+    fn bundle(pair: &EcdsaKeyPair, statement: &[u8], media_type: &str) -> Vec<u8> {
+        let message = pae("application/vnd.in-toto+json", statement);
+        let sig = pair.sign(&SystemRandom::new(), &message).unwrap();
+        serde_json::json!({
+            "mediaType": media_type,
+            "verificationMaterial": { "publicKey": { "hint": "" } },
+            "dsseEnvelope": {
+                "payload": b64(statement),
+                "payloadType": "application/vnd.in-toto+json",
+                "signatures": [{ "sig": b64(sig.as_ref()), "keyid": "" }],
+            },
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    const V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+
+    #[test]
+    fn dsse_signs_the_pre_authentication_encoding() {
+        assert_eq!(pae("t/x", b"hello"), b"DSSEv1 3 t/x 5 hello");
+    }
+
+    #[test]
+    fn a_bundle_signed_by_the_key_for_the_digest_is_verified_in_each_version() {
+        let ours = pair();
+        for media_type in [
+            V03,
+            "application/vnd.dev.sigstore.bundle+json;version=0.2",
+            "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        ] {
+            let b = bundle(&ours, &statement(&[DIGEST]), media_type);
+            assert_eq!(
+                verify_bundles(&trust(&ours), DIGEST, &[b]),
+                Ok(()),
+                "{media_type}"
+            );
+        }
+        let unknown = bundle(&ours, &statement(&[DIGEST]), "application/json");
+        assert_eq!(
+            verify_bundles(&trust(&ours), DIGEST, &[unknown]),
+            Err(Rejection::OtherKey)
+        );
+    }
+
+    #[test]
+    fn a_bundle_by_another_key_or_for_another_digest_is_refused_by_name() {
+        let (ours, theirs) = (pair(), pair());
+        let trust = trust(&ours);
+        assert_eq!(
+            verify_bundles(&trust, DIGEST, &[]),
+            Err(Rejection::NoSignature)
+        );
+        let by_them = bundle(&theirs, &statement(&[DIGEST]), V03);
+        assert_eq!(
+            verify_bundles(&trust, DIGEST, &[by_them]),
+            Err(Rejection::OtherKey)
+        );
+        let of_other = bundle(&ours, &statement(&[OTHER]), V03);
+        assert_eq!(
+            verify_bundles(&trust, DIGEST, &[of_other]),
+            Err(Rejection::OtherDigest)
+        );
+        // A statement about several images is not a signature of one of them.
+        let of_both = bundle(&ours, &statement(&[DIGEST, OTHER]), V03);
+        assert_eq!(
+            verify_bundles(&trust, DIGEST, &[of_both]),
+            Err(Rejection::OtherDigest)
+        );
+    }
+
+    #[test]
+    fn an_attestation_or_a_message_signature_is_no_image_signature() {
+        let ours = pair();
+        let provenance = String::from_utf8(statement(&[DIGEST]))
+            .unwrap()
+            .replace(SIGN_PREDICATE, "https://slsa.dev/provenance/v1");
+        let attestation = bundle(&ours, provenance.as_bytes(), V03);
+        assert_eq!(
+            verify_bundles(&trust(&ours), DIGEST, &[attestation]),
+            Err(Rejection::OtherDigest)
+        );
+        // What `cosign sign-blob` writes: a signature over a digest, no statement.
+        let blob = serde_json::json!({
+            "mediaType": V03,
+            "verificationMaterial": { "publicKey": { "hint": "" } },
+            "messageSignature": {
+                "messageDigest": { "algorithm": "SHA2_256", "digest": b64(&[0; 32]) },
+                "signature": b64(b"sig"),
+            },
+        });
+        assert_eq!(
+            verify_bundles(&trust(&ours), DIGEST, &[blob.to_string().into_bytes()]),
+            Err(Rejection::OtherKey)
+        );
+    }
+
+    #[test]
+    fn a_keyed_bundle_is_not_what_a_keyless_rule_trusts() {
+        let ours = pair();
+        let keyless = Trust::Keyless(Box::new(super::super::Keyless {
+            root: super::super::TrustedRoot::default(),
+            identity: super::super::Identity::Exact("me@example.com".into()),
+            issuer: "https://issuer.example".into(),
+            tlog: true,
+        }));
+        let b = bundle(&ours, &statement(&[DIGEST]), V03);
+        assert_eq!(
+            verify_bundles(&keyless, DIGEST, &[b]),
+            Err(Rejection::OtherKey)
+        );
+    }
+}
+
 mod untrusted {
     use proptest::prelude::*;
 
@@ -153,6 +291,25 @@ mod untrusted {
             let _ = der::spki_parts(&cert);
             let _ = der::san_identities(&cert);
             let _ = keyless::TrustedRoot::parse(&cert);
+        }
+
+        /// Whatever a registry serves as a bundle, checking it ends in a verdict.
+        #[test]
+        fn any_bundle_a_registry_serves_is_refused_never_a_panic(
+            json in proptest::collection::vec(any::<u8>(), 0..512),
+            text in ".{0,300}",
+        ) {
+            let keyless = Trust::Keyless(Box::new(Keyless {
+                root: TrustedRoot::default(),
+                identity: Identity::Exact("me@example.com".into()),
+                issuer: "https://issuer.example".into(),
+                tlog: true,
+            }));
+            for trust in [keyless, trust(&pair())] {
+                prop_assert!(
+                    super::super::verify_bundles(&trust, DIGEST, &[json.clone(), text.clone().into_bytes()]).is_err()
+                );
+            }
         }
     }
 }

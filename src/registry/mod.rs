@@ -13,6 +13,7 @@ pub mod credentials;
 mod index;
 mod notes;
 mod ratelimit;
+mod referrers;
 mod request;
 mod resolve;
 mod signatures;
@@ -253,6 +254,9 @@ struct RegistryState {
     /// Requests sent to it and how many failed, since last taken (for metrics).
     requests: AtomicU64,
     errors: AtomicU64,
+    /// Set once it answered 404 to the OCI 1.1 referrers API: bundles are then looked up
+    /// through the referrers tag schema only.
+    no_referrers_api: std::sync::atomic::AtomicBool,
 }
 
 /// Asks registries for digests. One per cycle (or per daemon): it caches tokens, credentials
@@ -529,6 +533,7 @@ impl RegistryClient {
             rate_limit: std::sync::Mutex::new(None),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            no_referrers_api: std::sync::atomic::AtomicBool::new(false),
         });
         registries.insert(host.to_string(), state.clone());
         state

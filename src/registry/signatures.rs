@@ -1,7 +1,7 @@
 //! The signature gate: before an update's new digest may be pulled, its cosign signatures
 //! (the manifest tagged `sha256-<hex>.sig` in the same repository, and the payloads its layers
-//! name) are read, bounded in size, and checked against the first `[[verify]]` rule whose
-//! images match. A verified digest is remembered for the client's life (what a digest names
+//! name; failing those, the Sigstore bundles `registry::referrers` finds) are read, bounded in
+//! size, and checked against the first `[[verify]]` rule whose images match. A verified digest is remembered for the client's life (what a digest names
 //! never changes); a rejection is not, so the next cycle looks again with one request for the
 //! `.sig` tag, and a signature pushed after the image lets the update through then.
 
@@ -34,16 +34,19 @@ struct SigManifest {
     layers: Vec<Descriptor>,
 }
 
+/// An OCI descriptor: only what signatures and referrers read.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Descriptor {
+pub(super) struct Descriptor {
     #[serde(default)]
-    media_type: String,
-    digest: String,
+    pub media_type: String,
+    pub digest: String,
     #[serde(default)]
-    size: u64,
+    pub size: u64,
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    pub artifact_type: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// The `.sig` tag cosign stores `digest`'s signatures under: `sha256-<hex>.sig`.
@@ -101,11 +104,21 @@ impl RegistryClient {
             return Ok(());
         }
         let digest = &key.2;
+        let unreadable = |e: RegistryError| format!("signatures could not be read: {e}");
         let layers = self
             .signature_layers(reference, digest)
             .await
-            .map_err(|e| format!("signatures could not be read: {e}"))?;
-        cosign::verify(&rule.trust, digest, &layers).map_err(|why| why.to_string())?;
+            .map_err(unreadable)?;
+        // The `.sig` tag first (cosign 2 and older, and cosign 3 told to keep that layout);
+        // the referrers only when it holds no valid signature.
+        if let Err(why) = cosign::verify(&rule.trust, digest, &layers) {
+            let bundles = self
+                .signature_bundles(reference, digest)
+                .await
+                .map_err(unreadable)?;
+            let outcome = cosign::verify_bundles(&rule.trust, digest, &bundles);
+            cosign::best_of([Err(why), outcome]).map_err(|why| why.to_string())?;
+        }
         let mut verified = self.verified.lock().await;
         if verified.len() >= MAX_VERIFIED {
             verified.clear();
@@ -177,7 +190,8 @@ impl RegistryClient {
 }
 
 /// The rule that covers `d`'s update, with its cache key and the reference whose repository
-/// holds the signatures; `None` when `d` is no update or no rule matches.
+/// holds the signatures (the image's, or the rule's `signature_repository`); `None` when `d`
+/// is no update or no rule matches.
 fn covered<'r>(d: &Detection, rules: &'r [VerifyRule]) -> Option<(Key, &'r VerifyRule, ImageRef)> {
     if d.row.status != Status::UpdateAvailable {
         return None;
@@ -186,17 +200,19 @@ fn covered<'r>(d: &Detection, rules: &'r [VerifyRule]) -> Option<(Key, &'r Verif
     // With tag tracking the update moves to another tag of the same repository.
     let reference = ImageRef::parse(d.new_image.as_deref().unwrap_or(&d.row.image)).ok()?;
     let rule = rule_for(rules, &reference.name())?;
+    // Validation kept the signature repository on the images' registry.
+    let reference = rule.signature_repository.clone().unwrap_or(reference);
     Some(((rule.number, reference.name(), digest), rule, reference))
 }
 
-fn is_sha256(digest: &str) -> bool {
+pub(super) fn is_sha256(digest: &str) -> bool {
     digest
         .strip_prefix("sha256:")
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The SHA-256 of `bytes`, in hex.
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
         .as_ref()
         .iter()

@@ -16,6 +16,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 
 use super::images::{block_on, Oci};
@@ -215,6 +217,13 @@ impl Fulcio {
         }];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        // Ten minutes from a minute ago, as Fulcio issues: inside the root's validFor.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        params.not_before = epoch + now.saturating_sub(std::time::Duration::from_secs(60));
+        params.not_after = epoch + now + std::time::Duration::from_secs(600);
         // A DER UTF8String holding the issuer URL.
         let mut issuer_value = vec![0x0c, u8::try_from(oidc_issuer.len()).unwrap_or(0)];
         issuer_value.extend_from_slice(oidc_issuer.as_bytes());
@@ -249,22 +258,9 @@ impl Rekor {
             .to_vec()
     }
 
-    /// Cosign's `dev.sigstore.cosign/bundle` for `payload` signed with `signature` by the
-    /// holder of `cert_pem`, logged now.
-    pub fn bundle(&self, payload: &[u8], signature: &[u8], cert_pem: &str) -> String {
-        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload);
-        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        let body = json!({
-            "apiVersion": "0.0.1",
-            "kind": "hashedrekord",
-            "spec": {
-                "data": { "hash": { "algorithm": "sha256", "value": hex(hash.as_ref()) } },
-                "signature": {
-                    "content": b64(signature),
-                    "publicKey": { "content": b64(cert_pem.as_bytes()) },
-                },
-            },
-        });
+    /// Logs `body` (a Rekor entry body) now: the body as base64, the time, the log id (hex)
+    /// and the SET over the entry's canonical JSON.
+    fn log(&self, body: &Value) -> (String, u64, String, Vec<u8>) {
         let body = b64(body.to_string().as_bytes());
         let integrated_time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -276,6 +272,25 @@ impl Rekor {
             "{{\"body\":\"{body}\",\"integratedTime\":{integrated_time},\"logID\":\"{log_id}\",\"logIndex\":1}}"
         );
         let set = self.signer.sign(canonical.as_bytes());
+        (body, integrated_time, log_id, set)
+    }
+
+    /// Cosign's `dev.sigstore.cosign/bundle` for `payload` signed with `signature` by the
+    /// holder of `cert_pem`, logged now.
+    pub fn bundle(&self, payload: &[u8], signature: &[u8], cert_pem: &str) -> String {
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload);
+        let body = json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": { "hash": { "algorithm": "sha256", "value": hex(hash.as_ref()) } },
+                "signature": {
+                    "content": b64(signature),
+                    "publicKey": { "content": b64(cert_pem.as_bytes()) },
+                },
+            },
+        });
+        let (body, integrated_time, log_id, set) = self.log(&body);
         json!({
             "SignedEntryTimestamp": b64(&set),
             "Payload": {
@@ -287,6 +302,37 @@ impl Rekor {
         })
         .to_string()
     }
+
+    /// A Sigstore bundle's `tlogEntries[]` item for a DSSE envelope of `payload` signed with
+    /// `signature` by the holder of `cert_pem`, logged now with an inclusion promise (SET).
+    pub fn dsse_entry(&self, payload: &[u8], signature: &[u8], cert_pem: &str) -> Value {
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload);
+        let body = json!({
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": {
+                "envelopeHash": { "algorithm": "sha256", "value": hex(&[0; 32]) },
+                "payloadHash": { "algorithm": "sha256", "value": hex(hash.as_ref()) },
+                "signatures": [{
+                    "signature": b64(signature),
+                    "verifier": b64(cert_pem.as_bytes()),
+                }],
+            },
+        });
+        let (body, integrated_time, _, set) = self.log(&body);
+        json!({
+            "logIndex": "1",
+            "logId": { "keyId": b64(&self.log_id()) },
+            "kindVersion": { "kind": "dsse", "version": "0.0.1" },
+            "integratedTime": integrated_time.to_string(),
+            "inclusionPromise": { "signedEntryTimestamp": b64(&set) },
+            "canonicalizedBody": body,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A Sigstore `trusted_root.json` naming `fulcio`'s root and, when given, `rekor`'s key.
@@ -352,4 +398,125 @@ impl SigLayer {
             annotations,
         }
     }
+}
+
+const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const IN_TOTO: &str = "application/vnd.in-toto+json";
+const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// The predicate type of `cosign sign`'s (cosign 3) statement.
+pub const SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+
+/// The in-toto statement cosign 3 signs for `digest`: one subject, the digest.
+pub fn statement(repository: &str, digest: &str) -> Vec<u8> {
+    let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
+    serde_json::to_vec(&json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{ "name": repository, "digest": { algorithm: hex } }],
+        "predicateType": SIGN_PREDICATE,
+        "predicate": {},
+    }))
+    .unwrap_or_else(|e| panic!("cannot serialise a statement: {e}"))
+}
+
+/// DSSE's pre-authentication encoding of an in-toto payload: what the envelope's signature
+/// signs.
+fn pae(payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("DSSEv1 {} {IN_TOTO} {} ", IN_TOTO.len(), payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+fn envelope(statement: &[u8], signature: &[u8]) -> Value {
+    json!({
+        "payload": b64(statement),
+        "payloadType": IN_TOTO,
+        "signatures": [{ "sig": b64(signature), "keyid": "" }],
+    })
+}
+
+/// The bundle `cosign sign --key` (cosign 3) writes for `statement`: the DSSE envelope and a
+/// hint of the key.
+pub fn keyed_bundle(signer: &Signer, statement: &[u8]) -> Vec<u8> {
+    let signature = signer.sign(&pae(statement));
+    json_bytes(&json!({
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": { "publicKey": { "hint": "" } },
+        "dsseEnvelope": envelope(statement, &signature),
+    }))
+}
+
+/// The bundle keyless `cosign sign` (cosign 3) writes for `statement`: a certificate for
+/// `identity` from `fulcio`, the envelope, and `rekor`'s entry.
+pub fn keyless_bundle(
+    fulcio: &Fulcio,
+    rekor: &Rekor,
+    identity: &str,
+    oidc_issuer: &str,
+    statement: &[u8],
+) -> Vec<u8> {
+    let (cert, signer) = fulcio.certify(identity, oidc_issuer);
+    let signature = signer.sign(&pae(statement));
+    let der = CertificateDer::from_pem_slice(cert.as_bytes())
+        .unwrap_or_else(|e| panic!("the leaf certificate is not PEM: {e}"));
+    json_bytes(&json!({
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": {
+            "certificate": { "rawBytes": b64(&der) },
+            "tlogEntries": [rekor.dsse_entry(statement, &signature, &cert)],
+        },
+        "dsseEnvelope": envelope(statement, &signature),
+    }))
+}
+
+fn json_bytes(value: &Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|e| panic!("cannot serialise {value}: {e}"))
+}
+
+/// Pushes `bundle` as cosign 3 does on a registry without the referrers API: an artifact
+/// manifest whose subject is `digest`, and the referrers tag schema's index at `sha256-<hex>`
+/// listing it (replacing what was listed). Returns the artifact manifest's digest.
+pub fn push_bundle(registry: &Registry, repo: &str, digest: &str, bundle: Vec<u8>) -> String {
+    block_on(async {
+        let oci = Oci::new(registry, repo);
+        let (subject, subject_size) = oci.manifest(digest).await;
+        let (config_digest, config_size) = oci.push_blob(b"{}".to_vec()).await;
+        let (bundle_digest, bundle_size) = oci.push_blob(bundle).await;
+        let annotations = json!({
+            "dev.sigstore.bundle.content": "dsse-envelope",
+            "dev.sigstore.bundle.predicateType": SIGN_PREDICATE,
+        });
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": BUNDLE_V03,
+            "config": { "mediaType": OCI_EMPTY, "digest": config_digest, "size": config_size },
+            "layers": [{ "mediaType": BUNDLE_V03, "digest": bundle_digest, "size": bundle_size }],
+            "subject": { "mediaType": subject["mediaType"], "digest": digest, "size": subject_size },
+            "annotations": annotations,
+        });
+        let (artifact, artifact_size) = oci
+            .push_manifest(json_bytes(&manifest), OCI_MANIFEST, None)
+            .await;
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{
+                "mediaType": OCI_MANIFEST,
+                "digest": artifact,
+                "size": artifact_size,
+                "artifactType": BUNDLE_V03,
+                "annotations": annotations,
+            }],
+        });
+        let tag = referrers_tag(digest);
+        oci.push_manifest(json_bytes(&index), OCI_INDEX, Some(&tag))
+            .await;
+        artifact
+    })
+}
+
+/// The referrers tag schema's tag of `digest`.
+pub fn referrers_tag(digest: &str) -> String {
+    digest.replacen(':', "-", 1)
 }

@@ -452,7 +452,7 @@ impl Oci {
 
     /// The image manifest at `digest` (Docker's or OCI's media type) as JSON, and its size in
     /// bytes.
-    async fn manifest(&self, digest: &str) -> (Value, usize) {
+    pub(super) async fn manifest(&self, digest: &str) -> (Value, usize) {
         let (body, served) = self
             .client
             .pull_manifest_raw(

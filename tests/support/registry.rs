@@ -443,6 +443,14 @@ impl Registry {
         self.log().lines().filter_map(parse_request).collect()
     }
 
+    /// Every request, from the access log's lines: unlike [`Registry::requests`], this has
+    /// those the registry's router does not know (2.8 has no OCI 1.1 referrers API, and logs
+    /// its 404 there only).
+    pub fn access_log(&self) -> Vec<Request> {
+        self.wait_for_quiet_log();
+        self.log().lines().filter_map(parse_access_line).collect()
+    }
+
     /// How many `METHOD /v2/REPO/manifests/...` requests the registry has served.
     pub fn manifest_requests(&self, method: &str, repo: &str) -> usize {
         let prefix = format!("/v2/{repo}/manifests/");
@@ -550,6 +558,23 @@ fn parse_request(line: &str) -> Option<Request> {
     })
 }
 
+/// Parses one access log line, e.g. `127.0.0.1 - - [07/Dec/2026:21:04:14 +0000] "GET
+/// /v2/app/referrers/sha256:20.. HTTP/1.1" 404 19 "" "tidewatch/0.1.0"`.
+fn parse_access_line(line: &str) -> Option<Request> {
+    let (_, rest) = line.split_once("] \"")?;
+    let (request, rest) = rest.split_once("\" ")?;
+    let mut words = request.split(' ');
+    let (method, uri) = (words.next()?, words.next()?);
+    let status = rest.split(' ').next()?.parse().ok()?;
+    let user_agent = rest.rsplit('"').nth(1).unwrap_or_default();
+    Some(Request {
+        method: method.to_owned(),
+        uri: uri.to_owned(),
+        status: Some(status),
+        user_agent: user_agent.to_owned(),
+    })
+}
+
 /// The value of `key=value` or `key="value"` in a logrus text line.
 fn logfmt_value(line: &str, key: &str) -> Option<String> {
     let needle = format!(" {key}=");
@@ -638,6 +663,27 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .unwrap_or_else(|error| panic!("cannot find a free loopback port: {error}"))
+}
+
+#[test]
+fn an_access_log_line_gives_method_uri_status_and_agent() {
+    let line = r#"127.0.0.1 - - [07/Dec/2026:21:04:14 +0000] "GET /v2/app/referrers/sha256:20 HTTP/1.1" 404 19 "" "tidewatch/0.1.0""#;
+    let request = parse_access_line(line).unwrap();
+    assert_eq!(
+        (
+            request.method.as_str(),
+            request.uri.as_str(),
+            request.status,
+            request.user_agent.as_str()
+        ),
+        (
+            "GET",
+            "/v2/app/referrers/sha256:20",
+            Some(404),
+            "tidewatch/0.1.0"
+        )
+    );
+    assert!(parse_access_line(r#"time="x" level=info msg="response completed""#).is_none());
 }
 
 #[test]
