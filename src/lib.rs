@@ -16,6 +16,7 @@ pub mod cycle;
 pub mod daemon;
 pub mod engine;
 pub mod error_chain;
+pub mod gitops;
 pub mod image_ref;
 pub mod labels;
 pub mod logging;

@@ -1,0 +1,4 @@
+//! GitOps write-back: images named in a git repository's files, pinned by a commit.
+
+pub mod checkout;
+pub mod git;
