@@ -2,3 +2,4 @@
 
 pub mod checkout;
 pub mod git;
+pub mod yaml;

@@ -1,0 +1,387 @@
+//! Reading the images of compose files, Kubernetes workloads and kustomizations.
+
+use std::collections::BTreeMap;
+
+use super::edit::{Insertion, KustomizeSite, SiteKind, Target};
+use super::tree::{locate, CharIndex, Node, NodeId, Position, Tree};
+use super::{FoundImage, RowError, ScanError, Site, MAX_FILE_BYTES};
+use crate::image_ref::ImageRef;
+
+/// Reads every image a file names. `path` is repository-relative, used in rows and errors.
+///
+/// `Err` is the whole file's error (not YAML, too large): none of its rows can be read. Inside
+/// `Ok`, each row is its image or its own error (an image value that is not a string, a
+/// reference [`ImageRef`] refuses, a value that cannot be pinned), in file order, so one bad
+/// image does not hide the others.
+pub fn scan(path: &str, text: &str) -> Result<Vec<Result<FoundImage, RowError>>, ScanError> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(ScanError {
+            path: path.to_string(),
+            line: 1,
+            col: 1,
+            what: format!(
+                "the file has {} bytes, more than the {MAX_FILE_BYTES} a manifest is read up to",
+                text.len()
+            ),
+        });
+    }
+    let tree = Tree::parse(text).map_err(|f| ScanError {
+        path: path.to_string(),
+        line: f.line,
+        col: f.col,
+        what: f.what,
+    })?;
+    let file_name = path.rsplit('/').next().unwrap_or(path);
+    let kustomization_file = matches!(
+        file_name,
+        "kustomization.yaml" | "kustomization.yml" | "Kustomization"
+    );
+    let mut scanner = Scanner {
+        path,
+        text,
+        chars: CharIndex::new(text),
+        tree: &tree,
+        rows: Vec::new(),
+    };
+    for &document in &tree.documents {
+        if !matches!(tree.nodes[document], Node::Mapping { .. }) {
+            continue;
+        }
+        let kind = tree.get(document, "kind").and_then(|k| tree.text(k));
+        match kind {
+            Some("Kustomization") => {
+                let api_version = tree
+                    .get(document, "apiVersion")
+                    .and_then(|v| tree.text(v))
+                    .unwrap_or("");
+                // Flux's Kustomization takes the same `images` list under its spec.
+                let owner = if api_version.starts_with("kustomize.toolkit.fluxcd.io/") {
+                    tree.get(document, "spec")
+                } else {
+                    Some(document)
+                };
+                if let Some(owner) = owner {
+                    scanner.kustomization(owner);
+                }
+            }
+            None if kustomization_file => scanner.kustomization(document),
+            Some(
+                kind @ ("Pod" | "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job"
+                | "CronJob"),
+            ) => scanner.workload(document, kind),
+            None => scanner.compose(document),
+            Some(_) => {}
+        }
+    }
+    Ok(scanner.rows)
+}
+
+struct Scanner<'a> {
+    path: &'a str,
+    text: &'a str,
+    chars: CharIndex<'a>,
+    tree: &'a Tree,
+    rows: Vec<Result<FoundImage, RowError>>,
+}
+
+impl Scanner<'_> {
+    fn error(&self, row: &str, at: Position, what: impl Into<String>) -> RowError {
+        RowError {
+            row: row.to_string(),
+            error: ScanError {
+                path: self.path.to_string(),
+                line: at.line,
+                col: at.col,
+                what: what.into(),
+            },
+        }
+    }
+
+    /// `services.*.image` of a compose document.
+    fn compose(&mut self, document: NodeId) {
+        let tree = self.tree;
+        let Some(services) = tree.get(document, "services") else {
+            return;
+        };
+        for (name, service) in tree.entries(services) {
+            if !matches!(tree.nodes[service], Node::Mapping { .. })
+                || tree.get(service, "build").is_some()
+            {
+                continue;
+            }
+            let Some(image) = tree.get(service, "image") else {
+                continue;
+            };
+            let labels = tree
+                .get(service, "labels")
+                .map(|l| self.labels(l))
+                .unwrap_or_default();
+            let row = format!("{}#{name}", self.path);
+            self.image(row, image, labels);
+        }
+    }
+
+    /// The containers and init containers of a workload's pod spec.
+    fn workload(&mut self, document: NodeId, kind: &str) {
+        let tree = self.tree;
+        let metadata = tree.get(document, "metadata");
+        let name = metadata
+            .and_then(|m| tree.get(m, "name").or_else(|| tree.get(m, "generateName")))
+            .and_then(|n| tree.text(n))
+            .unwrap_or("");
+        let labels = metadata
+            .and_then(|m| tree.get(m, "annotations"))
+            .map(|a| self.labels(a))
+            .unwrap_or_default();
+        let path: &[&str] = match kind {
+            "Pod" => &["spec"],
+            "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
+            _ => &["spec", "template", "spec"],
+        };
+        let Some(pod_spec) = path
+            .iter()
+            .try_fold(document, |node, key| tree.get(node, key))
+        else {
+            return;
+        };
+        for list in ["containers", "initContainers"] {
+            let Some(containers) = tree.get(pod_spec, list) else {
+                continue;
+            };
+            for (index, &container) in tree.items(containers).iter().enumerate() {
+                let Some(image) = tree.get(container, "image") else {
+                    continue;
+                };
+                let container_name = tree
+                    .get(container, "name")
+                    .and_then(|n| tree.text(n))
+                    .map_or_else(|| index.to_string(), str::to_string);
+                let row = format!("{}#{kind}/{name}/{container_name}", self.path);
+                self.image(row, image, labels.clone());
+            }
+        }
+    }
+
+    /// The `tidewatch.*` entries of a label mapping or a `key=value` list.
+    fn labels(&self, node: NodeId) -> BTreeMap<String, String> {
+        let tree = self.tree;
+        let pairs: Vec<(String, String)> = match &tree.nodes[node] {
+            Node::Mapping { .. } => tree
+                .entries(node)
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_string(), tree.text(v)?.to_string())))
+                .collect(),
+            Node::Sequence { items, .. } => items
+                .iter()
+                .filter_map(|&i| tree.text(i))
+                .map(|entry| match entry.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (entry.to_string(), String::new()),
+                })
+                .collect(),
+            Node::Scalar(_) => Vec::new(),
+        };
+        pairs
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("tidewatch."))
+            .collect()
+    }
+
+    /// One image value: a row, its error, or nothing when it is interpolated.
+    fn image(&mut self, row: String, node: NodeId, labels: BTreeMap<String, String>) {
+        let at = self.tree.position(node);
+        let Some(scalar) = self.tree.scalar(node).filter(|s| !is_null(s)) else {
+            let error = self.error(&row, at, "the image is not a string");
+            self.rows.push(Err(error));
+            return;
+        };
+        let reference = scalar.value.clone();
+        if reference.contains('$') {
+            return;
+        }
+        if let Err(e) = ImageRef::parse(&reference) {
+            let error = self.error(&row, at, e.to_string());
+            self.rows.push(Err(error));
+            return;
+        }
+        let Some(target) = self.target(node) else {
+            let error = self.error(&row, at, NOT_ONE_LINE);
+            self.rows.push(Err(error));
+            return;
+        };
+        self.rows.push(Ok(FoundImage {
+            row,
+            reference,
+            labels,
+            line: at.line,
+            col: at.col,
+            site: Site(SiteKind::Reference(target)),
+        }));
+    }
+
+    /// The bytes of the one-line scalar `node`, if it is one.
+    fn target(&self, node: NodeId) -> Option<Target> {
+        let located = locate(self.text, &self.chars, self.tree.scalar(node)?)?;
+        Some(Target {
+            raw: self.text[located.start..located.end].to_string(),
+            start: located.start,
+            style: located.style,
+        })
+    }
+
+    /// The `images:` entries of a kustomization (or of a Flux Kustomization's spec).
+    fn kustomization(&mut self, owner: NodeId) {
+        let tree = self.tree;
+        let Some(images) = tree.get(owner, "images") else {
+            return;
+        };
+        for &entry in tree.items(images) {
+            let at = tree.position(entry);
+            let field = |key| tree.get(entry, key);
+            let Some(name) = field("name").and_then(|n| tree.text(n)) else {
+                continue;
+            };
+            let row = format!("{}#images/{name}", self.path);
+            let mut fields = Vec::new();
+            for key in ["newName", "newTag", "digest"] {
+                let value = match field(key) {
+                    None => None,
+                    Some(node) => match tree.scalar(node).filter(|s| !is_null(s)) {
+                        Some(s) => Some((node, s.value.as_str())),
+                        None => {
+                            let error = self.error(
+                                &row,
+                                tree.position(node),
+                                format!("{key} is not a string"),
+                            );
+                            self.rows.push(Err(error));
+                            return;
+                        }
+                    },
+                };
+                fields.push(value);
+            }
+            let [new_name, new_tag, digest] = [fields[0], fields[1], fields[2]];
+            if new_tag.is_none() && digest.is_none() {
+                continue;
+            }
+            if [new_name, new_tag, digest]
+                .iter()
+                .flatten()
+                .any(|(_, v)| v.contains('$'))
+            {
+                continue;
+            }
+            let image_name = new_name.map_or(name, |(_, v)| v);
+            let mut reference = image_name.to_string();
+            if let Some((_, tag)) = new_tag {
+                reference.push(':');
+                reference.push_str(tag);
+            }
+            if let Some((_, digest)) = digest {
+                reference.push('@');
+                reference.push_str(digest);
+            }
+            if let Err(e) = ImageRef::parse(&reference) {
+                let error = self.error(&row, at, e.to_string());
+                self.rows.push(Err(error));
+                continue;
+            }
+            let mut edited = Vec::new();
+            for (node, _) in [new_tag, digest].into_iter().flatten() {
+                match self.target(node) {
+                    Some(target) => edited.push(Some(target)),
+                    None => {
+                        let error = self.error(&row, tree.position(node), NOT_ONE_LINE);
+                        self.rows.push(Err(error));
+                        break;
+                    }
+                }
+            }
+            if edited.len() != usize::from(new_tag.is_some()) + usize::from(digest.is_some()) {
+                continue;
+            }
+            let mut edited = edited.into_iter().flatten();
+            let site = KustomizeSite {
+                name: image_name.to_string(),
+                new_tag: new_tag.and_then(|(_, tag)| Some((edited.next()?, tag.to_string()))),
+                digest: digest.and_then(|_| edited.next()),
+                insertion: self.insertion(entry),
+            };
+            self.rows.push(Ok(FoundImage {
+                row,
+                reference,
+                labels: BTreeMap::new(),
+                line: at.line,
+                col: at.col,
+                site: Site(SiteKind::Kustomize(site)),
+            }));
+        }
+    }
+
+    /// Where a kustomization entry takes a new key: a line after its last value (a block
+    /// mapping), or `, key: value` before its `}` (a flow mapping).
+    fn insertion(&self, entry: NodeId) -> Option<Insertion> {
+        let tree = self.tree;
+        let Node::Mapping {
+            pairs, flow_end, ..
+        } = &tree.nodes[entry]
+        else {
+            return None;
+        };
+        let &(first_key, _) = pairs.first()?;
+        let &(_, last_value) = pairs.last()?;
+        let last = self.target(last_value)?;
+        let last_end = last.start + last.raw.len();
+        if let Some(brace) = flow_end {
+            let at = self.chars.byte(*brace);
+            if self.text.get(at..at + 1) != Some("}") {
+                return None;
+            }
+            return Some(Insertion::Flow {
+                check_from: last.start,
+                check: last.raw,
+                at: last_end,
+            });
+        }
+        // The entry's keys stand at its first key's column (`- name:` or `  name:`).
+        let key_position = tree.position(first_key);
+        let indent = " ".repeat(key_position.col - 1);
+        let rest = &self.text[last_end..];
+        let (at, eol, lead) = match rest.find('\n') {
+            Some(i) => {
+                let eol = if rest[..i].ends_with('\r') {
+                    "\r\n"
+                } else {
+                    "\n"
+                };
+                (last_end + i + 1, eol, false)
+            }
+            None => {
+                let eol = if self.text.contains("\r\n") {
+                    "\r\n"
+                } else {
+                    "\n"
+                };
+                (self.text.len(), eol, true)
+            }
+        };
+        Some(Insertion::Block {
+            check_from: last.start,
+            check: self.text[last.start..at].to_string(),
+            at,
+            indent,
+            eol,
+            lead,
+        })
+    }
+}
+
+const NOT_ONE_LINE: &str = "the value cannot be pinned: write it on one line, plain or quoted, \
+without escapes";
+
+/// YAML's null: an empty plain value, `~` or `null`.
+fn is_null(scalar: &super::tree::Scalar) -> bool {
+    scalar.style == saphyr_parser::ScalarStyle::Plain
+        && matches!(scalar.value.as_str(), "" | "~" | "null" | "Null" | "NULL")
+}

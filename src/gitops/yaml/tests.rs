@@ -1,0 +1,511 @@
+//! Scanning and pinning literal files, compared byte for byte with what they should become.
+
+use super::*;
+
+const OLD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const NEW: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+/// The found images of `text`, failing the test on a file or row error.
+fn found(path: &str, text: &str) -> Vec<FoundImage> {
+    scan(path, text)
+        .expect("the file scans")
+        .into_iter()
+        .map(|row| row.expect("the row has no error"))
+        .collect()
+}
+
+/// `(row, reference)` of each found image.
+fn rows(images: &[FoundImage]) -> Vec<(&str, &str)> {
+    images
+        .iter()
+        .map(|i| (i.row.as_str(), i.reference.as_str()))
+        .collect()
+}
+
+/// Pins every image of `text` to [`NEW`], keeping its tag.
+fn pin_all(path: &str, text: &str) -> String {
+    let edits: Vec<(Site, String)> = found(path, text)
+        .into_iter()
+        .map(|i| (i.site, pinned(&i.reference, NEW, None)))
+        .collect();
+    pin(text, &edits).expect("the pins apply")
+}
+
+const COMPOSE: &str = r#"# The stack, deployed by Komodo.
+services:
+  web:
+    image: registry.lan:5000/app:stable   # pinned by tidewatch
+    labels:
+      tidewatch.policy: notify
+      com.example.team: web
+
+  db:
+    image: 'postgres:16'
+    labels:
+      - "tidewatch.tag=semver"
+      - other=1
+  cache:
+    image: "redis"  # the default tag
+  built:
+    build: ./built
+    image: registry.lan:5000/built:dev
+  env:
+    image: ${REGISTRY}/env:1
+  pinned:
+    image: "nginx:1.27@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+"#;
+
+#[test]
+fn compose_services_are_read_with_their_tidewatch_labels() {
+    let images = found("stacks/web/compose.yaml", COMPOSE);
+    assert_eq!(
+        rows(&images),
+        [
+            (
+                "stacks/web/compose.yaml#web",
+                "registry.lan:5000/app:stable"
+            ),
+            ("stacks/web/compose.yaml#db", "postgres:16"),
+            ("stacks/web/compose.yaml#cache", "redis"),
+            (
+                "stacks/web/compose.yaml#pinned",
+                &*format!("nginx:1.27@{OLD}")
+            ),
+        ]
+    );
+    assert_eq!(
+        images[0].labels,
+        BTreeMap::from([("tidewatch.policy".to_string(), "notify".to_string())])
+    );
+    assert_eq!(
+        images[1].labels,
+        BTreeMap::from([("tidewatch.tag".to_string(), "semver".to_string())])
+    );
+    assert!(images[2].labels.is_empty());
+    assert_eq!((images[0].line, images[0].col), (4, 12));
+}
+
+#[test]
+fn pinning_compose_changes_only_the_image_scalars_and_keeps_their_quotes() {
+    let expected = format!(
+        r#"# The stack, deployed by Komodo.
+services:
+  web:
+    image: registry.lan:5000/app:stable@{NEW}   # pinned by tidewatch
+    labels:
+      tidewatch.policy: notify
+      com.example.team: web
+
+  db:
+    image: 'postgres:16@{NEW}'
+    labels:
+      - "tidewatch.tag=semver"
+      - other=1
+  cache:
+    image: "redis:latest@{NEW}"  # the default tag
+  built:
+    build: ./built
+    image: registry.lan:5000/built:dev
+  env:
+    image: ${{REGISTRY}}/env:1
+  pinned:
+    image: "nginx:1.27@{NEW}"
+"#
+    );
+    assert_eq!(pin_all("compose.yaml", COMPOSE), expected);
+}
+
+#[test]
+fn crlf_line_endings_stay() {
+    let text = "services:\r\n  web:\r\n    image: 'app:1' # c\r\n\r\n  db:\r\n    image: db:2\r\n";
+    let expected = format!(
+        "services:\r\n  web:\r\n    image: 'app:1@{NEW}' # c\r\n\r\n  db:\r\n    image: db:2@{NEW}\r\n"
+    );
+    assert_eq!(
+        rows(&found("compose.yaml", text)),
+        [("compose.yaml#web", "app:1"), ("compose.yaml#db", "db:2")]
+    );
+    assert_eq!(pin_all("compose.yaml", text), expected);
+}
+
+#[test]
+fn multi_byte_characters_before_a_scalar_do_not_shift_its_bytes() {
+    // A byte order mark, accents and an emoji before the values, on earlier lines and on the
+    // value's own line: saphyr-parser counts characters, the edit counts bytes.
+    let text = "\u{feff}# Dienst für Grüße 😀\nservices:\n  wéb: {labels: {tidewatch.note: \"✓\"}, image: \"app:1\"}\n  db:\n    image: db:2 # ½\n";
+    let images = found("c.yaml", text);
+    assert_eq!(
+        rows(&images),
+        [("c.yaml#wéb", "app:1"), ("c.yaml#db", "db:2")]
+    );
+    assert_eq!(images[0].labels["tidewatch.note"], "✓");
+    let expected = format!(
+        "\u{feff}# Dienst für Grüße 😀\nservices:\n  wéb: {{labels: {{tidewatch.note: \"✓\"}}, image: \"app:1@{NEW}\"}}\n  db:\n    image: db:2@{NEW} # ½\n"
+    );
+    assert_eq!(pin_all("c.yaml", text), expected);
+}
+
+const DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations:
+    tidewatch.policy: ignore
+    deployment.kubernetes.io/revision: "3"
+spec:
+  template:
+    spec:
+      initContainers:
+        - name: migrate
+          image: registry.lan/app-migrate:2.1
+      containers:
+        - name: app
+          image: "registry.lan/app:2.1"
+        - name: sidecar
+          image: envoyproxy/envoy:v1.30.1 # proxy
+"#;
+
+#[test]
+fn a_deployment_lists_its_containers_and_init_containers() {
+    let images = found("k8s/web.yaml", DEPLOYMENT);
+    assert_eq!(
+        rows(&images),
+        [
+            ("k8s/web.yaml#Deployment/web/app", "registry.lan/app:2.1"),
+            (
+                "k8s/web.yaml#Deployment/web/sidecar",
+                "envoyproxy/envoy:v1.30.1"
+            ),
+            (
+                "k8s/web.yaml#Deployment/web/migrate",
+                "registry.lan/app-migrate:2.1"
+            ),
+        ]
+    );
+    for image in &images {
+        assert_eq!(
+            image.labels,
+            BTreeMap::from([("tidewatch.policy".to_string(), "ignore".to_string())])
+        );
+    }
+    let expected = DEPLOYMENT
+        .replace(
+            "registry.lan/app-migrate:2.1",
+            &format!("registry.lan/app-migrate:2.1@{NEW}"),
+        )
+        .replace(
+            "\"registry.lan/app:2.1\"",
+            &format!("\"registry.lan/app:2.1@{NEW}\""),
+        )
+        .replace(
+            "envoyproxy/envoy:v1.30.1 #",
+            &format!("envoyproxy/envoy:v1.30.1@{NEW} #"),
+        );
+    assert_eq!(pin_all("k8s/web.yaml", DEPLOYMENT), expected);
+}
+
+#[test]
+fn a_cronjob_is_read_through_its_job_template() {
+    let text = r#"apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: backup
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          containers:
+            - name: restic
+              image: restic/restic:0.17.0
+          restartPolicy: OnFailure
+"#;
+    assert_eq!(
+        rows(&found("k8s/backup.yaml", text)),
+        [(
+            "k8s/backup.yaml#CronJob/backup/restic",
+            "restic/restic:0.17.0"
+        )]
+    );
+    assert_eq!(
+        pin_all("k8s/backup.yaml", text),
+        text.replace("0.17.0\n", &format!("0.17.0@{NEW}\n"))
+    );
+}
+
+#[test]
+fn each_document_of_a_multi_document_file_is_read_and_others_are_ignored() {
+    let text = r#"---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  template:
+    spec:
+      containers: [{name: pg, image: "postgres:16"}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: debug
+spec:
+  containers:
+  - name: shell
+    image: busybox:1.36
+...
+"#;
+    let images = found("all.yaml", text);
+    assert_eq!(
+        rows(&images),
+        [
+            ("all.yaml#StatefulSet/db/pg", "postgres:16"),
+            ("all.yaml#Pod/debug/shell", "busybox:1.36"),
+        ]
+    );
+    let expected = text
+        .replace("\"postgres:16\"", &format!("\"postgres:16@{NEW}\""))
+        .replace("busybox:1.36\n", &format!("busybox:1.36@{NEW}\n"));
+    assert_eq!(pin_all("all.yaml", text), expected);
+}
+
+const KUSTOMIZATION: &str = "apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - deployment.yaml
+images:
+  - name: app
+    newName: registry.lan/app
+    newTag: \"2.1\"   # the release
+  - name: nginx
+    newTag: '1.27'
+    digest: sha256:1111111111111111111111111111111111111111111111111111111111111111
+  - name: renamed-only
+    newName: registry.lan/renamed
+  - {name: redis, newTag: \"7\"}
+";
+
+#[test]
+fn kustomization_entries_put_name_tag_and_digest_together() {
+    let images = found("k8s/kustomization.yaml", KUSTOMIZATION);
+    assert_eq!(
+        rows(&images),
+        [
+            ("k8s/kustomization.yaml#images/app", "registry.lan/app:2.1"),
+            (
+                "k8s/kustomization.yaml#images/nginx",
+                &*format!("nginx:1.27@{OLD}")
+            ),
+            ("k8s/kustomization.yaml#images/redis", "redis:7"),
+        ]
+    );
+}
+
+#[test]
+fn pinning_a_kustomization_sets_or_inserts_digest_lines() {
+    let expected = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - deployment.yaml
+images:
+  - name: app
+    newName: registry.lan/app
+    newTag: \"2.1\"   # the release
+    digest: {NEW}
+  - name: nginx
+    newTag: '1.27'
+    digest: {NEW}
+  - name: renamed-only
+    newName: registry.lan/renamed
+  - {{name: redis, newTag: \"7\", digest: {NEW}}}
+"
+    );
+    assert_eq!(pin_all("k8s/kustomization.yaml", KUSTOMIZATION), expected);
+}
+
+#[test]
+fn a_moved_tag_rewrites_new_tag_and_a_bare_digest_only_the_digest() {
+    let images = found("k8s/kustomization.yaml", KUSTOMIZATION);
+    let edits = [
+        (
+            images[0].site.clone(),
+            pinned(&images[0].reference, NEW, Some("2.2")),
+        ),
+        (images[1].site.clone(), NEW.to_string()),
+    ];
+    let expected = KUSTOMIZATION
+        .replace(
+            "newTag: \"2.1\"   # the release\n",
+            &format!("newTag: \"2.2\"   # the release\n    digest: {NEW}\n"),
+        )
+        .replace(OLD, NEW);
+    assert_eq!(
+        pin(KUSTOMIZATION, &edits).expect("the pins apply"),
+        expected
+    );
+}
+
+#[test]
+fn a_digest_line_is_inserted_with_the_files_crlf_and_at_an_end_without_newline() {
+    let text = "images:\r\n- name: app\r\n  newTag: v1 # keep\r\n- name: db\r\n  newTag: v2";
+    let expected = format!(
+        "images:\r\n- name: app\r\n  newTag: v1 # keep\r\n  digest: {NEW}\r\n- name: db\r\n  newTag: v2\r\n  digest: {NEW}"
+    );
+    assert_eq!(pin_all("base/kustomization.yml", text), expected);
+}
+
+#[test]
+fn a_flux_kustomization_keeps_its_images_under_spec() {
+    let text = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: apps\nspec:\n  images:\n    - name: app\n      newTag: \"3\"\n";
+    assert_eq!(
+        rows(&found("clusters/apps.yaml", text)),
+        [("clusters/apps.yaml#images/app", "app:3")]
+    );
+}
+
+#[test]
+fn invalid_yaml_is_the_files_error_with_line_and_column() {
+    let text = "services:\n  web:\n    image: app:1\n   bad: [\n";
+    let error = scan("stacks/web/compose.yaml", text).expect_err("not YAML");
+    assert!(
+        error.to_string().starts_with("stacks/web/compose.yaml:4:"),
+        "{error}"
+    );
+    assert_eq!(error.line, 4);
+}
+
+#[test]
+fn an_unparsable_image_is_its_rows_error_and_the_others_go_on() {
+    let text = "services:\n  bad:\n    image: \"Upper/Case:tag\"\n  list:\n    image: [a, b]\n  good:\n    image: app:1\n  empty:\n    image:\n";
+    let rows = scan("compose.yaml", text).expect("the file scans");
+    assert_eq!(rows.len(), 4);
+    let errors: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| format!("{} {e}", e.row))
+        .collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[0].starts_with("compose.yaml#bad compose.yaml:3:12: invalid image reference"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(
+        errors[1],
+        "compose.yaml#list compose.yaml:5:12: the image is not a string"
+    );
+    assert!(errors[2].starts_with("compose.yaml#empty compose.yaml:"));
+    let good = rows[2].as_ref().expect("good is read");
+    assert_eq!(
+        (good.row.as_str(), good.reference.as_str()),
+        ("compose.yaml#good", "app:1")
+    );
+}
+
+#[test]
+fn a_block_scalar_image_is_a_row_error_since_it_cannot_be_pinned_in_place() {
+    let text = "services:\n  web:\n    image: >-\n      app:1\n  db:\n    image: db:2\n";
+    let rows = scan("compose.yaml", text).expect("the file scans");
+    let error = rows[0].as_ref().expect_err("a block scalar");
+    assert_eq!(error.row, "compose.yaml#web");
+    assert!(error.to_string().contains("on one line"), "{error}");
+    assert_eq!(rows[1].as_ref().map(|i| i.reference.as_str()), Ok("db:2"));
+}
+
+#[test]
+fn an_anchored_image_is_pinned_once_where_the_anchor_is() {
+    let text = "x-app: &app\n  image: app:1 # shared\n  restart: always\nservices:\n  a:\n    <<: *app\n  b:\n    <<: *app\n    labels: [tidewatch.policy=notify]\n";
+    let images = found("compose.yaml", text);
+    assert_eq!(
+        rows(&images),
+        [("compose.yaml#a", "app:1"), ("compose.yaml#b", "app:1")]
+    );
+    assert_eq!(images[0].site, images[1].site);
+    assert_eq!(
+        pin_all("compose.yaml", text),
+        text.replace("app:1 #", &format!("app:1@{NEW} #"))
+    );
+    let disagreeing = [
+        (images[0].site.clone(), pinned("app:1", NEW, None)),
+        (images[1].site.clone(), pinned("app:1", OLD, None)),
+    ];
+    assert!(matches!(
+        pin(text, &disagreeing),
+        Err(EditError::Conflict { .. })
+    ));
+}
+
+#[test]
+fn a_site_that_no_longer_matches_the_text_is_refused() {
+    let text = "services:\n  web:\n    image: app:1\n";
+    let images = found("compose.yaml", text);
+    let moved = "services:\n  web:\n    image: app:2\n";
+    let edits = [(images[0].site.clone(), pinned("app:1", NEW, None))];
+    assert_eq!(
+        pin(moved, &edits),
+        Err(EditError::Stale {
+            offset: 28,
+            expected: "app:1".to_string()
+        })
+    );
+    assert!(matches!(pin("", &edits), Err(EditError::Stale { .. })));
+}
+
+#[test]
+fn a_value_that_could_escape_its_scalar_is_refused() {
+    let text = "services:\n  web:\n    image: app:1\n";
+    let site = found("compose.yaml", text).remove(0).site;
+    for value in ["app:1 # x", "app:1\nevil: 1", "'app'", "", "-app"] {
+        assert_eq!(
+            pin(text, &[(site.clone(), value.to_string())]),
+            Err(EditError::Unsafe {
+                value: value.to_string()
+            }),
+            "{value:?}"
+        );
+    }
+}
+
+#[test]
+fn interpolated_values_are_skipped_in_every_kind_of_file() {
+    let text = "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: ${IMAGE}\n---\nimages:\n- name: app\n  newTag: $TAG\n";
+    assert!(found("kustomization.yaml", text).is_empty());
+}
+
+#[test]
+fn an_oversized_file_is_refused_before_parsing() {
+    let text = "#".repeat(MAX_FILE_BYTES + 1);
+    assert_eq!(scan("big.yaml", &text).expect_err("too big").line, 1);
+}
+
+#[test]
+fn pinned_keeps_the_tag_replaces_a_digest_and_moves_a_tag() {
+    assert_eq!(
+        pinned("registry.lan:5000/app:stable", NEW, None),
+        format!("registry.lan:5000/app:stable@{NEW}")
+    );
+    assert_eq!(
+        pinned(&format!("registry.lan:5000/app:stable@{OLD}"), NEW, None),
+        format!("registry.lan:5000/app:stable@{NEW}")
+    );
+    assert_eq!(
+        pinned("app:1.2.3", NEW, Some("1.3.0")),
+        format!("app:1.3.0@{NEW}")
+    );
+    assert_eq!(
+        pinned("registry.lan:5000/app", NEW, None),
+        format!("registry.lan:5000/app:latest@{NEW}")
+    );
+    assert_eq!(
+        pinned(&format!("app@{OLD}"), NEW, None),
+        format!("app@{NEW}")
+    );
+}
