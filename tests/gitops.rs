@@ -82,7 +82,11 @@ fn a_cycle_commits_once_as_the_configured_author_and_a_rerun_commits_nothing() {
         // Tracked files the globs match, and nothing else.
         assert_eq!(checkout.files().await.unwrap(), ["stacks/web/compose.yaml"]);
         let started = Instant::now();
-        let published = checkout.publish(pin_web).await.unwrap().unwrap();
+        let published = checkout
+            .publish(async |c| pin_web(c))
+            .await
+            .unwrap()
+            .unwrap();
         let Published::Pushed { commit, attempts } = published else {
             panic!("expected a push, got {published:?}");
         };
@@ -105,7 +109,11 @@ fn a_cycle_commits_once_as_the_configured_author_and_a_rerun_commits_nothing() {
 
         // The next cycle: the same pin changes nothing, so nothing is committed.
         checkout.sync().await.unwrap();
-        let again = checkout.publish(pin_web).await.unwrap().unwrap();
+        let again = checkout
+            .publish(async |c| pin_web(c))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(again, Published::Unchanged);
         assert_eq!(remote.log().len(), 2);
     });
@@ -120,7 +128,7 @@ fn a_push_rejected_because_the_branch_moved_is_re_applied_on_the_new_tip() {
     let published = block_on(async {
         checkout.sync().await.unwrap();
         checkout
-            .publish(|c| {
+            .publish(async |c| {
                 calls += 1;
                 if calls == 1 {
                     // Someone pushes between tidewatch's fetch and its push.
@@ -274,4 +282,186 @@ fn an_https_repository_that_hangs_is_stopped_and_its_token_never_shown() {
         "{shown}"
     );
     assert!(shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
+}
+
+/// The files of a repository that a real registry's `app:stable` is pinned in: a compose stack
+/// (with an ignored service), a Deployment with an init container, a kustomization, and a file
+/// that is not YAML.
+fn deploy_files(app: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "stacks/web/compose.yaml".into(),
+            format!(
+                "# web, deployed by Komodo\nservices:\n  web:\n    image: \"{app}\"   # followed\n    \
+                 restart: unless-stopped\n\n  frozen:\n    image: '{app}'\n    labels:\n      \
+                 tidewatch.policy: ignore\n"
+            ),
+        ),
+        (
+            "k8s/app/deployment.yaml".into(),
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  template:\n    \
+                 spec:\n      initContainers:\n        - name: migrate\n          image: {app}\n      \
+                 containers:\n        - name: app\n          image: {app}  # the app\n"
+            ),
+        ),
+        (
+            "k8s/kustomization.yaml".into(),
+            format!(
+                "resources:\n  - app/deployment.yaml\nimages:\n  - name: {}\n    newTag: stable\n",
+                app.rsplit_once(':').unwrap().0
+            ),
+        ),
+        (
+            "stacks/broken/compose.yaml".into(),
+            "services:\n  web:\n    image: [unclosed\n".into(),
+        ),
+    ]
+}
+
+fn agent_config(root: &Path, registry_host: &str, repo: &str) -> Config {
+    let text = format!(
+        "[agent]\nstate_dir = \"{}\"\n[[registry]]\nhost = \"{registry_host}\"\ninsecure = true\n\
+         [[gitops]]\nrepo = \"{repo}\"\nbranch = \"deploy\"\n\
+         files = [\"stacks/*/compose.yaml\", \"k8s/**/*.yaml\"]\n\
+         author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n",
+        root.join("state").display()
+    );
+    Config::parse(&text, "agent.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_changes() {
+    use std::sync::Arc;
+    use tidewatch::gitops::run::{run, Settings};
+    use tidewatch::plan::detect::Status;
+    use tidewatch::registry::RegistryClient;
+
+    use crate::support::{push, Registry, TestBed};
+
+    let bed = TestBed::new("gitops-pin");
+    let registry = Registry::start();
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "1");
+    let v1 = push(&image);
+    let root = scratch_dir("gitops-pin");
+    let files = deploy_files(&image);
+    let seed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let remote = Remote::seeded(root.path(), "deploy", &seed);
+    let config = Arc::new(agent_config(
+        root.path(),
+        &registry.host(),
+        &remote.file_url(),
+    ));
+    let client = RegistryClient::new(config.clone()).unwrap();
+    let settings = Settings {
+        watch: &config.watch,
+        services: &config.services,
+        state_dir: &config.agent.state_dir,
+    };
+    let table = &config.gitops[0];
+    let head_requests = || registry.manifest_requests("HEAD", "app");
+
+    // A dry run shows the diff and commits nothing.
+    let before = head_requests();
+    let dry = block_on(run(table, &settings, &client, true));
+    println!("dry run diff:\n{}", dry.diff.as_deref().unwrap_or_default());
+    let diff = dry.diff.unwrap();
+    assert_eq!(
+        diff.matches(&format!("\n+    image: \"{image}@{v1}\"   # followed\n"))
+            .count(),
+        1,
+        "{diff}"
+    );
+    assert_eq!(remote.log().len(), 1);
+    // Five images of one reference (the ignored one not asked about): one HEAD.
+    assert_eq!(head_requests() - before, 1, "one HEAD per unique reference");
+
+    let started = Instant::now();
+    let report = block_on(run(table, &settings, &client, false));
+    println!("push to commit: {:?}", started.elapsed());
+    let rows: Vec<(&str, Status)> = report
+        .rows
+        .iter()
+        .map(|r| (r.container.as_str(), r.status))
+        .collect();
+    let kustomized = format!("k8s/kustomization.yaml#images/{}", registry.repo("app"));
+    assert_eq!(
+        rows,
+        [
+            (
+                "k8s/app/deployment.yaml#Deployment/app/app",
+                Status::UpdateAvailable
+            ),
+            (
+                "k8s/app/deployment.yaml#Deployment/app/migrate",
+                Status::UpdateAvailable
+            ),
+            (kustomized.as_str(), Status::UpdateAvailable),
+            ("stacks/broken/compose.yaml", Status::Error),
+            ("stacks/web/compose.yaml#web", Status::UpdateAvailable),
+            ("stacks/web/compose.yaml#frozen", Status::Skipped),
+        ]
+    );
+    let broken = &report.rows[3];
+    assert!(
+        broken
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with("stacks/broken/compose.yaml:4:1: "),
+        "{broken:?}"
+    );
+    let Some(Published::Pushed {
+        commit,
+        attempts: 1,
+    }) = report.published
+    else {
+        panic!("expected one push: {report:?}");
+    };
+    let log = remote.log();
+    assert_eq!(log.len(), 2);
+    println!("sample commit:\n{}", remote.show_commit(&commit));
+    // Only the pinned lines changed (the kustomization gains its digest line).
+    assert_eq!(
+        remote.numstat(&log[1].0, &log[0].0),
+        "2\t2\tk8s/app/deployment.yaml\n1\t0\tk8s/kustomization.yaml\n1\t1\tstacks/web/compose.yaml\n"
+    );
+    let compose = remote.show("stacks/web/compose.yaml");
+    assert_eq!(
+        compose,
+        files[0]
+            .1
+            .replacen(&format!("\"{image}\""), &format!("\"{image}@{v1}\""), 1)
+    );
+
+    // Nothing new: no commit.
+    let again = block_on(run(table, &settings, &client, false));
+    assert_eq!(again.published, Some(Published::Unchanged), "{again:?}");
+    assert_eq!(remote.log().len(), 2);
+
+    // A new push: the pins move to it, in one more commit.
+    bed.build_app(&image, "2");
+    let v2 = push(&image);
+    let third = block_on(run(table, &settings, &client, false));
+    assert!(
+        matches!(third.published, Some(Published::Pushed { .. })),
+        "{third:?}"
+    );
+    assert_eq!(remote.log().len(), 3);
+    let compose = remote.show("stacks/web/compose.yaml");
+    assert!(
+        compose.contains(&format!("image: \"{image}@{v2}\"   # followed\n")),
+        "{compose}"
+    );
+    assert!(
+        compose.contains(&format!("image: '{image}'\n")),
+        "ignored service untouched: {compose}"
+    );
+    assert!(remote
+        .show("k8s/kustomization.yaml")
+        .contains(&format!("digest: {v2}")));
 }

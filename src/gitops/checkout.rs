@@ -114,6 +114,17 @@ impl Checkout {
         self.head().await
     }
 
+    /// Drops every change since the last [`Checkout::sync`] without fetching (after a dry run).
+    pub async fn discard(&self) -> Result<(), GitError> {
+        self.git
+            .ok("reset", &["reset", "-q", "--hard", "HEAD"])
+            .await?;
+        self.git
+            .ok("clean", &["clean", "-q", "-f", "-d", "-x"])
+            .await?;
+        Ok(())
+    }
+
     /// The commit checked out.
     pub async fn head(&self) -> Result<String, GitError> {
         let out = self.git.ok("rev-parse", &["rev-parse", "HEAD"]).await?;
@@ -175,13 +186,13 @@ impl Checkout {
     /// On any error the working copy is left for the next [`Checkout::sync`] to reset.
     pub async fn publish<E>(
         &self,
-        mut edit: impl FnMut(&Checkout) -> Result<Option<String>, E>,
+        mut edit: impl AsyncFnMut(&Checkout) -> Result<Option<String>, E>,
     ) -> Result<Result<Published, E>, GitError> {
         for attempt in 1..=MAX_PUSH_ATTEMPTS {
             if attempt > 1 {
                 self.sync().await?;
             }
-            let message = match edit(self) {
+            let message = match edit(self).await {
                 Ok(Some(message)) => message,
                 Ok(None) => return Ok(Ok(Published::Unchanged)),
                 Err(e) => return Ok(Err(e)),

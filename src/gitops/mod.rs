@@ -2,4 +2,6 @@
 
 pub mod checkout;
 pub mod git;
+pub mod plan;
+pub mod run;
 pub mod yaml;

@@ -1,0 +1,176 @@
+//! One repository's write-back in a cycle: sync the working copy, scan the matched files, ask
+//! the registry once per unique reference, decide ([`super::plan`]), and commit and push the
+//! pins (or, in a dry run, show their diff and write nothing). A repository that cannot be
+//! fetched or pushed is one error row naming it; a bad file is its own rows' error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::checkout::{Checkout, Published};
+use super::git::GitError;
+use super::plan::{decide, error_row, message, wanted, Decision, Lookups, ScannedFile};
+use crate::config::{GitopsConfig, ServiceConfig, WatchConfig};
+use crate::image_ref::ImageRef;
+use crate::plan::detect::CheckRow;
+use crate::registry::RegistryClient;
+
+/// What one repository's cycle did.
+#[derive(Debug, Clone)]
+pub struct RepoReport {
+    /// The repository without credentials, and its branch.
+    pub repo: String,
+    /// Its rows; one error row naming the repository when it could not be fetched or pushed.
+    pub rows: Vec<CheckRow>,
+    /// The commit pushed, when one was.
+    pub published: Option<Published>,
+    /// In a dry run: the diff that would have been committed (empty: none).
+    pub diff: Option<String>,
+    /// The message of the commit (made or, in a dry run, that would have been).
+    pub message: Option<String>,
+}
+
+/// What the cycle's settings say about rows.
+pub struct Settings<'a> {
+    /// `[watch]`: the default policy.
+    pub watch: &'a WatchConfig,
+    /// `[[service]]`: policies by row name.
+    pub services: &'a BTreeMap<String, ServiceConfig>,
+    /// `[agent] state_dir`.
+    pub state_dir: &'a Path,
+}
+
+/// Reads a synced working copy's matched files; a file that cannot be read is its own error.
+async fn scanned(checkout: &Checkout) -> Result<Vec<ScannedFile>, GitError> {
+    Ok(checkout
+        .files()
+        .await?
+        .iter()
+        .map(|path| match checkout.read(path) {
+            Ok(text) => ScannedFile::scan(path, text),
+            Err(e) => ScannedFile {
+                path: path.clone(),
+                text: String::new(),
+                found: Err(super::yaml::ScanError {
+                    path: path.clone(),
+                    line: 1,
+                    col: 1,
+                    what: e.to_string(),
+                }),
+            },
+        })
+        .collect())
+}
+
+/// The references a repository's files name (for the cycle to resolve with the containers').
+pub async fn references(
+    config: &GitopsConfig,
+    settings: &Settings<'_>,
+) -> Result<(Checkout, Vec<ScannedFile>, BTreeSet<ImageRef>), GitError> {
+    let checkout = Checkout::new(config, settings.state_dir);
+    checkout.sync().await?;
+    let files = scanned(&checkout).await?;
+    let refs = wanted(&files, settings.watch, settings.services);
+    Ok((checkout, files, refs))
+}
+
+/// Asks the registry for `refs`, one `HEAD` each.
+pub async fn lookups(registry: &RegistryClient, refs: BTreeSet<ImageRef>) -> Lookups {
+    registry
+        .resolve_all(refs)
+        .await
+        .into_iter()
+        .map(|(r, m)| (r, m.map(|m| m.digest).map_err(|e| e.to_string())))
+        .collect()
+}
+
+/// The whole write-back of one repository with its own lookups.
+pub async fn run(
+    config: &GitopsConfig,
+    settings: &Settings<'_>,
+    registry: &RegistryClient,
+    dry_run: bool,
+) -> RepoReport {
+    let (checkout, files, refs) = match references(config, settings).await {
+        Ok(found) => found,
+        Err(e) => return failed(config, &e),
+    };
+    let lookups = lookups(registry, refs).await;
+    write_back(config, settings, &checkout, &files, &lookups, dry_run).await
+}
+
+/// Decides on `files` (read from `checkout`'s current tip) and commits the pins; after a
+/// rejected push the files are read again on the new tip and decided with the same lookups.
+pub async fn write_back(
+    config: &GitopsConfig,
+    settings: &Settings<'_>,
+    checkout: &Checkout,
+    files: &[ScannedFile],
+    lookups: &Lookups,
+    dry_run: bool,
+) -> RepoReport {
+    let first = decide(files, lookups, settings.watch, settings.services);
+    let mut report = RepoReport {
+        repo: config.describe(),
+        rows: first.rows.clone(),
+        published: None,
+        diff: None,
+        message: (!first.pins.is_empty()).then(|| message(config, &first.pins)),
+    };
+    if dry_run {
+        let diff = match write(checkout, &first) {
+            Ok(()) => checkout.diff().await,
+            Err(e) => Err(e),
+        };
+        // Nothing of a dry run stays in the working copy.
+        let reset = checkout.discard().await;
+        match diff.and_then(|d| reset.map(|()| d)) {
+            Ok(diff) => report.diff = Some(diff),
+            Err(e) => return failed(config, &e),
+        }
+        return report;
+    }
+    let mut decided: Option<Decision> = Some(first);
+    let published = checkout
+        .publish(async |c| {
+            // The first try uses the files already read; a retry reads the new tip's.
+            let decision = match decided.take() {
+                Some(d) => d,
+                None => {
+                    let files = scanned(c).await?;
+                    decide(&files, lookups, settings.watch, settings.services)
+                }
+            };
+            write(c, &decision)?;
+            let text = (!decision.pins.is_empty()).then(|| message(config, &decision.pins));
+            report.rows = decision.rows;
+            report.message.clone_from(&text);
+            Ok::<_, GitError>(text)
+        })
+        .await;
+    match published {
+        Ok(Ok(p)) => {
+            report.published = Some(p);
+            report
+        }
+        Ok(Err(e)) | Err(e) => failed(config, &e),
+    }
+}
+
+/// Writes a decision's edits into the working copy.
+fn write(checkout: &Checkout, decision: &Decision) -> Result<(), GitError> {
+    for (path, text) in &decision.edits {
+        checkout.write(path, text)?;
+    }
+    Ok(())
+}
+
+/// The one error row of a repository that could not be fetched or pushed.
+fn failed(config: &GitopsConfig, e: &GitError) -> RepoReport {
+    RepoReport {
+        repo: config.describe(),
+        rows: vec![error_row(&config.repo.to_string(), e.to_string())],
+        published: None,
+        diff: None,
+        message: None,
+    }
+}
