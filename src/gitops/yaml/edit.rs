@@ -140,11 +140,11 @@ struct Change {
 }
 
 /// Only what a reference or digest is made of, so that a written value can neither end its
-/// scalar nor start a comment: ASCII letters and digits and `._-/:@+` (and no `@` in a digest).
+/// scalar nor start a comment: ASCII letters and digits and `._-/:@+_` (and no `@` in a digest).
 fn safe(value: &str, reference: bool) -> Result<(), EditError> {
     let ok = !value.is_empty()
         && value.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"._-/:+".contains(&b) || (reference && b == b'@')
+            b.is_ascii_alphanumeric() || b"._-/:+_".contains(&b) || (reference && b == b'@')
         })
         && !value.starts_with(['-', ':']);
     if ok {

@@ -231,92 +231,79 @@ impl Scanner<'_> {
 
     /// The `images:` entries of a kustomization (or of a Flux Kustomization's spec).
     fn kustomization(&mut self, owner: NodeId) {
-        let tree = self.tree;
-        let Some(images) = tree.get(owner, "images") else {
+        let Some(images) = self.tree.get(owner, "images") else {
             return;
         };
-        for &entry in tree.items(images) {
-            let at = tree.position(entry);
-            let field = |key| tree.get(entry, key);
-            let Some(name) = field("name").and_then(|n| tree.text(n)) else {
+        for &entry in self.tree.items(images) {
+            if let Some(row) = self.kustomization_entry(entry).transpose() {
+                self.rows.push(row);
+            }
+        }
+    }
+
+    /// One `images:` entry; `None` when it has no name, is interpolated, or only renames.
+    fn kustomization_entry(&self, entry: NodeId) -> Result<Option<FoundImage>, RowError> {
+        let tree = self.tree;
+        let at = tree.position(entry);
+        let Some(name) = tree.get(entry, "name").and_then(|n| tree.text(n)) else {
+            return Ok(None);
+        };
+        let row = format!("{}#images/{name}", self.path);
+        // newName, newTag and digest: each absent, or a string scalar.
+        let mut fields = [None; 3];
+        for (field, key) in fields.iter_mut().zip(["newName", "newTag", "digest"]) {
+            let Some(node) = tree.get(entry, key) else {
                 continue;
             };
-            let row = format!("{}#images/{name}", self.path);
-            let mut fields = Vec::new();
-            for key in ["newName", "newTag", "digest"] {
-                let value = match field(key) {
-                    None => None,
-                    Some(node) => match tree.scalar(node).filter(|s| !is_null(s)) {
-                        Some(s) => Some((node, s.value.as_str())),
-                        None => {
-                            let error = self.error(
-                                &row,
-                                tree.position(node),
-                                format!("{key} is not a string"),
-                            );
-                            self.rows.push(Err(error));
-                            return;
-                        }
-                    },
-                };
-                fields.push(value);
-            }
-            let [new_name, new_tag, digest] = [fields[0], fields[1], fields[2]];
-            if new_tag.is_none() && digest.is_none() {
-                continue;
-            }
-            if [new_name, new_tag, digest]
-                .iter()
-                .flatten()
-                .any(|(_, v)| v.contains('$'))
-            {
-                continue;
-            }
-            let image_name = new_name.map_or(name, |(_, v)| v);
-            let mut reference = image_name.to_string();
-            if let Some((_, tag)) = new_tag {
-                reference.push(':');
-                reference.push_str(tag);
-            }
-            if let Some((_, digest)) = digest {
-                reference.push('@');
-                reference.push_str(digest);
-            }
-            if let Err(e) = ImageRef::parse(&reference) {
-                let error = self.error(&row, at, e.to_string());
-                self.rows.push(Err(error));
-                continue;
-            }
-            let mut edited = Vec::new();
-            for (node, _) in [new_tag, digest].into_iter().flatten() {
-                match self.target(node) {
-                    Some(target) => edited.push(Some(target)),
-                    None => {
-                        let error = self.error(&row, tree.position(node), NOT_ONE_LINE);
-                        self.rows.push(Err(error));
-                        break;
-                    }
+            match tree.scalar(node).filter(|s| !is_null(s)) {
+                Some(s) => *field = Some((node, s.value.as_str())),
+                None => {
+                    let what = format!("{key} is not a string");
+                    return Err(self.error(&row, tree.position(node), what));
                 }
             }
-            if edited.len() != usize::from(new_tag.is_some()) + usize::from(digest.is_some()) {
-                continue;
-            }
-            let mut edited = edited.into_iter().flatten();
-            let site = KustomizeSite {
-                name: image_name.to_string(),
-                new_tag: new_tag.and_then(|(_, tag)| Some((edited.next()?, tag.to_string()))),
-                digest: digest.and_then(|_| edited.next()),
-                insertion: self.insertion(entry),
-            };
-            self.rows.push(Ok(FoundImage {
-                row,
-                reference,
-                labels: BTreeMap::new(),
-                line: at.line,
-                col: at.col,
-                site: Site(SiteKind::Kustomize(site)),
-            }));
         }
+        let [new_name, new_tag, digest] = fields;
+        if (new_tag.is_none() && digest.is_none())
+            || fields.iter().flatten().any(|(_, v)| v.contains('$'))
+        {
+            return Ok(None);
+        }
+        let image_name = new_name.map_or(name, |(_, v)| v);
+        let mut reference = image_name.to_string();
+        if let Some((_, tag)) = new_tag {
+            reference.push(':');
+            reference.push_str(tag);
+        }
+        if let Some((_, digest)) = digest {
+            reference.push('@');
+            reference.push_str(digest);
+        }
+        if let Err(e) = ImageRef::parse(&reference) {
+            return Err(self.error(&row, at, e.to_string()));
+        }
+        let target = |(node, _): (NodeId, &str)| {
+            self.target(node)
+                .ok_or_else(|| self.error(&row, tree.position(node), NOT_ONE_LINE))
+        };
+        let new_tag = new_tag
+            .map(|field| Ok::<_, RowError>((target(field)?, field.1.to_string())))
+            .transpose()?;
+        let digest = digest.map(target).transpose()?;
+        let site = KustomizeSite {
+            name: image_name.to_string(),
+            new_tag,
+            digest,
+            insertion: self.insertion(entry),
+        };
+        Ok(Some(FoundImage {
+            row,
+            reference,
+            labels: BTreeMap::new(),
+            line: at.line,
+            col: at.col,
+            site: Site(SiteKind::Kustomize(site)),
+        }))
     }
 
     /// Where a kustomization entry takes a new key: a line after its last value (a block
@@ -331,6 +318,10 @@ impl Scanner<'_> {
         };
         let &(first_key, _) = pairs.first()?;
         let &(_, last_value) = pairs.last()?;
+        // An alias names a node written earlier, elsewhere: no place to add a line after.
+        if tree.position(last_value).char_index <= tree.position(first_key).char_index {
+            return None;
+        }
         let last = self.target(last_value)?;
         let last_end = last.start + last.raw.len();
         if let Some(brace) = flow_end {

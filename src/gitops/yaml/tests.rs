@@ -22,13 +22,29 @@ fn rows(images: &[FoundImage]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// Pins every image of `text` to [`NEW`], keeping its tag.
+/// Pins every image of `text` to [`NEW`], keeping its tag, and checks that the result reads
+/// back as the same rows with the pinned references.
 fn pin_all(path: &str, text: &str) -> String {
-    let edits: Vec<(Site, String)> = found(path, text)
-        .into_iter()
-        .map(|i| (i.site, pinned(&i.reference, NEW, None)))
+    let images = found(path, text);
+    let edits: Vec<(Site, String)> = images
+        .iter()
+        .map(|i| (i.site.clone(), pinned(&i.reference, NEW, None)))
         .collect();
-    pin(text, &edits).expect("the pins apply")
+    let out = pin(text, &edits).expect("the pins apply");
+    let again = found(path, &out);
+    assert_eq!(
+        again
+            .iter()
+            .map(|i| (i.row.as_str(), i.reference.as_str(), &i.labels))
+            .collect::<Vec<_>>(),
+        images
+            .iter()
+            .zip(&edits)
+            .map(|(i, (_, new))| (i.row.as_str(), new.as_str(), &i.labels))
+            .collect::<Vec<_>>(),
+        "the pinned file reads back as the same rows, pinned"
+    );
+    out
 }
 
 const COMPOSE: &str = r#"# The stack, deployed by Komodo.
@@ -508,4 +524,56 @@ fn pinned_keeps_the_tag_replaces_a_digest_and_moves_a_tag() {
         pinned(&format!("app@{OLD}"), NEW, None),
         format!("app@{NEW}")
     );
+}
+
+#[test]
+fn a_kustomization_entry_in_error_does_not_hide_the_next_ones() {
+    let text = "images:\n- name: bad\n  newTag: {a: 1}\n- name: good\n  newTag: v2\n";
+    let rows = scan("kustomization.yaml", text).expect("the file scans");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0].as_ref().map_err(ToString::to_string),
+        Err("kustomization.yaml:3:11: newTag is not a string".to_string())
+    );
+    assert_eq!(
+        rows[1].as_ref().map(|i| i.reference.as_str()),
+        Ok("good:v2")
+    );
+}
+
+#[test]
+fn positions_stay_right_far_into_a_file_of_multi_byte_characters() {
+    // Past several of the character-to-byte checkpoints (one every 256 characters).
+    let comment = format!("# {}\n", "é€😀".repeat(400));
+    let text = format!(
+        "{comment}services:\n  web:\n    image: app:1 # {comment}  db:\n    image: 'db:2'\n"
+    );
+    let expected = format!(
+        "{comment}services:\n  web:\n    image: app:1@{NEW} # {comment}  db:\n    image: 'db:2@{NEW}'\n"
+    );
+    assert_eq!(pin_all("compose.yaml", &text), expected);
+}
+
+#[test]
+fn no_digest_line_is_added_after_an_aliased_value() {
+    let text = "tag: &tag v1\nimages:\n- name: app\n  newTag: *tag\n";
+    let images = found("kustomization.yaml", text);
+    assert_eq!(rows(&images), [("kustomization.yaml#images/app", "app:v1")]);
+    let edits = [(images[0].site.clone(), pinned("app:v1", NEW, None))];
+    assert_eq!(
+        pin(text, &edits),
+        Err(EditError::NoInsertion {
+            key: "digest",
+            name: "app".to_string()
+        })
+    );
+}
+
+#[test]
+fn every_character_a_reference_may_have_is_written() {
+    let text = "services:\n  web:\n    image: registry-1.lan:5000/my_team/my__app.x:v1_2-rc.3\n";
+    let expected = format!(
+        "services:\n  web:\n    image: registry-1.lan:5000/my_team/my__app.x:v1_2-rc.3@{NEW}\n"
+    );
+    assert_eq!(pin_all("compose.yaml", text), expected);
 }
