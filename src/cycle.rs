@@ -7,6 +7,8 @@ use std::sync::Arc;
 use crate::apply::{self, Applier, StepOutcome, StepResult};
 use crate::config::{Config, Policy};
 use crate::engine::{Engine, EngineError, Inventory, Kind, Observed, SwarmRole, WORKER_NOTE};
+use crate::gitops::plan::Lookups;
+use crate::gitops::run as gitops;
 use crate::notify::Notifications;
 use crate::plan::detect::{self, eligibility, Detection, Eligibility, Status};
 use crate::plan::hooks::HookMoment;
@@ -398,6 +400,17 @@ pub async fn detect_on(
     inventory: &Inventory,
     names: &[String],
 ) -> Vec<Detection> {
+    detect_sharing(registry, config, inventory, names).await.0
+}
+
+/// [`detect_on`], with what the registries said of each reference, for the `[[gitops]]`
+/// files to use rather than ask again.
+pub async fn detect_sharing(
+    registry: &RegistryClient,
+    config: &Config,
+    inventory: &Inventory,
+    names: &[String],
+) -> (Vec<Detection>, Lookups) {
     if inventory.facts.role == SwarmRole::Worker {
         tracing::info!("{WORKER_NOTE}");
     }
@@ -417,7 +430,41 @@ pub async fn detect_on(
     registry
         .add_release_notes(&mut detections, &inventory.observed)
         .await;
-    detections
+    let known = remotes
+        .manifests
+        .into_iter()
+        .map(|(r, m)| (r, m.map(|m| m.digest).map_err(|f| f.detail)))
+        .collect();
+    (detections, known)
+}
+
+/// Every `[[gitops]]` repository's rows (and, with `mode`, its diff or commit), asking the
+/// registries only for references `known` (the containers' answers) lacks.
+pub async fn gitops_on(
+    registry: &RegistryClient,
+    config: &Config,
+    known: &Lookups,
+    mode: gitops::Mode,
+) -> Vec<gitops::RepoReport> {
+    let settings = gitops::Settings {
+        watch: &config.watch,
+        services: &config.services,
+        state_dir: &config.agent.state_dir,
+    };
+    let mut reports = Vec::new();
+    for table in &config.gitops {
+        let report = gitops::run(table, &settings, registry, known, mode).await;
+        for row in report.rows.iter().filter(|r| r.status == Status::Error) {
+            tracing::warn!(
+                repo = report.repo,
+                row = row.container,
+                "{}",
+                row.detail.as_deref().unwrap_or("error")
+            );
+        }
+        reports.push(report);
+    }
+    reports
 }
 
 fn candidates(

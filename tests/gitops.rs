@@ -333,7 +333,8 @@ fn agent_config(root: &Path, registry_host: &str, repo: &str) -> Config {
 #[test]
 fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_changes() {
     use std::sync::Arc;
-    use tidewatch::gitops::run::{run, Settings};
+    use tidewatch::gitops::plan::Lookups;
+    use tidewatch::gitops::run::{run, Mode, Settings};
     use tidewatch::plan::detect::Status;
     use tidewatch::registry::RegistryClient;
 
@@ -367,7 +368,13 @@ fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_ch
 
     // A dry run shows the diff and commits nothing.
     let before = head_requests();
-    let dry = block_on(run(table, &settings, &client, true));
+    let dry = block_on(run(
+        table,
+        &settings,
+        &client,
+        &Lookups::new(),
+        Mode::DryRun,
+    ));
     println!("dry run diff:\n{}", dry.diff.as_deref().unwrap_or_default());
     let diff = dry.diff.unwrap();
     assert_eq!(
@@ -381,7 +388,7 @@ fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_ch
     assert_eq!(head_requests() - before, 1, "one HEAD per unique reference");
 
     let started = Instant::now();
-    let report = block_on(run(table, &settings, &client, false));
+    let report = block_on(run(table, &settings, &client, &Lookups::new(), Mode::Apply));
     println!("push to commit: {:?}", started.elapsed());
     let rows: Vec<(&str, Status)> = report
         .rows
@@ -439,14 +446,14 @@ fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_ch
     );
 
     // Nothing new: no commit.
-    let again = block_on(run(table, &settings, &client, false));
+    let again = block_on(run(table, &settings, &client, &Lookups::new(), Mode::Apply));
     assert_eq!(again.published, Some(Published::Unchanged), "{again:?}");
     assert_eq!(remote.log().len(), 2);
 
     // A new push: the pins move to it, in one more commit.
     bed.build_app(&image, "2");
     let v2 = push(&image);
-    let third = block_on(run(table, &settings, &client, false));
+    let third = block_on(run(table, &settings, &client, &Lookups::new(), Mode::Apply));
     assert!(
         matches!(third.published, Some(Published::Pushed { .. })),
         "{third:?}"
@@ -464,4 +471,103 @@ fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_ch
     assert!(remote
         .show("k8s/kustomization.yaml")
         .contains(&format!("digest: {v2}")));
+}
+
+#[test]
+fn check_and_update_carry_the_files_rows_and_compose_deploys_the_committed_digest() {
+    use crate::support::agent_cli::append_config;
+    use crate::support::compose::Compose;
+    use crate::support::{docker, push, Registry, TestBed, SCOPE_LABEL, TEST_LABEL};
+
+    let bed = TestBed::new("gitops-cli");
+    let registry = Registry::start();
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "1");
+    let v1 = push(&image);
+    // A container and the repository's compose file share the reference.
+    bed.run("web", &image, &[]);
+    let root = scratch_dir("gitops-cli");
+    let stack = format!(
+        "services:\n  web:\n    image: {image}  # the app\n    labels:\n      \
+         {TEST_LABEL}: \"{id}\"\n      {SCOPE_LABEL}: \"{scope}\"\n",
+        id = bed.id(),
+        scope = bed.scope()
+    );
+    let remote = Remote::seeded(root.path(), "main", &[("stacks/web/compose.yaml", &stack)]);
+    let agent = bed.agent(&[registry.host()]);
+    append_config(
+        &agent,
+        &format!(
+            "[[gitops]]\nrepo = \"{}\"\nfiles = [\"stacks/*/compose.yaml\"]\n\
+             author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n",
+            remote.file_url()
+        ),
+    );
+
+    let before = registry.manifest_requests("HEAD", "app");
+    let check = agent.check(&[]);
+    let heads = registry.manifest_requests("HEAD", "app") - before;
+    println!("check: {heads} HEAD(s) of app:stable for one container and one file");
+    assert_eq!(heads, 1, "one HEAD per unique reference; {check}");
+    let json: serde_json::Value = serde_json::from_str(&check.outcome.stdout).unwrap();
+    let git_row = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["container"] == "stacks/web/compose.yaml#web")
+        .unwrap_or_else(|| panic!("no row of the file: {check}"));
+    assert_eq!(git_row["source"], "git");
+    assert_eq!(git_row["status"], "update_available");
+    assert_eq!(git_row["available_digest"], v1.as_str());
+    assert_eq!(remote.log().len(), 1, "check commits nothing");
+
+    let dry = agent.run(&["update", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout
+            .contains(&format!("+    image: {image}@{v1}  # the app\n")),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(remote.log().len(), 1, "a dry run commits nothing");
+
+    bed.build_app(&image, "2");
+    let v2 = push(&image);
+    let update = agent.run(&["update"]);
+    assert_eq!(update.code, 0, "{}\n{}", update.stdout, update.stderr);
+    println!(
+        "push to commit (one `tidewatch update`): {:?}",
+        update.elapsed
+    );
+    println!("{}", update.stdout);
+    let log = remote.log();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].1, "tidewatch@example.org");
+    assert_eq!(
+        remote.numstat(&log[1].0, &log[0].0),
+        "1\t1\tstacks/web/compose.yaml\n"
+    );
+
+    // What Komodo does on the push: a fresh clone, `compose up -d`.
+    let fresh = root.path().join("fresh");
+    git(
+        root.path(),
+        &[
+            "clone",
+            "-q",
+            "--depth=1",
+            &remote.file_url(),
+            fresh.to_str().unwrap(),
+        ],
+    );
+    let committed = std::fs::read_to_string(fresh.join("stacks/web/compose.yaml")).unwrap();
+    assert!(
+        committed.contains(&format!("image: {image}@{v2}  # the app\n")),
+        "{committed}"
+    );
+    let compose = Compose::new(&bed, &committed);
+    compose.up();
+    let id = compose.container_id("web");
+    let running = docker(&["inspect", "--format", "{{.Config.Image}}", &id]);
+    assert_eq!(running.trim(), format!("{image}@{v2}"));
 }

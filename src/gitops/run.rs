@@ -83,19 +83,65 @@ pub async fn lookups(registry: &RegistryClient, refs: BTreeSet<ImageRef>) -> Loo
         .collect()
 }
 
-/// The whole write-back of one repository with its own lookups.
+/// What a cycle does with a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Rows only (`tidewatch check`): nothing written.
+    Check,
+    /// Rows and the diff a commit would have (`update --dry-run`): nothing committed.
+    DryRun,
+    /// Rows, one commit and a push.
+    Apply,
+}
+
+/// The whole write-back of one repository. `known` holds what the cycle already asked the
+/// registries (for the containers): only the references it lacks are asked, one `HEAD` each.
 pub async fn run(
     config: &GitopsConfig,
     settings: &Settings<'_>,
     registry: &RegistryClient,
-    dry_run: bool,
+    known: &Lookups,
+    mode: Mode,
 ) -> RepoReport {
     let (checkout, files, refs) = match references(config, settings).await {
         Ok(found) => found,
         Err(e) => return failed(config, &e),
     };
-    let lookups = lookups(registry, refs).await;
-    write_back(config, settings, &checkout, &files, &lookups, dry_run).await
+    let (mut lookups, missing): (Lookups, BTreeSet<ImageRef>) = {
+        let mut have = Lookups::new();
+        let mut missing = BTreeSet::new();
+        for r in refs {
+            match known.get(&r) {
+                Some(answer) => {
+                    have.insert(r, answer.clone());
+                }
+                None => {
+                    missing.insert(r);
+                }
+            }
+        }
+        (have, missing)
+    };
+    lookups.extend(self::lookups(registry, missing).await);
+    if mode == Mode::Check {
+        let decision = decide(&files, &lookups, settings.watch, settings.services);
+        return RepoReport {
+            repo: config.describe(),
+            message: (!decision.pins.is_empty()).then(|| message(config, &decision.pins)),
+            rows: decision.rows,
+            published: None,
+            diff: None,
+        };
+    }
+    write_back(
+        config,
+        settings,
+        &checkout,
+        &files,
+        &lookups,
+        mode == Mode::DryRun,
+    )
+    .await
 }
 
 /// Decides on `files` (read from `checkout`'s current tip) and commits the pins; after a
