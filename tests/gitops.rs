@@ -571,3 +571,51 @@ fn check_and_update_carry_the_files_rows_and_compose_deploys_the_committed_diges
     let running = docker(&["inspect", "--format", "{{.Config.Image}}", &id]);
     assert_eq!(running.trim(), format!("{image}@{v2}"));
 }
+
+#[test]
+fn over_ssh_with_a_key_and_known_hosts_the_pin_is_pushed_and_an_unknown_host_is_refused() {
+    use crate::support::git::SshServer;
+
+    let root = scratch_dir("gitops-ssh");
+    let remote = seeded(root.path());
+    let server = SshServer::start(&root.path().join("sshd"));
+    let table_with = |known_hosts: &Path| {
+        table(
+            &format!(
+                "ssh_key_file = \"{}\"\nknown_hosts_file = \"{}\"\n",
+                server.client_key.display(),
+                known_hosts.display()
+            ),
+            &server.url(&remote.bare),
+        )
+    };
+    let checkout = Checkout::new(&table_with(&server.known_hosts), &root.path().join("state"));
+    let started = Instant::now();
+    let published = block_on(async {
+        checkout.sync().await.unwrap();
+        checkout
+            .publish(async |c| pin_web(c))
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    println!("ssh: fetch, commit and push took {:?}", started.elapsed());
+    assert!(
+        matches!(published, Published::Pushed { attempts: 1, .. }),
+        "{published:?}"
+    );
+    assert_eq!(remote.log().len(), 2);
+    assert_eq!(remote.log()[0].1, "tidewatch@example.org");
+
+    // A known_hosts without this server's key: refused, never trusted on first use.
+    let empty = root.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let stranger = Checkout::new(&table_with(&empty), &root.path().join("state2"));
+    let e = block_on(stranger.sync()).unwrap_err();
+    let shown = e.to_string();
+    assert!(shown.contains("Host key verification failed"), "{shown}");
+    assert!(!shown.contains(&format!("{}@", server.user)), "{shown}");
+    assert!(!std::fs::read_to_string(&empty)
+        .unwrap()
+        .contains("127.0.0.1"));
+}

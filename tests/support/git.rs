@@ -113,3 +113,120 @@ impl Remote {
         git(&self.bare, &["diff", "--numstat", from, to])
     }
 }
+
+/// An sshd on a loopback port that lets this user in with one key: the "git server" of the
+/// ssh tests. Its host key and the client's key are made fresh; killed on drop.
+pub struct SshServer {
+    child: std::process::Child,
+    /// The port it listens on.
+    pub port: u16,
+    /// The user's private key that it accepts.
+    pub client_key: PathBuf,
+    /// A known_hosts file listing its host key for `[127.0.0.1]:port`.
+    pub known_hosts: PathBuf,
+    /// The user it lets in (the one running the tests).
+    pub user: String,
+}
+
+/// `ssh-keygen -t ed25519` into `path` (and `path.pub`), no passphrase.
+fn keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "tidewatch-test",
+            "-f",
+        ])
+        .arg(path)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run ssh-keygen (openssh-client): {e}"));
+    assert!(status.success(), "ssh-keygen failed");
+}
+
+impl SshServer {
+    /// Starts sshd under `dir` on a free loopback port.
+    pub fn start(dir: &Path) -> SshServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let host_key = dir.join("host_key");
+        let client_key = dir.join("client_key");
+        keygen(&host_key);
+        keygen(&client_key);
+        let authorized = dir.join("authorized_keys");
+        std::fs::copy(client_key.with_extension("pub"), &authorized).unwrap();
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        // sshd run by root wants its privilege separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                 PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile none\n",
+                host_key.display(),
+                authorized.display()
+            ),
+        )
+        .unwrap();
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("sshd is installed (openssh-server, see scripts/test-env)");
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start sshd: {e}"));
+        let known_hosts = dir.join("known_hosts");
+        let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        let mut fields = host_pub.split_whitespace();
+        let (kind, key) = (fields.next().unwrap(), fields.next().unwrap());
+        std::fs::write(&known_hosts, format!("[127.0.0.1]:{port} {kind} {key}\n")).unwrap();
+        let server = SshServer {
+            child,
+            port,
+            client_key,
+            known_hosts,
+            user,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sshd did not listen on {port}: {}",
+                std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// `ssh://user@127.0.0.1:port/path` of a repository on this machine.
+    pub fn url(&self, path: &Path) -> String {
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            path.display()
+        )
+    }
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
