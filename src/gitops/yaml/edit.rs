@@ -145,8 +145,7 @@ fn safe(value: &str, reference: bool) -> Result<(), EditError> {
     let ok = !value.is_empty()
         && value.bytes().all(|b| {
             b.is_ascii_alphanumeric() || b"._-/:+_".contains(&b) || (reference && b == b'@')
-        })
-        && !value.starts_with(['-', ':']);
+        });
     if ok {
         Ok(())
     } else {

@@ -1,6 +1,6 @@
 //! Reading the images of compose files, Kubernetes workloads and kustomizations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::edit::{Insertion, KustomizeSite, SiteKind, Target};
 use super::tree::{locate, CharIndex, Node, NodeId, Position, Tree};
@@ -42,6 +42,7 @@ pub fn scan(path: &str, text: &str) -> Result<Vec<Result<FoundImage, RowError>>,
         chars: CharIndex::new(text),
         tree: &tree,
         rows: Vec::new(),
+        edited: Vec::new(),
     };
     for &document in &tree.documents {
         if !matches!(tree.nodes[document], Node::Mapping { .. }) {
@@ -73,6 +74,7 @@ pub fn scan(path: &str, text: &str) -> Result<Vec<Result<FoundImage, RowError>>,
             Some(_) => {}
         }
     }
+    scanner.refuse_shared_anchors();
     Ok(scanner.rows)
 }
 
@@ -82,6 +84,8 @@ struct Scanner<'a> {
     chars: CharIndex<'a>,
     tree: &'a Tree,
     rows: Vec<Result<FoundImage, RowError>>,
+    /// The scalars each found image's pin rewrites: (index in `rows`, node).
+    edited: Vec<(usize, NodeId)>,
 }
 
 impl Scanner<'_> {
@@ -94,6 +98,26 @@ impl Scanner<'_> {
                 col: at.col,
                 what: what.into(),
             },
+        }
+    }
+
+    /// Turns into errors the rows whose pin would rewrite an anchored scalar that an alias
+    /// also uses where no found image is (a container's name, a label): pinning the image
+    /// would change that too.
+    fn refuse_shared_anchors(&mut self) {
+        let mut rows_per_node: HashMap<NodeId, usize> = HashMap::new();
+        for &(_, node) in &self.edited {
+            *rows_per_node.entry(node).or_default() += 1;
+        }
+        for &(row, node) in &self.edited {
+            let aliases = self.tree.aliases.get(&node).copied().unwrap_or(0);
+            if aliases == 0 || rows_per_node[&node] > aliases {
+                continue;
+            }
+            if let Ok(image) = &self.rows[row] {
+                let error = self.error(&image.row, self.tree.position(node), SHARED_ANCHOR);
+                self.rows[row] = Err(error);
+            }
         }
     }
 
@@ -209,6 +233,7 @@ impl Scanner<'_> {
             self.rows.push(Err(error));
             return;
         };
+        self.edited.push((self.rows.len(), node));
         self.rows.push(Ok(FoundImage {
             row,
             reference,
@@ -236,6 +261,13 @@ impl Scanner<'_> {
         };
         for &entry in self.tree.items(images) {
             if let Some(row) = self.kustomization_entry(entry).transpose() {
+                if row.is_ok() {
+                    for key in ["newTag", "digest"] {
+                        if let Some(node) = self.tree.get(entry, key) {
+                            self.edited.push((self.rows.len(), node));
+                        }
+                    }
+                }
                 self.rows.push(row);
             }
         }
@@ -318,8 +350,12 @@ impl Scanner<'_> {
         };
         let &(first_key, _) = pairs.first()?;
         let &(_, last_value) = pairs.last()?;
-        // An alias names a node written earlier, elsewhere: no place to add a line after.
-        if tree.position(last_value).char_index <= tree.position(first_key).char_index {
+        // An alias names a node written earlier, elsewhere: no place to add a line after. A
+        // null has no text of its own to follow, and a complex key (`? ...`) no line of its own.
+        if tree.position(last_value).char_index <= tree.position(first_key).char_index
+            || tree.scalar(last_value).is_none_or(is_null)
+            || pairs.iter().any(|&(k, _)| tree.scalar(k).is_none())
+        {
             return None;
         }
         let last = self.target(last_value)?;
@@ -339,21 +375,10 @@ impl Scanner<'_> {
         let key_position = tree.position(first_key);
         let indent = " ".repeat(key_position.col - 1);
         let rest = &self.text[last_end..];
-        let (at, eol, lead) = match rest.find('\n') {
-            Some(i) => {
-                let eol = if rest[..i].ends_with('\r') {
-                    "\r\n"
-                } else {
-                    "\n"
-                };
-                (last_end + i + 1, eol, false)
-            }
+        let (at, eol, lead) = match line_break(rest) {
+            Some((i, eol)) => (last_end + i + eol.len(), eol, false),
             None => {
-                let eol = if self.text.contains("\r\n") {
-                    "\r\n"
-                } else {
-                    "\n"
-                };
+                let eol = line_break(self.text).map_or("\n", |(_, eol)| eol);
                 (self.text.len(), eol, true)
             }
         };
@@ -367,6 +392,20 @@ impl Scanner<'_> {
         })
     }
 }
+
+/// The first line break of `text` (YAML's: `\r\n`, `\n` or a lone `\r`): where, and which.
+fn line_break(text: &str) -> Option<(usize, &'static str)> {
+    let i = text.find(['\n', '\r'])?;
+    let eol = match &text[i..] {
+        t if t.starts_with("\r\n") => "\r\n",
+        t if t.starts_with('\r') => "\r",
+        _ => "\n",
+    };
+    Some((i, eol))
+}
+
+const SHARED_ANCHOR: &str = "the value cannot be pinned: its anchor is also used for \
+something other than an image, which the pin would change too";
 
 const NOT_ONE_LINE: &str = "the value cannot be pinned: write it on one line, plain or quoted, \
 without escapes";

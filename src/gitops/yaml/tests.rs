@@ -479,7 +479,7 @@ fn a_site_that_no_longer_matches_the_text_is_refused() {
 fn a_value_that_could_escape_its_scalar_is_refused() {
     let text = "services:\n  web:\n    image: app:1\n";
     let site = found("compose.yaml", text).remove(0).site;
-    for value in ["app:1 # x", "app:1\nevil: 1", "'app'", "", "-app"] {
+    for value in ["app:1 # x", "app:1\nevil: 1", "'app'", "", "app\"", "{app}"] {
         assert_eq!(
             pin(text, &[(site.clone(), value.to_string())]),
             Err(EditError::Unsafe {
@@ -556,15 +556,22 @@ fn positions_stay_right_far_into_a_file_of_multi_byte_characters() {
 
 #[test]
 fn no_digest_line_is_added_after_an_aliased_value() {
-    let text = "tag: &tag v1\nimages:\n- name: app\n  newTag: *tag\n";
+    let text =
+        "registry: &name registry.lan/app\nimages:\n- name: app\n  newTag: v1\n  newName: *name\n";
     let images = found("kustomization.yaml", text);
-    assert_eq!(rows(&images), [("kustomization.yaml#images/app", "app:v1")]);
-    let edits = [(images[0].site.clone(), pinned("app:v1", NEW, None))];
+    assert_eq!(
+        rows(&images),
+        [("kustomization.yaml#images/app", "registry.lan/app:v1")]
+    );
+    let edits = [(
+        images[0].site.clone(),
+        pinned("registry.lan/app:v1", NEW, None),
+    )];
     assert_eq!(
         pin(text, &edits),
         Err(EditError::NoInsertion {
             key: "digest",
-            name: "app".to_string()
+            name: "registry.lan/app".to_string()
         })
     );
 }
@@ -576,4 +583,99 @@ fn every_character_a_reference_may_have_is_written() {
         "services:\n  web:\n    image: registry-1.lan:5000/my_team/my__app.x:v1_2-rc.3@{NEW}\n"
     );
     assert_eq!(pin_all("compose.yaml", text), expected);
+}
+
+#[test]
+fn a_lone_carriage_return_ends_a_line_too() {
+    let text = "images:\r- name: app\r  newTag: v1 # x\r- name: db\r  newTag: v2\r";
+    let expected =
+        format!("images:\r- name: app\r  newTag: v1 # x\r  digest: {NEW}\r- name: db\r  newTag: v2\r  digest: {NEW}\r");
+    assert_eq!(pin_all("kustomization.yaml", text), expected);
+}
+
+#[test]
+fn no_digest_line_is_added_after_a_null_or_a_complex_key() {
+    for text in [
+        "images:\n- name: app\n  newTag: v1\n  note:\n- name: db\n  newTag: v2\n",
+        "images:\n- name: app\n  newTag: v1\n  ? {a: b}\n  : c\n",
+    ] {
+        let images = found("kustomization.yaml", text);
+        let edits = [(images[0].site.clone(), pinned("app:v1", NEW, None))];
+        assert_eq!(
+            pin(text, &edits),
+            Err(EditError::NoInsertion {
+                key: "digest",
+                name: "app".to_string()
+            }),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn an_anchored_image_also_used_as_something_else_is_not_pinned() {
+    let text = "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: &n app\n    image: *n\n  - name: db\n    image: &d db:2\n  - name: db-copy\n    image: *d\n";
+    let rows = scan("pod.yaml", text).expect("the file scans");
+    let error = rows[0].as_ref().expect_err("the anchor is a name too");
+    assert_eq!(error.row, "pod.yaml#Pod/p/app");
+    assert!(error.to_string().contains("anchor"), "{error}");
+    // An anchor used only by images is pinned once for all of them.
+    assert_eq!(
+        rows[1..]
+            .iter()
+            .map(|r| r.as_ref().map(|i| i.reference.as_str()))
+            .collect::<Vec<_>>(),
+        [Ok("db:2"), Ok("db:2")]
+    );
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One compose service as generated: name, image, quoting, comment, blank line after.
+    type Service = (String, String, usize, Option<String>, bool);
+
+    fn service() -> impl Strategy<Value = Service> {
+        (
+            "[a-z][a-z0-9_-]{0,8}",
+            "([a-z0-9-]{1,10}\\.lan(:[0-9]{1,4})?/)?[a-z0-9]{1,8}(/[a-z0-9]{1,8}(_[a-z0-9]{1,4})?)?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,10})?",
+            0..3usize,
+            prop::option::of("[a-zA-Z0-9 éü€😀✓#:'\"-]{0,20}"),
+            any::<bool>(),
+        )
+    }
+
+    /// A compose file of `services`, each image written as `image(reference)` gives it.
+    fn compose(services: &[Service], eol: &str, image: impl Fn(&str) -> String) -> String {
+        let mut text = format!("# ✓ generated{eol}services:{eol}");
+        for (i, (name, reference, quote, comment, blank)) in services.iter().enumerate() {
+            let quote = ["", "'", "\""][*quote];
+            let comment = comment
+                .as_ref()
+                .map_or(String::new(), |c| format!("  # {c}"));
+            text.push_str(&format!(
+                "  s{i}{name}:{eol}    image: {quote}{}{quote}{comment}{eol}",
+                image(reference)
+            ));
+            if *blank {
+                text.push_str(eol);
+            }
+        }
+        text
+    }
+
+    proptest! {
+        #[test]
+        fn pinning_a_compose_file_changes_only_the_references(
+            services in prop::collection::vec(service(), 1..6),
+            crlf in any::<bool>(),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let text = compose(&services, eol, str::to_string);
+            let expected = compose(&services, eol, |r| pinned(r, NEW, None));
+            prop_assert_eq!(pin_all("compose.yaml", &text), expected);
+        }
+    }
 }

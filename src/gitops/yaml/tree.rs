@@ -74,6 +74,8 @@ pub(super) struct Tree {
     pub nodes: Vec<Node>,
     /// The root node of each document, in file order.
     pub documents: Vec<NodeId>,
+    /// How many aliases name each anchored node.
+    pub aliases: HashMap<NodeId, usize>,
 }
 
 /// A container being read.
@@ -122,7 +124,10 @@ impl Tree {
                     id
                 }
                 Event::Alias(anchor) => match anchors.get(&anchor) {
-                    Some(&id) => id,
+                    Some(&id) => {
+                        *tree.aliases.entry(id).or_default() += 1;
+                        id
+                    }
                     // An alias of a container still open (`&a [*a]`): refused rather than a
                     // cycle in the tree.
                     None => {
@@ -392,7 +397,7 @@ pub(super) fn locate(text: &str, chars: &CharIndex<'_>, scalar: &Scalar) -> Opti
             // After `&anchor` or `!tag`, on the same line.
             let from = chars.byte(scalar.start.char_index);
             let rest = text.get(from..)?;
-            let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
+            let line = &rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())];
             let start = from + line.find(quote)?;
             (start, start + value.len() + 2, style)
         }
