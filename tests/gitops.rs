@@ -306,6 +306,14 @@ fn deploy_files(app: &str) -> Vec<(String, String)> {
             ),
         ),
         (
+            "k8s/app/frozen.yaml".into(),
+            format!(
+                "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: frozen\n  annotations:\n    \
+                 tidewatch.policy: ignore\nspec:\n  template:\n    spec:\n      containers:\n        \
+                 - name: db\n          image: {app}\n"
+            ),
+        ),
+        (
             "k8s/kustomization.yaml".into(),
             format!(
                 "resources:\n  - app/deployment.yaml\nimages:\n  - name: {}\n    newTag: stable\n",
@@ -384,7 +392,7 @@ fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_ch
         "{diff}"
     );
     assert_eq!(remote.log().len(), 1);
-    // Five images of one reference (the ignored one not asked about): one HEAD.
+    // Six images of one reference, two of them ignored: one HEAD.
     assert_eq!(head_requests() - before, 1, "one HEAD per unique reference");
 
     let started = Instant::now();
@@ -407,13 +415,14 @@ fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_ch
                 "k8s/app/deployment.yaml#Deployment/app/migrate",
                 Status::UpdateAvailable
             ),
+            ("k8s/app/frozen.yaml#StatefulSet/frozen/db", Status::Skipped),
             (kustomized.as_str(), Status::UpdateAvailable),
             ("stacks/broken/compose.yaml", Status::Error),
             ("stacks/web/compose.yaml#web", Status::UpdateAvailable),
             ("stacks/web/compose.yaml#frozen", Status::Skipped),
         ]
     );
-    let broken = &report.rows[3];
+    let broken = &report.rows[4];
     assert!(
         broken
             .detail
@@ -533,7 +542,12 @@ fn check_and_update_carry_the_files_rows_and_compose_deploys_the_committed_diges
 
     bed.build_app(&image, "2");
     let v2 = push(&image);
+    let before = registry.manifest_requests("HEAD", "app");
     let update = agent.run(&["update"]);
+    println!(
+        "update: {} HEAD(s) of app:stable (the containers' cycle, then the files')",
+        registry.manifest_requests("HEAD", "app") - before
+    );
     assert_eq!(update.code, 0, "{}\n{}", update.stdout, update.stderr);
     println!(
         "push to commit (one `tidewatch update`): {:?}",
