@@ -39,6 +39,9 @@ pub struct Agent {
     pub host: String,
     /// The id of the container this agent runs in, if it runs in one of this engine's.
     pub own_container: Option<String>,
+    /// What the registries said of each reference in the last cycle's detection, for the
+    /// `[[gitops]]` write-back that follows it ([`Agent::write_back`]) not to ask again.
+    pub answered: std::sync::Mutex<Lookups>,
 }
 
 impl Agent {
@@ -54,6 +57,18 @@ impl Agent {
             shutdown: self.shutdown.clone(),
             own_container: self.own_container.as_deref(),
         }
+    }
+
+    /// The `[[gitops]]` write-back after a cycle: the references the cycle asked about are
+    /// not asked again (its answers are used once, then forgotten).
+    pub async fn write_back(&self, mode: gitops::Mode) -> Vec<gitops::RepoReport> {
+        let answered = std::mem::take(
+            &mut *self
+                .answered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        gitops_on(&self.registry, &self.config, &answered, mode).await
     }
 
     /// Finishes interrupted recreates (see [`apply::recover`]).
@@ -133,7 +148,12 @@ impl Agent {
         self.applier()
             .run_check_hooks(HookMoment::PreCheck, &hooked)
             .await;
-        let mut detections = self.detect(&inventory, names).await;
+        let (mut detections, answered) =
+            detect_sharing(&self.registry, &self.config, &inventory, names).await;
+        *self
+            .answered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = answered;
         let Inventory { mut observed, .. } = inventory;
         for d in &mut detections {
             let own = observed.iter().any(|o| o.name == d.name && self.is_own(o));

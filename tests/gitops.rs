@@ -544,11 +544,10 @@ fn check_and_update_carry_the_files_rows_and_compose_deploys_the_committed_diges
     let v2 = push(&image);
     let before = registry.manifest_requests("HEAD", "app");
     let update = agent.run(&["update"]);
-    println!(
-        "update: {} HEAD(s) of app:stable (the containers' cycle, then the files')",
-        registry.manifest_requests("HEAD", "app") - before
-    );
+    let heads = registry.manifest_requests("HEAD", "app") - before;
+    println!("update: {heads} HEAD(s) of app:stable for one container and one file");
     assert_eq!(update.code, 0, "{}\n{}", update.stdout, update.stderr);
+    assert_eq!(heads, 1, "the write-back uses the cycle's answer");
     println!(
         "push to commit (one `tidewatch update`): {:?}",
         update.elapsed

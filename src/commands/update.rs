@@ -4,8 +4,6 @@ use std::sync::Arc;
 
 use super::{agent, cycle_lock, Exit, Failure};
 use crate::config::Config;
-use crate::cycle::gitops_on;
-use crate::gitops::plan::Lookups;
 use crate::gitops::run::Mode;
 use crate::output;
 use crate::plan::detect::Status;
@@ -36,7 +34,7 @@ pub(super) async fn run(
     // dry run, the diff it would be). `update NAME...` names containers only.
     let gitops = if names.is_empty() {
         let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
-        gitops_on(&agent.registry, &agent.config, &Lookups::new(), mode).await
+        agent.write_back(mode).await
     } else {
         Vec::new()
     };
