@@ -68,7 +68,53 @@ impl Agent {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        gitops_on(&self.registry, &self.config, &answered, mode).await
+        let reports = gitops_on(&self.registry, &self.config, &answered, mode).await;
+        if mode == gitops::Mode::Apply {
+            self.record_pins(&reports).await;
+        }
+        reports
+    }
+
+    /// One history row per image a pushed commit pinned: the row's name stands for the
+    /// container, the reason names the commit and the repository.
+    pub async fn record_pins(&self, reports: &[gitops::RepoReport]) {
+        let rows: Vec<NewHistory> = reports
+            .iter()
+            .filter_map(|r| match &r.published {
+                Some(crate::gitops::checkout::Published::Pushed { commit, .. }) => {
+                    Some((r, commit))
+                }
+                _ => None,
+            })
+            .flat_map(|(r, commit)| {
+                r.pins.iter().map(move |p| NewHistory {
+                    at: chrono::Utc::now(),
+                    container: p.row.clone(),
+                    image: p.image.clone(),
+                    from_digest: p.old.clone(),
+                    to_digest: p.new.clone(),
+                    from_image_id: None,
+                    outcome: HistoryOutcome::Updated,
+                    reason: format!(
+                        "pinned in git: commit {} to {}",
+                        &commit[..commit.len().min(12)],
+                        r.repo
+                    ),
+                    duration_ms: 0,
+                    notes: ReleaseNotes::default(),
+                })
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let written = self
+            .store
+            .with(move |s| rows.iter().try_for_each(|row| s.record_history(row)))
+            .await;
+        if let Err(e) = written {
+            tracing::warn!("recording gitops pins in the history: {e}");
+        }
     }
 
     /// Finishes interrupted recreates (see [`apply::recover`]).

@@ -561,6 +561,25 @@ fn check_and_update_carry_the_files_rows_and_compose_deploys_the_committed_diges
         "1\t1\tstacks/web/compose.yaml\n"
     );
 
+    // The history has the pin beside the container's update.
+    let history = agent.run(&["history", "--json"]);
+    let entries: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let pinned = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["container"] == "stacks/web/compose.yaml#web")
+        .unwrap_or_else(|| panic!("no history row of the file: {}", history.stdout));
+    assert_eq!(pinned["to_digest"], v2.as_str());
+    assert_eq!(pinned["outcome"], "updated");
+    assert!(
+        pinned["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("pinned in git: commit "),
+        "{pinned}"
+    );
+
     // What Komodo does on the push: a fresh clone, `compose up -d`.
     let fresh = root.path().join("fresh");
     git(

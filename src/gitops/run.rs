@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::checkout::{Checkout, Published};
 use super::git::GitError;
-use super::plan::{decide, error_row, message, wanted, Decision, Lookups, ScannedFile};
+use super::plan::{decide, error_row, message, wanted, Decision, Lookups, Pin, ScannedFile};
 use crate::config::{GitopsConfig, ServiceConfig, WatchConfig};
 use crate::image_ref::ImageRef;
 use crate::plan::detect::CheckRow;
@@ -27,6 +27,8 @@ pub struct RepoReport {
     pub diff: Option<String>,
     /// The message of the commit (made or, in a dry run, that would have been).
     pub message: Option<String>,
+    /// The images pinned (committed, or in a dry run or check, that would be).
+    pub pins: Vec<Pin>,
 }
 
 /// What the cycle's settings say about rows.
@@ -128,6 +130,7 @@ pub async fn run(
         return RepoReport {
             repo: config.describe(),
             message: (!decision.pins.is_empty()).then(|| message(config, &decision.pins)),
+            pins: decision.pins,
             rows: decision.rows,
             published: None,
             diff: None,
@@ -161,6 +164,7 @@ pub async fn write_back(
         published: None,
         diff: None,
         message: (!first.pins.is_empty()).then(|| message(config, &first.pins)),
+        pins: first.pins.clone(),
     };
     if dry_run {
         let diff = match write(checkout, &first) {
@@ -189,6 +193,7 @@ pub async fn write_back(
             write(c, &decision)?;
             let text = (!decision.pins.is_empty()).then(|| message(config, &decision.pins));
             report.rows = decision.rows;
+            report.pins = decision.pins;
             report.message.clone_from(&text);
             Ok::<_, GitError>(text)
         })
@@ -218,5 +223,6 @@ fn failed(config: &GitopsConfig, e: &GitError) -> RepoReport {
         published: None,
         diff: None,
         message: None,
+        pins: Vec::new(),
     }
 }
