@@ -360,7 +360,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
             if names.is_empty() {
                 tracing::info!(?images, "registry push: no container uses these references");
                 // The `[[gitops]]` files may name them (asked afresh: no cycle ran).
-                write_back(agent, false).await;
+                write_back(agent, surface, false).await;
                 return CycleEnd::Finished;
             }
             tracing::info!(?images, containers = ?names, "registry push: checking the containers that use it");
@@ -380,7 +380,7 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
         })
     );
     if !narrowed && !agent.shutdown.is_triggered() {
-        write_back(agent, true).await;
+        write_back(agent, surface, true).await;
     }
     let requests = record_registry_counts(agent, surface).await;
     surface.board.set_last_cycle_requests(requests);
@@ -429,15 +429,18 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
 
 /// Pins new digests in each `[[gitops]]` repository: one commit per repository, logged.
 /// `after_cycle`: the cycle just run asked about some references already.
-async fn write_back(agent: &Agent, after_cycle: bool) {
+async fn write_back(agent: &Agent, surface: &Surface, after_cycle: bool) {
     if agent.config.gitops.is_empty() {
         return;
     }
     let reports = if after_cycle {
         agent.write_back(Mode::Apply).await
     } else {
-        gitops_on(&agent.registry, &agent.config, &Lookups::new(), Mode::Apply).await
+        let reports = gitops_on(&agent.registry, &agent.config, &Lookups::new(), Mode::Apply).await;
+        agent.record_pins(&reports).await;
+        reports
     };
+    surface.metrics.record_gitops(&reports);
     for r in reports {
         if let Some(Published::Pushed { commit, attempts }) = &r.published {
             tracing::info!(
