@@ -61,7 +61,12 @@ impl Agent {
 
     /// The `[[gitops]]` write-back after a cycle: the references the cycle asked about are
     /// not asked again (its answers are used once, then forgotten).
-    pub async fn write_back(&self, mode: gitops::Mode) -> Vec<gitops::RepoReport> {
+    /// In `Apply` mode the pins are recorded in the history and announced: the handle is the
+    /// notifications' sending.
+    pub async fn write_back(
+        &self,
+        mode: gitops::Mode,
+    ) -> (Vec<gitops::RepoReport>, Option<tokio::task::JoinHandle<()>>) {
         let answered = std::mem::take(
             &mut *self
                 .answered
@@ -69,15 +74,29 @@ impl Agent {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         let reports = gitops_on(&self.registry, &self.config, &answered, mode).await;
-        if mode == gitops::Mode::Apply {
-            self.record_pins(&reports).await;
-        }
-        reports
+        let sending = if mode == gitops::Mode::Apply {
+            Some(self.record_write_back(&reports).await)
+        } else {
+            None
+        };
+        (reports, sending)
+    }
+
+    /// Records a write-back's pins in the history and announces them; returns the
+    /// notifications' sending.
+    pub async fn record_write_back(
+        &self,
+        reports: &[gitops::RepoReport],
+    ) -> tokio::task::JoinHandle<()> {
+        self.record_pins(reports).await;
+        self.notifications
+            .announce_write_back(&self.store, &self.host, reports)
+            .await
     }
 
     /// One history row per image a pushed commit pinned: the row's name stands for the
     /// container, the reason names the commit and the repository.
-    pub async fn record_pins(&self, reports: &[gitops::RepoReport]) {
+    async fn record_pins(&self, reports: &[gitops::RepoReport]) {
         let rows: Vec<NewHistory> = reports
             .iter()
             .filter_map(|r| match &r.published {

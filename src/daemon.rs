@@ -433,11 +433,14 @@ async fn write_back(agent: &Agent, surface: &Surface, after_cycle: bool) {
     if agent.config.gitops.is_empty() {
         return;
     }
+    // Sent in the background, as a cycle's are.
     let reports = if after_cycle {
-        agent.write_back(Mode::Apply).await
+        let (reports, sending) = agent.write_back(Mode::Apply).await;
+        drop(sending);
+        reports
     } else {
         let reports = gitops_on(&agent.registry, &agent.config, &Lookups::new(), Mode::Apply).await;
-        agent.record_pins(&reports).await;
+        drop(agent.record_write_back(&reports).await);
         reports
     };
     surface.metrics.record_gitops(&reports);

@@ -32,11 +32,11 @@ pub(super) async fn run(
         .map_err(anyhow::Error::from)?;
     // The `[[gitops]]` repositories: after the containers, one commit per repository (in a
     // dry run, the diff it would be). `update NAME...` names containers only.
-    let gitops = if names.is_empty() {
+    let (gitops, git_sending) = if names.is_empty() {
         let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
         agent.write_back(mode).await
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     let git_failed = gitops
         .iter()
@@ -75,7 +75,7 @@ pub(super) async fn run(
             print!("{}", output::gitops_report(&gitops));
         }
     }
-    if let Some(handle) = sending {
+    for handle in sending.into_iter().chain(git_sending) {
         let _ = handle.await;
     }
     Ok(if report.succeeded() && !git_failed {

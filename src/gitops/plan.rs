@@ -34,6 +34,9 @@ impl ScannedFile {
 /// What the registry said a tag points to now: its digest, or why it could not say.
 pub type Lookups = HashMap<ImageRef, Result<String, String>>;
 
+/// The detail of a row whose new digest is reported, not written (`tidewatch.policy: notify`).
+pub const NOTIFY_ONLY: &str = "policy notify";
+
 /// One image pinned to a new digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pin {
@@ -183,7 +186,7 @@ fn verdict(
     }
     r.status = Status::UpdateAvailable;
     if policy == Policy::Notify {
-        r.detail = Some("policy notify".into());
+        r.detail = Some(NOTIFY_ONLY.into());
         return (r, None);
     }
     let pin = Pin {
