@@ -18,7 +18,10 @@
 //! A value with `$` in it (compose's `${VAR}` or `$VAR` interpolation, Flux's post-build
 //! substitution) is skipped, not an error: what it means is only known where it is deployed.
 //! YAML anchors, aliases and merge keys (`<<: *defaults`) are followed; an image that comes
-//! from an anchor is pinned where the anchor is, for every row that uses it.
+//! from an anchor is pinned where the anchor is, for every row that uses it (and is that row's
+//! error when the anchor is also used as something else, a name or a label, which the pin would
+//! change too). Look-ups through merge keys share a budget per file, so a file built to make
+//! them explode is the file's error rather than minutes of work.
 //!
 //! [`pin`] rewrites only the bytes of each pinned scalar, in its quoting style, so comments,
 //! indentation, key order, blank lines and line endings stay as they were. An image can be

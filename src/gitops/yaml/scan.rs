@@ -14,16 +14,18 @@ use crate::image_ref::ImageRef;
 /// reference [`ImageRef`] refuses, a value that cannot be pinned), in file order, so one bad
 /// image does not hide the others.
 pub fn scan(path: &str, text: &str) -> Result<Vec<Result<FoundImage, RowError>>, ScanError> {
+    // What is wrong with the file as a whole, shown at its start.
+    let file_error = |what: String| ScanError {
+        path: path.to_string(),
+        line: 1,
+        col: 1,
+        what,
+    };
     if text.len() > MAX_FILE_BYTES {
-        return Err(ScanError {
-            path: path.to_string(),
-            line: 1,
-            col: 1,
-            what: format!(
-                "the file has {} bytes, more than the {MAX_FILE_BYTES} a manifest is read up to",
-                text.len()
-            ),
-        });
+        return Err(file_error(format!(
+            "the file has {} bytes, more than the {MAX_FILE_BYTES} a manifest is read up to",
+            text.len()
+        )));
     }
     let tree = Tree::parse(text).map_err(|f| ScanError {
         path: path.to_string(),
@@ -73,6 +75,11 @@ pub fn scan(path: &str, text: &str) -> Result<Vec<Result<FoundImage, RowError>>,
             None => scanner.compose(document),
             Some(_) => {}
         }
+    }
+    if tree.exhausted() {
+        return Err(file_error(
+            "the file's merge keys (<<) make it too costly to read".to_string(),
+        ));
     }
     scanner.refuse_shared_anchors();
     Ok(scanner.rows)

@@ -679,3 +679,21 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn merges_of_one_huge_mapping_into_many_services_are_refused_not_followed() {
+    // Some billion key comparisons if followed; the look-ups' budget stops them.
+    let mut text = String::from("x: &x {");
+    for k in 0..5000 {
+        text.push_str(&format!("k{k}: 0, "));
+    }
+    text.push_str("}\nservices:\n");
+    for s in 0..12000 {
+        text.push_str(&format!("  s{s}: {{<<: *x}}\n"));
+    }
+    let error = scan("compose.yaml", &text).expect_err("too costly");
+    assert_eq!(
+        error.to_string(),
+        "compose.yaml:1:1: the file's merge keys (<<) make it too costly to read"
+    );
+}

@@ -5,7 +5,8 @@
 //! alias costs nothing (no "billion laughs" expansion) and dropping a deeply nested file does
 //! not recurse.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
@@ -76,6 +77,8 @@ pub(super) struct Tree {
     pub documents: Vec<NodeId>,
     /// How many aliases name each anchored node.
     pub aliases: HashMap<NodeId, usize>,
+    /// What look-ups may still cost, in mapping pairs visited: see [`WORK_BUDGET`].
+    work: Cell<usize>,
 }
 
 /// A container being read.
@@ -97,10 +100,17 @@ enum Open {
 /// anchors cannot make a look-up exponential.
 const MERGE_BUDGET: usize = 256;
 
+/// How many mapping pairs the look-ups of one file may visit in all. A file of a few megabytes
+/// needs well under a million; many services merging one huge mapping could need billions.
+const WORK_BUDGET: usize = 50_000_000;
+
 impl Tree {
     /// Reads every document of `text`.
     pub fn parse(text: &str) -> Result<Tree, ParseFailure> {
-        let mut tree = Tree::default();
+        let mut tree = Tree {
+            work: Cell::new(WORK_BUDGET),
+            ..Tree::default()
+        };
         let mut anchors: HashMap<usize, NodeId> = HashMap::new();
         let mut open: Vec<Open> = Vec::new();
         for event in Parser::new_from_str(text) {
@@ -252,6 +262,9 @@ impl Tree {
         let Node::Mapping { pairs, .. } = &self.nodes[id] else {
             return None;
         };
+        if !self.charge(pairs.len()) {
+            return None;
+        }
         if let Some(&(_, v)) = pairs.iter().find(|(k, _)| self.text(*k) == Some(key)) {
             return Some(v);
         }
@@ -273,6 +286,9 @@ impl Tree {
             return Vec::new();
         };
         let mut out = Vec::new();
+        if !self.charge(pairs.len()) {
+            return out;
+        }
         for &(k, v) in pairs {
             if self.text(k) != Some("<<") {
                 continue;
@@ -302,11 +318,15 @@ impl Tree {
             .filter_map(|&(k, v)| Some((self.text(k)?, v)))
             .filter(|(k, _)| *k != "<<")
             .collect();
+        let mut seen: HashSet<&str> = out.iter().map(|(k, _)| *k).collect();
         for merged in self.merged(id) {
             if let Node::Mapping { pairs, .. } = &self.nodes[merged] {
+                if !self.charge(pairs.len()) {
+                    break;
+                }
                 for &(k, v) in pairs {
                     if let Some(k) = self.text(k) {
-                        if k != "<<" && !out.iter().any(|(seen, _)| *seen == k) {
+                        if k != "<<" && seen.insert(k) {
                             out.push((k, v));
                         }
                     }
@@ -314,6 +334,18 @@ impl Tree {
             }
         }
         out
+    }
+
+    /// Spends `pairs` of the work budget; `false` (and nothing more found) once it is spent.
+    fn charge(&self, pairs: usize) -> bool {
+        let left = self.work.get();
+        self.work.set(left.saturating_sub(pairs));
+        left >= pairs
+    }
+
+    /// Whether look-ups stopped short because the work budget was spent.
+    pub fn exhausted(&self) -> bool {
+        self.work.get() == 0
     }
 }
 
