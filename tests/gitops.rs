@@ -651,3 +651,70 @@ fn over_ssh_with_a_key_and_known_hosts_the_pin_is_pushed_and_an_unknown_host_is_
         .unwrap()
         .contains("127.0.0.1"));
 }
+
+#[test]
+fn a_push_the_server_refuses_is_one_error_row_naming_the_repository_and_is_not_retried() {
+    use tidewatch::gitops::plan::Lookups;
+    use tidewatch::gitops::run::{write_back, Settings};
+    use tidewatch::image_ref::ImageRef;
+    use tidewatch::plan::detect::Status;
+
+    let root = scratch_dir("gitops-refused");
+    let remote = seeded(root.path());
+    // A branch protection: every push is refused by the server's hook.
+    let hook = remote.bare.join("hooks/pre-receive");
+    let tries = root.path().join("tries");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho try >> '{}'\necho 'protected branch' >&2\nexit 1\n",
+            tries.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = table("", &remote.file_url());
+    let defaults = Config::default();
+    let state = root.path().join("state");
+    let settings = Settings {
+        watch: &defaults.watch,
+        services: &defaults.services,
+        state_dir: &state,
+    };
+    let mut lookups = Lookups::new();
+    lookups.insert(
+        ImageRef::parse("registry.lan:5000/app:stable").unwrap(),
+        Ok("sha256:2222222222222222222222222222222222222222222222222222222222222222".into()),
+    );
+    let checkout = Checkout::new(&config, &state);
+    let report = block_on(async {
+        checkout.sync().await.unwrap();
+        let files = vec![tidewatch::gitops::plan::ScannedFile::scan(
+            "stacks/web/compose.yaml",
+            checkout.read("stacks/web/compose.yaml").unwrap(),
+        )];
+        write_back(&config, &settings, &checkout, &files, &lookups, false).await
+    });
+    assert_eq!(report.rows.len(), 1, "{report:?}");
+    let row = &report.rows[0];
+    assert_eq!(row.container, remote.file_url());
+    assert_eq!(row.status, Status::Error);
+    let detail = row.detail.as_deref().unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "repository {}: git push failed: ",
+            remote.file_url()
+        )),
+        "{detail}"
+    );
+    assert!(detail.contains("protected branch"), "{detail}");
+    assert_eq!(remote.log().len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&tries).unwrap(),
+        "try\n",
+        "pushed once"
+    );
+    // The next cycle starts from the server's tip again: the local commit is gone.
+    let tip = block_on(checkout.sync()).unwrap();
+    assert_eq!(tip, remote.log()[0].0);
+}
