@@ -363,6 +363,7 @@ mod tests {
             image: "app:1".into(),
             old: None,
             new: "sha256:bbbb".into(),
+            tag: None,
         };
         m.record_gitops(&[
             RepoReport {

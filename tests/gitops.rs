@@ -338,13 +338,41 @@ fn agent_config(root: &Path, registry_host: &str, repo: &str) -> Config {
     Config::parse(&text, "agent.toml").unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// An agent's configuration with one `[[gitops]]` table and its registry client: runs one
+/// repository's write-back as a cycle does.
+struct Writer {
+    config: std::sync::Arc<Config>,
+    client: tidewatch::registry::RegistryClient,
+}
+
+impl Writer {
+    fn new(root: &Path, registry_host: &str, repo: &str) -> Writer {
+        let config = std::sync::Arc::new(agent_config(root, registry_host, repo));
+        let client = tidewatch::registry::RegistryClient::new(config.clone()).unwrap();
+        Writer { config, client }
+    }
+
+    fn run(&self, mode: tidewatch::gitops::run::Mode) -> tidewatch::gitops::run::RepoReport {
+        let settings = tidewatch::gitops::run::Settings {
+            watch: &self.config.watch,
+            services: &self.config.services,
+            state_dir: &self.config.agent.state_dir,
+        };
+        let known = tidewatch::gitops::plan::Lookups::new();
+        block_on(tidewatch::gitops::run::run(
+            &self.config.gitops[0],
+            &settings,
+            &self.client,
+            &known,
+            mode,
+        ))
+    }
+}
+
 #[test]
 fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_changes() {
-    use std::sync::Arc;
-    use tidewatch::gitops::plan::Lookups;
-    use tidewatch::gitops::run::{run, Mode, Settings};
+    use tidewatch::gitops::run::Mode;
     use tidewatch::plan::detect::Status;
-    use tidewatch::registry::RegistryClient;
 
     use crate::support::{push, Registry, TestBed};
 
@@ -360,29 +388,12 @@ fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_ch
         .map(|(p, t)| (p.as_str(), t.as_str()))
         .collect();
     let remote = Remote::seeded(root.path(), "deploy", &seed);
-    let config = Arc::new(agent_config(
-        root.path(),
-        &registry.host(),
-        &remote.file_url(),
-    ));
-    let client = RegistryClient::new(config.clone()).unwrap();
-    let settings = Settings {
-        watch: &config.watch,
-        services: &config.services,
-        state_dir: &config.agent.state_dir,
-    };
-    let table = &config.gitops[0];
+    let writer = Writer::new(root.path(), &registry.host(), &remote.file_url());
     let head_requests = || registry.manifest_requests("HEAD", "app");
 
     // A dry run shows the diff and commits nothing.
     let before = head_requests();
-    let dry = block_on(run(
-        table,
-        &settings,
-        &client,
-        &Lookups::new(),
-        Mode::DryRun,
-    ));
+    let dry = writer.run(Mode::DryRun);
     println!("dry run diff:\n{}", dry.diff.as_deref().unwrap_or_default());
     let diff = dry.diff.unwrap();
     assert_eq!(
@@ -396,7 +407,7 @@ fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_ch
     assert_eq!(head_requests() - before, 1, "one HEAD per unique reference");
 
     let started = Instant::now();
-    let report = block_on(run(table, &settings, &client, &Lookups::new(), Mode::Apply));
+    let report = writer.run(Mode::Apply);
     println!("push to commit: {:?}", started.elapsed());
     let rows: Vec<(&str, Status)> = report
         .rows
@@ -455,14 +466,14 @@ fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_ch
     );
 
     // Nothing new: no commit.
-    let again = block_on(run(table, &settings, &client, &Lookups::new(), Mode::Apply));
+    let again = writer.run(Mode::Apply);
     assert_eq!(again.published, Some(Published::Unchanged), "{again:?}");
     assert_eq!(remote.log().len(), 2);
 
     // A new push: the pins move to it, in one more commit.
     bed.build_app(&image, "2");
     let v2 = push(&image);
-    let third = block_on(run(table, &settings, &client, &Lookups::new(), Mode::Apply));
+    let third = writer.run(Mode::Apply);
     assert!(
         matches!(third.published, Some(Published::Pushed { .. })),
         "{third:?}"
@@ -654,7 +665,6 @@ fn over_ssh_with_a_key_and_known_hosts_the_pin_is_pushed_and_an_unknown_host_is_
 
 #[test]
 fn a_push_the_server_refuses_is_one_error_row_naming_the_repository_and_is_not_retried() {
-    use tidewatch::gitops::plan::Lookups;
     use tidewatch::gitops::run::{write_back, Settings};
     use tidewatch::image_ref::ImageRef;
     use tidewatch::plan::detect::Status;
@@ -681,7 +691,7 @@ fn a_push_the_server_refuses_is_one_error_row_naming_the_repository_and_is_not_r
         services: &defaults.services,
         state_dir: &state,
     };
-    let mut lookups = Lookups::new();
+    let mut lookups = tidewatch::gitops::plan::Lookups::new();
     lookups.insert(
         ImageRef::parse("registry.lan:5000/app:stable").unwrap(),
         Ok("sha256:2222222222222222222222222222222222222222222222222222222222222222".into()),
@@ -693,7 +703,16 @@ fn a_push_the_server_refuses_is_one_error_row_naming_the_repository_and_is_not_r
             "stacks/web/compose.yaml",
             checkout.read("stacks/web/compose.yaml").unwrap(),
         )];
-        write_back(&config, &settings, &checkout, &files, &lookups, false).await
+        write_back(
+            &config,
+            &settings,
+            &checkout,
+            &files,
+            &lookups,
+            &Default::default(),
+            false,
+        )
+        .await
     });
     assert_eq!(report.rows.len(), 1, "{report:?}");
     let row = &report.rows[0];
@@ -717,4 +736,41 @@ fn a_push_the_server_refuses_is_one_error_row_naming_the_repository_and_is_not_r
     // The next cycle starts from the server's tip again: the local commit is gone.
     let tip = block_on(checkout.sync()).unwrap();
     assert_eq!(tip, remote.log()[0].0);
+}
+
+#[test]
+fn a_semver_tag_policy_moves_a_files_tag_to_the_newest_version_with_its_digest() {
+    use tidewatch::gitops::run::Mode;
+
+    use crate::support::{push, Registry, TestBed};
+
+    let bed = TestBed::new("gitops-semver");
+    let registry = Registry::start();
+    let old = registry.image("api", "1.0.0");
+    bed.build_app(&old, "1.0.0");
+    push(&old);
+    let new = registry.image("api", "1.1.0");
+    bed.build_app(&new, "1.1.0");
+    let v110 = push(&new);
+    let root = scratch_dir("gitops-semver");
+    let compose = format!(
+        "services:\n  api:\n    image: {old}  # followed by version\n    labels:\n      \
+         tidewatch.track: semver\n"
+    );
+    let remote = Remote::seeded(
+        root.path(),
+        "deploy",
+        &[("stacks/api/compose.yaml", &compose)],
+    );
+    let writer = Writer::new(root.path(), &registry.host(), &remote.file_url());
+    let report = writer.run(Mode::Apply);
+    assert_eq!(report.pins.len(), 1, "{report:?}");
+    assert_eq!(report.pins[0].tag.as_deref(), Some("1.1.0"));
+    assert_eq!(
+        remote.show("stacks/api/compose.yaml"),
+        compose.replace(&format!("{old}  #"), &format!("{new}@{v110}  #"))
+    );
+    // Next cycle: already on the newest version and its digest.
+    let again = writer.run(Mode::Apply);
+    assert_eq!(again.published, Some(Published::Unchanged), "{again:?}");
 }

@@ -7,6 +7,7 @@ use super::yaml::{self, FoundImage, RowError, ScanError};
 use crate::config::{GitopsConfig, Policy, ServiceConfig, WatchConfig};
 use crate::image_ref::{short_digest, ImageRef};
 use crate::plan::detect::{policy_for, CheckRow, Status};
+use crate::plan::track::{self, Track, TRACK_LABEL};
 
 /// One matched file as read from the working copy.
 #[derive(Debug, Clone)]
@@ -34,6 +35,56 @@ impl ScannedFile {
 /// What the registry said a tag points to now: its digest, or why it could not say.
 pub type Lookups = HashMap<ImageRef, Result<String, String>>;
 
+/// For an image with a `tidewatch.track` label, keyed by its tag reference and the label's
+/// value: the newer tag it moves to (`None`: it stays), or why that could not be told.
+pub type Moves = HashMap<(ImageRef, String), Result<Option<String>, String>>;
+
+/// The images that follow a tag policy: their tag reference and `tidewatch.track` value, once
+/// each (not ignored, not `digest`, which is the default).
+pub fn tracked(
+    files: &[ScannedFile],
+    watch: &WatchConfig,
+    services: &BTreeMap<String, ServiceConfig>,
+) -> BTreeSet<(ImageRef, String)> {
+    found_images(files)
+        .filter(|f| policy_for(&f.row, &f.labels, watch, services) != Policy::Ignore)
+        .filter_map(|f| {
+            let label = f.labels.get(TRACK_LABEL)?;
+            match track::parse(label) {
+                Ok(Track::Digest) => None,
+                _ => Some((asked(&f.reference)?, label.clone())),
+            }
+        })
+        .collect()
+}
+
+/// Every image read without error.
+fn found_images(files: &[ScannedFile]) -> impl Iterator<Item = &FoundImage> {
+    files
+        .iter()
+        .filter_map(|f| f.found.as_ref().ok())
+        .flatten()
+        .filter_map(|r| r.as_ref().ok())
+}
+
+/// The tag reference `image` follows now: its own, or the newer one its tag policy moved to
+/// (with that tag).
+type Followed = Option<(ImageRef, Option<String>)>;
+
+fn followed(image: &FoundImage, moves: &Moves) -> Result<Followed, String> {
+    let Some(own) = asked(&image.reference) else {
+        return Ok(None);
+    };
+    let Some(label) = image.labels.get(TRACK_LABEL) else {
+        return Ok(Some((own, None)));
+    };
+    match moves.get(&(own.clone(), label.clone())) {
+        Some(Err(why)) => Err(why.clone()),
+        Some(Ok(Some(tag))) => Ok(Some((own.with_tag(tag), Some(tag.clone())))),
+        Some(Ok(None)) | None => Ok(Some((own, None))),
+    }
+}
+
 /// The detail of a row whose new digest is reported, not written (`tidewatch.policy: notify`).
 pub const NOTIFY_ONLY: &str = "policy notify";
 
@@ -48,6 +99,8 @@ pub struct Pin {
     pub old: Option<String>,
     /// The digest it is pinned to now.
     pub new: String,
+    /// The tag it moved to, when its tag policy moved it.
+    pub tag: Option<String>,
 }
 
 /// What one repository's cycle decides.
@@ -63,18 +116,16 @@ pub struct Decision {
 
 /// The tag references to ask the registry about: one per unique reference among the images
 /// that are not ignored (a digest without a tag has nothing to follow).
+/// With `moves`, an image whose tag policy moved asks for its new tag instead.
 pub fn wanted(
     files: &[ScannedFile],
+    moves: &Moves,
     watch: &WatchConfig,
     services: &BTreeMap<String, ServiceConfig>,
 ) -> BTreeSet<ImageRef> {
-    files
-        .iter()
-        .filter_map(|f| f.found.as_ref().ok())
-        .flatten()
-        .filter_map(|r| r.as_ref().ok())
+    found_images(files)
         .filter(|f| policy_for(&f.row, &f.labels, watch, services) != Policy::Ignore)
-        .filter_map(|f| asked(&f.reference))
+        .filter_map(|f| followed(f, moves).ok().flatten().map(|(r, _)| r))
         .collect()
 }
 
@@ -88,6 +139,7 @@ fn asked(reference: &str) -> Option<ImageRef> {
 pub fn decide(
     files: &[ScannedFile],
     lookups: &Lookups,
+    moves: &Moves,
     watch: &WatchConfig,
     services: &BTreeMap<String, ServiceConfig>,
 ) -> Decision {
@@ -111,9 +163,9 @@ pub fn decide(
                     continue;
                 }
             };
-            let (mut r, pin) = verdict(image, lookups, watch, services);
+            let (mut r, pin) = verdict(image, lookups, moves, watch, services);
             if let Some(pin) = pin {
-                let text = yaml::pinned(&image.reference, &pin.new, None);
+                let text = yaml::pinned(&image.reference, &pin.new, pin.tag.as_deref());
                 sites.push((image.site.clone(), text));
                 file_pins.push(pin);
                 r.detail = None;
@@ -147,6 +199,7 @@ pub fn decide(
 fn verdict(
     image: &FoundImage,
     lookups: &Lookups,
+    moves: &Moves,
     watch: &WatchConfig,
     services: &BTreeMap<String, ServiceConfig>,
 ) -> (CheckRow, Option<Pin>) {
@@ -167,11 +220,15 @@ fn verdict(
     if policy == Policy::Ignore {
         return (at(Status::Skipped, "policy ignore"), None);
     }
-    let Some(tag) = asked(&image.reference) else {
-        return (
-            at(Status::Skipped, "pinned to a digest with no tag to follow"),
-            None,
-        );
+    let (tag, moved) = match followed(image, moves) {
+        Ok(Some(followed)) => followed,
+        Ok(None) => {
+            return (
+                at(Status::Skipped, "pinned to a digest with no tag to follow"),
+                None,
+            );
+        }
+        Err(why) => return (at(Status::Error, &why), None),
     };
     let available = match lookups.get(&tag) {
         Some(Ok(digest)) => digest.clone(),
@@ -181,7 +238,7 @@ fn verdict(
     let mut r = at(Status::UpToDate, "");
     r.detail = None;
     r.available_digest = Some(available.clone());
-    if current.as_deref() == Some(available.as_str()) {
+    if current.as_deref() == Some(available.as_str()) && moved.is_none() {
         return (r, None);
     }
     r.status = Status::UpdateAvailable;
@@ -194,6 +251,7 @@ fn verdict(
         image: image.reference.clone(),
         old: current,
         new: available,
+        tag: moved,
     };
     (r, Some(pin))
 }
@@ -246,8 +304,13 @@ pub fn message(config: &GitopsConfig, pins: &[Pin]) -> String {
     let mut body = String::new();
     for p in pins {
         let old = p.old.as_deref().map_or("(no digest)", short_digest);
+        let tag = p
+            .tag
+            .as_deref()
+            .map(|t| format!(" (tag {t})"))
+            .unwrap_or_default();
         body.push_str(&format!(
-            "\n- {}: {}\n  {old} -> {}",
+            "\n- {}: {}\n  {old} -> {}{tag}",
             p.row,
             p.image,
             short_digest(&p.new)
@@ -293,7 +356,7 @@ mod tests {
     #[test]
     fn one_lookup_per_reference_and_none_for_ignored_or_digest_only_images() {
         let config = Config::default();
-        let wanted = wanted(&files(), &config.watch, &config.services);
+        let wanted = wanted(&files(), &Moves::new(), &config.watch, &config.services);
         let names: Vec<String> = wanted.iter().map(ToString::to_string).collect();
         assert_eq!(
             names,
@@ -304,7 +367,13 @@ mod tests {
     #[test]
     fn a_new_digest_is_pinned_in_the_file_and_every_row_says_why() {
         let config = Config::default();
-        let d = decide(&files(), &lookups(NEW), &config.watch, &config.services);
+        let d = decide(
+            &files(),
+            &lookups(NEW),
+            &Moves::new(),
+            &config.watch,
+            &config.services,
+        );
         let rows: Vec<(&str, Status, Option<&str>)> = d
             .rows
             .iter()
@@ -366,7 +435,7 @@ mod tests {
             ImageRef::parse("registry.lan:5000/old:2").unwrap(),
             Ok(NEW.to_string()),
         );
-        let d = decide(&files(), &l, &config.watch, &config.services);
+        let d = decide(&files(), &l, &Moves::new(), &config.watch, &config.services);
         let watched = &d.rows[3];
         assert_eq!(
             (watched.status, watched.detail.as_deref()),
@@ -376,6 +445,44 @@ mod tests {
         // web has no digest yet, so it is pinned to the current one.
         assert_eq!(d.pins.len(), 1);
         assert_eq!(d.pins[0].row, "a/compose.yaml#web");
+    }
+
+    #[test]
+    fn a_tag_policy_moves_the_tag_and_pins_the_new_tags_digest() {
+        let config = Config::default();
+        let text = "services:\n  api:\n    image: registry.lan:5000/api:1.0  # semver\n    labels:\n      tidewatch.track: semver\n  bad:\n    image: registry.lan:5000/bad:1.0\n    labels:\n      tidewatch.track: semver\n";
+        let files = vec![ScannedFile::scan("c.yaml", text.to_string())];
+        let api = ImageRef::parse("registry.lan:5000/api:1.0").unwrap();
+        let bad = ImageRef::parse("registry.lan:5000/bad:1.0").unwrap();
+        assert_eq!(
+            tracked(&files, &config.watch, &config.services),
+            BTreeSet::from([
+                (api.clone(), "semver".to_string()),
+                (bad.clone(), "semver".to_string())
+            ])
+        );
+        let mut moves = Moves::new();
+        moves.insert((api.clone(), "semver".into()), Ok(Some("1.1".into())));
+        moves.insert((bad, "semver".into()), Err("listing tags: 404".into()));
+        let asked = wanted(&files, &moves, &config.watch, &config.services);
+        assert_eq!(asked, BTreeSet::from([api.with_tag("1.1")]));
+        let mut l = Lookups::new();
+        l.insert(api.with_tag("1.1"), Ok(NEW.to_string()));
+        let d = decide(&files, &l, &moves, &config.watch, &config.services);
+        assert_eq!(
+            d.edits["c.yaml"],
+            text.replace("api:1.0  #", &format!("api:1.1@{NEW}  #"))
+        );
+        assert_eq!(d.pins[0].tag.as_deref(), Some("1.1"));
+        assert_eq!(
+            (d.rows[1].status, d.rows[1].detail.as_deref()),
+            (Status::Error, Some("listing tags: 404"))
+        );
+        assert!(message(
+            &Config::parse("[[gitops]]\nrepo = \"/r.git\"\nfiles = [\"*\"]\nauthor_name = \"t\"\nauthor_email = \"t@x\"\n", "a.toml").unwrap().gitops[0],
+            &d.pins
+        )
+        .contains("(no digest) -> sha256:222222222222 (tag 1.1)"));
     }
 
     #[test]
@@ -391,12 +498,14 @@ mod tests {
                 image: "registry.lan:5000/app:stable".into(),
                 old: None,
                 new: NEW.into(),
+                tag: None,
             },
             Pin {
                 row: "k8s/app.yaml#Deployment/app/app".into(),
                 image: format!("registry.lan:5000/team/app:stable@{OLD}"),
                 old: Some(OLD.into()),
                 new: NEW.into(),
+                tag: None,
             },
         ];
         assert_eq!(

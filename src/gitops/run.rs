@@ -3,15 +3,19 @@
 //! pins (or, in a dry run, show their diff and write nothing). A repository that cannot be
 //! fetched or pushed is one error row naming it; a bad file is its own rows' error.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use super::checkout::{Checkout, Published};
 use super::git::GitError;
-use super::plan::{decide, error_row, message, wanted, Decision, Lookups, Pin, ScannedFile};
+use super::plan::{
+    decide, error_row, message, tracked, wanted, Decision, Lookups, Moves, Pin, ScannedFile,
+};
 use crate::config::{GitopsConfig, ServiceConfig, WatchConfig};
 use crate::image_ref::ImageRef;
 use crate::plan::detect::CheckRow;
+use crate::plan::observed::Platform;
+use crate::plan::track::{self, Track};
 use crate::registry::RegistryClient;
 
 /// What one repository's cycle did.
@@ -63,16 +67,68 @@ async fn scanned(checkout: &Checkout) -> Result<Vec<ScannedFile>, GitError> {
         .collect())
 }
 
-/// The references a repository's files name (for the cycle to resolve with the containers').
-pub async fn references(
+/// A repository's working copy, synced, and its matched files.
+async fn synced(
     config: &GitopsConfig,
     settings: &Settings<'_>,
-) -> Result<(Checkout, Vec<ScannedFile>, BTreeSet<ImageRef>), GitError> {
+) -> Result<(Checkout, Vec<ScannedFile>), GitError> {
     let checkout = Checkout::new(config, settings.state_dir);
     checkout.sync().await?;
     let files = scanned(&checkout).await?;
-    let refs = wanted(&files, settings.watch, settings.services);
-    Ok((checkout, files, refs))
+    Ok((checkout, files))
+}
+
+/// Where each tag policy moves its images: each repository's tags listed once; `semver` takes
+/// the highest version (never lower than the current tag), `regex` the newest image by
+/// creation among the matching tags (as for containers, asked for the default platform).
+pub async fn moves(registry: &RegistryClient, tracked: BTreeSet<(ImageRef, String)>) -> Moves {
+    let mut tag_lists: HashMap<String, Result<Vec<String>, String>> = HashMap::new();
+    let mut moves = Moves::new();
+    for (reference, label) in tracked {
+        let track = match track::parse(&label) {
+            Ok(track) => track,
+            Err(e) => {
+                moves.insert((reference, label), Err(e));
+                continue;
+            }
+        };
+        let key = reference.name();
+        if !tag_lists.contains_key(&key) {
+            let listed = registry
+                .list_tags(&reference)
+                .await
+                .map_err(|e| format!("listing tags: {e}"));
+            tag_lists.insert(key.clone(), listed);
+        }
+        let tags = match &tag_lists[&key] {
+            Ok(tags) => tags,
+            Err(e) => {
+                moves.insert((reference, label), Err(e.clone()));
+                continue;
+            }
+        };
+        let chosen = match &track {
+            Track::Semver(range) => {
+                let current = reference.tag().and_then(track::tag_version);
+                track::newest_semver(tags, range.as_ref())
+                    .filter(|best| match (track::tag_version(best), &current) {
+                        (Some(best), Some(current)) => best > *current,
+                        _ => true,
+                    })
+                    .map(str::to_string)
+            }
+            Track::Regex(pattern) => {
+                let matching = track::matching(tags, pattern);
+                registry
+                    .newest_by_creation(&reference, &Platform::default(), matching)
+                    .await
+            }
+            Track::Digest => None,
+        };
+        let moved = chosen.filter(|t| Some(t.as_str()) != reference.tag());
+        moves.insert((reference, label), Ok(moved));
+    }
+    moves
 }
 
 /// Asks the registry for `refs`, one `HEAD` each.
@@ -105,10 +161,12 @@ pub async fn run(
     known: &Lookups,
     mode: Mode,
 ) -> RepoReport {
-    let (checkout, files, refs) = match references(config, settings).await {
+    let (checkout, files) = match synced(config, settings).await {
         Ok(found) => found,
         Err(e) => return failed(config, &e),
     };
+    let moves = moves(registry, tracked(&files, settings.watch, settings.services)).await;
+    let refs = wanted(&files, &moves, settings.watch, settings.services);
     let (mut lookups, missing): (Lookups, BTreeSet<ImageRef>) = {
         let mut have = Lookups::new();
         let mut missing = BTreeSet::new();
@@ -126,7 +184,7 @@ pub async fn run(
     };
     lookups.extend(self::lookups(registry, missing).await);
     if mode == Mode::Check {
-        let decision = decide(&files, &lookups, settings.watch, settings.services);
+        let decision = decide(&files, &lookups, &moves, settings.watch, settings.services);
         return RepoReport {
             repo: config.describe(),
             message: (!decision.pins.is_empty()).then(|| message(config, &decision.pins)),
@@ -142,6 +200,7 @@ pub async fn run(
         &checkout,
         &files,
         &lookups,
+        &moves,
         mode == Mode::DryRun,
     )
     .await
@@ -155,9 +214,10 @@ pub async fn write_back(
     checkout: &Checkout,
     files: &[ScannedFile],
     lookups: &Lookups,
+    moves: &Moves,
     dry_run: bool,
 ) -> RepoReport {
-    let first = decide(files, lookups, settings.watch, settings.services);
+    let first = decide(files, lookups, moves, settings.watch, settings.services);
     let mut report = RepoReport {
         repo: config.describe(),
         rows: first.rows.clone(),
@@ -187,7 +247,7 @@ pub async fn write_back(
                 Some(d) => d,
                 None => {
                     let files = scanned(c).await?;
-                    decide(&files, lookups, settings.watch, settings.services)
+                    decide(&files, lookups, moves, settings.watch, settings.services)
                 }
             };
             write(c, &decision)?;
