@@ -535,6 +535,7 @@ pub async fn gitops_on(
         watch: &config.watch,
         services: &config.services,
         state_dir: &config.agent.state_dir,
+        registry: Some(registry),
     };
     let mut reports = Vec::new();
     for table in &config.gitops {

@@ -364,6 +364,7 @@ mod tests {
             old: None,
             new: "sha256:bbbb".into(),
             tag: None,
+            link: None,
         };
         m.record_gitops(&[
             RepoReport {

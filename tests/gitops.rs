@@ -357,6 +357,7 @@ impl Writer {
             watch: &self.config.watch,
             services: &self.config.services,
             state_dir: &self.config.agent.state_dir,
+            registry: Some(&self.client),
         };
         let known = tidewatch::gitops::plan::Lookups::new();
         block_on(tidewatch::gitops::run::run(
@@ -690,6 +691,7 @@ fn a_push_the_server_refuses_is_one_error_row_naming_the_repository_and_is_not_r
         watch: &defaults.watch,
         services: &defaults.services,
         state_dir: &state,
+        registry: None,
     };
     let mut lookups = tidewatch::gitops::plan::Lookups::new();
     lookups.insert(
@@ -750,7 +752,17 @@ fn a_semver_tag_policy_moves_a_files_tag_to_the_newest_version_with_its_digest()
     bed.build_app(&old, "1.0.0");
     push(&old);
     let new = registry.image("api", "1.1.0");
-    bed.build_app(&new, "1.1.0");
+    bed.build_app_with_labels(
+        &new,
+        "1.1.0",
+        &[
+            (
+                "org.opencontainers.image.source",
+                "https://github.com/acme/api",
+            ),
+            ("org.opencontainers.image.version", "1.1.0"),
+        ],
+    );
     let v110 = push(&new);
     let root = scratch_dir("gitops-semver");
     let compose = format!(
@@ -766,6 +778,16 @@ fn a_semver_tag_policy_moves_a_files_tag_to_the_newest_version_with_its_digest()
     let report = writer.run(Mode::Apply);
     assert_eq!(report.pins.len(), 1, "{report:?}");
     assert_eq!(report.pins[0].tag.as_deref(), Some("1.1.0"));
+    // The release-note link the new image's labels give is in the row and the commit.
+    let link = Some("https://github.com/acme/api");
+    assert_eq!(report.rows[0].notes.changes_url.as_deref(), link);
+    assert_eq!(
+        report.rows[0].notes.available_version.as_deref(),
+        Some("1.1.0")
+    );
+    let body = git(&remote.bare, &["log", "-1", "--format=%B", "deploy"]);
+    println!("{body}");
+    assert!(body.contains("\n  https://github.com/acme/api\n"), "{body}");
     assert_eq!(
         remote.show("stacks/api/compose.yaml"),
         compose.replace(&format!("{old}  #"), &format!("{new}@{v110}  #"))

@@ -101,6 +101,8 @@ pub struct Pin {
     pub new: String,
     /// The tag it moved to, when its tag policy moved it.
     pub tag: Option<String>,
+    /// Where to read what changed, when the images' labels say.
+    pub link: Option<String>,
 }
 
 /// What one repository's cycle decides.
@@ -252,6 +254,7 @@ fn verdict(
         old: current,
         new: available,
         tag: moved,
+        link: None,
     };
     (r, Some(pin))
 }
@@ -315,6 +318,9 @@ pub fn message(config: &GitopsConfig, pins: &[Pin]) -> String {
             p.image,
             short_digest(&p.new)
         ));
+        if let Some(link) = &p.link {
+            body.push_str(&format!("\n  {link}"));
+        }
     }
     format!("{subject}\n{body}\n")
 }
@@ -499,6 +505,7 @@ mod tests {
                 old: None,
                 new: NEW.into(),
                 tag: None,
+                link: None,
             },
             Pin {
                 row: "k8s/app.yaml#Deployment/app/app".into(),
@@ -506,6 +513,7 @@ mod tests {
                 old: Some(OLD.into()),
                 new: NEW.into(),
                 tag: None,
+                link: None,
             },
         ];
         assert_eq!(

@@ -17,6 +17,7 @@ use crate::plan::detect::CheckRow;
 use crate::plan::observed::Platform;
 use crate::plan::track::{self, Track};
 use crate::registry::RegistryClient;
+use crate::release_notes;
 
 /// What one repository's cycle did.
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct Settings<'a> {
     pub services: &'a BTreeMap<String, ServiceConfig>,
     /// `[agent] state_dir`.
     pub state_dir: &'a Path,
+    /// Where the new images' labels are read for release-note links (`None`: no links).
+    pub registry: Option<&'a RegistryClient>,
 }
 
 /// Reads a synced working copy's matched files; a file that cannot be read is its own error.
@@ -120,7 +123,7 @@ pub async fn moves(registry: &RegistryClient, tracked: BTreeSet<(ImageRef, Strin
             Track::Regex(pattern) => {
                 let matching = track::matching(tags, pattern);
                 registry
-                    .newest_by_creation(&reference, &Platform::default(), matching)
+                    .newest_by_creation(&reference, &machine_platform(), matching)
                     .await
             }
             Track::Digest => None,
@@ -184,7 +187,7 @@ pub async fn run(
     };
     lookups.extend(self::lookups(registry, missing).await);
     if mode == Mode::Check {
-        let decision = decide(&files, &lookups, &moves, settings.watch, settings.services);
+        let decision = decided(&files, &lookups, &moves, settings).await;
         return RepoReport {
             repo: config.describe(),
             message: (!decision.pins.is_empty()).then(|| message(config, &decision.pins)),
@@ -217,7 +220,7 @@ pub async fn write_back(
     moves: &Moves,
     dry_run: bool,
 ) -> RepoReport {
-    let first = decide(files, lookups, moves, settings.watch, settings.services);
+    let first = decided(files, lookups, moves, settings).await;
     let mut report = RepoReport {
         repo: config.describe(),
         rows: first.rows.clone(),
@@ -239,15 +242,15 @@ pub async fn write_back(
         }
         return report;
     }
-    let mut decided: Option<Decision> = Some(first);
+    let mut first_decision: Option<Decision> = Some(first);
     let published = checkout
         .publish(async |c| {
             // The first try uses the files already read; a retry reads the new tip's.
-            let decision = match decided.take() {
+            let decision = match first_decision.take() {
                 Some(d) => d,
                 None => {
                     let files = scanned(c).await?;
-                    decide(&files, lookups, moves, settings.watch, settings.services)
+                    decided(&files, lookups, moves, settings).await
                 }
             };
             write(c, &decision)?;
@@ -264,6 +267,69 @@ pub async fn write_back(
             report
         }
         Ok(Err(e)) | Err(e) => failed(config, &e),
+    }
+}
+
+/// [`decide`], with the release-note link of each pin where its images' labels give one.
+async fn decided(
+    files: &[ScannedFile],
+    lookups: &Lookups,
+    moves: &Moves,
+    settings: &Settings<'_>,
+) -> Decision {
+    let mut decision = decide(files, lookups, moves, settings.watch, settings.services);
+    let Some(registry) = settings.registry else {
+        return decision;
+    };
+    let platform = machine_platform();
+    let mut read: HashMap<(String, String), BTreeMap<String, String>> = HashMap::new();
+    let mut labels_of = async |reference: &ImageRef, digest: &str| {
+        let key = (reference.name(), digest.to_string());
+        if let Some(found) = read.get(&key) {
+            return found.clone();
+        }
+        let found = match registry.image_config(reference, digest, &platform).await {
+            Ok(config) => config.map(|c| c.labels.clone()).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(%reference, digest, "release notes: reading the image's labels: {e}");
+                BTreeMap::new()
+            }
+        };
+        read.insert(key, found.clone());
+        found
+    };
+    for pin in &mut decision.pins {
+        let Ok(reference) = ImageRef::parse(&pin.image) else {
+            continue;
+        };
+        let new = labels_of(&reference, &pin.new).await;
+        let old = match &pin.old {
+            Some(old) => labels_of(&reference, old).await,
+            None => BTreeMap::new(),
+        };
+        let notes = release_notes::derive(&old, &new, None);
+        pin.link.clone_from(&notes.changes_url);
+        if let Some(row) = decision.rows.iter_mut().find(|r| r.container == pin.row) {
+            row.notes = notes;
+        }
+    }
+    decision
+}
+
+/// The platform of this machine, for the images' configs of a multi-arch index (the files may
+/// be deployed elsewhere; a label is the same on every platform of one build as a rule).
+fn machine_platform() -> Platform {
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    Platform {
+        os: "linux".into(),
+        architecture: architecture.into(),
+        variant: None,
     }
 }
 

@@ -951,6 +951,7 @@ fn a_pushed_write_back_is_one_updated_event_per_pin_and_notify_rows_are_availabl
             old: None,
             new: "sha256:bbbb".into(),
             tag: None,
+            link: None,
         }],
     };
     let events = events_of_write_back(&[pushed]);
