@@ -697,3 +697,16 @@ fn merges_of_one_huge_mapping_into_many_services_are_refused_not_followed() {
         "compose.yaml:1:1: the file's merge keys (<<) make it too costly to read"
     );
 }
+
+#[test]
+fn pinning_again_to_the_same_digest_changes_nothing() {
+    for (path, text) in [
+        ("compose.yaml", COMPOSE),
+        ("k8s/web.yaml", DEPLOYMENT),
+        ("k8s/kustomization.yaml", KUSTOMIZATION),
+    ] {
+        let once = pin_all(path, text);
+        assert_ne!(once, text);
+        assert_eq!(pin_all(path, &once), once, "{path}");
+    }
+}
