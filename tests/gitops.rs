@@ -796,3 +796,59 @@ fn a_semver_tag_policy_moves_a_files_tag_to_the_newest_version_with_its_digest()
     let again = writer.run(Mode::Apply);
     assert_eq!(again.published, Some(Published::Unchanged), "{again:?}");
 }
+
+#[test]
+fn the_daemon_pins_a_push_within_a_cycle_and_commits_nothing_while_nothing_changes() {
+    use crate::support::agent_cli::append_config;
+    use crate::support::{push, Registry, TestBed, RUN_INTERVAL};
+
+    let bed = TestBed::new("gitops-daemon");
+    let registry = Registry::start();
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "1");
+    let v1 = push(&image);
+    let root = scratch_dir("gitops-daemon");
+    let stack = format!("services:\n  web:\n    image: {image}\n");
+    let remote = Remote::seeded(root.path(), "main", &[("compose.yaml", &stack)]);
+    let agent = bed.agent(&[registry.host()]);
+    append_config(
+        &agent,
+        &format!(
+            "[[gitops]]\nrepo = \"{}\"\nfiles = [\"*.yaml\"]\n\
+             author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n",
+            remote.file_url()
+        ),
+    );
+    let mut daemon = bed.updater_of(&agent).spawn_run();
+    let commits_within = |count: usize, limit: Duration| {
+        let deadline = Instant::now() + limit;
+        while remote.log().len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "no commit {count} within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    commits_within(2, Duration::from_secs(60));
+    assert!(remote
+        .show("compose.yaml")
+        .contains(&format!("{image}@{v1}\n")));
+
+    bed.build_app(&image, "2");
+    let v2 = push(&image);
+    let pushed = Instant::now();
+    commits_within(3, Duration::from_secs(60));
+    println!(
+        "daemon (interval {RUN_INTERVAL:?}): push to commit in {:?}",
+        pushed.elapsed()
+    );
+    assert!(remote
+        .show("compose.yaml")
+        .contains(&format!("{image}@{v2}\n")));
+    // Several more cycles with nothing new: no more commits.
+    std::thread::sleep(RUN_INTERVAL * 3);
+    assert_eq!(remote.log().len(), 3);
+    daemon.wait_for_log("gitops: pinned and pushed", 2, Duration::from_secs(5));
+    daemon.terminate(Duration::from_secs(30));
+}
