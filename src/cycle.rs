@@ -7,6 +7,8 @@ use std::sync::Arc;
 use crate::apply::{self, Applier, StepOutcome, StepResult};
 use crate::config::{Config, Policy};
 use crate::engine::{Engine, EngineError, Inventory, Kind, Observed, SwarmRole, WORKER_NOTE};
+use crate::gitops::plan::Lookups;
+use crate::gitops::run as gitops;
 use crate::notify::Notifications;
 use crate::plan::detect::{self, eligibility, Detection, Eligibility, Status};
 use crate::plan::hooks::HookMoment;
@@ -37,6 +39,9 @@ pub struct Agent {
     pub host: String,
     /// The id of the container this agent runs in, if it runs in one of this engine's.
     pub own_container: Option<String>,
+    /// What the registries said of each reference in the last cycle's detection, for the
+    /// `[[gitops]]` write-back that follows it ([`Agent::write_back`]) not to ask again.
+    pub answered: std::sync::Mutex<Lookups>,
 }
 
 impl Agent {
@@ -51,6 +56,83 @@ impl Agent {
             services: &self.config.services,
             shutdown: self.shutdown.clone(),
             own_container: self.own_container.as_deref(),
+        }
+    }
+
+    /// The `[[gitops]]` write-back after a cycle: the references the cycle asked about are
+    /// not asked again (its answers are used once, then forgotten).
+    /// In `Apply` mode the pins are recorded in the history and announced: the handle is the
+    /// notifications' sending.
+    pub async fn write_back(
+        &self,
+        mode: gitops::Mode,
+    ) -> (Vec<gitops::RepoReport>, Option<tokio::task::JoinHandle<()>>) {
+        let answered = std::mem::take(
+            &mut *self
+                .answered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let reports = gitops_on(&self.registry, &self.config, &answered, mode).await;
+        let sending = if mode == gitops::Mode::Apply {
+            Some(self.record_write_back(&reports).await)
+        } else {
+            None
+        };
+        (reports, sending)
+    }
+
+    /// Records a write-back's pins in the history and announces them; returns the
+    /// notifications' sending.
+    pub async fn record_write_back(
+        &self,
+        reports: &[gitops::RepoReport],
+    ) -> tokio::task::JoinHandle<()> {
+        self.record_pins(reports).await;
+        self.notifications
+            .announce_write_back(&self.store, &self.host, reports)
+            .await
+    }
+
+    /// One history row per image a pushed commit pinned: the row's name stands for the
+    /// container, the reason names the commit and the repository.
+    async fn record_pins(&self, reports: &[gitops::RepoReport]) {
+        let rows: Vec<NewHistory> = reports
+            .iter()
+            .filter_map(|r| match &r.published {
+                Some(crate::gitops::checkout::Published::Pushed { commit, .. }) => {
+                    Some((r, commit))
+                }
+                _ => None,
+            })
+            .flat_map(|(r, commit)| {
+                r.pins.iter().map(move |p| NewHistory {
+                    at: chrono::Utc::now(),
+                    container: p.row.clone(),
+                    image: p.image.clone(),
+                    from_digest: p.old.clone(),
+                    to_digest: p.new.clone(),
+                    from_image_id: None,
+                    outcome: HistoryOutcome::Updated,
+                    reason: format!(
+                        "pinned in git: commit {} to {}",
+                        &commit[..commit.len().min(12)],
+                        r.repo
+                    ),
+                    duration_ms: 0,
+                    notes: ReleaseNotes::default(),
+                })
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let written = self
+            .store
+            .with(move |s| rows.iter().try_for_each(|row| s.record_history(row)))
+            .await;
+        if let Err(e) = written {
+            tracing::warn!("recording gitops pins in the history: {e}");
         }
     }
 
@@ -131,7 +213,12 @@ impl Agent {
         self.applier()
             .run_check_hooks(HookMoment::PreCheck, &hooked)
             .await;
-        let mut detections = self.detect(&inventory, names).await;
+        let (mut detections, answered) =
+            detect_sharing(&self.registry, &self.config, &inventory, names).await;
+        *self
+            .answered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = answered;
         let Inventory { mut observed, .. } = inventory;
         for d in &mut detections {
             let own = observed.iter().any(|o| o.name == d.name && self.is_own(o));
@@ -398,6 +485,17 @@ pub async fn detect_on(
     inventory: &Inventory,
     names: &[String],
 ) -> Vec<Detection> {
+    detect_sharing(registry, config, inventory, names).await.0
+}
+
+/// [`detect_on`], with what the registries said of each reference, for the `[[gitops]]`
+/// files to use rather than ask again.
+pub async fn detect_sharing(
+    registry: &RegistryClient,
+    config: &Config,
+    inventory: &Inventory,
+    names: &[String],
+) -> (Vec<Detection>, Lookups) {
     if inventory.facts.role == SwarmRole::Worker {
         tracing::info!("{WORKER_NOTE}");
     }
@@ -417,7 +515,42 @@ pub async fn detect_on(
     registry
         .add_release_notes(&mut detections, &inventory.observed)
         .await;
-    detections
+    let known = remotes
+        .manifests
+        .into_iter()
+        .map(|(r, m)| (r, m.map(|m| m.digest).map_err(|f| f.detail)))
+        .collect();
+    (detections, known)
+}
+
+/// Every `[[gitops]]` repository's rows (and, with `mode`, its diff or commit), asking the
+/// registries only for references `known` (the containers' answers) lacks.
+pub async fn gitops_on(
+    registry: &RegistryClient,
+    config: &Config,
+    known: &Lookups,
+    mode: gitops::Mode,
+) -> Vec<gitops::RepoReport> {
+    let settings = gitops::Settings {
+        watch: &config.watch,
+        services: &config.services,
+        state_dir: &config.agent.state_dir,
+        registry: Some(registry),
+    };
+    let mut reports = Vec::new();
+    for table in &config.gitops {
+        let report = gitops::run(table, &settings, registry, known, mode).await;
+        for row in report.rows.iter().filter(|r| r.status == Status::Error) {
+            tracing::warn!(
+                repo = report.repo,
+                row = row.container,
+                "{}",
+                row.detail.as_deref().unwrap_or("error")
+            );
+        }
+        reports.push(report);
+    }
+    reports
 }
 
 fn candidates(

@@ -5,6 +5,10 @@
 //! When cycles run (`run_loop`) is kept apart from what one does (`Cycles`, which the agent
 //! does with its engine), so that the schedule is tested on tokio's paused clock.
 
+use crate::cycle::gitops_on;
+use crate::gitops::checkout::Published;
+use crate::gitops::plan::Lookups;
+use crate::gitops::run::Mode;
 use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
 use std::time::Duration;
@@ -355,6 +359,8 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
                 .collect();
             if names.is_empty() {
                 tracing::info!(?images, "registry push: no container uses these references");
+                // The `[[gitops]]` files may name them (asked afresh: no cycle ran).
+                write_back(agent, surface, false).await;
                 return CycleEnd::Finished;
             }
             tracing::info!(?images, containers = ?names, "registry push: checking the containers that use it");
@@ -365,6 +371,17 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
             return CycleEnd::Finished
         }
     };
+    // A cycle narrowed to one container by name leaves the repositories alone.
+    let narrowed = matches!(
+        reason,
+        Reason::Triggered(ApiTrigger::Cycle {
+            container: Some(_),
+            ..
+        })
+    );
+    if !narrowed && !agent.shutdown.is_triggered() {
+        write_back(agent, surface, true).await;
+    }
     let requests = record_registry_counts(agent, surface).await;
     surface.board.set_last_cycle_requests(requests);
     let mut end = CycleEnd::Finished;
@@ -408,6 +425,41 @@ async fn run_one(agent: &Agent, surface: &Surface, reason: &Reason) -> CycleEnd 
         }
     }
     end
+}
+
+/// Pins new digests in each `[[gitops]]` repository: one commit per repository, logged.
+/// `after_cycle`: the cycle just run asked about some references already.
+async fn write_back(agent: &Agent, surface: &Surface, after_cycle: bool) {
+    if agent.config.gitops.is_empty() {
+        return;
+    }
+    // Sent in the background, as a cycle's are.
+    let reports = if after_cycle {
+        let (reports, sending) = agent.write_back(Mode::Apply).await;
+        drop(sending);
+        reports
+    } else {
+        let reports = gitops_on(&agent.registry, &agent.config, &Lookups::new(), Mode::Apply).await;
+        drop(agent.record_write_back(&reports).await);
+        reports
+    };
+    surface.metrics.record_gitops(&reports);
+    for r in reports {
+        if let Some(Published::Pushed { commit, attempts }) = &r.published {
+            tracing::info!(
+                repo = r.repo,
+                commit,
+                attempts,
+                "gitops: pinned and pushed: {}",
+                r.message
+                    .as_deref()
+                    .unwrap_or_default()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+            );
+        }
+    }
 }
 
 /// Adds the registry requests since the last call to the metrics; returns how many there were.

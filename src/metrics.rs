@@ -64,6 +64,12 @@ const SIGNATURES: [Signature; 3] = [
     Signature::Rejected,
 ];
 
+/// A `[[gitops]]` repository, as rows name it (URL without credentials, and branch).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepoLabels {
+    repo: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: &'static str,
@@ -84,6 +90,9 @@ pub struct Metrics {
     cycle_duration: Histogram,
     containers: Family<StatusLabels, Gauge>,
     signatures: Family<SignatureLabels, Counter>,
+    gitops_commits: Family<RepoLabels, Counter>,
+    gitops_pins: Family<RepoLabels, Counter>,
+    gitops_errors: Family<RepoLabels, Counter>,
     last_success: Gauge<f64, AtomicU64>,
 }
 
@@ -116,6 +125,9 @@ impl Metrics {
             cycle_duration: Histogram::new(DURATION_BUCKETS),
             containers: Family::default(),
             signatures: Family::default(),
+            gitops_commits: Family::default(),
+            gitops_pins: Family::default(),
+            gitops_errors: Family::default(),
             last_success: Gauge::default(),
         };
         for result in SIGNATURES {
@@ -185,6 +197,21 @@ impl Metrics {
             m.signatures.clone(),
         );
         r.register(
+            "gitops_commits",
+            "Commits pushed to each [[gitops]] repository",
+            m.gitops_commits.clone(),
+        );
+        r.register(
+            "gitops_pins",
+            "Images pinned to a new digest in each [[gitops]] repository's pushed commits",
+            m.gitops_pins.clone(),
+        );
+        r.register(
+            "gitops_errors",
+            "Error rows of each [[gitops]] repository, per cycle (the repository itself, a file or an image)",
+            m.gitops_errors.clone(),
+        );
+        r.register(
             "last_successful_cycle_timestamp_seconds",
             "When the last cycle in which nothing failed or was rolled back ended (Unix time)",
             m.last_success.clone(),
@@ -221,6 +248,33 @@ impl Metrics {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
             self.last_success.set(now.as_secs_f64());
+        }
+    }
+
+    /// Records what a cycle's write-back did in each `[[gitops]]` repository.
+    pub fn record_gitops(&self, reports: &[crate::gitops::run::RepoReport]) {
+        for r in reports {
+            let labels = RepoLabels {
+                repo: r.repo.clone(),
+            };
+            let pushed = matches!(
+                r.published,
+                Some(crate::gitops::checkout::Published::Pushed { .. })
+            );
+            if pushed {
+                self.gitops_commits.get_or_create(&labels).inc();
+                self.gitops_pins
+                    .get_or_create(&labels)
+                    .inc_by(r.pins.len() as u64);
+            }
+            let errors = r
+                .rows
+                .iter()
+                .filter(|row| row.status == Status::Error)
+                .count();
+            self.gitops_errors
+                .get_or_create(&labels)
+                .inc_by(errors as u64);
         }
     }
 
@@ -296,6 +350,59 @@ mod tests {
             detail: String::new(),
             notes: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_pushed_commit_counts_its_pins_and_error_rows_count_per_repository() {
+        use crate::gitops::checkout::Published;
+        use crate::gitops::plan::Pin;
+        use crate::gitops::run::RepoReport;
+        let m = Metrics::new();
+        let pin = Pin {
+            row: "a/compose.yaml#web".into(),
+            image: "app:1".into(),
+            old: None,
+            new: "sha256:bbbb".into(),
+            tag: None,
+            link: None,
+        };
+        m.record_gitops(&[
+            RepoReport {
+                repo: "file:///srv/deploy.git (main)".into(),
+                rows: vec![
+                    row("a/compose.yaml#web", Status::UpdateAvailable),
+                    row("b.yaml", Status::Error),
+                ],
+                published: Some(Published::Pushed {
+                    commit: "0123456789abcdef".into(),
+                    attempts: 1,
+                }),
+                diff: None,
+                message: None,
+                pins: vec![pin.clone(), pin],
+            },
+            RepoReport {
+                repo: "ssh://git.lan/ops.git (main)".into(),
+                rows: vec![],
+                published: Some(Published::Unchanged),
+                diff: None,
+                message: None,
+                pins: vec![],
+            },
+        ]);
+        let text = m.encode().unwrap();
+        for line in [
+            "tidewatch_gitops_commits_total{repo=\"file:///srv/deploy.git (main)\"} 1",
+            "tidewatch_gitops_pins_total{repo=\"file:///srv/deploy.git (main)\"} 2",
+            "tidewatch_gitops_errors_total{repo=\"file:///srv/deploy.git (main)\"} 1",
+            "tidewatch_gitops_errors_total{repo=\"ssh://git.lan/ops.git (main)\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        assert!(
+            !text.contains("tidewatch_gitops_commits_total{repo=\"ssh"),
+            "{text}"
+        );
     }
 
     fn row(container: &str, status: Status) -> CheckRow {

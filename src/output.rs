@@ -100,6 +100,48 @@ fn short(d: Option<&str>) -> String {
     d.map_or("-".into(), |d| short_digest(d).to_string())
 }
 
+/// A `[[gitops]]` file's row as `check --json` gives it: a container's row with
+/// `"source": "git"`.
+pub fn git_row_json(row: &CheckRow) -> serde_json::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(row)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("source".into(), "git".into());
+    }
+    Ok(value)
+}
+
+/// What `update` did in each `[[gitops]]` repository: its rows, then the commit pushed, or
+/// in a dry run the diff it would commit.
+pub fn gitops_report(reports: &[crate::gitops::run::RepoReport]) -> String {
+    use crate::gitops::checkout::Published;
+    let mut out = String::new();
+    for r in reports {
+        let _ = writeln!(out, "\ngitops {}:", r.repo);
+        out.push_str(&check_table(&r.rows));
+        match (&r.published, &r.diff) {
+            (Some(Published::Pushed { commit, attempts }), _) => {
+                let short = &commit[..commit.len().min(12)];
+                let tries = if *attempts > 1 {
+                    format!(" (after {} pushes: the branch moved)", attempts)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(out, "committed and pushed {short}{tries}");
+            }
+            (Some(Published::Unchanged), _) => out.push_str("nothing to commit\n"),
+            (None, Some(diff)) if diff.is_empty() => out.push_str("nothing would be committed\n"),
+            (None, Some(diff)) => {
+                if let Some(message) = &r.message {
+                    let _ = writeln!(out, "would commit:\n{message}");
+                }
+                out.push_str(diff);
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
 /// The ordered plan of `update --dry-run` (and the start of `update`).
 pub fn plan_table(plan: &Plan) -> String {
     let mut out = String::new();
@@ -272,6 +314,25 @@ mod tests {
         assert_eq!(cells[1][5], "verified", "{t}");
         assert_eq!(cells[2][5], "rejected", "{t}");
         assert_eq!(cells[3][5], "-", "{t}");
+    }
+
+    #[test]
+    fn a_git_row_is_a_check_row_with_source_git() {
+        let row = CheckRow {
+            container: "stacks/web/compose.yaml#web".into(),
+            image: "app:1".into(),
+            current_digest: None,
+            available_digest: Some("sha256:fedcba9876543210".into()),
+            status: Status::UpdateAvailable,
+            detail: None,
+            notes: Default::default(),
+            signature: None,
+        };
+        let value = git_row_json(&row).unwrap();
+        assert_eq!(value["source"], "git");
+        assert_eq!(value["container"], "stacks/web/compose.yaml#web");
+        assert_eq!(value["status"], "update_available");
+        assert!(serde_json::to_value(&row).unwrap().get("source").is_none());
     }
 
     #[test]

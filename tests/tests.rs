@@ -12,6 +12,7 @@ mod crash;
 mod engine_requests;
 mod engine_tls;
 mod fleet;
+mod gitops;
 mod hooks;
 mod mqtt;
 mod ops;

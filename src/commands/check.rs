@@ -6,8 +6,9 @@ use anyhow::Context as _;
 
 use super::{Exit, Failure};
 use crate::config::Config;
-use crate::cycle::detect_on;
+use crate::cycle::{detect_sharing, gitops_on};
 use crate::engine::{Engine, SwarmRole, WORKER_NOTE};
+use crate::gitops::run::Mode;
 use crate::notify::{self, Notifications};
 use crate::output;
 use crate::plan::detect::{count_by_status, missing_rows, CheckRow, Status};
@@ -27,9 +28,19 @@ pub(super) async fn run(
         .await
         .context("listing containers")?;
     let role = inventory.facts.role;
-    let detections = detect_on(&registry, &config, &inventory, names).await;
+    let (detections, known) = detect_sharing(&registry, &config, &inventory, names).await;
     let mut rows: Vec<CheckRow> = detections.into_iter().map(|d| d.row).collect();
-    let missing = missing_rows(names, &rows);
+    // The `[[gitops]]` files' rows: the references the containers share were asked once.
+    let git_rows: Vec<CheckRow> = gitops_on(&registry, &config, &known, Mode::Check)
+        .await
+        .into_iter()
+        .flat_map(|r| r.rows)
+        .filter(|r| names.is_empty() || names.contains(&r.container))
+        .collect();
+    let missing = missing_rows(
+        names,
+        &rows.iter().chain(&git_rows).cloned().collect::<Vec<_>>(),
+    );
     rows.extend(missing);
     // A check changes nothing, but MQTT subscribers (Home Assistant) want what it found.
     if config.notify.iter().any(|n| n.mqtt.is_some()) {
@@ -39,7 +50,8 @@ pub(super) async fn run(
             .publish_state(&notify::host_name(), rows.clone(), Vec::new())
             .await;
     }
-    print(&rows, json)?;
+    print(&rows, &git_rows, json)?;
+    rows.extend(git_rows);
     // The JSON array is a contract; the note goes to the log there (see `detect`).
     if role == SwarmRole::Worker && !json {
         println!("note: {WORKER_NOTE}");
@@ -70,11 +82,20 @@ pub(super) async fn run(
     })
 }
 
-fn print(rows: &[CheckRow], json: bool) -> anyhow::Result<()> {
+/// The rows, the files' after the containers'; in JSON each file row has `"source": "git"`.
+fn print(rows: &[CheckRow], git_rows: &[CheckRow], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(rows)?);
+        let mut values: Vec<serde_json::Value> = Vec::with_capacity(rows.len() + git_rows.len());
+        for row in rows {
+            values.push(serde_json::to_value(row)?);
+        }
+        for row in git_rows {
+            values.push(output::git_row_json(row)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&values)?);
     } else {
-        print!("{}", output::check_table(rows));
+        let all: Vec<CheckRow> = rows.iter().chain(git_rows).cloned().collect();
+        print!("{}", output::check_table(&all));
     }
     Ok(())
 }

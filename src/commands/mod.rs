@@ -143,6 +143,7 @@ async fn agent(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent>
         notifications,
         host: notify::host_name(),
         own_container,
+        answered: Default::default(),
     })
 }
 

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use super::{agent, cycle_lock, Exit, Failure};
 use crate::config::Config;
+use crate::gitops::run::Mode;
 use crate::output;
+use crate::plan::detect::Status;
 use crate::progress::Progress;
 use crate::shutdown;
 
@@ -28,6 +30,18 @@ pub(super) async fn run(
         .cycle(names, dry_run, force)
         .await
         .map_err(anyhow::Error::from)?;
+    // The `[[gitops]]` repositories: after the containers, one commit per repository (in a
+    // dry run, the diff it would be). `update NAME...` names containers only.
+    let (gitops, git_sending) = if names.is_empty() {
+        let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+        agent.write_back(mode).await
+    } else {
+        (Vec::new(), None)
+    };
+    let git_failed = gitops
+        .iter()
+        .flat_map(|r| &r.rows)
+        .any(|r| r.status == Status::Error);
     // `update` exits right after its cycle: wait (bounded by the notifiers' own retries) so
     // the message is not lost with the process.
     let sending = if dry_run {
@@ -51,10 +65,20 @@ pub(super) async fn run(
             );
         }
     }
-    if let Some(handle) = sending {
+    if !gitops.is_empty() {
+        if json {
+            // stdout holds the cycle's JSON (a contract): the repositories go to the log.
+            for r in &gitops {
+                tracing::info!(repo = r.repo, published = ?r.published, "gitops");
+            }
+        } else {
+            print!("{}", output::gitops_report(&gitops));
+        }
+    }
+    for handle in sending.into_iter().chain(git_sending) {
         let _ = handle.await;
     }
-    Ok(if report.succeeded() {
+    Ok(if report.succeeded() && !git_failed {
         Exit::Success
     } else {
         Exit::Failures

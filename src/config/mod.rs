@@ -6,6 +6,7 @@
 mod api;
 mod docker;
 pub mod engine_host;
+mod gitops;
 mod notify;
 mod raw;
 mod secret_files;
@@ -25,6 +26,10 @@ use toml::Spanned;
 
 pub use api::{ApiConfig, HostName, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use docker::{ClientCert, DockerConfig, TlsFiles};
+pub use gitops::{
+    without_userinfo, FilePatterns, GitAuth, GitopsConfig, RepoKind, RepoUrl, DEFAULT_MESSAGE,
+    MESSAGE_PLACEHOLDERS,
+};
 pub use notify::{
     redacted, EmailConfig, EventKind, MqttConfig, NotifyConfig, NotifyKind, SmtpSecurity,
 };
@@ -372,6 +377,8 @@ pub struct Config {
     pub notify: Vec<NotifyConfig>,
     /// `[[verify]]`, in file order: the first whose images match applies.
     pub verify: Vec<VerifyRule>,
+    /// `[[gitops]]`, in file order: repositories whose files are pinned by commits.
+    pub gitops: Vec<GitopsConfig>,
 }
 
 impl Default for Config {
@@ -600,6 +607,7 @@ fn validate(raw: raw::RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError
         services,
         notify: notify::validate(raw.notify, at)?,
         verify: verify::validate(raw.verify, at)?,
+        gitops: gitops::validate(raw.gitops, at)?,
     })
 }
 

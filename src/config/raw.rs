@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
     pub notify: Vec<RawNotify>,
     #[serde(default)]
     pub verify: Vec<RawVerify>,
+    #[serde(default)]
+    pub gitops: Vec<RawGitops>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -179,4 +181,20 @@ pub(super) struct RawVerify {
     pub tlog: Option<Spanned<bool>>,
     pub mode: Option<Spanned<String>>,
     pub signature_repository: Option<Spanned<String>>,
+}
+
+/// `[[gitops]]`: a repository whose files name images, pinned by commits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGitops {
+    pub repo: Spanned<String>,
+    pub branch: Option<Spanned<String>>,
+    pub files: Spanned<Vec<Spanned<String>>>,
+    pub ssh_key_file: Option<Spanned<PathBuf>>,
+    pub known_hosts_file: Option<Spanned<PathBuf>>,
+    pub username: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<PathBuf>>,
+    pub author_name: Option<Spanned<String>>,
+    pub author_email: Option<Spanned<String>>,
+    pub message: Option<Spanned<String>>,
 }

@@ -87,6 +87,20 @@ impl SecretPlaces {
                 }
             }
         }
+        for g in &raw.gitops {
+            let repo = super::without_userinfo(g.repo.get_ref().trim());
+            for (key, file) in [
+                ("ssh_key_file", &g.ssh_key_file),
+                ("token_file", &g.token_file),
+            ] {
+                if let Some(file) = file {
+                    files.push((
+                        file.get_ref().clone(),
+                        format!("the {key} of gitops {repo}"),
+                    ));
+                }
+            }
+        }
         let mut inline = None;
         for n in &raw.notify {
             let kind = *n.kind.get_ref();

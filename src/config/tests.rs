@@ -556,3 +556,133 @@ fn a_bad_verify_rule_is_refused_at_its_place() {
         assert!(e.contains(expected), "{text}\n=> {e}\nwanted {expected}");
     }
 }
+
+#[test]
+fn a_gitops_table_takes_its_defaults_and_matches_files_by_glob() {
+    let c = Config::parse(
+        r#"
+[[gitops]]
+repo = "file:///srv/git/deploy.git"
+files = ["stacks/*/compose.yaml", "k8s/**/*.yaml"]
+author_name = "tidewatch"
+author_email = "tidewatch@example.org"
+"#,
+        "agent.toml",
+    )
+    .unwrap();
+    let g = &c.gitops[0];
+    assert_eq!(g.branch, "main");
+    assert_eq!(g.message, DEFAULT_MESSAGE);
+    assert!(matches!(g.auth, GitAuth::None));
+    assert!(g.files.matches("stacks/web/compose.yaml"));
+    assert!(!g.files.matches("stacks/web/old/compose.yaml"));
+    assert!(g.files.matches("k8s/apps/web/deploy.yaml"));
+    assert!(g.files.matches("k8s/top.yaml"));
+    assert!(!g.files.matches("docs/compose.yaml"));
+}
+
+#[test]
+fn a_gitops_token_is_read_at_start_up_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "glpat-s3cret\n").unwrap();
+    let text = format!(
+        r#"
+[[gitops]]
+repo = "https://git.lan/ops/deploy.git"
+branch = "prod"
+files = ["compose.yaml"]
+username = "bot"
+token_file = "{}"
+author_name = "tidewatch"
+author_email = "tw@git.lan"
+message = "deploy: {{count}} pins"
+"#,
+        token.display()
+    );
+    let c = Config::parse(&text, "agent.toml").unwrap();
+    let g = &c.gitops[0];
+    match &g.auth {
+        GitAuth::Token { username, token } => {
+            assert_eq!(username, "bot");
+            assert_eq!(token.expose(), "glpat-s3cret");
+        }
+        other => panic!("expected a token, got {other:?}"),
+    }
+    assert_eq!(g.describe(), "https://git.lan/ops/deploy.git (prod)");
+    assert!(!format!("{c:?}").contains("s3cret"));
+}
+
+#[test]
+fn gitops_tables_are_refused_with_file_line_col() {
+    let base = "files = [\"a.yaml\"]\nauthor_name = \"t\"\nauthor_email = \"t@x\"\n";
+    let cases = [
+        (
+            format!("[[gitops]]\nrepo = \"https://u:pw@h/r.git\"\n{base}"),
+            "agent.toml:2:8: repo: a password is never written",
+        ),
+        (
+            format!("[[gitops]]\nrepo = \"/r.git\"\nbranch = \"-x\"\n{base}"),
+            "agent.toml:3:10: branch \"-x\"",
+        ),
+        (
+            "[[gitops]]\nrepo = \"/r.git\"\nfiles = []\nauthor_name = \"t\"\nauthor_email = \"t@x\"\n"
+                .to_string(),
+            "agent.toml:3:9: files needs at least one glob",
+        ),
+        (
+            "[[gitops]]\nrepo = \"/r.git\"\nfiles = [\"../x\"]\nauthor_name = \"t\"\nauthor_email = \"t@x\"\n"
+                .to_string(),
+            "agent.toml:3:10: files \"../x\"",
+        ),
+        (
+            "[[gitops]]\nrepo = \"/r.git\"\nfiles = [\"a[\"]\nauthor_name = \"t\"\nauthor_email = \"t@x\"\n"
+                .to_string(),
+            "agent.toml:3:10: files \"a[\": unclosed character class",
+        ),
+        (
+            "[[gitops]]\nrepo = \"/r.git\"\nfiles = [\"a\"]\nauthor_name = \"t\"\n".to_string(),
+            "agent.toml:2:8: a [[gitops]] table needs author_email",
+        ),
+        (
+            format!("[[gitops]]\nrepo = \"/r.git\"\nssh_key_file = \"/k\"\n{base}"),
+            "agent.toml:3:16: ssh_key_file and known_hosts_file go together",
+        ),
+        (
+            format!("[[gitops]]\nrepo = \"/r.git\"\nusername = \"bot\"\n{base}"),
+            "agent.toml:3:12: username and token_file go together",
+        ),
+        (
+            format!("[[gitops]]\nrepo = \"/r.git\"\nmessage = \"{{x}}\"\n{base}"),
+            "agent.toml:3:11: message \"{x}\": unknown placeholder {x}",
+        ),
+        (
+            format!("[[gitops]]\nrepo = \"/r.git\"\n{base}[[gitops]]\nrepo = \"/r.git\"\n{base}"),
+            "agent.toml:7:8: [[gitops]] /r.git (main) is listed twice",
+        ),
+        (
+            format!("[[gitops]]\nrepo = \"/r.git\"\npath = \"x\"\n{base}"),
+            "agent.toml:3:1: unknown field `path`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let e = err(&text);
+        assert!(e.starts_with(expected), "{e}\nexpected: {expected}");
+    }
+}
+
+#[test]
+fn a_gitops_token_file_must_suit_the_repository_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret").unwrap();
+    let e = err(&format!(
+        "[[gitops]]\nrepo = \"ssh://git@h/r.git\"\nfiles = [\"a\"]\nusername = \"bot\"\ntoken_file = \"{}\"\nauthor_name = \"t\"\nauthor_email = \"t@x\"\n",
+        token.display()
+    ));
+    assert!(
+        e.starts_with("agent.toml:5:14: token_file is for an https:// repo"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"));
+}

@@ -1,2 +1,7 @@
-//! GitOps write-back: the images a git repository's files name, and their surgical pins.
+//! GitOps write-back: images named in a git repository's files, pinned by a commit.
+
+pub mod checkout;
+pub mod git;
+pub mod plan;
+pub mod run;
 pub mod yaml;

@@ -93,6 +93,44 @@ pub fn events_of(report: &CycleReport, notify_only: impl Fn(&str) -> bool) -> Ve
     steps.chain(available).chain(blocked).collect()
 }
 
+/// The events of a cycle's `[[gitops]]` write-back: `updated` for each image a pushed commit
+/// pinned (the detail names the commit and the repository), `update_available` for the
+/// images whose policy is `notify`.
+pub fn events_of_write_back(reports: &[crate::gitops::run::RepoReport]) -> Vec<Event> {
+    use crate::gitops::checkout::Published;
+    let mut events = Vec::new();
+    for r in reports {
+        if let Some(Published::Pushed { commit, .. }) = &r.published {
+            let short = &commit[..commit.len().min(12)];
+            events.extend(r.pins.iter().map(|p| Event {
+                container: p.row.clone(),
+                image: p.image.clone(),
+                event: EventKind::Updated,
+                from_digest: p.old.clone(),
+                to_digest: Some(p.new.clone()),
+                detail: format!("pinned in git: commit {short} to {}", r.repo),
+                notes: ReleaseNotes::default(),
+            }));
+        }
+        events.extend(
+            r.rows
+                .iter()
+                .filter(|row| row.status == Status::UpdateAvailable)
+                .filter(|row| row.detail.as_deref() == Some(crate::gitops::plan::NOTIFY_ONLY))
+                .map(|row| Event {
+                    container: row.container.clone(),
+                    image: row.image.clone(),
+                    event: EventKind::UpdateAvailable,
+                    from_digest: row.current_digest.clone(),
+                    to_digest: row.available_digest.clone(),
+                    detail: format!("{} in {}", crate::gitops::plan::NOTIFY_ONLY, r.repo),
+                    notes: row.notes.clone(),
+                }),
+        );
+    }
+    events
+}
+
 fn step_event(step: &StepResult) -> Option<Event> {
     let event = match step.outcome {
         StepOutcome::Updated => EventKind::Updated,
@@ -307,6 +345,20 @@ impl Notifications {
             let _ = messages.await;
             let _ = state.await;
         })
+    }
+
+    /// The events of a `[[gitops]]` write-back that some notifier wants and that were not
+    /// announced before, recorded and sent like a cycle's (see [`Self::announce`]).
+    pub async fn announce_write_back(
+        &self,
+        store: &SharedStore,
+        host: &str,
+        reports: &[crate::gitops::run::RepoReport],
+    ) -> JoinHandle<()> {
+        let mut events = events_of_write_back(reports);
+        events.retain(|e| self.wants(e.event));
+        let events = dedupe(store, events).await;
+        self.dispatch(host, events)
     }
 
     /// Sends `events` from `host`: one message per notifier, holding the events it wants, in a

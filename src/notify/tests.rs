@@ -924,3 +924,63 @@ fn a_rejected_signature_is_a_blocked_event_and_a_let_through_one_is_not() {
         "tidewatch on box: 1 blocked"
     );
 }
+
+#[test]
+fn a_pushed_write_back_is_one_updated_event_per_pin_and_notify_rows_are_available() {
+    use crate::gitops::checkout::Published;
+    use crate::gitops::plan::{Pin, NOTIFY_ONLY};
+    use crate::gitops::run::RepoReport;
+    let mut watched = row("k8s/app.yaml#Deployment/app/app", Status::UpdateAvailable);
+    watched.detail = Some(NOTIFY_ONLY.into());
+    watched.available_digest = Some("sha256:cccc".into());
+    let pushed = RepoReport {
+        repo: "file:///srv/deploy.git (main)".into(),
+        rows: vec![
+            row("stacks/web/compose.yaml#web", Status::UpdateAvailable),
+            watched,
+        ],
+        published: Some(Published::Pushed {
+            commit: "0123456789abcdef0123".into(),
+            attempts: 1,
+        }),
+        diff: None,
+        message: None,
+        pins: vec![Pin {
+            row: "stacks/web/compose.yaml#web".into(),
+            image: "registry.lan/app:stable".into(),
+            old: None,
+            new: "sha256:bbbb".into(),
+            tag: None,
+            link: None,
+        }],
+    };
+    let events = events_of_write_back(&[pushed]);
+    let shown: Vec<(&str, EventKind, Option<&str>, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.container.as_str(),
+                e.event,
+                e.to_digest.as_deref(),
+                e.detail.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                "stacks/web/compose.yaml#web",
+                EventKind::Updated,
+                Some("sha256:bbbb"),
+                "pinned in git: commit 0123456789ab to file:///srv/deploy.git (main)"
+            ),
+            (
+                "k8s/app.yaml#Deployment/app/app",
+                EventKind::UpdateAvailable,
+                Some("sha256:cccc"),
+                "policy notify in file:///srv/deploy.git (main)"
+            ),
+        ]
+    );
+}

@@ -169,7 +169,7 @@ impl RegistryClient {
     /// The tag among `tags` whose image was built last. At most the registry's
     /// `max_track_candidates` tags are looked up, the likely newest names first, its
     /// `concurrency` at a time (ties: the likelier newest name).
-    async fn newest_by_creation(
+    pub(crate) async fn newest_by_creation(
         &self,
         reference: &ImageRef,
         platform: &Platform,

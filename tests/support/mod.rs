@@ -24,6 +24,7 @@ mod engine_proxy;
 mod engine_tls;
 mod flaky_server;
 mod fleet;
+pub mod git;
 mod htpasswd;
 pub mod http;
 mod images;
