@@ -110,6 +110,53 @@ pub fn git_row_json(row: &CheckRow) -> serde_json::Result<serde_json::Value> {
     Ok(value)
 }
 
+/// What `update --json` adds under `gitops`: per repository its rows (as `check --json` gives
+/// them), the commit pushed (`commit`, `attempts`; null when none was), the images pinned
+/// and, in a dry run, the diff and message it would commit.
+pub fn gitops_json(
+    reports: &[crate::gitops::run::RepoReport],
+) -> serde_json::Result<serde_json::Value> {
+    use crate::gitops::checkout::Published;
+    let mut repos = Vec::with_capacity(reports.len());
+    for r in reports {
+        let rows = r
+            .rows
+            .iter()
+            .map(git_row_json)
+            .collect::<serde_json::Result<Vec<_>>>()?;
+        let (commit, attempts) = match &r.published {
+            Some(Published::Pushed { commit, attempts }) => {
+                (Some(commit.as_str()), Some(*attempts))
+            }
+            _ => (None, None),
+        };
+        let pins: Vec<serde_json::Value> = r
+            .pins
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "container": p.row,
+                    "image": p.image,
+                    "from_digest": p.old,
+                    "to_digest": p.new,
+                    "new_tag": p.tag,
+                    "changes_url": p.link,
+                })
+            })
+            .collect();
+        repos.push(serde_json::json!({
+            "repo": r.repo,
+            "rows": rows,
+            "commit": commit,
+            "attempts": attempts,
+            "pins": pins,
+            "message": r.message,
+            "diff": r.diff,
+        }));
+    }
+    Ok(serde_json::Value::Array(repos))
+}
+
 /// What `update` did in each `[[gitops]]` repository: its rows, then the commit pushed, or
 /// in a dry run the diff it would commit.
 pub fn gitops_report(reports: &[crate::gitops::run::RepoReport]) -> String {

@@ -550,12 +550,25 @@ fn check_and_update_carry_the_files_rows_and_compose_deploys_the_committed_diges
         "{}",
         dry.stdout
     );
+    let dry_json = agent.run(&["update", "--dry-run", "--json"]);
+    assert_eq!(dry_json.code, 0, "{}\n{}", dry_json.stdout, dry_json.stderr);
+    let dry_json: serde_json::Value = serde_json::from_str(&dry_json.stdout).unwrap();
+    let repo = &dry_json["gitops"][0];
+    assert_eq!(repo["rows"][0]["container"], "stacks/web/compose.yaml#web");
+    assert_eq!(repo["rows"][0]["source"], "git");
+    assert_eq!(repo["commit"], serde_json::Value::Null, "{dry_json:#}");
+    assert!(
+        repo["diff"]
+            .as_str()
+            .is_some_and(|d| d.contains(&format!("+    image: {image}@{v1}  # the app\n"))),
+        "{dry_json:#}"
+    );
     assert_eq!(remote.log().len(), 1, "a dry run commits nothing");
 
     bed.build_app(&image, "2");
     let v2 = push(&image);
     let before = registry.manifest_requests("HEAD", "app");
-    let update = agent.run(&["update"]);
+    let update = agent.run(&["update", "--json"]);
     let heads = registry.manifest_requests("HEAD", "app") - before;
     println!("update: {heads} HEAD(s) of app:stable for one container and one file");
     assert_eq!(update.code, 0, "{}\n{}", update.stdout, update.stderr);
@@ -568,6 +581,16 @@ fn check_and_update_carry_the_files_rows_and_compose_deploys_the_committed_diges
     let log = remote.log();
     assert_eq!(log.len(), 2);
     assert_eq!(log[0].1, "tidewatch@example.org");
+    // `update --json` names the commit and the pin beside the cycle's report.
+    let report: serde_json::Value = serde_json::from_str(&update.stdout).unwrap();
+    assert!(report["results"].is_array(), "{report:#}");
+    let repo = &report["gitops"][0];
+    assert_eq!(repo["commit"], log[0].0.as_str(), "{report:#}");
+    assert_eq!(repo["attempts"], 1);
+    assert_eq!(repo["pins"][0]["container"], "stacks/web/compose.yaml#web");
+    // The file named the tag alone before.
+    assert_eq!(repo["pins"][0]["from_digest"], serde_json::Value::Null);
+    assert_eq!(repo["pins"][0]["to_digest"], v2.as_str());
     assert_eq!(
         remote.numstat(&log[1].0, &log[0].0),
         "1\t1\tstacks/web/compose.yaml\n"

@@ -50,12 +50,7 @@ pub(super) async fn run(
         Some(agent.announce(&report).await)
     };
     if json {
-        let value = if dry_run {
-            serde_json::to_string_pretty(&report.plan)
-        } else {
-            serde_json::to_string_pretty(&report)
-        };
-        println!("{}", value.map_err(anyhow::Error::from)?);
+        println!("{}", update_json(&report, dry_run, &gitops)?);
     } else {
         print!("{}", output::plan_table(&report.plan));
         if !dry_run {
@@ -65,15 +60,8 @@ pub(super) async fn run(
             );
         }
     }
-    if !gitops.is_empty() {
-        if json {
-            // stdout holds the cycle's JSON (a contract): the repositories go to the log.
-            for r in &gitops {
-                tracing::info!(repo = r.repo, published = ?r.published, "gitops");
-            }
-        } else {
-            print!("{}", output::gitops_report(&gitops));
-        }
+    if !gitops.is_empty() && !json {
+        print!("{}", output::gitops_report(&gitops));
     }
     for handle in sending.into_iter().chain(git_sending) {
         let _ = handle.await;
@@ -83,4 +71,24 @@ pub(super) async fn run(
     } else {
         Exit::Failures
     })
+}
+
+/// What `update --json` prints: the plan (a dry run) or the cycle's report, as before, with a
+/// `gitops` key added when `[[gitops]]` repositories were written back.
+fn update_json(
+    report: &crate::report::CycleReport,
+    dry_run: bool,
+    gitops: &[crate::gitops::run::RepoReport],
+) -> Result<String, anyhow::Error> {
+    let mut value = if dry_run {
+        serde_json::to_value(&report.plan)?
+    } else {
+        serde_json::to_value(report)?
+    };
+    if !gitops.is_empty() {
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert("gitops".into(), output::gitops_json(gitops)?);
+        }
+    }
+    Ok(serde_json::to_string_pretty(&value)?)
 }
