@@ -152,6 +152,9 @@ impl Git {
                     "http.extraHeader".into(),
                     format!("Authorization: Basic {basic}"),
                 ));
+                // git sends extra headers on every request, a redirect's too: a server that
+                // redirects (or is made to) must not get the token sent to another host.
+                config_pairs.push(("http.followRedirects".into(), "false".into()));
             }
             (GitAuth::None, RepoKind::Ssh) => {
                 env.push((
@@ -433,6 +436,50 @@ mod tests {
              -o UserKnownHostsFile='/etc/tw/known' -o StrictHostKeyChecking=yes \
              -o BatchMode=yes -o ConnectTimeout=30"
         );
+    }
+
+    /// The `GIT_CONFIG_KEY_n` = `GIT_CONFIG_VALUE_n` pairs of `git`'s environment.
+    fn config_pairs(git: &Git) -> Vec<(String, String)> {
+        let value = |name: String| {
+            git.env
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+        };
+        (0..)
+            .map_while(|i| Some((value(format!("GIT_CONFIG_KEY_{i}"))?, i)))
+            .map(|(key, i)| {
+                (
+                    key,
+                    value(format!("GIT_CONFIG_VALUE_{i}")).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn with_a_token_git_follows_no_redirect() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "tok\n").expect("the token file");
+        let text = format!(
+            "[[gitops]]\nrepo = \"https://git.lan/ops/d.git\"\nfiles = [\"*.yaml\"]\n\
+             author_name = \"tw\"\nauthor_email = \"tw@example.org\"\n\
+             username = \"bot\"\ntoken_file = {:?}\n",
+            token.display().to_string()
+        );
+        let config = crate::config::Config::parse(&text, "agent.toml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .gitops
+            .remove(0);
+        let pairs = config_pairs(&Git::new(&config, dir.path()));
+        assert!(
+            pairs.contains(&("http.followRedirects".into(), "false".into())),
+            "{pairs:?}"
+        );
+        assert!(pairs
+            .iter()
+            .any(|(k, v)| k == "http.extraHeader" && v == "Authorization: Basic Ym90OnRvaw=="));
     }
 
     #[test]
