@@ -536,6 +536,7 @@ pub async fn gitops_on(
         services: &config.services,
         state_dir: &config.agent.state_dir,
         registry: Some(registry),
+        verify: &config.verify,
     };
     let mut reports = Vec::new();
     for table in &config.gitops {

@@ -327,12 +327,12 @@ fn deploy_files(app: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn agent_config(root: &Path, registry_host: &str, repo: &str) -> Config {
+fn agent_config(root: &Path, registry_host: &str, repo: &str, extra: &str) -> Config {
     let text = format!(
         "[agent]\nstate_dir = \"{}\"\n[[registry]]\nhost = \"{registry_host}\"\ninsecure = true\n\
          [[gitops]]\nrepo = \"{repo}\"\nbranch = \"deploy\"\n\
          files = [\"stacks/*/compose.yaml\", \"k8s/**/*.yaml\"]\n\
-         author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n",
+         author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n{extra}",
         root.join("state").display()
     );
     Config::parse(&text, "agent.toml").unwrap_or_else(|e| panic!("{e}"))
@@ -347,7 +347,12 @@ struct Writer {
 
 impl Writer {
     fn new(root: &Path, registry_host: &str, repo: &str) -> Writer {
-        let config = std::sync::Arc::new(agent_config(root, registry_host, repo));
+        Writer::with(root, registry_host, repo, "")
+    }
+
+    /// With more tables (`extra`) in the agent's configuration.
+    fn with(root: &Path, registry_host: &str, repo: &str, extra: &str) -> Writer {
+        let config = std::sync::Arc::new(agent_config(root, registry_host, repo, extra));
         let client = tidewatch::registry::RegistryClient::new(config.clone()).unwrap();
         Writer { config, client }
     }
@@ -358,6 +363,7 @@ impl Writer {
             services: &self.config.services,
             state_dir: &self.config.agent.state_dir,
             registry: Some(&self.client),
+            verify: &self.config.verify,
         };
         let known = tidewatch::gitops::plan::Lookups::new();
         block_on(tidewatch::gitops::run::run(
@@ -492,6 +498,57 @@ fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_ch
     assert!(remote
         .show("k8s/kustomization.yaml")
         .contains(&format!("digest: {v2}")));
+}
+
+#[test]
+fn a_digest_a_verify_rule_refuses_is_not_pinned_and_is_pinned_once_signed() {
+    use tidewatch::gitops::run::Mode;
+    use tidewatch::plan::detect::Status;
+
+    use crate::support::{cosign, push, Registry, TestBed};
+
+    let bed = TestBed::new("gitops-verify");
+    let registry = Registry::start();
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "1");
+    let v1 = push(&image);
+    let root = scratch_dir("gitops-verify");
+    let stack = format!("services:\n  web:\n    image: {image}\n");
+    let remote = Remote::seeded(
+        root.path(),
+        "deploy",
+        &[("stacks/web/compose.yaml", &stack)],
+    );
+    let signer = cosign::Signer::generate();
+    let key = signer.write_public(root.path(), "cosign.pub");
+    let rule = cosign::keyed_rule(&registry, "app", &key, "");
+    let writer = Writer::with(root.path(), &registry.host(), &remote.file_url(), &rule);
+
+    // CI pushed and has not signed yet: nothing is pinned, the row says which rule and why.
+    let refused = writer.run(Mode::Apply);
+    assert_eq!(refused.rows.len(), 1, "{:?}", refused.rows);
+    let row = &refused.rows[0];
+    assert_eq!(row.status, Status::Error, "{row:?}");
+    let detail = row.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.starts_with("blocked by") && detail.ends_with("no signature"),
+        "{detail}"
+    );
+    assert!(refused.pins.is_empty(), "{:?}", refused.pins);
+    assert_eq!(remote.log().len(), 1, "an unsigned digest was committed");
+
+    // Signed: the next cycle pins it.
+    cosign::sign(&registry, "app", &v1, &signer);
+    let pinned = writer.run(Mode::Apply);
+    assert_eq!(
+        pinned.rows[0].status,
+        Status::UpdateAvailable,
+        "{:?}",
+        pinned.rows
+    );
+    assert_eq!(pinned.pins.len(), 1, "{:?}", pinned.rows);
+    assert_eq!(pinned.pins[0].new, v1);
+    assert_eq!(remote.log().len(), 2, "one commit");
 }
 
 #[test]
@@ -723,6 +780,7 @@ fn a_push_the_server_refuses_is_one_error_row_naming_the_repository_and_is_not_r
         services: &defaults.services,
         state_dir: &state,
         registry: None,
+        verify: &[],
     };
     let mut lookups = tidewatch::gitops::plan::Lookups::new();
     lookups.insert(

@@ -145,6 +145,19 @@ pub fn decide(
     watch: &WatchConfig,
     services: &BTreeMap<String, ServiceConfig>,
 ) -> Decision {
+    decide_except(files, lookups, moves, watch, services, &BTreeSet::new())
+}
+
+/// [`decide`], pinning none of the rows named in `held` (a `[[verify]]` rule refused their
+/// new digest): they keep their verdict and their file keeps its bytes.
+pub fn decide_except(
+    files: &[ScannedFile],
+    lookups: &Lookups,
+    moves: &Moves,
+    watch: &WatchConfig,
+    services: &BTreeMap<String, ServiceConfig>,
+    held: &BTreeSet<String>,
+) -> Decision {
     let mut decision = Decision::default();
     for file in files {
         let found = match &file.found {
@@ -166,7 +179,7 @@ pub fn decide(
                 }
             };
             let (mut r, pin) = verdict(image, lookups, moves, watch, services);
-            if let Some(pin) = pin {
+            if let Some(pin) = pin.filter(|p| !held.contains(&p.row)) {
                 let text = yaml::pinned(&image.reference, &pin.new, pin.tag.as_deref());
                 sites.push((image.site.clone(), text));
                 file_pins.push(pin);

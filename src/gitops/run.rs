@@ -9,11 +9,12 @@ use std::path::Path;
 use super::checkout::{Checkout, Published};
 use super::git::GitError;
 use super::plan::{
-    decide, error_row, message, tracked, wanted, Decision, Lookups, Moves, Pin, ScannedFile,
+    decide, decide_except, error_row, message, tracked, wanted, Decision, Lookups, Moves, Pin,
+    ScannedFile,
 };
-use crate::config::{GitopsConfig, ServiceConfig, WatchConfig};
+use crate::config::{GitopsConfig, ServiceConfig, VerifyRule, WatchConfig};
 use crate::image_ref::ImageRef;
-use crate::plan::detect::CheckRow;
+use crate::plan::detect::{CheckRow, Detection, Status};
 use crate::plan::observed::Platform;
 use crate::plan::track::{self, Track};
 use crate::registry::RegistryClient;
@@ -44,8 +45,11 @@ pub struct Settings<'a> {
     pub services: &'a BTreeMap<String, ServiceConfig>,
     /// `[agent] state_dir`.
     pub state_dir: &'a Path,
-    /// Where the new images' labels are read for release-note links (`None`: no links).
+    /// Where the new images' labels are read for release-note links and their signatures
+    /// checked (`None`: neither).
     pub registry: Option<&'a RegistryClient>,
+    /// `[[verify]]`: a pin's new digest is signature-checked as a container's update is.
+    pub verify: &'a [VerifyRule],
 }
 
 /// Reads a synced working copy's matched files; a file that cannot be read is its own error.
@@ -277,9 +281,14 @@ async fn decided(
     moves: &Moves,
     settings: &Settings<'_>,
 ) -> Decision {
-    let mut decision = decide(files, lookups, moves, settings.watch, settings.services);
+    let decision = decide(files, lookups, moves, settings.watch, settings.services);
     let Some(registry) = settings.registry else {
         return decision;
+    };
+    let mut decision = if settings.verify.is_empty() {
+        decision
+    } else {
+        signed_only(decision, files, lookups, moves, settings, registry).await
     };
     let platform = machine_platform();
     let mut read: HashMap<(String, String), BTreeMap<String, String>> = HashMap::new();
@@ -311,6 +320,61 @@ async fn decided(
         pin.link.clone_from(&notes.changes_url);
         if let Some(row) = decision.rows.iter_mut().find(|r| r.container == pin.row) {
             row.notes = notes;
+        }
+    }
+    decision
+}
+
+/// The `[[verify]]` gate of the pins: what git records is deployed, so a digest a rule refuses
+/// is not pinned (its row an error saying which rule and why, as a container's would be) and
+/// one let through in `warn` mode says so. Verified digests are remembered by the registry
+/// client; refused ones are asked about again next cycle, as for containers.
+async fn signed_only(
+    decision: Decision,
+    files: &[ScannedFile],
+    lookups: &Lookups,
+    moves: &Moves,
+    settings: &Settings<'_>,
+    registry: &RegistryClient,
+) -> Decision {
+    let mut checked: Vec<Detection> = decision
+        .pins
+        .iter()
+        .filter_map(|pin| {
+            let row = decision.rows.iter().find(|r| r.container == pin.row)?;
+            let new_image = pin.tag.as_ref().and_then(|tag| {
+                ImageRef::parse(&pin.image)
+                    .ok()
+                    .map(|r| r.with_tag(tag).to_string())
+            });
+            Some(Detection {
+                name: pin.row.clone(),
+                row: row.clone(),
+                new_image,
+            })
+        })
+        .collect();
+    registry.verify_updates(&mut checked, settings.verify).await;
+    let held: BTreeSet<String> = checked
+        .iter()
+        .filter(|d| d.row.status == Status::Error)
+        .map(|d| d.name.clone())
+        .collect();
+    let mut decision = if held.is_empty() {
+        decision
+    } else {
+        decide_except(
+            files,
+            lookups,
+            moves,
+            settings.watch,
+            settings.services,
+            &held,
+        )
+    };
+    for d in checked {
+        if let Some(row) = decision.rows.iter_mut().find(|r| r.container == d.name) {
+            *row = d.row;
         }
     }
     decision
