@@ -29,7 +29,7 @@ impl TestBed {
         let output = Command::new(&script)
             .args([env!("CARGO_BIN_EXE_tidewatch"), image, "--"])
             // No cache: a cached layer is shared with another test's image, which its cleanup
-            // may delete mid-build (see `build_app`).
+            // may delete mid-build (see `support::docker::build`).
             .args(["--no-cache", "--label", &label])
             .env("TMPDIR", self.dir())
             .output()

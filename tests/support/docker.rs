@@ -12,12 +12,16 @@ pub fn docker(args: &[&str]) -> String {
     try_docker(args).unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// Runs `docker build --quiet ARGS... --tag IMAGE CONTEXT` and returns the id of the image the
-/// engine now knows as `image`. Not what the build printed: BuildKit prints the config digest,
-/// while on the containerd store an image's id is its manifest digest.
+/// Runs `docker build --quiet --no-cache ARGS... --tag IMAGE CONTEXT` and returns the id of the
+/// image the engine now knows as `image`. Not what the build printed: BuildKit prints the config
+/// digest, while on the containerd store an image's id is its manifest digest.
+///
+/// No cache: a cached step is an image shared with other builds, possibly in another test
+/// process, whose cleanup can delete it mid-build (the legacy builder then stops after
+/// `FROM scratch` with "unknown parent image ID" or a missing layer).
 pub fn build(args: &[&str], image: &str, context: &Path) -> String {
     let context = context.to_string_lossy();
-    let mut all = vec!["build", "--quiet"];
+    let mut all = vec!["build", "--quiet", "--no-cache"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--tag", image, &context]);
     docker(&all);

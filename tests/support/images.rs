@@ -74,10 +74,7 @@ impl TestBed {
             .dir()
             .join(format!("build-{}", BUILDS.fetch_add(1, Ordering::Relaxed)));
         write_app_context(&context, version, entrypoint);
-        // No cache: a cached step is an image shared with other builds, possibly in another
-        // test process, whose cleanup can delete it mid-build ("unknown parent image ID").
         let mut args = vec![
-            "--no-cache".to_string(),
             "--label".to_string(),
             format!("{IMAGE_LABEL}={}", self.id()),
         ];
