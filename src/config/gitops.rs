@@ -158,17 +158,31 @@ impl fmt::Debug for RepoUrl {
     }
 }
 
-/// `url` without the `user[:password]@` of its authority, for messages.
-pub fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    format!("{scheme}://{host}{path}")
+/// `text` with the `user[:password]@` taken out of every URL in it: a configured repository
+/// for messages, or what git printed about one.
+///
+/// An authority ends at `/`, whitespace or `"`, none of which a URL's userinfo may hold
+/// unencoded. Not at `'`, which userinfo may hold and git quotes URLs with: `'https://h': …`
+/// keeps its quote, since there is no `@` to strip, and a `'` in a password stays hidden.
+pub fn without_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"')
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        out.push_str(
+            authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host),
+        );
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The `files` globs, compiled once.
@@ -501,6 +515,29 @@ mod tests {
             "https://git.lan/ops/deploy.git"
         );
         assert_eq!(without_userinfo("/srv/git/x.git"), "/srv/git/x.git");
+    }
+
+    #[test]
+    fn credentials_in_urls_are_dropped_from_what_git_printed() {
+        assert_eq!(
+            without_userinfo(
+                "fatal: unable to access 'https://bot:s3cret@git.lan/ops/d.git/': 403"
+            ),
+            "fatal: unable to access 'https://git.lan/ops/d.git/': 403"
+        );
+        assert_eq!(
+            without_userinfo("ssh://git@h:22/x and file:///srv/x"),
+            "ssh://h:22/x and file:///srv/x"
+        );
+        assert_eq!(
+            without_userinfo("'https://bot:it's@git.lan': refused"),
+            "'https://git.lan': refused"
+        );
+        assert_eq!(
+            without_userinfo("'https://git.lan': x"),
+            "'https://git.lan': x"
+        );
+        assert_eq!(without_userinfo("no url here"), "no url here");
     }
 
     #[test]

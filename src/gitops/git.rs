@@ -297,7 +297,7 @@ impl Git {
 
     /// `text` without URL credentials or any of the hidden strings.
     fn scrub(&self, text: &str) -> String {
-        let mut text = strip_url_userinfo(text);
+        let mut text = without_userinfo(text);
         for secret in &self.hidden {
             if !secret.is_empty() {
                 text = text.replace(secret.as_str(), "<redacted>");
@@ -350,28 +350,6 @@ fn quoted(stderr: &str) -> String {
     }
 }
 
-/// Every `scheme://user[:password]@host` in `text` as `scheme://host`.
-fn strip_url_userinfo(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let (before, after) = rest.split_at(at + 3);
-        out.push_str(before);
-        let end = after
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
-            .unwrap_or(after.len());
-        let authority = &after[..end];
-        out.push_str(
-            authority
-                .rsplit_once('@')
-                .map_or(authority, |(_, host)| host),
-        );
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// `GIT_SSH_COMMAND` for a key and its known hosts: only that key, only those hosts, no
 /// prompts, no ~/.ssh/config. The paths are quoted for the shell git runs it with.
 fn ssh_command(key: &Path, known_hosts: &Path) -> String {
@@ -396,21 +374,6 @@ fn base64_basic(username: &str, token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_in_urls_are_dropped_from_messages() {
-        assert_eq!(
-            strip_url_userinfo(
-                "fatal: unable to access 'https://bot:s3cret@git.lan/ops/d.git/': 403"
-            ),
-            "fatal: unable to access 'https://git.lan/ops/d.git/': 403"
-        );
-        assert_eq!(
-            strip_url_userinfo("ssh://git@h:22/x and file:///srv/x"),
-            "ssh://h:22/x and file:///srv/x"
-        );
-        assert_eq!(strip_url_userinfo("no url here"), "no url here");
-    }
 
     #[test]
     fn an_error_quotes_the_end_of_what_git_said_on_one_line() {
