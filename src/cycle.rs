@@ -82,13 +82,16 @@ impl Agent {
         (reports, sending)
     }
 
-    /// Records a write-back's pins in the history and announces them; returns the
-    /// notifications' sending.
+    /// Records a write-back's pins, and the new digests its `[[verify]]` rules kept out, in the
+    /// history and announces them; returns the notifications' sending.
     pub async fn record_write_back(
         &self,
         reports: &[gitops::RepoReport],
     ) -> tokio::task::JoinHandle<()> {
         self.record_pins(reports).await;
+        for report in reports {
+            self.record_blocked(&report.rows).await;
+        }
         self.notifications
             .announce_write_back(&self.store, &self.host, reports)
             .await
@@ -350,8 +353,8 @@ impl Agent {
             .await
     }
 
-    /// One history row per container and new digest that its `[[verify]]` rule refused, however
-    /// many cycles it stays refused; each cycle logs it.
+    /// One history row per container (or `[[gitops]]` file row) and new digest that its
+    /// `[[verify]]` rule refused, however many cycles it stays refused; each cycle logs it.
     async fn record_blocked(&self, rows: &[detect::CheckRow]) {
         let blocked: Vec<NewHistory> = rows
             .iter()

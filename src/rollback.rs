@@ -16,6 +16,9 @@ use crate::state::StateError;
 /// Why a rollback did not happen (or did not finish).
 #[derive(Debug, thiserror::Error)]
 pub enum RollbackError {
+    /// A `[[gitops]]` file's row (`<file>#<service>`...): git holds what it runs.
+    #[error("{0}: a row of a [[gitops]] file, not a container; revert the commit that pinned it (`tidewatch history {0}` names it)")]
+    GitRow(String),
     /// The history has no successful update of the container.
     #[error("{0}: no update in the history to roll back")]
     NoUpdate(String),
@@ -81,6 +84,10 @@ pub struct RolledBack {
 /// Recovers interrupted updates first, as a cycle does.
 pub async fn roll_back(agent: &Agent, name: &str) -> Result<RolledBack, RollbackError> {
     let name = name.trim_start_matches('/').to_string();
+    // Docker refuses a `#` in a container's name; a write-back row always has one.
+    if name.contains('#') {
+        return Err(RollbackError::GitRow(name));
+    }
     agent.recover().await;
     let wanted = name.clone();
     let last = agent

@@ -327,12 +327,12 @@ fn deploy_files(app: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn agent_config(root: &Path, registry_host: &str, repo: &str, extra: &str) -> Config {
+fn agent_config(root: &Path, registry_host: &str, repo: &str) -> Config {
     let text = format!(
         "[agent]\nstate_dir = \"{}\"\n[[registry]]\nhost = \"{registry_host}\"\ninsecure = true\n\
          [[gitops]]\nrepo = \"{repo}\"\nbranch = \"deploy\"\n\
          files = [\"stacks/*/compose.yaml\", \"k8s/**/*.yaml\"]\n\
-         author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n{extra}",
+         author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n",
         root.join("state").display()
     );
     Config::parse(&text, "agent.toml").unwrap_or_else(|e| panic!("{e}"))
@@ -347,12 +347,7 @@ struct Writer {
 
 impl Writer {
     fn new(root: &Path, registry_host: &str, repo: &str) -> Writer {
-        Writer::with(root, registry_host, repo, "")
-    }
-
-    /// With more tables (`extra`) in the agent's configuration.
-    fn with(root: &Path, registry_host: &str, repo: &str, extra: &str) -> Writer {
-        let config = std::sync::Arc::new(agent_config(root, registry_host, repo, extra));
+        let config = std::sync::Arc::new(agent_config(root, registry_host, repo));
         let client = tidewatch::registry::RegistryClient::new(config.clone()).unwrap();
         Writer { config, client }
     }
@@ -501,10 +496,9 @@ fn new_digests_from_a_real_registry_are_pinned_in_one_commit_and_nothing_else_ch
 }
 
 #[test]
-fn a_digest_a_verify_rule_refuses_is_not_pinned_and_is_pinned_once_signed() {
-    use tidewatch::gitops::run::Mode;
-    use tidewatch::plan::detect::Status;
-
+fn a_pin_a_verify_rule_refuses_is_one_blocked_notice_and_history_row_then_pinned_once_signed() {
+    use crate::support::agent_cli::append_config;
+    use crate::support::receiver::{announced, Receiver};
     use crate::support::{cosign, push, Registry, TestBed};
 
     let bed = TestBed::new("gitops-verify");
@@ -514,41 +508,108 @@ fn a_digest_a_verify_rule_refuses_is_not_pinned_and_is_pinned_once_signed() {
     let v1 = push(&image);
     let root = scratch_dir("gitops-verify");
     let stack = format!("services:\n  web:\n    image: {image}\n");
-    let remote = Remote::seeded(
-        root.path(),
-        "deploy",
-        &[("stacks/web/compose.yaml", &stack)],
-    );
+    let remote = Remote::seeded(root.path(), "main", &[("stacks/web/compose.yaml", &stack)]);
     let signer = cosign::Signer::generate();
     let key = signer.write_public(root.path(), "cosign.pub");
-    let rule = cosign::keyed_rule(&registry, "app", &key, "");
-    let writer = Writer::with(root.path(), &registry.host(), &remote.file_url(), &rule);
-
-    // CI pushed and has not signed yet: nothing is pinned, the row says which rule and why.
-    let refused = writer.run(Mode::Apply);
-    assert_eq!(refused.rows.len(), 1, "{:?}", refused.rows);
-    let row = &refused.rows[0];
-    assert_eq!(row.status, Status::Error, "{row:?}");
-    let detail = row.detail.as_deref().unwrap_or_default();
-    assert!(
-        detail.starts_with("blocked by") && detail.ends_with("no signature"),
-        "{detail}"
+    let receiver = Receiver::start();
+    // No container: the repository's file is all there is to update.
+    let agent = bed.agent(&[registry.host()]);
+    append_config(
+        &agent,
+        &format!(
+            "[[gitops]]\nrepo = \"{}\"\nfiles = [\"stacks/*/compose.yaml\"]\n\
+             author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n\
+             {}\n[[notify]]\nkind = \"webhook\"\nurl = {:?}\n",
+            remote.file_url(),
+            cosign::keyed_rule(&registry, "app", &key, ""),
+            receiver.url()
+        ),
     );
-    assert!(refused.pins.is_empty(), "{:?}", refused.pins);
+    let row_name = "stacks/web/compose.yaml#web";
+    let update = || {
+        let outcome = agent.run(&["update", "--json"]);
+        let report: serde_json::Value = serde_json::from_str(&outcome.stdout).unwrap_or_else(|e| {
+            panic!(
+                "update --json ({e}): {}\n{}",
+                outcome.stdout, outcome.stderr
+            )
+        });
+        (outcome.code, report["gitops"][0].clone())
+    };
+
+    // CI pushed and has not signed yet: nothing is pinned, the row says which rule and why,
+    // and `update` fails as it does for a refused container update. Twice: one notice.
+    for _ in 0..2 {
+        let (code, repo) = update();
+        assert_eq!(code, 1, "{repo:#}");
+        let row = &repo["rows"][0];
+        assert_eq!(row["status"], "error", "{repo:#}");
+        assert_eq!(row["signature"], "rejected", "{repo:#}");
+        let detail = row["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with("blocked by") && detail.ends_with("no signature"),
+            "{detail}"
+        );
+        assert_eq!(repo["pins"], serde_json::json!([]), "{repo:#}");
+        assert_eq!(repo["commit"], serde_json::Value::Null, "{repo:#}");
+    }
     assert_eq!(remote.log().len(), 1, "an unsigned digest was committed");
 
     // Signed: the next cycle pins it.
     cosign::sign(&registry, "app", &v1, &signer);
-    let pinned = writer.run(Mode::Apply);
-    assert_eq!(
-        pinned.rows[0].status,
-        Status::UpdateAvailable,
-        "{:?}",
-        pinned.rows
-    );
-    assert_eq!(pinned.pins.len(), 1, "{:?}", pinned.rows);
-    assert_eq!(pinned.pins[0].new, v1);
+    let (code, repo) = update();
+    assert_eq!(code, 0, "{repo:#}");
+    assert_eq!(repo["pins"][0]["to_digest"], v1.as_str(), "{repo:#}");
     assert_eq!(remote.log().len(), 2, "one commit");
+
+    // Each run waited for its notifications before it exited.
+    let bodies = receiver.bodies();
+    let events: Vec<Vec<(String, String)>> = bodies.iter().map(|b| announced(b)).collect();
+    assert_eq!(
+        events,
+        [
+            vec![(row_name.to_owned(), "blocked".to_owned())],
+            vec![(row_name.to_owned(), "updated".to_owned())],
+        ],
+        "one blocked notice, not one per cycle, then the pin: {bodies:#?}"
+    );
+    assert!(
+        bodies[0].contains(&v1)
+            && bodies[0].contains(&format!("no signature in {}", remote.file_url())),
+        "{}",
+        bodies[0]
+    );
+    let history = agent.run(&["history", "--json", row_name]);
+    assert_eq!(history.code, 0, "{}", history.stderr);
+    let rows: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let outcomes: Vec<(&str, &str)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap_or_default(),
+                r["to_digest"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("updated", v1.as_str()), ("blocked", v1.as_str())],
+        "one history row for the blocked digest, newest first: {rows:#}"
+    );
+
+    // Git holds what a file's row runs: rolling it back is reverting the commit.
+    let rollback = agent.run(&["rollback", row_name]);
+    assert_ne!(rollback.code, 0, "{}", rollback.stdout);
+    assert!(
+        rollback.stderr.contains(&format!(
+            "{row_name}: a row of a [[gitops]] file, not a container; revert the commit"
+        )),
+        "{}",
+        rollback.stderr
+    );
+    assert_eq!(remote.log().len(), 2, "the rollback committed nothing");
 }
 
 #[test]

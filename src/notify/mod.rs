@@ -71,15 +71,7 @@ pub fn events_of(report: &CycleReport, notify_only: impl Fn(&str) -> bool) -> Ve
         .iter()
         .chain(&report.results)
         .filter_map(step_event);
-    let row_event = |row: &CheckRow, event| Event {
-        container: row.container.clone(),
-        image: row.image.clone(),
-        event,
-        from_digest: row.current_digest.clone(),
-        to_digest: row.available_digest.clone(),
-        detail: row.detail.clone().unwrap_or_default(),
-        notes: row.notes.clone(),
-    };
+    let row_event = |row: &CheckRow, event| row_event(row, event, String::new());
     let available = report
         .containers
         .iter()
@@ -95,7 +87,8 @@ pub fn events_of(report: &CycleReport, notify_only: impl Fn(&str) -> bool) -> Ve
 
 /// The events of a cycle's `[[gitops]]` write-back: `updated` for each image a pushed commit
 /// pinned (the detail names the commit and the repository), `update_available` for the
-/// images whose policy is `notify`.
+/// images whose policy is `notify`, and `blocked` for the new digests that a `[[verify]]` rule
+/// kept out of the repository, as for containers.
 pub fn events_of_write_back(reports: &[crate::gitops::run::RepoReport]) -> Vec<Event> {
     use crate::gitops::checkout::Published;
     let mut events = Vec::new();
@@ -117,18 +110,29 @@ pub fn events_of_write_back(reports: &[crate::gitops::run::RepoReport]) -> Vec<E
                 .iter()
                 .filter(|row| row.status == Status::UpdateAvailable)
                 .filter(|row| row.detail.as_deref() == Some(crate::gitops::plan::NOTIFY_ONLY))
-                .map(|row| Event {
-                    container: row.container.clone(),
-                    image: row.image.clone(),
-                    event: EventKind::UpdateAvailable,
-                    from_digest: row.current_digest.clone(),
-                    to_digest: row.available_digest.clone(),
-                    detail: format!("{} in {}", crate::gitops::plan::NOTIFY_ONLY, r.repo),
-                    notes: row.notes.clone(),
-                }),
+                .map(|row| row_event(row, EventKind::UpdateAvailable, format!(" in {}", r.repo))),
+        );
+        events.extend(
+            r.rows
+                .iter()
+                .filter(|row| row.signature == Some(Signature::Rejected))
+                .map(|row| row_event(row, EventKind::Blocked, format!(" in {}", r.repo))),
         );
     }
     events
+}
+
+/// `event` of a row, about its available digest; the detail is the row's, then `suffix`.
+fn row_event(row: &CheckRow, event: EventKind, suffix: String) -> Event {
+    Event {
+        container: row.container.clone(),
+        image: row.image.clone(),
+        event,
+        from_digest: row.current_digest.clone(),
+        to_digest: row.available_digest.clone(),
+        detail: format!("{}{suffix}", row.detail.as_deref().unwrap_or_default()),
+        notes: row.notes.clone(),
+    }
 }
 
 fn step_event(step: &StepResult) -> Option<Event> {

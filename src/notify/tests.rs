@@ -926,18 +926,25 @@ fn a_rejected_signature_is_a_blocked_event_and_a_let_through_one_is_not() {
 }
 
 #[test]
-fn a_pushed_write_back_is_one_updated_event_per_pin_and_notify_rows_are_available() {
+fn a_pushed_write_back_is_one_updated_event_per_pin_notify_rows_are_available_and_refused_pins_blocked(
+) {
     use crate::gitops::checkout::Published;
     use crate::gitops::plan::{Pin, NOTIFY_ONLY};
     use crate::gitops::run::RepoReport;
     let mut watched = row("k8s/app.yaml#Deployment/app/app", Status::UpdateAvailable);
     watched.detail = Some(NOTIFY_ONLY.into());
     watched.available_digest = Some("sha256:cccc".into());
+    let mut refused = row("stacks/api/compose.yaml#api", Status::Error);
+    refused.signature = Some(crate::plan::detect::Signature::Rejected);
+    refused.detail = Some("blocked by verify rule 1 (r/api): no signature".into());
+    refused.available_digest = Some("sha256:dddd".into());
     let pushed = RepoReport {
         repo: "file:///srv/deploy.git (main)".into(),
         rows: vec![
             row("stacks/web/compose.yaml#web", Status::UpdateAvailable),
             watched,
+            refused,
+            row("stacks/db/compose.yaml#db", Status::Error),
         ],
         published: Some(Published::Pushed {
             commit: "0123456789abcdef0123".into(),
@@ -980,6 +987,12 @@ fn a_pushed_write_back_is_one_updated_event_per_pin_and_notify_rows_are_availabl
                 EventKind::UpdateAvailable,
                 Some("sha256:cccc"),
                 "policy notify in file:///srv/deploy.git (main)"
+            ),
+            (
+                "stacks/api/compose.yaml#api",
+                EventKind::Blocked,
+                Some("sha256:dddd"),
+                "blocked by verify rule 1 (r/api): no signature in file:///srv/deploy.git (main)"
             ),
         ]
     );
