@@ -177,6 +177,52 @@ fn a_broker_that_refuses_the_login_does_not_fail_the_update_nor_see_the_password
     assert!(!stderr.contains("a-wrong-one"), "{stderr}");
 }
 
+#[test]
+fn an_mqtts_broker_is_trusted_through_the_system_trust_store_and_not_otherwise() {
+    use crate::support::{tidewatch_with_env, TestCa};
+
+    let bed = TestBed::new("mqtt-tls");
+    let registry = Registry::start();
+    let ca = TestCa::new("tidewatch mqtt test CA");
+    let broker = Broker::over_tls(&ca);
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "1");
+    let v1 = push(&image);
+    bed.run_with("web", QUICK_STOP, &image, &[], &[]);
+    let updater = bed.updater(&[registry.host()]);
+    settings::append(&updater, &notify_mqtt(&broker, "tw", ""));
+    let config = updater.config().to_string_lossy().into_owned();
+    let web = bed.name("web");
+    let check = |env: &[(std::ffi::OsString, std::ffi::OsString)]| {
+        tidewatch_with_env(["-c", config.as_str(), "check", web.as_str()], env)
+    };
+    let state_topic = format!("tw/+/{web}/state");
+
+    // The test CA is in no trust store: the broker's certificate is refused, and the check
+    // itself still succeeds.
+    let untrusted = check(&[]);
+    assert_eq!(untrusted.code, 0, "{untrusted:?}");
+    assert!(
+        untrusted.stderr.contains("MQTT") && untrusted.stderr.contains("certificate"),
+        "{}",
+        untrusted.stderr
+    );
+    broker.assert_nothing_retained(&state_topic, Duration::from_secs(2));
+
+    // The system trust store, as `SSL_CERT_FILE` extends it (what `update-ca-certificates`
+    // does for good): the state arrives over TLS.
+    let ca_file = broker
+        .ca_file()
+        .expect("a TLS broker")
+        .as_os_str()
+        .to_owned();
+    let trusted = check(&[("SSL_CERT_FILE".into(), ca_file)]);
+    assert_eq!(trusted.code, 0, "{trusted:?}");
+    let state = json(&broker.retained(&state_topic));
+    assert_eq!(state["status"], "up_to_date", "{state:#}");
+    assert_eq!(state["current_version"], short(&v1).as_str(), "{state:#}");
+}
+
 /// `tidewatch run` with `updater`, after its start-up cycle.
 fn start(updater: &Updater) -> crate::support::Daemon {
     let mut daemon = updater.spawn_run();
