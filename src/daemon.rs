@@ -301,7 +301,6 @@ async fn recv(triggers: &mut Option<mpsc::Receiver<ApiTrigger>>) -> Option<ApiTr
 
 /// The engine's facts for the status board.
 fn engine_facts(agent: &Agent) -> EngineFacts {
-    let (major, minor) = agent.engine.api_version();
     EngineFacts {
         host: agent.engine.host().to_string(),
         flavor: match agent.engine.flavor() {
@@ -310,7 +309,7 @@ fn engine_facts(agent: &Agent) -> EngineFacts {
         }
         .to_string(),
         version: agent.engine.server_version().map(str::to_string),
-        api_version: format!("{major}.{minor}"),
+        api_version: agent.engine.api_version().to_string(),
     }
 }
 

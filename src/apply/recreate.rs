@@ -9,7 +9,7 @@ use crate::engine::{EngineError, Flavor, Health, Observed};
 use crate::image_ref::ImageRef;
 use crate::labels;
 use crate::plan::hooks::HookMoment;
-use crate::plan::recreate::{recreate_spec, ApiVersion, EngineSide};
+use crate::plan::recreate::{recreate_spec, EngineSide};
 use crate::plan::update::{PlannedStep, Reason};
 use crate::state::{JournalEntry, JournalId, NewRecreate, Outcome, StateError, Step};
 
@@ -405,8 +405,7 @@ impl Applier<'_> {
             _ => None,
         };
         let old_image = self.old_image(old).await?;
-        let (major, minor) = self.engine.api_version();
-        let api = ApiVersion::new(major as u32, minor as u32);
+        let api = self.engine.api_version();
         let resolve = |id: &str| -> Option<String> {
             names
                 .iter()

@@ -4,53 +4,7 @@
 //! newest tidewatch speaks (bollard's) in, the version to speak out, or why there is none.
 //! Docker 29 answers `ApiVersion 1.52, MinAPIVersion 1.44`: it refuses every version below 1.44.
 
-use std::fmt;
-
-use bollard::ClientVersion;
-
-/// An Engine API version, `MAJOR.MINOR`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ApiVersion {
-    /// The major version (1 for every Docker so far).
-    pub major: usize,
-    /// The minor version.
-    pub minor: usize,
-}
-
-impl ApiVersion {
-    /// Parses `"1.44"`; `None` for anything that is not two dot-separated numbers.
-    pub fn parse(text: &str) -> Option<ApiVersion> {
-        let (major, minor) = text.trim().split_once('.')?;
-        Some(ApiVersion {
-            major: major.parse().ok()?,
-            minor: minor.parse().ok()?,
-        })
-    }
-}
-
-impl fmt::Display for ApiVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}
-
-impl From<&ClientVersion> for ApiVersion {
-    fn from(v: &ClientVersion) -> ApiVersion {
-        ApiVersion {
-            major: v.major_version,
-            minor: v.minor_version,
-        }
-    }
-}
-
-impl From<ApiVersion> for ClientVersion {
-    fn from(v: ApiVersion) -> ClientVersion {
-        ClientVersion {
-            major_version: v.major,
-            minor_version: v.minor,
-        }
-    }
-}
+pub use crate::plan::recreate::ApiVersion;
 
 /// Why no API version can be agreed on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,10 +42,13 @@ pub fn negotiate(
     client_max: ApiVersion,
 ) -> Result<ApiVersion, ApiVersionError> {
     let parse = |field: &'static str, value: &str| {
-        ApiVersion::parse(value).ok_or_else(|| ApiVersionError::Unparseable {
-            field,
-            value: value.to_string(),
-        })
+        value
+            .trim()
+            .parse::<ApiVersion>()
+            .map_err(|_| ApiVersionError::Unparseable {
+                field,
+                value: value.to_string(),
+            })
     };
     let server_max = parse("ApiVersion", server_max.ok_or(ApiVersionError::Missing)?)?;
     let chosen = server_max.min(client_max);
@@ -112,7 +69,7 @@ mod tests {
     use super::*;
 
     fn v(text: &str) -> ApiVersion {
-        ApiVersion::parse(text).unwrap()
+        text.parse().unwrap()
     }
 
     /// bollard 0.21's newest, as tidewatch is built today.
@@ -203,6 +160,6 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(ApiVersion::parse("1.41.2"), None);
+        assert!("1.41.2".parse::<ApiVersion>().is_err());
     }
 }

@@ -258,10 +258,9 @@ impl Engine {
         })
     }
 
-    /// The negotiated API version as `(major, minor)`.
-    pub fn api_version(&self) -> (usize, usize) {
-        let v = self.docker.client_version();
-        (v.major_version, v.minor_version)
+    /// The negotiated API version.
+    pub fn api_version(&self) -> ApiVersion {
+        ApiVersion::from(&self.docker.client_version())
     }
 
     /// Whose engine answers: Docker's or Podman's Docker-compatible service.

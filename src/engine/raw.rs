@@ -31,10 +31,10 @@ impl Engine {
             #[serde(rename = "MacAddress")]
             mac_address: Option<String>,
         }
-        let (major, minor) = self.api_version();
+        let api = self.api_version();
         let what = || format!("reading the MAC address container {container} was created with");
         let body = self
-            .raw_get(&format!("/v{major}.{minor}/containers/{container}/json"))
+            .raw_get(&format!("/v{api}/containers/{container}/json"))
             .await
             .map_err(|reason| EngineError::Raw {
                 what: what(),

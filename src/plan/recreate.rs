@@ -65,6 +65,16 @@ impl From<&bollard::ClientVersion> for ApiVersion {
     }
 }
 
+/// What bollard is told to speak.
+impl From<ApiVersion> for bollard::ClientVersion {
+    fn from(v: ApiVersion) -> Self {
+        Self {
+            major_version: v.major as usize,
+            minor_version: v.minor as usize,
+        }
+    }
+}
+
 impl fmt::Display for ApiVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.major, self.minor)
