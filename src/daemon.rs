@@ -443,6 +443,7 @@ async fn write_back(agent: &Agent, surface: &Surface, after_cycle: bool) {
         reports
     };
     surface.metrics.record_gitops(&reports);
+    surface.board.set_gitops(&reports, Utc::now());
     for r in reports {
         if let Some(Published::Pushed { commit, attempts }) = &r.published {
             tracing::info!(

@@ -287,3 +287,62 @@ fn figures_for_100_containers() {
     let (code, _) = daemon.terminate(Duration::from_secs(15));
     assert_eq!(code, 0, "stderr:\n{}", daemon.stderr());
 }
+
+#[test]
+fn the_board_shows_the_gitops_files_rows_the_commit_that_pinned_them_and_then_up_to_date() {
+    use crate::support::daemon_api::{call, parse_status};
+    use crate::support::git::Remote;
+    use crate::support::scratch_dir;
+
+    let bed = TestBed::new("board-gitops");
+    let registry = Registry::start();
+    let image = registry.image("app", "stable");
+    bed.build_app(&image, "1");
+    let v1 = push(&image);
+    let root = scratch_dir("board-gitops");
+    let stack = format!("services:\n  web:\n    image: {image}\n");
+    let remote = Remote::seeded(root.path(), "main", &[("compose.yaml", &stack)]);
+    // No container: the repository's file is all the board has to show but the history.
+    let updater = bed.updater(&[registry.host()]);
+    settings::append(&updater, &remote.table("*.yaml"));
+    let api = settings::api(&updater);
+    let mut daemon = start_daemon(&updater, &api);
+    let browser = Browser::start(bed.dir());
+    browser.open(&format!("http://{}/", api.host));
+
+    // The start-up cycle's write-back pinned the file: the row says what the file had and
+    // the commit that changed it.
+    let row = "#gitops-rows tr[data-row=\"compose.yaml#web\"]";
+    let log = remote.log();
+    assert_eq!(log.len(), 2, "the seed and the pin: {log:?}");
+    let commit = &log[0].0;
+    browser.wait_for_text(&format!("{row} td:nth-of-type(4)"), &commit[..12], SHOWN);
+    browser.wait_for_text(
+        &format!("{row} td:nth-of-type(4)"),
+        &remote.file_url(),
+        SHOWN,
+    );
+    browser.wait_for_text(&format!("{row} td:nth-of-type(2)"), &short(&v1), SHOWN);
+    browser.screenshot("board-gitops-pinned");
+    // The next write-backs find the file on the registry's digest.
+    browser.wait_for_text(&format!("{row} .badge"), "up to date", SHOWN);
+    browser.wait_for_text(
+        "#history-rows tr[data-container=\"compose.yaml#web\"]",
+        "pinned in git",
+        SHOWN,
+    );
+    let status = parse_status(&call(&api, "GET", "/v1/status", None, ""));
+    let repo = &status["gitops"][0];
+    assert_eq!(repo["commit"], commit.as_str(), "{status:#}");
+    assert_eq!(repo["rows"][0]["container"], "compose.yaml#web");
+    assert_eq!(repo["rows"][0]["source"], "git");
+    assert_eq!(repo["rows"][0]["current_digest"], v1.as_str());
+    assert_eq!(
+        status["containers"],
+        serde_json::json!([]),
+        "a file's row is not a container's"
+    );
+    browser.screenshot("board-gitops-current");
+    assert_eq!(remote.log().len(), 2, "nothing new to pin");
+    daemon.terminate(Duration::from_secs(30));
+}

@@ -517,10 +517,8 @@ fn a_pin_a_verify_rule_refuses_is_one_blocked_notice_and_history_row_then_pinned
     append_config(
         &agent,
         &format!(
-            "[[gitops]]\nrepo = \"{}\"\nfiles = [\"stacks/*/compose.yaml\"]\n\
-             author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n\
-             {}\n[[notify]]\nkind = \"webhook\"\nurl = {:?}\n",
-            remote.file_url(),
+            "{}{}\n[[notify]]\nkind = \"webhook\"\nurl = {:?}\n",
+            remote.table("stacks/*/compose.yaml"),
             cosign::keyed_rule(&registry, "app", &key, ""),
             receiver.url()
         ),
@@ -634,14 +632,7 @@ fn check_and_update_carry_the_files_rows_and_compose_deploys_the_committed_diges
     );
     let remote = Remote::seeded(root.path(), "main", &[("stacks/web/compose.yaml", &stack)]);
     let agent = bed.agent(&[registry.host()]);
-    append_config(
-        &agent,
-        &format!(
-            "[[gitops]]\nrepo = \"{}\"\nfiles = [\"stacks/*/compose.yaml\"]\n\
-             author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n",
-            remote.file_url()
-        ),
-    );
+    append_config(&agent, &remote.table("stacks/*/compose.yaml"));
 
     // HEADs of the tag only: the containerd image store's pull by digest HEADs the digests.
     let tag_heads = || {
@@ -961,14 +952,7 @@ fn the_daemon_pins_a_push_within_a_cycle_and_commits_nothing_while_nothing_chang
     let stack = format!("services:\n  web:\n    image: {image}\n");
     let remote = Remote::seeded(root.path(), "main", &[("compose.yaml", &stack)]);
     let agent = bed.agent(&[registry.host()]);
-    append_config(
-        &agent,
-        &format!(
-            "[[gitops]]\nrepo = \"{}\"\nfiles = [\"*.yaml\"]\n\
-             author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n",
-            remote.file_url()
-        ),
-    );
+    append_config(&agent, &remote.table("*.yaml"));
     let mut daemon = bed.updater_of(&agent).spawn_run();
     let commits_within = |count: usize, limit: Duration| {
         let deadline = Instant::now() + limit;

@@ -129,6 +129,77 @@ pub struct EngineFacts {
     pub api_version: String,
 }
 
+/// One `[[gitops]]` file's row on the board: its `check --json` row. Field names are part of
+/// the API contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GitRow {
+    /// The row as `check --json` gives it (`container` is `<file>#<service>`...).
+    #[serde(flatten)]
+    pub row: CheckRow,
+    /// Always `git`, as in `check --json`.
+    pub source: &'static str,
+}
+
+/// One `[[gitops]]` repository as the daemon's last write-back found it. Field names are part
+/// of the API contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepoStatus {
+    /// The repository (without credentials) and its branch.
+    pub repo: String,
+    /// When the write-back last read it.
+    pub checked_at: DateTime<Utc>,
+    /// The newest commit this run of the daemon pushed to it, if any.
+    pub commit: Option<String>,
+    /// When that commit was pushed.
+    pub pushed_at: Option<DateTime<Utc>>,
+    /// Its files' rows; one error row naming the repository when it could not be fetched or
+    /// pushed.
+    pub rows: Vec<GitRow>,
+}
+
+impl RepoStatus {
+    /// What write-back `report` at `at` found, after `before` (the same repository's last).
+    fn of(
+        report: &crate::gitops::run::RepoReport,
+        before: Option<&RepoStatus>,
+        at: DateTime<Utc>,
+    ) -> RepoStatus {
+        use crate::gitops::checkout::Published;
+        let pushed = match &report.published {
+            Some(Published::Pushed { commit, .. }) => Some(commit.as_str()),
+            _ => None,
+        };
+        let (commit, pushed_at) = match (pushed, before) {
+            (Some(commit), _) => (Some(commit.to_string()), Some(at)),
+            (None, Some(b)) => (b.commit.clone(), b.pushed_at),
+            (None, None) => (None, None),
+        };
+        let pinned = |name: &str| report.pins.iter().any(|p| p.row == name);
+        let rows = report
+            .rows
+            .iter()
+            .map(|row| {
+                let mut row = row.clone();
+                // The row says what the file had; the commit just changed that.
+                if let Some(commit) = pushed.filter(|_| row.detail.is_none()) {
+                    if pinned(&row.container) {
+                        let short = commit.get(..12).unwrap_or(commit);
+                        row.detail = Some(format!("pinned in git: commit {short}"));
+                    }
+                }
+                GitRow { row, source: "git" }
+            })
+            .collect();
+        RepoStatus {
+            repo: report.repo.clone(),
+            checked_at: at,
+            commit,
+            pushed_at,
+            rows,
+        }
+    }
+}
+
 /// The body of `GET /v1/status`. Field names are part of the API contract.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StatusSnapshot {
@@ -142,6 +213,9 @@ pub struct StatusSnapshot {
     pub pending: Vec<Waiting>,
     /// When the next scheduled cycle is due; `None` until the first cycle has finished.
     pub next_cycle: Option<NextCycle>,
+    /// The `[[gitops]]` repositories' rows, as the last write-back found them; empty without
+    /// `[[gitops]]` tables and until the first write-back.
+    pub gitops: Vec<RepoStatus>,
     /// The newest [`STATUS_HISTORY`] history entries as the daemon read them after its last
     /// cycle, newest first, as `history --json` gives them.
     pub history: Vec<HistoryEntry>,
@@ -240,6 +314,19 @@ impl StatusBoard {
     /// or a release, checked at `at`; the last cycle stays the one it was.
     pub fn refresh(&self, report: &CycleReport, at: DateTime<Utc>) {
         self.write(|s| s.put_rows(report, at));
+    }
+
+    /// Replaces the `[[gitops]]` repositories' rows with what a write-back at `at` found; a
+    /// repository's last pushed commit is kept until it gets a newer one.
+    pub fn set_gitops(&self, reports: &[crate::gitops::run::RepoReport], at: DateTime<Utc>) {
+        let at = at.trunc_subsecs(0);
+        self.write(|s| {
+            let earlier = std::mem::take(&mut s.gitops);
+            s.gitops = reports
+                .iter()
+                .map(|r| RepoStatus::of(r, earlier.iter().find(|e| e.repo == r.repo), at))
+                .collect();
+        });
     }
 
     /// Records how many requests the last cycle sent to registries.
@@ -600,6 +687,7 @@ mod tests {
                 "containers": [],
                 "pending": [],
                 "next_cycle": null,
+                "gitops": [],
                 "history": [],
                 "last_cycle_requests": null,
                 "engine": null,
@@ -661,5 +749,77 @@ mod tests {
                 "reason_kind": "interval"
             })
         );
+    }
+
+    #[test]
+    fn a_write_back_replaces_the_repositories_rows_and_keeps_the_last_pushed_commit() {
+        use crate::gitops::checkout::Published;
+        use crate::gitops::run::RepoReport;
+        let repo = |rows: Vec<CheckRow>, published| RepoReport {
+            repo: "file:///srv/deploy.git (main)".into(),
+            rows,
+            published,
+            diff: None,
+            message: None,
+            pins: Vec::new(),
+        };
+        let board = StatusBoard::default();
+        let t0 = Utc::now().trunc_subsecs(0);
+        let pushed = Some(Published::Pushed {
+            commit: "0123456789abcdef".into(),
+            attempts: 1,
+        });
+        let mut first = repo(
+            vec![
+                row("compose.yaml#web", Status::UpdateAvailable),
+                row("compose.yaml#db", Status::UpToDate),
+            ],
+            pushed,
+        );
+        first.pins.push(crate::gitops::plan::Pin {
+            row: "compose.yaml#web".into(),
+            image: "127.0.0.1:5000/web:latest".into(),
+            old: None,
+            new: "sha256:bbbb".into(),
+            tag: None,
+            link: None,
+        });
+        board.set_gitops(&[first], t0);
+        let details: Vec<Option<String>> = board.snapshot().gitops[0]
+            .rows
+            .iter()
+            .map(|r| r.row.detail.clone())
+            .collect();
+        assert_eq!(
+            details,
+            [Some("pinned in git: commit 0123456789ab".to_string()), None],
+            "only the pinned row says so"
+        );
+        let t1 = t0 + chrono::Duration::seconds(60);
+        board.set_gitops(
+            &[repo(
+                vec![row("compose.yaml#web", Status::UpToDate)],
+                Some(Published::Unchanged),
+            )],
+            t1,
+        );
+
+        let s = board.snapshot();
+        assert_eq!(s.gitops.len(), 1);
+        let r = &s.gitops[0];
+        assert_eq!(r.checked_at, t1);
+        assert_eq!(r.commit.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(r.pushed_at, Some(t0));
+        let json = serde_json::to_value(&s).unwrap();
+        let shown = &json["gitops"][0]["rows"][0];
+        assert_eq!(shown["container"], "compose.yaml#web");
+        assert_eq!(shown["status"], "up_to_date");
+        assert_eq!(shown["source"], "git");
+        // Containers' rows are not the files'.
+        assert!(s.containers.is_empty());
+
+        // A table removed from agent.toml: its repository goes with the next write-back.
+        board.set_gitops(&[], t1);
+        assert!(board.snapshot().gitops.is_empty());
     }
 }

@@ -786,6 +786,7 @@ async fn status_is_null_before_the_first_cycle() {
             "containers": [],
             "pending": [],
             "next_cycle": null,
+            "gitops": [],
             "history": [],
             "last_cycle_requests": null,
             "engine": null,

@@ -63,6 +63,16 @@ impl Remote {
         format!("file://{}", self.bare.display())
     }
 
+    /// A `[[gitops]]` table for this repository over `file://`, on its default branch (`main`),
+    /// matching the glob `files`, committing as tidewatch <tidewatch@example.org>.
+    pub fn table(&self, files: &str) -> String {
+        format!(
+            "[[gitops]]\nrepo = \"{}\"\nfiles = [{files:?}]\n\
+             author_name = \"tidewatch\"\nauthor_email = \"tidewatch@example.org\"\n",
+            self.file_url()
+        )
+    }
+
     /// Writes `files` in the person's clone, commits them on top of the remote's tip and pushes.
     pub fn commit(&self, files: &[(&str, &str)], message: &str) {
         let has_branch = !git(&self.bare, &["branch", "--list", &self.branch]).is_empty();

@@ -138,6 +138,36 @@
     return td;
   }
 
+  // The status, digest and version cells of a container's or a file's row.
+  function statusCells(badge, detail, until, r) {
+    const status = el("td");
+    status.append(el("span", BADGES[badge] || "unknown", "badge " + badge));
+    if (detail) status.append(el("br"), el("small", detail, "why"));
+    if (until) {
+      const u = el("small", "until ");
+      u.append(when(until));
+      status.append(el("br"), u);
+    }
+    const dig = el("td");
+    dig.append(digest(r.current_digest));
+    if (r.available_digest && r.available_digest !== r.current_digest) {
+      dig.append(" → ", digest(r.available_digest));
+    }
+    const version = el("td");
+    const cur = r.current_version;
+    const avail = r.available_version;
+    if (cur && avail && cur !== avail) version.append(cur + " → " + avail);
+    else version.append(cur || avail || "–");
+    if (r.changes_url && isWebLink(r.changes_url)) {
+      const a = el("a", "changes");
+      a.href = r.changes_url;
+      a.rel = "noopener noreferrer";
+      a.target = "_blank";
+      version.append(" ", a);
+    }
+    return [status, dig, version];
+  }
+
   function renderRows(s) {
     const rows = s.containers.map((r) => {
       const tr = el("tr");
@@ -145,31 +175,7 @@
       const th = el("th");
       th.scope = "row";
       th.append(el("span", r.container, "name"), el("br"), el("small", r.image, "image"));
-      const status = el("td");
-      status.append(el("span", BADGES[r.badge] || "unknown", "badge " + r.badge));
-      if (r.badge_detail) status.append(el("br"), el("small", r.badge_detail, "why"));
-      if (r.waiting_until) {
-        const until = el("small", "until ");
-        until.append(when(r.waiting_until));
-        status.append(el("br"), until);
-      }
-      const dig = el("td");
-      dig.append(digest(r.current_digest));
-      if (r.available_digest && r.available_digest !== r.current_digest) {
-        dig.append(" → ", digest(r.available_digest));
-      }
-      const version = el("td");
-      const cur = r.current_version;
-      const avail = r.available_version;
-      if (cur && avail && cur !== avail) version.append(cur + " → " + avail);
-      else version.append(cur || avail || "–");
-      if (r.changes_url && isWebLink(r.changes_url)) {
-        const a = el("a", "changes");
-        a.href = r.changes_url;
-        a.rel = "noopener noreferrer";
-        a.target = "_blank";
-        version.append(" ", a);
-      }
+      const [status, dig, version] = statusCells(r.badge, r.badge_detail, r.waiting_until, r);
       const policy = el("td", r.policy || "–");
       if (r.window) policy.append(el("br"), el("small", "window " + r.window));
       const checked = el("td");
@@ -181,6 +187,32 @@
       return tr;
     });
     $("rows").replaceChildren(...rows);
+  }
+
+  function renderGitops(s) {
+    const repos = s.gitops || [];
+    $("gitops-section").hidden = repos.length === 0;
+    const rows = repos.flatMap((repo) => repo.rows.map((r) => {
+      const tr = el("tr");
+      tr.dataset.row = r.container;
+      const th = el("th");
+      th.scope = "row";
+      th.append(el("span", r.container, "name"), el("br"), el("small", r.image, "image"));
+      const [status, dig, version] = statusCells(r.status, r.detail, null, r);
+      const where = el("td", repo.repo);
+      if (repo.commit) {
+        const pushed = el("small", "pushed ");
+        const c = el("code", repo.commit.slice(0, 12));
+        c.title = repo.commit;
+        pushed.append(c, " ", when(repo.pushed_at));
+        where.append(el("br"), pushed);
+      }
+      const checked = el("td");
+      checked.append(when(repo.checked_at));
+      tr.append(th, status, dig, version, where, checked);
+      return tr;
+    }));
+    $("gitops-rows").replaceChildren(...rows);
   }
 
   function renderHistory(s) {
@@ -233,6 +265,7 @@
     renderFacts(s);
     renderCycles(s);
     renderRows(s);
+    renderGitops(s);
     renderHistory(s);
     followAction(s);
   }

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::api::status::{StatusRow, StatusSnapshot};
+use crate::api::status::{RepoStatus, StatusRow, StatusSnapshot};
+use crate::plan::detect::CheckRow;
 use crate::state::HistoryEntry;
 
 /// `text` safe between tags and inside a double- or single-quoted attribute.
@@ -119,8 +120,12 @@ pub fn page(snapshot: Option<&StatusSnapshot>) -> String {
     {
         container_row(&mut html, row);
     }
+    html.push_str("</tbody>\n</table>\n</div>\n</section>\n");
+    gitops_section(
+        &mut html,
+        snapshot.map(|s| s.gitops.as_slice()).unwrap_or_default(),
+    );
     html.push_str(concat!(
-        "</tbody>\n</table>\n</div>\n</section>\n",
         "<section aria-labelledby=\"h-history\">\n<h2 id=\"h-history\">History</h2>\n",
         "<p class=\"js-only\"><label for=\"history-filter\">Container</label>\n",
         "<select id=\"history-filter\"><option value=\"\">all</option></select></p>\n",
@@ -135,6 +140,53 @@ pub fn page(snapshot: Option<&StatusSnapshot>) -> String {
     }
     html.push_str("</tbody>\n</table>\n</div>\n</section>\n</main>\n</body>\n</html>\n");
     html
+}
+
+/// The `[[gitops]]` files' rows in one table, each naming its repository; hidden when there
+/// are none.
+fn gitops_section(html: &mut String, repos: &[RepoStatus]) {
+    let _ = write!(
+        html,
+        concat!(
+            "<section id=\"gitops-section\" aria-labelledby=\"h-gitops\"{}>\n",
+            "<h2 id=\"h-gitops\">GitOps files</h2>\n",
+            "<div class=\"scroll\">\n<table id=\"gitops\">\n<thead><tr>",
+            "<th scope=\"col\">File row</th><th scope=\"col\">Status</th>",
+            "<th scope=\"col\">Digest</th><th scope=\"col\">Version</th>",
+            "<th scope=\"col\">Repository</th><th scope=\"col\">Checked</th>",
+            "</tr></thead>\n<tbody id=\"gitops-rows\">\n"
+        ),
+        if repos.is_empty() { " hidden" } else { "" }
+    );
+    for repo in repos {
+        for r in &repo.rows {
+            let _ = write!(
+                html,
+                "<tr data-row=\"{name}\"><th scope=\"row\"><span class=\"name\">{name}</span><br><small class=\"image\">{image}</small></th>",
+                name = escape(&r.row.container),
+                image = escape(&r.row.image)
+            );
+            status_cells(
+                html,
+                r.row.status.as_str(),
+                r.row.detail.as_deref(),
+                None,
+                &r.row,
+            );
+            let _ = write!(html, "<td>{}", escape(&repo.repo));
+            if let Some(commit) = &repo.commit {
+                let _ = write!(
+                    html,
+                    "<br><small>pushed <code title=\"{}\">{}</code> {}</small>",
+                    escape(commit),
+                    escape(commit.get(..12).unwrap_or(commit)),
+                    time(repo.pushed_at)
+                );
+            }
+            let _ = writeln!(html, "</td><td>{}</td></tr>", time(Some(repo.checked_at)));
+        }
+    }
+    html.push_str("</tbody>\n</table>\n</div>\n</section>\n");
 }
 
 fn facts(snapshot: Option<&StatusSnapshot>) -> String {
@@ -203,25 +255,54 @@ fn container_row(html: &mut String, r: &StatusRow) {
         name = escape(&r.container),
         image = escape(&r.image)
     );
+    status_cells(
+        html,
+        r.badge,
+        r.badge_detail.as_deref(),
+        r.waiting_until,
+        &r.row,
+    );
+    let _ = writeln!(
+        html,
+        "<td>{}{}</td><td>{}</td><td>{}</td><td class=\"js-only\"></td></tr>",
+        escape(r.policy.as_deref().unwrap_or("–")),
+        r.window
+            .as_deref()
+            .map(|w| format!("<br><small>window {}</small>", escape(w)))
+            .unwrap_or_default(),
+        time(r.checked_at),
+        time(r.updated_at)
+    );
+}
+
+/// The status, digest and version cells of a row: its badge (with why, and until when), its
+/// digest (→ the available one) and its version (→ the available one, with the changes link).
+fn status_cells(
+    html: &mut String,
+    badge: &str,
+    detail: Option<&str>,
+    until: Option<DateTime<Utc>>,
+    row: &CheckRow,
+) {
     let _ = write!(
         html,
-        "<td><span class=\"badge {badge}\">{label}</span>",
-        badge = escape(r.badge),
-        label = badge_label(r.badge)
+        "<td><span class=\"badge {}\">{}</span>",
+        escape(badge),
+        badge_label(badge)
     );
-    if let Some(why) = &r.badge_detail {
+    if let Some(why) = detail {
         let _ = write!(html, "<br><small class=\"why\">{}</small>", escape(why));
     }
-    if r.waiting_until.is_some() {
-        let _ = write!(html, "<br><small>until {}</small>", time(r.waiting_until));
+    if until.is_some() {
+        let _ = write!(html, "<br><small>until {}</small>", time(until));
     }
     html.push_str("</td><td>");
-    html.push_str(&digest(r.current_digest.as_deref()));
-    if r.available_digest.is_some() && r.available_digest != r.current_digest {
-        let _ = write!(html, " → {}", digest(r.available_digest.as_deref()));
+    html.push_str(&digest(row.current_digest.as_deref()));
+    if row.available_digest.is_some() && row.available_digest != row.current_digest {
+        let _ = write!(html, " → {}", digest(row.available_digest.as_deref()));
     }
     html.push_str("</td><td>");
-    let notes = &r.notes;
+    let notes = &row.notes;
     match (&notes.current_version, &notes.available_version) {
         (Some(c), Some(a)) if c != a => {
             let _ = write!(html, "{} → {}", escape(c), escape(a));
@@ -236,17 +317,7 @@ fn container_row(html: &mut String, r: &StatusRow) {
             escape(url)
         );
     }
-    let _ = writeln!(
-        html,
-        "</td><td>{}{}</td><td>{}</td><td>{}</td><td class=\"js-only\"></td></tr>",
-        escape(r.policy.as_deref().unwrap_or("–")),
-        r.window
-            .as_deref()
-            .map(|w| format!("<br><small>window {}</small>", escape(w)))
-            .unwrap_or_default(),
-        time(r.checked_at),
-        time(r.updated_at)
-    );
+    html.push_str("</td>");
 }
 
 /// Only `http(s)://` links are made links: a `javascript:` one would run on click.
@@ -304,5 +375,56 @@ mod tests {
         assert!(html.contains("<tbody id=\"rows\">\n</tbody>"), "{html}");
         assert!(!html.contains("<script>"), "no inline script");
         assert!(!html.contains("style="), "no inline style");
+    }
+
+    #[test]
+    fn gitops_rows_are_shown_escaped_and_their_section_hidden_without_any() {
+        use crate::api::status::{GitRow, RepoStatus};
+        use crate::plan::detect::Status;
+        let mut snapshot = StatusSnapshot::default();
+        assert!(page(Some(&snapshot))
+            .contains("<section id=\"gitops-section\" aria-labelledby=\"h-gitops\" hidden>"));
+        snapshot.gitops.push(RepoStatus {
+            repo: "file:///srv/<deploy>.git (main)".into(),
+            checked_at: Utc::now(),
+            commit: Some("0123456789abcdef0123".into()),
+            pushed_at: Some(Utc::now()),
+            rows: vec![GitRow {
+                row: CheckRow {
+                    container: "stacks/web/compose.yaml#web".into(),
+                    image: "registry.lan/app:stable".into(),
+                    current_digest: Some("sha256:aaaaaaaaaaaaaaaa".into()),
+                    available_digest: Some("sha256:bbbbbbbbbbbbbbbb".into()),
+                    status: Status::UpdateAvailable,
+                    detail: Some("<b>why</b>".into()),
+                    notes: Default::default(),
+                    signature: None,
+                },
+                source: "git",
+            }],
+        });
+        let html = page(Some(&snapshot));
+        assert!(
+            html.contains("<section id=\"gitops-section\" aria-labelledby=\"h-gitops\">"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<tr data-row=\"stacks/web/compose.yaml#web\">"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<span class=\"badge update_available\">update available</span>"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;b&gt;why&lt;/b&gt;"), "{html}");
+        assert!(
+            html.contains("file:///srv/&lt;deploy&gt;.git (main)"),
+            "{html}"
+        );
+        assert!(html.contains(">0123456789ab</code>"), "{html}");
+        assert!(
+            !html.contains("<deploy>") && !html.contains("<b>"),
+            "{html}"
+        );
     }
 }
