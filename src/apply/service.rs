@@ -7,7 +7,8 @@
 //!
 //! With an agent on every manager, only the Swarm leader's updates services: it is asked at
 //! the start of the step and again right before the update (see `plan/actor.rs`). An update
-//! another actor got in first is `skipped`, not `failed`.
+//! another actor got in first, or one refused because an election took the leadership away
+//! in between, is `skipped`, not `failed`.
 
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,10 @@ impl Applier<'_> {
         let warnings = match updated {
             Ok(warnings) => warnings,
             Err(e) if e.is_version_conflict() => return Err(self.raced(&old.id, digest).await),
+            Err(e) if e.is_leadership_lost() => {
+                tracing::info!(service = %old.name, "engine: {e}");
+                return Err(ServiceError::NotOurs(actor::LEADERSHIP_MOVED.into()));
+            }
             Err(e) => return Err(e.into()),
         };
         for warning in warnings {

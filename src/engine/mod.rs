@@ -148,6 +148,21 @@ impl EngineError {
     /// True when the engine refused a service update because the service changed since it was
     /// read ("update out of sequence"): another actor updated it.
     pub fn is_version_conflict(&self) -> bool {
+        self.server_refusal().is_some_and(|(status, message)| {
+            crate::plan::actor::is_version_conflict(status, message)
+        })
+    }
+
+    /// True when the engine refused a service update because this manager lost the Swarm's
+    /// leadership while it was asked (see [`crate::plan::actor::is_leadership_lost`]).
+    pub fn is_leadership_lost(&self) -> bool {
+        self.server_refusal().is_some_and(|(status, message)| {
+            crate::plan::actor::is_leadership_lost(status, message)
+        })
+    }
+
+    /// The status and message of an error answer from the engine.
+    fn server_refusal(&self) -> Option<(u16, &str)> {
         match self {
             EngineError::Request {
                 source:
@@ -156,8 +171,8 @@ impl EngineError {
                         message,
                     },
                 ..
-            } => crate::plan::actor::is_version_conflict(*status_code, message),
-            _ => false,
+            } => Some((*status_code, message)),
+            _ => None,
         }
     }
 

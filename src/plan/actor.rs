@@ -85,6 +85,25 @@ pub fn is_version_conflict(status: u16, message: &str) -> bool {
     status == 500 && message.contains("out of sequence")
 }
 
+/// The engine's refusal of a service update because this manager stopped leading the Swarm
+/// while it was asked (an election): Swarm's Raft answers "node lost leader status" or "no
+/// elected cluster leader", the daemon "The swarm does not have a leader". Not a failure of the
+/// update: the next cycle of whichever agent then leads does it.
+pub fn is_leadership_lost(status: u16, message: &str) -> bool {
+    (status == 500 || status == 503)
+        && [
+            "node lost leader status",
+            "no elected cluster leader",
+            "does not have a leader",
+        ]
+        .iter()
+        .any(|said| message.contains(said))
+}
+
+/// The `skipped` detail of a service update refused because the Swarm's leadership moved.
+pub const LEADERSHIP_MOVED: &str =
+    "the swarm's leadership moved while the service was being updated: left for the agent that leads next";
+
 /// What a service that changed under this agent's update now means, after reading it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Raced {
@@ -187,5 +206,29 @@ mod tests {
         );
         assert_eq!(after_race(Some("sha256:cc"), "sha256:bb"), Raced::NextCycle);
         assert_eq!(after_race(None, "sha256:bb"), Raced::NextCycle);
+    }
+
+    #[test]
+    fn an_election_during_the_update_is_told_from_a_failure() {
+        let lost = "rpc error: code = Unknown desc = raft: failed to process the request: node \
+                    lost leader status";
+        assert!(is_leadership_lost(500, lost));
+        assert!(is_leadership_lost(
+            500,
+            "rpc error: code = Unknown desc = raft: no elected cluster leader"
+        ));
+        assert!(is_leadership_lost(
+            503,
+            "The swarm does not have a leader. It's possible that too few managers are online."
+        ));
+        assert!(!is_leadership_lost(
+            500,
+            "rpc error: code = Unknown desc = update out of sequence"
+        ));
+        assert!(
+            !is_leadership_lost(400, lost),
+            "a client error is not an election"
+        );
+        assert!(!is_version_conflict(500, lost));
     }
 }
